@@ -1,0 +1,106 @@
+//! The `torchfit` command line.
+
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use torchfit_engine::{fsutil::write_atomic, run, Error, Registry};
+
+/// Train and use neural networks from a config file.
+#[derive(Parser)]
+#[command(name = "torchfit", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train the model a config describes.
+    Train {
+        /// The TOML config.
+        config: PathBuf,
+        /// Override a config key, with skorch's routing: `optimizer__lr=0.05` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Write the run directory here (config.toml, history.json, summary.json, model).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Predict with the model of a run directory.
+    Predict {
+        /// A run directory written by `torchfit train --out`.
+        run: PathBuf,
+        /// Predict on this file (read by the run's dataset reader) instead of the run's data set.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Override a config key (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Write predictions here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// List every component torchfit can use.
+    Plugins,
+}
+
+struct StderrLogger(log::LevelFilter);
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= self.0
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            eprintln!("[{}] {}", r.level().as_str().to_lowercase(), r.args());
+        }
+    }
+    fn flush(&self) {}
+}
+
+fn main() -> ExitCode {
+    let level = std::env::var("TORCHFIT_LOG").ok().and_then(|l| l.parse().ok()).unwrap_or(log::LevelFilter::Info);
+    let _ = log::set_boxed_logger(Box::new(StderrLogger(level))).map(|()| log::set_max_level(level));
+    match execute(Cli::parse().command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(if e.is_bad_input() { 2 } else { 1 })
+        }
+    }
+}
+
+fn execute(command: Command) -> Result<(), Error> {
+    match command {
+        Command::Train { config, sets, out } => {
+            let params = run::load_params(&config, &sets)?;
+            let outcome = run::train(params, out.as_deref())?;
+            if let Some(dir) = &out {
+                log::info!("run written to {}", dir.display());
+            }
+            if let Some(test) = outcome.test {
+                println!("test_loss={:.6}", test.loss);
+                if let Some(acc) = test.accuracy {
+                    println!("test_accuracy={acc:.6}");
+                }
+            }
+            Ok(())
+        }
+        Command::Predict { run, data, sets, out } => {
+            let lines = run::predict(&run, data.as_deref(), &sets)?;
+            let text = lines.join("\n") + "\n";
+            match out {
+                Some(path) => write_atomic(&path, text.as_bytes()),
+                None => std::io::stdout().write_all(text.as_bytes()).map_err(|e| Error::io(std::path::Path::new("<stdout>"), e)),
+            }
+        }
+        Command::Plugins => {
+            println!("{:<10} {:<20} {:<8} {:<8} summary", "kind", "name", "version", "origin");
+            for c in Registry::builtin().components() {
+                println!("{:<10} {:<20} {:<8} {:<8} {}", c.kind().as_str(), c.name, c.version, c.origin, c.summary);
+            }
+            Ok(())
+        }
+    }
+}

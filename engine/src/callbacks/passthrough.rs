@@ -1,0 +1,73 @@
+//! `passthrough_scoring`: the epoch value of a batch-level key (skorch's `PassthroughScoring`).
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `name` | the callback's name | the batch key to average and the epoch key to write |
+//! | `on_train` | `false` | weight by `train_batch_size` (else `valid_batch_size`) |
+//! | `lower_is_better` | `true` | direction of `<name>_best` |
+//!
+//! Reads batch keys `<name>` and `{train,valid}_batch_size`; writes `<name>` and `<name>_best`.
+//! Epochs without such batches (no validation data) record nothing.
+
+use serde::Deserialize;
+use torchfit_sdk::{parse_config, scoring::is_best, BuildContext, Callback, Flow, Host, Result};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    name: Option<String>,
+    #[serde(default)]
+    on_train: bool,
+    #[serde(default = "yes")]
+    lower_is_better: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The callback.
+pub struct Passthrough {
+    key: String,
+    size_key: &'static str,
+    lower_is_better: bool,
+}
+
+/// Builds it.
+pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Callback>> {
+    let c: Config = parse_config(config)?;
+    Ok(Box::new(Passthrough {
+        key: c.name.unwrap_or_else(|| ctx.name.clone()),
+        size_key: if c.on_train { "train_batch_size" } else { "valid_batch_size" },
+        lower_is_better: c.lower_is_better,
+    }))
+}
+
+/// Mean of `values` weighted by `weights`; `None` when there are none.
+pub fn weighted_mean(values: &[f64], weights: &[f64]) -> Option<f64> {
+    let total: f64 = weights.iter().sum();
+    (!values.is_empty() && values.len() == weights.len() && total > 0.0).then(|| values.iter().zip(weights).map(|(v, w)| v * w).sum::<f64>() / total)
+}
+
+impl Callback for Passthrough {
+    fn on_epoch_end(&mut self, host: &mut dyn Host) -> Result<Flow> {
+        let nums = |key: &str| host.history_batch_values(-1, key).iter().filter_map(serde_json::Value::as_f64).collect::<Vec<_>>();
+        let Some(score) = weighted_mean(&nums(&self.key), &nums(self.size_key)) else { return Ok(Flow::Continue) };
+        let previous: Vec<f64> = (0..host.epochs() as isize - 1).filter_map(|e| host.history_get(e, &self.key)?.as_f64()).collect();
+        host.record(&self.key, score.into())?;
+        host.record(&format!("{}_best", self.key), is_best(previous, score, self.lower_is_better).into())?;
+        Ok(Flow::Continue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::weighted_mean;
+
+    #[test]
+    fn a_short_last_batch_weighs_less() {
+        assert_eq!(weighted_mean(&[1.0, 4.0], &[3.0, 1.0]), Some(1.75));
+        assert_eq!(weighted_mean(&[], &[]), None);
+        assert_eq!(weighted_mean(&[1.0], &[1.0, 2.0]), None, "misaligned keys are not averaged");
+    }
+}

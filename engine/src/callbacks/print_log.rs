@@ -1,0 +1,150 @@
+//! `print_log`: the per-epoch table (skorch's `PrintLog`), always run last.
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `keys_ignored` | `[]` | epoch keys not to show |
+//! | `decimals` | `4` | digits after the point for numbers |
+//!
+//! Columns: `epoch`, `train_loss`, `valid_loss`, the other keys in the order they were first
+//! recorded, `event_*` keys, and `dur` last. A value whose `<key>_best` is true is shown in green on
+//! a terminal and followed by `*` otherwise.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::io::IsTerminal;
+use torchfit_sdk::{parse_config, BuildContext, Callback, Flow, Host, Result};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default)]
+    keys_ignored: Vec<String>,
+    #[serde(default = "four")]
+    decimals: usize,
+}
+
+fn four() -> usize {
+    4
+}
+
+/// The callback.
+pub struct PrintLog {
+    keys_ignored: Vec<String>,
+    decimals: usize,
+    color: bool,
+    columns: Vec<String>,
+}
+
+/// Builds it.
+pub fn build(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
+    let c: Config = parse_config(config)?;
+    Ok(Box::new(PrintLog { keys_ignored: c.keys_ignored, decimals: c.decimals, color: std::io::stdout().is_terminal(), columns: Vec::new() }))
+}
+
+/// The columns to show for an epoch record, in display order.
+pub fn columns(epoch: &Map<String, Value>, ignored: &[String]) -> Vec<String> {
+    let shown = |k: &&String| !k.ends_with("_best") && k.as_str() != "batches" && !ignored.contains(k);
+    let mut keys: Vec<String> = epoch.keys().filter(shown).cloned().collect();
+    let rank = |k: &str| match k {
+        "epoch" => 0,
+        "train_loss" => 1,
+        "valid_loss" => 2,
+        "dur" => 5,
+        k if k.starts_with("event_") => 4,
+        _ => 3,
+    };
+    keys.sort_by_key(|k| rank(k)); // stable: keeps recording order within a rank
+    keys
+}
+
+/// One cell: numbers with `decimals` digits (integers as they are), best values marked.
+pub fn cell(epoch: &Map<String, Value>, key: &str, decimals: usize, color: bool) -> String {
+    let text = match epoch.get(key) {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::Number(n)) if n.is_f64() => format!("{:.*}", decimals, n.as_f64().unwrap_or(f64::NAN)),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Bool(b)) => if *b { "+".into() } else { String::new() },
+        Some(v) => v.to_string(),
+    };
+    let best = epoch.get(&format!("{key}_best")).and_then(Value::as_bool).unwrap_or(false);
+    match (best, color) {
+        (true, true) => format!("\x1b[32m{text}\x1b[0m"),
+        (true, false) => format!("{text}*"),
+        _ => text,
+    }
+}
+
+fn visible_len(s: &str) -> usize {
+    let mut n = 0;
+    let mut esc = false;
+    for c in s.chars() {
+        match (esc, c) {
+            (false, '\x1b') => esc = true,
+            (true, 'm') => esc = false,
+            (false, _) => n += 1,
+            _ => {}
+        }
+    }
+    n
+}
+
+/// Formats one table line: cells right-aligned to `widths`.
+pub fn line(cells: &[String], widths: &[usize]) -> String {
+    let parts: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{}{}", " ".repeat(w.saturating_sub(visible_len(c))), c)).collect();
+    parts.join("  ")
+}
+
+impl Callback for PrintLog {
+    fn initialize(&mut self) -> Result<()> {
+        self.columns.clear();
+        Ok(())
+    }
+
+    fn on_epoch_end(&mut self, host: &mut dyn Host) -> Result<Flow> {
+        let Some(epoch) = host.history_epoch(-1) else { return Ok(Flow::Continue) };
+        let cols = columns(&epoch, &self.keys_ignored);
+        let widths: Vec<usize> = cols.iter().map(|c| c.len().max(self.decimals + 3)).collect();
+        if cols != self.columns {
+            println!("{}", line(&cols, &widths));
+            println!("{}", line(&cols.iter().map(|c| "-".repeat(c.len().max(self.decimals + 3))).collect::<Vec<_>>(), &widths));
+            self.columns = cols.clone();
+        }
+        let cells: Vec<String> = cols.iter().map(|k| cell(&epoch, k, self.decimals, self.color)).collect();
+        println!("{}", line(&cells, &widths));
+        Ok(Flow::Continue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn epoch() -> Map<String, Value> {
+        json!({"epoch": 2, "valid_acc": 0.9, "valid_acc_best": true, "dur": 0.5, "train_loss": 0.31234, "train_loss_best": false, "event_lr": 0.1, "valid_loss": 0.4})
+            .as_object()
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn columns_put_epoch_and_losses_first_and_dur_last() {
+        assert_eq!(columns(&epoch(), &[]), ["epoch", "train_loss", "valid_loss", "valid_acc", "event_lr", "dur"]);
+        assert_eq!(columns(&epoch(), &["event_lr".to_string()]), ["epoch", "train_loss", "valid_loss", "valid_acc", "dur"]);
+    }
+
+    #[test]
+    fn best_values_are_marked_and_others_are_not() {
+        let e = epoch();
+        assert_eq!(cell(&e, "valid_acc", 4, false), "0.9000*");
+        assert_eq!(cell(&e, "valid_acc", 4, true), "\x1b[32m0.9000\x1b[0m");
+        assert_eq!(cell(&e, "train_loss", 4, false), "0.3123");
+        assert_eq!(cell(&e, "epoch", 4, false), "2");
+    }
+
+    #[test]
+    fn colour_codes_do_not_count_towards_alignment() {
+        let l = line(&["\x1b[32m0.9\x1b[0m".to_string(), "1".to_string()], &[5, 3]);
+        assert_eq!(l, "  \x1b[32m0.9\x1b[0m    1");
+    }
+}

@@ -1,0 +1,209 @@
+//! The typed view of a config tree.
+
+use crate::optim::OptimizerConfig;
+use serde::Deserialize;
+use toml::{Table, Value};
+use torchfit_sdk::Task;
+
+/// Everything the engine reads from a config, with skorch's defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Seed of every random choice (initialization, splits, shuffling, dropout).
+    #[serde(default)]
+    pub seed: u64,
+    /// `cpu`, `cuda`, `cuda:N` or `auto`.
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Epochs per `fit` (and per `partial_fit` call).
+    #[serde(default = "default_max_epochs")]
+    pub max_epochs: usize,
+    /// Classification or regression.
+    #[serde(default)]
+    pub task: Task,
+    /// libtorch intra-op threads; unset keeps libtorch's default.
+    #[serde(default)]
+    pub threads: Option<i32>,
+    /// Keep the trained model when `fit` is called again (skorch's `warm_start`).
+    #[serde(default)]
+    pub warm_start: bool,
+    /// The data set of `torchfit train` (a reader component).
+    #[serde(default)]
+    pub dataset: Option<ComponentSpec>,
+    /// A held-out test split of `dataset`, evaluated after training.
+    #[serde(default)]
+    pub test_split: Option<SplitConfig>,
+    /// How the training data is split into training and validation.
+    #[serde(default)]
+    pub train_split: SplitConfig,
+    /// The validation set when `train_split.kind = "predefined"` (a reader component).
+    #[serde(default)]
+    pub valid_dataset: Option<ComponentSpec>,
+    /// The model.
+    pub module: ComponentSpec,
+    /// The loss; defaults to `cross_entropy` (classification) or `mse` (regression).
+    #[serde(default)]
+    pub criterion: Option<ComponentSpec>,
+    /// The optimizer.
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+    /// Training batches.
+    #[serde(default)]
+    pub iterator_train: IteratorConfig,
+    /// Validation and prediction batches.
+    #[serde(default)]
+    pub iterator_valid: IteratorConfig,
+    /// Callbacks by name: a table configures one (`type` defaults to the name), `false`
+    /// disables a default one.
+    #[serde(default)]
+    pub callbacks: Table,
+}
+
+fn default_device() -> String {
+    "cpu".into()
+}
+fn default_max_epochs() -> usize {
+    10
+}
+
+/// A component section: `name` plus the component's own keys.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ComponentSpec {
+    /// Registered name of the component.
+    pub name: String,
+    /// The component's keys, handed to its constructor as JSON.
+    #[serde(flatten)]
+    pub params: Table,
+}
+
+impl ComponentSpec {
+    /// The component's keys as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.params).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// How a split is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SplitKind {
+    /// A seeded fraction of the data (stratified for classification by default).
+    #[default]
+    Fraction,
+    /// No split: no validation (or no test) data.
+    None,
+    /// Validation data comes from elsewhere (`[valid_dataset]` or `fit_with_valid`).
+    Predefined,
+}
+
+/// `[train_split]` / `[test_split]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitConfig {
+    /// How to split.
+    #[serde(default)]
+    pub kind: SplitKind,
+    /// Fraction held out (skorch's `ValidSplit(5)` = 0.2).
+    #[serde(default = "default_fraction")]
+    pub fraction: f64,
+    /// Stratify by class; defaults to true for classification.
+    #[serde(default)]
+    pub stratified: Option<bool>,
+}
+
+fn default_fraction() -> f64 {
+    0.2
+}
+
+impl Default for SplitConfig {
+    fn default() -> Self {
+        Self { kind: SplitKind::Fraction, fraction: 0.2, stratified: None }
+    }
+}
+
+/// `[iterator_train]` / `[iterator_valid]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IteratorConfig {
+    /// Samples per batch (skorch's default 128).
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Shuffle every epoch; defaults to true for training, false for validation.
+    #[serde(default)]
+    pub shuffle: Option<bool>,
+}
+
+fn default_batch_size() -> usize {
+    128
+}
+
+impl Default for IteratorConfig {
+    fn default() -> Self {
+        Self { batch_size: 128, shuffle: None }
+    }
+}
+
+/// One configured callback.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallbackSpec {
+    /// Its name (history keys and errors use it).
+    pub name: String,
+    /// The registered callback type.
+    pub kind: String,
+    /// Its keys as JSON.
+    pub params: serde_json::Value,
+}
+
+impl Settings {
+    pub(crate) fn validated(self) -> Result<Self, (String, String)> {
+        for (key, split) in [("train_split", Some(&self.train_split)), ("test_split", self.test_split.as_ref())] {
+            if let Some(s) = split {
+                if s.kind == SplitKind::Fraction && !(s.fraction > 0.0 && s.fraction < 1.0) {
+                    return Err((format!("{key}.fraction"), format!("must be in (0, 1), got {}", s.fraction)));
+                }
+            }
+        }
+        if self.test_split.as_ref().is_some_and(|s| s.kind == SplitKind::Predefined) {
+            return Err(("test_split.kind".into(), "must be `fraction` or `none`".into()));
+        }
+        for (key, it) in [("iterator_train", &self.iterator_train), ("iterator_valid", &self.iterator_valid)] {
+            if it.batch_size == 0 {
+                return Err((format!("{key}.batch_size"), "must be at least 1".into()));
+            }
+        }
+        if self.threads.is_some_and(|t| t < 1) {
+            return Err(("threads".into(), "must be at least 1".into()));
+        }
+        crate::device::parse(&self.device).map_err(|m| ("device".to_owned(), m))?;
+        self.callback_overrides()?;
+        Ok(self)
+    }
+
+    /// The `[callbacks]` table as `(name, Some(spec))` to configure or add, `(name, None)` to
+    /// disable, in config order.
+    pub fn callback_overrides(&self) -> Result<Vec<(String, Option<CallbackSpec>)>, (String, String)> {
+        self.callbacks
+            .iter()
+            .map(|(name, v)| match v {
+                Value::Boolean(false) => Ok((name.clone(), None)),
+                Value::Boolean(true) => Ok((name.clone(), Some(CallbackSpec { name: name.clone(), kind: name.clone(), params: serde_json::json!({}) }))),
+                Value::Table(t) => {
+                    let mut params = t.clone();
+                    let kind = match params.remove("type") {
+                        None => name.clone(),
+                        Some(Value::String(s)) => s,
+                        Some(_) => return Err((format!("callbacks.{name}.type"), "must be a string".into())),
+                    };
+                    let params = serde_json::to_value(&params).map_err(|e| (format!("callbacks.{name}"), e.to_string()))?;
+                    Ok((name.clone(), Some(CallbackSpec { name: name.clone(), kind, params })))
+                }
+                _ => Err((format!("callbacks.{name}"), "must be a table, or false to disable a default callback".into())),
+            })
+            .collect()
+    }
+
+    /// Whether the split should be stratified.
+    pub fn stratify(&self, split: &SplitConfig) -> bool {
+        split.stratified.unwrap_or(self.task == Task::Classification)
+    }
+}

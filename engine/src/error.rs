@@ -1,0 +1,91 @@
+//! The engine's error type.
+
+use std::path::{Path, PathBuf};
+
+/// Everything that can go wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration file or `--set` value was rejected. `source` names the file (or the
+    /// `--set` argument) and `key` the dotted key at fault.
+    #[error("{origin}: `{key}`: {message}")]
+    Config {
+        /// Where the value came from: a file path, `--set K=V`, or `set_params`.
+        origin: String,
+        /// Dotted path of the key at fault (`optimizer.lr`).
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A component (model, criterion, reader, callback) failed.
+    #[error("{kind} `{name}`: {source}")]
+    Component {
+        /// Kind of component.
+        kind: torchfit_sdk::ComponentKind,
+        /// Its name in the config.
+        name: String,
+        /// What it reported.
+        source: torchfit_sdk::Error,
+    },
+    /// A callback hook failed.
+    #[error("callback `{name}` failed in {event}: {source}")]
+    Callback {
+        /// The callback's name in the config.
+        name: String,
+        /// The hook that failed.
+        event: &'static str,
+        /// What it reported.
+        source: torchfit_sdk::Error,
+    },
+    /// History was used wrongly or could not be read.
+    #[error("history: {0}")]
+    History(String),
+    /// Data could not be read or is inconsistent.
+    #[error("data: {0}")]
+    Data(String),
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// libtorch reported an error.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    /// The requested device cannot be used.
+    #[error("device: {0}")]
+    Device(String),
+    /// The net was used before `fit` initialized it.
+    #[error("the net is not initialized: call fit first")]
+    NotInitialized,
+}
+
+impl Error {
+    /// An [`Error::Io`] naming `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io { path: path.to_path_buf(), source }
+    }
+
+    /// Whether the error is the user's input (config, data file) rather than a failure while
+    /// running: the binary exits with 2 for these.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            Error::Config { .. } | Error::Data(_) | Error::Io { .. } => true,
+            Error::Component { source, .. } => matches!(source, torchfit_sdk::Error::Config { .. } | torchfit_sdk::Error::Io { .. }),
+            _ => false,
+        }
+    }
+}
+
+impl From<torchfit_sdk::Error> for Error {
+    fn from(e: torchfit_sdk::Error) -> Self {
+        match e {
+            torchfit_sdk::Error::Torch(t) => Error::Torch(t),
+            other => Error::Data(other.to_string()),
+        }
+    }
+}
+
+/// `Result` with the engine's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

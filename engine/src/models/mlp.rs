@@ -1,0 +1,186 @@
+//! `mlp`: a fully connected network.
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `hidden` | `[100]` | sizes of the hidden layers |
+//! | `activation` | `"relu"` | `relu`, `tanh`, `sigmoid`, `gelu` |
+//! | `dropout` | `0.0` | dropout probability after each hidden activation |
+//! | `batch_norm` | `false` | batch normalization after each hidden linear layer |
+//!
+//! Inputs are flattened; the input size and the number of outputs come from the data.
+//! Parameters are named `hidden.<i>.weight`, `hidden.<i>.bias`, `bn.<i>.*`, `output.weight`,
+//! `output.bias`.
+
+use serde::Deserialize;
+use tch::nn::{self, Module, ModuleT};
+use tch::Tensor;
+use torchfit_sdk::{parse_config, BuildContext, Error, Model, Result};
+
+/// Settings of the MLP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MlpConfig {
+    /// Hidden layer sizes.
+    #[serde(default = "default_hidden")]
+    pub hidden: Vec<i64>,
+    /// Activation function.
+    #[serde(default)]
+    pub activation: Activation,
+    /// Dropout probability.
+    #[serde(default)]
+    pub dropout: f64,
+    /// Batch normalization.
+    #[serde(default)]
+    pub batch_norm: bool,
+}
+
+fn default_hidden() -> Vec<i64> {
+    vec![100]
+}
+
+/// Activation functions.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// max(0, x)
+    #[default]
+    Relu,
+    /// tanh
+    Tanh,
+    /// logistic sigmoid
+    Sigmoid,
+    /// GELU
+    Gelu,
+}
+
+impl Activation {
+    fn apply(self, x: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Activation::Relu => x.f_relu()?,
+            Activation::Tanh => x.f_tanh()?,
+            Activation::Sigmoid => x.f_sigmoid()?,
+            Activation::Gelu => x.f_gelu("none")?,
+        })
+    }
+}
+
+/// The network.
+#[derive(Debug)]
+pub struct Mlp {
+    vs: nn::VarStore,
+    hidden: Vec<nn::Linear>,
+    norms: Vec<nn::BatchNorm>,
+    output: nn::Linear,
+    config: MlpConfig,
+    trainable: Vec<String>,
+}
+
+/// Builds an MLP from its config section.
+pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Model>> {
+    let cfg: MlpConfig = parse_config(config)?;
+    if !(0.0..1.0).contains(&cfg.dropout) {
+        return Err(Error::Config { key: "dropout".into(), message: format!("must be in [0, 1), got {}", cfg.dropout) });
+    }
+    if let Some(i) = cfg.hidden.iter().position(|&h| h < 1) {
+        return Err(Error::Config { key: format!("hidden[{i}]"), message: "layer sizes must be at least 1".into() });
+    }
+    let vs = nn::VarStore::new(ctx.device);
+    let root = vs.root();
+    let mut width: i64 = ctx.input_shape.iter().product();
+    let (mut hidden, mut norms) = (Vec::new(), Vec::new());
+    for (i, &h) in cfg.hidden.iter().enumerate() {
+        hidden.push(nn::linear(&root / "hidden" / i, width, h, Default::default()));
+        if cfg.batch_norm {
+            norms.push(nn::batch_norm1d(&root / "bn" / i, h, Default::default()));
+        }
+        width = h;
+    }
+    let output = nn::linear(&root / "output", width, ctx.n_outputs, Default::default());
+    let mut trainable: Vec<String> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).map(|(n, _)| n).collect();
+    trainable.sort_by(|a, b| super::natural_cmp(a, b));
+    Ok(Box::new(Mlp { vs, hidden, norms, output, config: cfg, trainable }))
+}
+
+impl Model for Mlp {
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let mut h = x.f_flatten(1, -1)?;
+        for (i, layer) in self.hidden.iter().enumerate() {
+            h = layer.forward(&h);
+            if let Some(bn) = self.norms.get(i) {
+                h = bn.forward_t(&h, train);
+            }
+            h = self.config.activation.apply(&h)?;
+            if self.config.dropout > 0.0 {
+                h = h.f_dropout(self.config.dropout, train)?;
+            }
+        }
+        Ok(self.output.forward(&h))
+    }
+
+    fn parameters(&self) -> Vec<(String, Tensor)> {
+        let vars = self.vs.variables();
+        self.trainable.iter().map(|n| (n.clone(), vars[n].shallow_clone())).collect()
+    }
+
+    fn state_dict(&self) -> Vec<(String, Tensor)> {
+        let mut all: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        all.sort_by(|a, b| super::natural_cmp(&a.0, &b.0));
+        all
+    }
+
+    fn load_state_dict(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        copy_state(&self.state_dict(), state)
+    }
+}
+
+/// Copies `state` into `target` (matched by name, shapes checked) without recording gradients.
+pub fn copy_state(target: &[(String, Tensor)], state: &[(String, Tensor)]) -> Result<()> {
+    let _guard = tch::no_grad_guard();
+    for (name, t) in target {
+        let src = state.iter().find(|(n, _)| n == name).map(|(_, s)| s).ok_or_else(|| Error::msg(format!("state has no tensor `{name}`")))?;
+        if src.size() != t.size() {
+            return Err(Error::msg(format!("`{name}` has shape {:?} in the state but {:?} in the model", src.size(), t.size())));
+        }
+        t.shallow_clone().f_copy_(src)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    fn ctx() -> BuildContext {
+        BuildContext { name: "module".into(), input_shape: vec![8, 8], n_outputs: 10, task: torchfit_sdk::Task::Classification, device: Device::Cpu, base_dir: ".".into() }
+    }
+
+    #[test]
+    fn an_mlp_maps_flattened_inputs_to_one_logit_per_class() {
+        let m = build(&serde_json::json!({"hidden": [32, 16], "dropout": 0.2, "batch_norm": true}), &ctx()).unwrap();
+        let y = m.forward(&Tensor::zeros([4, 8, 8], (Kind::Float, Device::Cpu)), true).unwrap();
+        assert_eq!(y.size(), vec![4, 10]);
+        let names: Vec<String> = m.parameters().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names[..2], ["bn.0.bias".to_string(), "bn.0.weight".to_string()]);
+        assert!(names.contains(&"hidden.1.weight".to_string()) && names.last().unwrap() == "output.weight");
+        assert!(m.state_dict().iter().any(|(n, _)| n == "bn.0.running_mean"), "buffers are in the state dict");
+    }
+
+    #[test]
+    fn a_state_dict_restores_another_instance() {
+        tch::manual_seed(1);
+        let a = build(&serde_json::json!({"hidden": [4]}), &ctx()).unwrap();
+        let mut b = build(&serde_json::json!({"hidden": [4]}), &ctx()).unwrap();
+        b.load_state_dict(&a.state_dict()).unwrap();
+        let x = Tensor::ones([1, 64], (Kind::Float, Device::Cpu));
+        assert!(a.forward(&x, false).unwrap().equal(&b.forward(&x, false).unwrap()));
+    }
+
+    #[test]
+    fn bad_settings_name_their_key() {
+        let e = build(&serde_json::json!({"hidden": [4, 0]}), &ctx()).err().unwrap();
+        assert!(e.to_string().contains("hidden[1]"), "{e}");
+        let e = build(&serde_json::json!({"dropout": 1.5}), &ctx()).err().unwrap();
+        assert!(e.to_string().contains("dropout"), "{e}");
+    }
+}

@@ -1,0 +1,79 @@
+//! The [`Host`] the loop lends to callbacks: history, parameters and learning rates of the run.
+
+use crate::{History, Optimizer};
+use serde_json::{Map, Value};
+use tch::Tensor;
+use torchfit_sdk::{Error, Host, Model, Result};
+
+pub(crate) struct RunHost<'a> {
+    pub history: &'a mut History,
+    pub model: &'a dyn Model,
+    pub optimizer: &'a mut Optimizer,
+    pub max_epochs: usize,
+    pub batch_counts: (usize, usize),
+}
+
+impl Host for RunHost<'_> {
+    fn epochs(&self) -> usize {
+        self.history.len()
+    }
+
+    fn history_get(&self, epoch: isize, key: &str) -> Option<Value> {
+        self.history.get(epoch, key).cloned()
+    }
+
+    fn history_epoch(&self, epoch: isize) -> Option<Map<String, Value>> {
+        self.history.epoch(epoch)
+    }
+
+    fn history_batch_values(&self, epoch: isize, key: &str) -> Vec<Value> {
+        self.history.batch_values(epoch, key).into_iter().cloned().collect()
+    }
+
+    fn record(&mut self, key: &str, value: Value) -> Result<()> {
+        self.history.record(key, value).map_err(Error::msg)
+    }
+
+    fn record_batch(&mut self, key: &str, value: Value) -> Result<()> {
+        self.history.record_batch(key, value).map_err(Error::msg)
+    }
+
+    fn parameters(&self) -> Vec<(String, Tensor)> {
+        self.model.parameters()
+    }
+
+    fn set_requires_grad(&mut self, pattern: &str, requires_grad: bool) -> Result<usize> {
+        let mut n = 0;
+        for (name, p) in self.model.parameters() {
+            if torchfit_sdk::glob::matches(pattern, &name) {
+                let _ = p.set_requires_grad(requires_grad);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn param_groups(&self) -> usize {
+        self.optimizer.groups().len()
+    }
+
+    fn lr(&self, group: usize) -> Result<f64> {
+        self.optimizer.lr(group).ok_or_else(|| Error::msg(format!("no parameter group {group}")))
+    }
+
+    fn set_lr(&mut self, group: usize, lr: f64) -> Result<()> {
+        if self.optimizer.set_lr(group, lr) {
+            Ok(())
+        } else {
+            Err(Error::msg(format!("no parameter group {group}")))
+        }
+    }
+
+    fn max_epochs(&self) -> usize {
+        self.max_epochs
+    }
+
+    fn batch_counts(&self) -> (usize, usize) {
+        self.batch_counts
+    }
+}

@@ -1,0 +1,558 @@
+//! [`NeuralNet`]: skorch's net in Rust.
+//!
+//! The chain of steps is skorch's: [`NeuralNet::initialize`] builds the model, criterion,
+//! optimizer and callbacks; `fit` initializes (unless `warm_start`) and calls `partial_fit`;
+//! `partial_fit` runs `on_train_begin`, the fit loop and, always, `on_train_end`; the fit loop runs
+//! epochs of training batches (`train_step`) and validation batches (`validation_step`).
+//!
+//! Each epoch the engine first opens the history record (`epoch`), reseeds libtorch's generator
+//! from `(seed, epoch)` and draws the batch order from `(seed, epoch)`, so any epoch can be
+//! replayed exactly; then callbacks run in order. Batch losses stay on the device during the
+//! epoch and are written to history (`train_loss`, `valid_loss` per batch) in one transfer
+//! before `on_epoch_end`.
+
+mod host;
+
+use crate::config::{Params, Settings, SplitKind};
+use crate::data::{batches, split_indices, Batches, SplitMix64, Stream, TensorDataset};
+use crate::{device, Error, History, Optimizer, Registry, Result};
+use host::RunHost;
+use std::path::Path;
+use tch::{Device, Kind, Tensor};
+use torchfit_sdk::{Batch, BatchOutput, BuildContext, Callback, Criterion, DatasetReader, Flow, Host, Model, Task};
+
+/// An event of the loop, as sent to every callback.
+enum Event<'a> {
+    TrainBegin,
+    EpochBegin,
+    BatchBegin(&'a Batch<'a>),
+    GradComputed(&'a Batch<'a>),
+    BatchEnd(&'a BatchOutput<'a>),
+    EpochEnd,
+}
+
+impl Event<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Event::TrainBegin => "on_train_begin",
+            Event::EpochBegin => "on_epoch_begin",
+            Event::BatchBegin(_) => "on_batch_begin",
+            Event::GradComputed(_) => "on_grad_computed",
+            Event::BatchEnd(_) => "on_batch_end",
+            Event::EpochEnd => "on_epoch_end",
+        }
+    }
+
+    fn send(&self, cb: &mut dyn Callback, host: &mut dyn Host) -> torchfit_sdk::Result<Flow> {
+        match self {
+            Event::TrainBegin => cb.on_train_begin(host),
+            Event::EpochBegin => cb.on_epoch_begin(host),
+            Event::BatchBegin(b) => cb.on_batch_begin(host, b),
+            Event::GradComputed(b) => cb.on_grad_computed(host, b),
+            Event::BatchEnd(o) => cb.on_batch_end(host, o),
+            Event::EpochEnd => cb.on_epoch_end(host),
+        }
+    }
+}
+
+/// Where validation batches come from.
+pub enum Valid<'a> {
+    /// No validation.
+    None,
+    /// These indices of the training reader.
+    Same(Vec<i64>),
+    /// These indices of another reader.
+    Other(&'a mut dyn DatasetReader, Vec<i64>),
+}
+
+/// Loss (and accuracy, for classification) of a model on a set of samples.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation {
+    /// Mean loss per sample.
+    pub loss: f64,
+    /// Fraction of correct arg-max predictions (classification only).
+    pub accuracy: Option<f64>,
+    /// Number of samples.
+    pub samples: usize,
+}
+
+/// Everything `initialize` builds.
+struct Parts {
+    settings: Settings,
+    device: Device,
+    model: Box<dyn Model>,
+    criterion: Box<dyn Criterion>,
+    optimizer: Optimizer,
+    callbacks: Vec<(String, Box<dyn Callback>)>,
+    input_shape: Vec<i64>,
+    n_outputs: i64,
+}
+
+/// A neural net with skorch's `fit`/`predict` shape.
+pub struct NeuralNet {
+    params: Params,
+    registry: Registry,
+    history: History,
+    parts: Option<Parts>,
+}
+
+/// Config keys whose change needs the components rebuilt (the next `fit` re-initializes).
+const REBUILD: &[&str] = &["module", "criterion", "optimizer", "callbacks", "device", "task", "seed", "threads"];
+
+impl NeuralNet {
+    /// A net over a config tree, with the builtin components.
+    pub fn new(params: Params) -> Self {
+        Self::with_registry(params, Registry::builtin())
+    }
+
+    /// A net over a config tree, with the components of `registry`.
+    pub fn with_registry(params: Params, registry: Registry) -> Self {
+        Self { params, registry, history: History::new(), parts: None }
+    }
+
+    /// An empty classification net; set at least `module__name`.
+    pub fn classifier() -> Self {
+        Self::for_task("classification")
+    }
+
+    /// An empty regression net; set at least `module__name`.
+    pub fn regressor() -> Self {
+        Self::for_task("regression")
+    }
+
+    fn for_task(task: &str) -> Self {
+        let text = format!("task = \"{task}\"\n[module]\nname = \"mlp\"\n");
+        Self::new(Params::from_str(&text, "defaults", ".".into()).expect("the default config is valid"))
+    }
+
+    /// A net from a TOML config file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        Ok(Self::new(Params::from_file(path)?))
+    }
+
+    /// The config tree.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The registry components are built from.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Sets one parameter with skorch's routing (`optimizer__lr`, `module__hidden`,
+    /// `iterator_train__batch_size`, `callbacks__<name>__<key>`, `max_epochs`, ...).
+    ///
+    /// Changing a component (`module`, `criterion`, `optimizer`, `callbacks`, `device`, `task`,
+    /// `seed`, `threads`) makes the next `fit` or `partial_fit` rebuild the components; other keys
+    /// take effect at the next call without touching the trained model.
+    pub fn set_param(&mut self, key: &str, value: impl Into<toml::Value>) -> Result<&mut Self> {
+        self.params.set(key, value.into(), &format!("set_params({key})"))?;
+        let top = crate::config::key_path(key).remove(0);
+        if REBUILD.contains(&top.as_str()) {
+            self.parts = None;
+        } else if let Some(parts) = &mut self.parts {
+            parts.settings = self.params.settings()?;
+        }
+        Ok(self)
+    }
+
+    /// Sets several parameters; values are parsed as TOML (`"0.1"`, `"[64, 32]"`, `"adam"`).
+    pub fn set_params(&mut self, pairs: &[(&str, &str)]) -> Result<&mut Self> {
+        for (k, v) in pairs {
+            self.set_param(k, crate::config::parse_value(v))?;
+        }
+        Ok(self)
+    }
+
+    /// The training history.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// Replaces the history (e.g. one loaded from disk).
+    pub fn set_history(&mut self, history: History) {
+        self.history = history;
+    }
+
+    /// Whether the components are built.
+    pub fn is_initialized(&self) -> bool {
+        self.parts.is_some()
+    }
+
+    /// The model, once initialized.
+    pub fn model(&self) -> Option<&dyn Model> {
+        self.parts.as_ref().map(|p| p.model.as_ref())
+    }
+
+    /// The optimizer, once initialized.
+    pub fn optimizer(&self) -> Option<&Optimizer> {
+        self.parts.as_ref().map(|p| &p.optimizer)
+    }
+
+    /// The device the net runs on, once initialized.
+    pub fn device(&self) -> Option<Device> {
+        self.parts.as_ref().map(|p| p.device)
+    }
+
+    /// Builds model, criterion, optimizer and callbacks for samples of `input_shape` and
+    /// `n_outputs` outputs, and clears the history. Seeds libtorch first, so the same seed gives
+    /// the same initial weights.
+    pub fn initialize(&mut self, input_shape: &[i64], n_outputs: i64) -> Result<&mut Self> {
+        let settings = self.params.settings()?;
+        if let Some(t) = settings.threads {
+            tch::set_num_threads(t);
+        }
+        let device = device::resolve(device::parse(&settings.device).map_err(|m| self.params.config_error("device", m))?)?;
+        tch::manual_seed(settings.seed as i64);
+        let ctx = |name: &str| BuildContext {
+            name: name.into(),
+            input_shape: input_shape.to_vec(),
+            n_outputs,
+            task: settings.task,
+            device,
+            base_dir: self.params.base_dir().to_path_buf(),
+        };
+        let model = self.registry.model(&settings.module.name, &settings.module.json(), &ctx("module"))?;
+        let criterion = match &settings.criterion {
+            Some(c) => self.registry.criterion(&c.name, &c.json(), &ctx("criterion"))?,
+            None => {
+                let name = if settings.task == Task::Classification { "cross_entropy" } else { "mse" };
+                self.registry.criterion(name, &serde_json::json!({}), &ctx("criterion"))?
+            }
+        };
+        let optimizer = Optimizer::new(&settings.optimizer, model.parameters()).map_err(|e| match e {
+            Error::Config { key, message, .. } => self.params.config_error(&format!("optimizer.{key}").trim_end_matches('.').to_string(), message),
+            other => other,
+        })?;
+        let overrides = settings.callback_overrides().map_err(|(k, m)| self.params.config_error(&k, m))?;
+        let mut callbacks = Vec::new();
+        for spec in crate::callbacks::resolve(crate::callbacks::defaults(settings.task), overrides) {
+            let mut cb = self.registry.callback(&spec.kind, &spec.params, &ctx(&spec.name))?;
+            cb.initialize().map_err(|source| Error::Callback { name: spec.name.clone(), event: "initialize", source })?;
+            callbacks.push((spec.name, cb));
+        }
+        self.history = History::new();
+        self.parts = Some(Parts { settings, device, model, criterion, optimizer, callbacks, input_shape: input_shape.to_vec(), n_outputs });
+        Ok(self)
+    }
+
+    /// Trains from scratch (unless `warm_start`) on `x`, `y`, splitting off validation data as
+    /// `train_split` says.
+    pub fn fit(&mut self, x: &Tensor, y: &Tensor) -> Result<&mut Self> {
+        let mut data = TensorDataset::new(x, y)?;
+        self.fit_reader(&mut data, None, false)?;
+        Ok(self)
+    }
+
+    /// Like [`NeuralNet::fit`], validating on `x_valid`, `y_valid` (skorch's `predefined_split`).
+    pub fn fit_with_valid(&mut self, x: &Tensor, y: &Tensor, x_valid: &Tensor, y_valid: &Tensor) -> Result<&mut Self> {
+        let mut data = TensorDataset::new(x, y)?;
+        let mut valid = TensorDataset::new(x_valid, y_valid)?;
+        let all = (0..valid.len() as i64).collect();
+        let train = (0..data.len() as i64).collect();
+        self.fit_readers(&mut data, train, Valid::Other(&mut valid, all), false)?;
+        Ok(self)
+    }
+
+    /// Trains `max_epochs` more epochs without re-initializing (initializing first if needed).
+    pub fn partial_fit(&mut self, x: &Tensor, y: &Tensor) -> Result<&mut Self> {
+        let mut data = TensorDataset::new(x, y)?;
+        self.fit_reader(&mut data, None, true)?;
+        Ok(self)
+    }
+
+    /// Fits on the samples `indices` of `reader` (all when `None`), split by `train_split`.
+    /// `partial` keeps an initialized net as it is (`partial_fit`).
+    pub fn fit_reader(&mut self, reader: &mut dyn DatasetReader, indices: Option<&[i64]>, partial: bool) -> Result<()> {
+        let settings = self.params.settings()?;
+        let pool: Vec<i64> = indices.map(<[i64]>::to_vec).unwrap_or_else(|| (0..reader.len() as i64).collect());
+        let (train, valid) = match settings.train_split.kind {
+            SplitKind::None => (pool, Valid::None),
+            SplitKind::Predefined => {
+                return Err(self.params.config_error("train_split.kind", "`predefined` needs validation data: use fit_with_valid or [valid_dataset]".into()))
+            }
+            SplitKind::Fraction => {
+                let labels = if settings.stratify(&settings.train_split) { Some(select(&targets_i64(reader)?, &pool)) } else { None };
+                let (kept, held) = split_indices(pool.len(), labels.as_deref(), settings.train_split.fraction, settings.seed, Stream::ValidSplit);
+                (kept.iter().map(|&i| pool[i as usize]).collect(), Valid::Same(held.iter().map(|&i| pool[i as usize]).collect()))
+            }
+        };
+        self.fit_readers(reader, train, valid, partial)
+    }
+
+    /// Fits on `train` indices of `reader`, validating as `valid` says.
+    pub fn fit_readers(&mut self, reader: &mut dyn DatasetReader, train: Vec<i64>, mut valid: Valid<'_>, partial: bool) -> Result<()> {
+        if train.is_empty() {
+            return Err(Error::Data("no training samples".into()));
+        }
+        let settings = self.params.settings()?;
+        let keep = self.parts.is_some() && (partial || settings.warm_start);
+        if !keep {
+            let n_outputs = match settings.task {
+                Task::Classification => {
+                    let mut max = select(&targets_i64(reader)?, &train).into_iter().max().unwrap_or(0);
+                    if let Valid::Other(r, idx) = &mut valid {
+                        max = max.max(select(&targets_i64(*r)?, idx).into_iter().max().unwrap_or(0));
+                    }
+                    max + 1
+                }
+                Task::Regression => reader.targets()?.size().get(1).copied().unwrap_or(1),
+            };
+            self.initialize(&reader.sample_shape(), n_outputs)?;
+        }
+        self.partial_fit_loop(reader, &train, valid)
+    }
+
+    fn partial_fit_loop(&mut self, reader: &mut dyn DatasetReader, train: &[i64], valid: Valid<'_>) -> Result<()> {
+        let parts = self.parts.as_mut().ok_or(Error::NotInitialized)?;
+        let history = &mut self.history;
+        let result = match notify(parts, history, (0, 0), &Event::TrainBegin) {
+            Ok(Flow::Continue) => fit_loop(parts, history, reader, train, valid),
+            Ok(Flow::Stop) => Ok(()),
+            Err(e) => Err(e),
+        };
+        let end = notify_train_end(parts, history);
+        result.and(end)
+    }
+
+    /// The model's outputs (in evaluation mode, without gradients) for samples `indices` of
+    /// `reader`, on the CPU.
+    pub fn forward_reader(&mut self, reader: &mut dyn DatasetReader, indices: &[i64]) -> Result<Tensor> {
+        let parts = self.parts.as_ref().ok_or(Error::NotInitialized)?;
+        let _guard = tch::no_grad_guard();
+        let mut outs = Vec::new();
+        for idx in batches(indices, parts.settings.iterator_valid.batch_size, false, 0, 0) {
+            let (x, _) = reader.get(&idx)?;
+            outs.push(parts.model.forward(&x.f_to_device(parts.device)?, false)?);
+        }
+        Ok(Tensor::f_cat(&outs, 0)?.f_to_device(Device::Cpu)?)
+    }
+
+    /// Class probabilities (softmax of the outputs) for classification, the outputs for
+    /// regression.
+    pub fn predict_proba(&mut self, x: &Tensor) -> Result<Tensor> {
+        let n = x.size().first().copied().unwrap_or(0);
+        let mut data = TensorDataset::new(x, &Tensor::zeros([n], (Kind::Int64, Device::Cpu)))?;
+        let out = self.forward_reader(&mut data, &(0..n).collect::<Vec<_>>())?;
+        match self.task() {
+            Task::Classification => Ok(out.f_softmax(-1, Kind::Float)?),
+            Task::Regression => Ok(out),
+        }
+    }
+
+    /// Predicted classes (arg-max) for classification, the outputs for regression.
+    pub fn predict(&mut self, x: &Tensor) -> Result<Tensor> {
+        let proba = self.predict_proba(x)?;
+        match self.task() {
+            Task::Classification => Ok(proba.f_argmax(-1, false)?),
+            Task::Regression => Ok(proba),
+        }
+    }
+
+    /// Accuracy (classification) or R² (regression) on `x`, `y`.
+    pub fn score(&mut self, x: &Tensor, y: &Tensor) -> Result<f64> {
+        let pred = self.predict(x)?;
+        match self.task() {
+            Task::Classification => Ok(pred.f_eq_tensor(&y.f_to_kind(Kind::Int64)?)?.f_to_kind(Kind::Double)?.f_mean(Kind::Double)?.f_double_value(&[])?),
+            Task::Regression => {
+                let y = y.f_to_kind(Kind::Double)?.f_view_as(&pred)?;
+                let pred = pred.f_to_kind(Kind::Double)?;
+                let ss_res = (&y - &pred).f_square()?.f_sum(Kind::Double)?.f_double_value(&[])?;
+                let ss_tot = (&y - y.f_mean(Kind::Double)?).f_square()?.f_sum(Kind::Double)?.f_double_value(&[])?;
+                Ok(1.0 - ss_res / ss_tot)
+            }
+        }
+    }
+
+    /// Mean loss (and accuracy for classification) on samples `indices` of `reader`.
+    pub fn evaluate(&mut self, reader: &mut dyn DatasetReader, indices: &[i64]) -> Result<Evaluation> {
+        let parts = self.parts.as_ref().ok_or(Error::NotInitialized)?;
+        let _guard = tch::no_grad_guard();
+        let zero = || Tensor::zeros([], (Kind::Double, parts.device));
+        let (mut loss_sum, mut correct) = (zero(), zero());
+        for idx in batches(indices, parts.settings.iterator_valid.batch_size, false, 0, 0) {
+            let (x, y) = reader.get(&idx)?;
+            let (x, y) = (x.f_to_device(parts.device)?, y.f_to_device(parts.device)?);
+            let out = parts.model.forward(&x, false)?;
+            let loss = parts.criterion.loss(&out, &y).map_err(|source| Error::Component { kind: torchfit_sdk::ComponentKind::Criterion, name: "criterion".into(), source })?;
+            loss_sum = loss_sum.f_add(&loss.f_to_kind(Kind::Double)?.f_mul_scalar(idx.len() as f64)?)?;
+            if parts.settings.task == Task::Classification {
+                correct = correct.f_add(&out.f_argmax(-1, false)?.f_eq_tensor(&y)?.f_sum(Kind::Double)?)?;
+            }
+        }
+        let n = indices.len().max(1) as f64;
+        Ok(Evaluation {
+            loss: loss_sum.f_double_value(&[])? / n,
+            accuracy: (parts.settings.task == Task::Classification).then(|| correct.double_value(&[]) / n),
+            samples: indices.len(),
+        })
+    }
+
+    fn task(&self) -> Task {
+        self.parts.as_ref().map(|p| p.settings.task).unwrap_or_default()
+    }
+
+    /// Input shape and output count the net was initialized for.
+    pub fn shape(&self) -> Option<(Vec<i64>, i64)> {
+        self.parts.as_ref().map(|p| (p.input_shape.clone(), p.n_outputs))
+    }
+
+    /// Saves the model's state dict as safetensors (readable by `safetensors.torch.load_file`),
+    /// atomically.
+    pub fn save_params(&self, path: &Path) -> Result<()> {
+        let model = self.model().ok_or(Error::NotInitialized)?;
+        let state: Vec<(String, Tensor)> = model.state_dict().into_iter().map(|(n, t)| (n, t.f_to_device(Device::Cpu).and_then(|t| t.f_contiguous()).unwrap_or(t))).collect();
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let tmp = dir.join(format!(".{}.tmp{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("params"), std::process::id()));
+        let tmp_st = tmp.with_extension("safetensors");
+        Tensor::write_safetensors(&state, &tmp_st)?;
+        std::fs::rename(&tmp_st, path).map_err(|e| Error::io(path, e))
+    }
+
+    /// Loads a state dict saved by [`NeuralNet::save_params`] into the initialized model.
+    pub fn load_params(&mut self, path: &Path) -> Result<()> {
+        let parts = self.parts.as_mut().ok_or(Error::NotInitialized)?;
+        let state = Tensor::read_safetensors(path).map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
+        parts.model.load_state_dict(&state).map_err(|e| Error::Data(format!("{}: {e}", path.display())))
+    }
+}
+
+fn targets_i64(reader: &mut dyn DatasetReader) -> Result<Vec<i64>> {
+    let y = reader.targets()?;
+    if y.is_floating_point() {
+        return Err(Error::Data("classification needs integer class labels; set task = \"regression\" for real-valued targets".into()));
+    }
+    Ok(Vec::<i64>::try_from(y.f_to_kind(Kind::Int64)?.f_flatten(0, -1)?)?)
+}
+
+fn select(values: &[i64], idx: &[i64]) -> Vec<i64> {
+    idx.iter().map(|&i| values[i as usize]).collect()
+}
+
+fn notify(parts: &mut Parts, history: &mut History, counts: (usize, usize), event: &Event<'_>) -> Result<Flow> {
+    let Parts { callbacks, model, optimizer, settings, .. } = parts;
+    let mut flow = Flow::Continue;
+    for (name, cb) in callbacks.iter_mut() {
+        let mut host = RunHost { history: &mut *history, model: model.as_ref(), optimizer: &mut *optimizer, max_epochs: settings.max_epochs, batch_counts: counts };
+        flow = flow.and(event.send(cb.as_mut(), &mut host).map_err(|source| Error::Callback { name: name.clone(), event: event.name(), source })?);
+    }
+    Ok(flow)
+}
+
+/// `on_train_end` on every callback, even after one fails; the first error is returned.
+fn notify_train_end(parts: &mut Parts, history: &mut History) -> Result<()> {
+    let Parts { callbacks, model, optimizer, settings, .. } = parts;
+    let mut first = None;
+    for (name, cb) in callbacks.iter_mut() {
+        let mut host = RunHost { history: &mut *history, model: model.as_ref(), optimizer: &mut *optimizer, max_epochs: settings.max_epochs, batch_counts: (0, 0) };
+        if let Err(source) = cb.on_train_end(&mut host) {
+            let e = Error::Callback { name: name.clone(), event: "on_train_end", source };
+            log::error!("{e}");
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+fn fit_loop(parts: &mut Parts, history: &mut History, reader: &mut dyn DatasetReader, train: &[i64], mut valid: Valid<'_>) -> Result<()> {
+    let seed = parts.settings.seed;
+    for _ in 0..parts.settings.max_epochs {
+        let epoch = history.len() + 1;
+        history.new_epoch();
+        history.record("epoch", epoch)?;
+        tch::manual_seed((SplitMix64::new(seed, Stream::Torch, epoch as u64).next_u64() >> 1) as i64);
+        let it = &parts.settings.iterator_train;
+        let train_batches = batches(train, it.batch_size, it.shuffle.unwrap_or(true), seed, epoch as u64);
+        let iv = &parts.settings.iterator_valid;
+        let valid_batches = match &valid {
+            Valid::None => Vec::new(),
+            Valid::Same(idx) | Valid::Other(_, idx) => batches(idx, iv.batch_size, iv.shuffle.unwrap_or(false), seed, epoch as u64),
+        };
+        let counts = (train_batches.len(), valid_batches.len());
+        let mut pending = Vec::new();
+        let mut flow = notify(parts, history, counts, &Event::EpochBegin)?;
+        flow = flow.and(run_single_epoch(parts, history, reader, &train_batches, true, counts, &mut pending)?);
+        if !valid_batches.is_empty() {
+            let valid_reader: &mut dyn DatasetReader = match &mut valid {
+                Valid::Other(r, _) => &mut **r,
+                _ => &mut *reader,
+            };
+            flow = flow.and(run_single_epoch(parts, history, valid_reader, &valid_batches, false, counts, &mut pending)?);
+        }
+        record_losses(history, pending)?;
+        flow = flow.and(notify(parts, history, counts, &Event::EpochEnd)?);
+        if flow == Flow::Stop {
+            log::info!("stopping after epoch {epoch}: a callback asked to stop");
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// A batch loss waiting to be written: (batch record index, key, detached scalar on the device).
+type Pending = (usize, &'static str, Tensor);
+
+fn run_single_epoch(parts: &mut Parts, history: &mut History, reader: &mut dyn DatasetReader, batches: &Batches, training: bool, counts: (usize, usize), pending: &mut Vec<Pending>) -> Result<Flow> {
+    let (size_key, loss_key) = if training { ("train_batch_size", "train_loss") } else { ("valid_batch_size", "valid_loss") };
+    let mut flow = Flow::Continue;
+    for (index, idx) in batches.iter().enumerate() {
+        let (x, y) = reader.get(idx)?;
+        let (x, y) = (x.f_to_device(parts.device)?, y.f_to_device(parts.device)?);
+        let record = history.new_batch()?;
+        history.record_batch(size_key, idx.len())?;
+        let batch = Batch { x: &x, y: &y, training, index };
+        flow = flow.and(notify(parts, history, counts, &Event::BatchBegin(&batch))?);
+        let (y_pred, loss) = if training {
+            let (y_pred, loss, f) = train_step(parts, history, counts, &batch)?;
+            flow = flow.and(f);
+            (y_pred, loss)
+        } else {
+            validation_step(parts, &batch)?
+        };
+        let out = BatchOutput { batch, y_pred: &y_pred, loss: &loss };
+        flow = flow.and(notify(parts, history, counts, &Event::BatchEnd(&out))?);
+        pending.push((record, loss_key, loss));
+    }
+    Ok(flow)
+}
+
+fn criterion_loss(parts: &Parts, y_pred: &Tensor, y: &Tensor) -> Result<Tensor> {
+    parts.criterion.loss(y_pred, y).map_err(|source| Error::Component { kind: torchfit_sdk::ComponentKind::Criterion, name: "criterion".into(), source })
+}
+
+fn model_forward(parts: &Parts, x: &Tensor, train: bool) -> Result<Tensor> {
+    parts.model.forward(x, train).map_err(|source| Error::Component { kind: torchfit_sdk::ComponentKind::Model, name: "module".into(), source })
+}
+
+/// Forward, loss, backward, `on_grad_computed`, optimizer step. Returns the detached outputs.
+fn train_step(parts: &mut Parts, history: &mut History, counts: (usize, usize), batch: &Batch<'_>) -> Result<(Tensor, Tensor, Flow)> {
+    let y_pred = model_forward(parts, batch.x, true)?;
+    let loss = criterion_loss(parts, &y_pred, batch.y)?;
+    parts.optimizer.zero_grad();
+    loss.f_backward()?;
+    let flow = notify(parts, history, counts, &Event::GradComputed(batch))?;
+    parts.optimizer.step()?;
+    Ok((y_pred.f_detach()?, loss.f_detach()?, flow))
+}
+
+/// Forward and loss in evaluation mode without gradients.
+fn validation_step(parts: &Parts, batch: &Batch<'_>) -> Result<(Tensor, Tensor)> {
+    let _guard = tch::no_grad_guard();
+    let y_pred = model_forward(parts, batch.x, false)?;
+    let loss = criterion_loss(parts, &y_pred, batch.y)?;
+    Ok((y_pred, loss))
+}
+
+/// Writes the epoch's batch losses into history with one device-to-host transfer.
+fn record_losses(history: &mut History, pending: Vec<Pending>) -> Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let losses: Vec<Tensor> = pending.iter().map(|(_, _, t)| t.shallow_clone()).collect();
+    let values = Vec::<f64>::try_from(Tensor::f_stack(&losses, 0)?.f_to_kind(Kind::Double)?.f_to_device(Device::Cpu)?)?;
+    for ((record, key, _), v) in pending.iter().zip(values) {
+        history.record_batch_at(-1, *record, key, v)?;
+    }
+    Ok(())
+}

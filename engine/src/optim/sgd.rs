@@ -1,0 +1,20 @@
+//! `torch.optim.SGD`'s update.
+
+use super::{Hyper, ParamState};
+use crate::Result;
+use tch::Tensor;
+
+pub(super) fn update(p: &mut Tensor, grad: Tensor, state: &mut ParamState, h: &Hyper) -> Result<()> {
+    let mut d = if h.weight_decay != 0.0 { grad.f_add(&p.f_mul_scalar(h.weight_decay)?)? } else { grad };
+    if h.momentum != 0.0 {
+        let fresh = state.buffers.is_empty();
+        let buf = state.buffer("momentum_buffer", || Ok(d.f_detach_copy()?))?;
+        if !fresh {
+            let _ = buf.f_mul_scalar_(h.momentum)?;
+            let _ = buf.f_add_(&d.f_mul_scalar(1.0 - h.dampening)?)?;
+        }
+        d = if h.nesterov { d.f_add(&buf.f_mul_scalar(h.momentum)?)? } else { buf.shallow_clone() };
+    }
+    let _ = p.f_add_(&d.f_mul_scalar(-h.lr)?)?;
+    Ok(())
+}

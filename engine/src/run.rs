@@ -1,0 +1,150 @@
+//! What `torchfit train` and `torchfit predict` do, as library functions.
+//!
+//! A run directory holds `config.toml` (the resolved config), `history.json`, `summary.json`,
+//! `model.safetensors` (the final parameters and buffers) and `model.json` (the shapes the model
+//! was built for). Every file is written atomically, and only after training succeeded.
+
+use crate::config::{Params, SplitKind};
+use crate::data::{split_indices, Stream};
+use crate::fsutil::write_atomic;
+use crate::{Error, Evaluation, History, NeuralNet, Registry, Result, Valid};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use torchfit_sdk::{BuildContext, DatasetReader, Task};
+
+/// What a finished `train` reports.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The history of the run.
+    pub history: History,
+    /// Evaluation on the held-out test split, when the config has one.
+    pub test: Option<Evaluation>,
+    /// Wall time of training and evaluation.
+    pub seconds: f64,
+}
+
+/// `model.json`: what `predict` needs to rebuild the model.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ModelMeta {
+    /// Shape of one input sample.
+    pub input_shape: Vec<i64>,
+    /// Number of outputs.
+    pub n_outputs: i64,
+    /// The task.
+    pub task: Task,
+    /// Folder the config's relative paths resolve against (absolute).
+    pub base_dir: PathBuf,
+}
+
+/// Loads a config file and applies `--set` assignments.
+pub fn load_params(config: &Path, sets: &[String]) -> Result<Params> {
+    let mut params = Params::from_file(config)?;
+    for s in sets {
+        params.set_assignment(s)?;
+    }
+    Ok(params)
+}
+
+fn reader(registry: &Registry, params: &Params, key: &str, spec: &crate::config::ComponentSpec) -> Result<Box<dyn DatasetReader>> {
+    let settings = params.settings()?;
+    let ctx = BuildContext { name: key.into(), input_shape: vec![], n_outputs: 0, task: settings.task, device: tch::Device::Cpu, base_dir: params.base_dir().to_path_buf() };
+    registry.reader(&spec.name, &spec.json(), &ctx).map_err(|e| match e {
+        Error::Component { source: torchfit_sdk::Error::Config { key: k, message }, .. } => params.config_error(&format!("{key}.{k}"), message),
+        other => other,
+    })
+}
+
+/// Trains the config in `params`; writes the run directory `out` when given.
+pub fn train(params: Params, out: Option<&Path>) -> Result<Outcome> {
+    let start = Instant::now();
+    let settings = params.settings()?;
+    let spec = settings.dataset.clone().ok_or_else(|| params.config_error("dataset", "missing: `torchfit train` needs a [dataset] section".into()))?;
+    if let Some(dir) = out {
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::io(dir, std::io::Error::other("exists and is not a directory")));
+        }
+    }
+    let registry = Registry::builtin();
+    let mut data = reader(&registry, &params, "dataset", &spec)?;
+    let n = data.len();
+    let (pool, test) = match &settings.test_split {
+        Some(ts) if ts.kind == SplitKind::Fraction => {
+            let labels = if settings.stratify(ts) { Some(Vec::<i64>::try_from(data.targets()?.f_flatten(0, -1)?)?) } else { None };
+            split_indices(n, labels.as_deref(), ts.fraction, settings.seed, Stream::TestSplit)
+        }
+        _ => ((0..n as i64).collect(), Vec::new()),
+    };
+    let mut net = NeuralNet::with_registry(params.clone(), registry.clone());
+    if settings.train_split.kind == SplitKind::Predefined {
+        let vspec = settings.valid_dataset.clone().ok_or_else(|| params.config_error("valid_dataset", "missing: train_split.kind = \"predefined\" needs a [valid_dataset] section".into()))?;
+        let mut valid = reader(&registry, &params, "valid_dataset", &vspec)?;
+        let all = (0..valid.len() as i64).collect();
+        net.fit_readers(data.as_mut(), pool, Valid::Other(valid.as_mut(), all), false)?;
+    } else {
+        net.fit_reader(data.as_mut(), Some(&pool), false)?;
+    }
+    let test = if test.is_empty() { None } else { Some(net.evaluate(data.as_mut(), &test)?) };
+    let seconds = start.elapsed().as_secs_f64();
+    if let Some(dir) = out {
+        write_run_dir(dir, &net, &params, test, seconds)?;
+    }
+    Ok(Outcome { history: net.history().clone(), test, seconds })
+}
+
+fn write_run_dir(dir: &Path, net: &NeuralNet, params: &Params, test: Option<Evaluation>, seconds: f64) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let (input_shape, n_outputs) = net.shape().ok_or(Error::NotInitialized)?;
+    let base_dir = std::fs::canonicalize(params.base_dir()).map_err(|e| Error::io(params.base_dir(), e))?;
+    let meta = ModelMeta { input_shape, n_outputs, task: params.settings()?.task, base_dir };
+    let json = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    write_atomic(&dir.join("config.toml"), params.to_toml().as_bytes())?;
+    net.history().save(&dir.join("history.json"))?;
+    net.save_params(&dir.join("model.safetensors"))?;
+    write_atomic(&dir.join("model.json"), json(&serde_json::to_value(&meta).unwrap_or_default()).as_bytes())?;
+    let mut summary = serde_json::json!({ "epochs": net.history().len(), "seconds": seconds });
+    if let Some(t) = test {
+        summary["test"] = serde_json::json!({ "accuracy": t.accuracy, "loss": t.loss, "samples": t.samples });
+    }
+    write_atomic(&dir.join("summary.json"), json(&summary).as_bytes())
+}
+
+/// Predictions of the model in run directory `run` for the config's data set (or `data`, a file
+/// the same reader can read), one line per sample: the class for classification, the outputs
+/// (comma-separated) for regression.
+pub fn predict(run: &Path, data: Option<&Path>, sets: &[String]) -> Result<Vec<String>> {
+    let meta_path = run.join("model.json");
+    let meta_text = std::fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
+    let meta: ModelMeta = serde_json::from_str(&meta_text).map_err(|e| Error::Data(format!("{}: {e}", meta_path.display())))?;
+    let config = run.join("config.toml");
+    let text = std::fs::read_to_string(&config).map_err(|e| Error::io(&config, e))?;
+    let mut params = Params::from_str(&text, &config.display().to_string(), meta.base_dir.clone())?;
+    for s in sets {
+        params.set_assignment(s)?;
+    }
+    if let Some(d) = data {
+        let abs = std::path::absolute(d).map_err(|e| Error::io(d, e))?;
+        params.set("dataset.path", toml::Value::String(abs.display().to_string()), "--data")?;
+    }
+    let settings = params.settings()?;
+    let spec = settings.dataset.clone().ok_or_else(|| params.config_error("dataset", "missing".into()))?;
+    let registry = Registry::builtin();
+    let mut reader = reader(&registry, &params, "dataset", &spec)?;
+    if reader.sample_shape().iter().product::<i64>() != meta.input_shape.iter().product::<i64>() {
+        return Err(Error::Data(format!("samples have shape {:?} but the model was trained on {:?}", reader.sample_shape(), meta.input_shape)));
+    }
+    let mut net = NeuralNet::with_registry(params, registry);
+    net.initialize(&meta.input_shape, meta.n_outputs)?;
+    net.load_params(&run.join("model.safetensors"))?;
+    let all: Vec<i64> = (0..reader.len() as i64).collect();
+    let out = net.forward_reader(reader.as_mut(), &all)?;
+    Ok(match meta.task {
+        Task::Classification => Vec::<i64>::try_from(out.f_argmax(-1, false)?)?.into_iter().map(|c| c.to_string()).collect(),
+        Task::Regression => {
+            let rows = out.f_view([out.size()[0], -1])?;
+            let k = rows.size()[1] as usize;
+            let flat = Vec::<f32>::try_from(rows.f_flatten(0, -1)?)?;
+            flat.chunks(k).map(|r| r.iter().map(f32::to_string).collect::<Vec<_>>().join(",")).collect()
+        }
+    })
+}

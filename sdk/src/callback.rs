@@ -1,0 +1,105 @@
+//! The callback interface: one method per event of the training loop.
+
+use crate::{Host, Result};
+use tch::Tensor;
+
+/// What a hook asks of the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flow {
+    /// Go on.
+    #[default]
+    Continue,
+    /// Stop training after the current epoch; `on_train_end` still runs.
+    Stop,
+}
+
+impl Flow {
+    /// `Stop` if either is `Stop`.
+    pub fn and(self, other: Flow) -> Flow {
+        if self == Flow::Stop || other == Flow::Stop {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    }
+}
+
+/// A batch as the loop sees it, borrowed for the duration of one hook call.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    /// Inputs of the batch (on the run's device).
+    pub x: &'a Tensor,
+    /// Targets of the batch (on the run's device).
+    pub y: &'a Tensor,
+    /// `true` for a training batch, `false` for a validation batch.
+    pub training: bool,
+    /// Index of the batch within its epoch and phase, from 0.
+    pub index: usize,
+}
+
+/// A batch after its forward pass: what `on_batch_end` receives.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchOutput<'a> {
+    /// The batch.
+    pub batch: Batch<'a>,
+    /// The model's output for the batch (detached).
+    pub y_pred: &'a Tensor,
+    /// The batch's mean loss, a detached scalar tensor on the run's device. Reading its value
+    /// (`double_value`) synchronises with the device; the engine itself does so once per epoch.
+    pub loss: &'a Tensor,
+}
+
+/// A training-loop callback.
+///
+/// Every method has a default that does nothing and continues, so a callback implements only the
+/// events it cares about. The engine runs its own bookkeeping first, then callbacks in config
+/// order, the print-log callback last.
+///
+/// Returning `Ok(Flow::Stop)` from any hook stops training after the current epoch;
+/// returning `Err` aborts the run at once (after `on_train_end` has run on every callback) and
+/// the error is reported with this callback's name.
+pub trait Callback: Send {
+    /// Called once when the net is initialized (and again on re-initialization, e.g. after
+    /// `set_params`). Reset per-run state here.
+    fn initialize(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Before the first epoch of `fit`/`partial_fit`.
+    fn on_train_begin(&mut self, _host: &mut dyn Host) -> Result<Flow> {
+        Ok(Flow::Continue)
+    }
+    /// At the start of each epoch, after the engine opened the epoch's history record.
+    fn on_epoch_begin(&mut self, _host: &mut dyn Host) -> Result<Flow> {
+        Ok(Flow::Continue)
+    }
+    /// Before each training or validation batch.
+    fn on_batch_begin(&mut self, _host: &mut dyn Host, _batch: &Batch<'_>) -> Result<Flow> {
+        Ok(Flow::Continue)
+    }
+    /// After `backward()` and before the optimizer step (training batches only): gradients are
+    /// readable and may be modified (clipping) through [`Host::parameters`].
+    fn on_grad_computed(&mut self, _host: &mut dyn Host, _batch: &Batch<'_>) -> Result<Flow> {
+        Ok(Flow::Continue)
+    }
+    /// After each training or validation batch.
+    fn on_batch_end(&mut self, _host: &mut dyn Host, _out: &BatchOutput<'_>) -> Result<Flow> {
+        Ok(Flow::Continue)
+    }
+    /// After the validation batches of an epoch. The engine has already written the epoch's
+    /// batch-level `train_loss`/`valid_loss` values into history.
+    fn on_epoch_end(&mut self, _host: &mut dyn Host) -> Result<Flow> {
+        Ok(Flow::Continue)
+    }
+    /// After the last epoch; always runs, also after a stop request or an error in a hook.
+    fn on_train_end(&mut self, _host: &mut dyn Host) -> Result<()> {
+        Ok(())
+    }
+    /// Run state to checkpoint (JSON); `Null` when there is none.
+    fn state(&self) -> Result<serde_json::Value> {
+        Ok(serde_json::Value::Null)
+    }
+    /// Restores what [`Callback::state`] returned.
+    fn load_state(&mut self, _state: serde_json::Value) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,10 @@
+//! The loss-function interface.
+
+use crate::Result;
+use tch::Tensor;
+
+/// A loss function.
+pub trait Criterion: Send {
+    /// The mean loss of a batch as a scalar tensor that autograd can differentiate.
+    fn loss(&self, y_pred: &Tensor, y: &Tensor) -> Result<Tensor>;
+}

@@ -1,0 +1,51 @@
+//! Services the engine lends to a callback during a hook call.
+
+use crate::Result;
+use serde_json::{Map, Value};
+use tch::Tensor;
+
+/// What a callback may read and change while one of its hooks runs.
+///
+/// Epoch indices follow Python: `0` is the first epoch, `-1` the last (current) one.
+pub trait Host {
+    /// Number of epochs in history, the current one included (1 during the first epoch).
+    fn epochs(&self) -> usize;
+
+    /// The value of `key` in epoch `epoch`, if recorded.
+    fn history_get(&self, epoch: isize, key: &str) -> Option<Value>;
+
+    /// All keys of epoch `epoch` except its `batches`, in the order they were recorded.
+    fn history_epoch(&self, epoch: isize) -> Option<Map<String, Value>>;
+
+    /// The values of `key` in every batch of epoch `epoch` that recorded it, in batch order.
+    fn history_batch_values(&self, epoch: isize, key: &str) -> Vec<Value>;
+
+    /// Records `key = value` in the current epoch. Errors before the first epoch began.
+    fn record(&mut self, key: &str, value: Value) -> Result<()>;
+
+    /// Records `key = value` in the current batch of the current epoch.
+    fn record_batch(&mut self, key: &str, value: Value) -> Result<()>;
+
+    /// The model's trainable parameters by name (shallow handles: in-place changes, such as
+    /// gradient clipping, act on the model), in a fixed order.
+    fn parameters(&self) -> Vec<(String, Tensor)>;
+
+    /// Sets `requires_grad` on every parameter whose name matches the glob `pattern`; returns
+    /// how many matched. Parameters with `requires_grad = false` are skipped by the optimizer.
+    fn set_requires_grad(&mut self, pattern: &str, requires_grad: bool) -> Result<usize>;
+
+    /// Number of optimizer parameter groups.
+    fn param_groups(&self) -> usize;
+
+    /// Learning rate of parameter group `group`.
+    fn lr(&self, group: usize) -> Result<f64>;
+
+    /// Sets the learning rate of parameter group `group`.
+    fn set_lr(&mut self, group: usize, lr: f64) -> Result<()>;
+
+    /// `max_epochs` of the current `fit` call.
+    fn max_epochs(&self) -> usize;
+
+    /// Number of training and validation batches in the current epoch.
+    fn batch_counts(&self) -> (usize, usize);
+}

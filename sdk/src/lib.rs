@@ -1,0 +1,46 @@
+//! # torchfit-sdk
+//!
+//! The interfaces between the torchfit engine and its plugins: [`Callback`], [`Criterion`],
+//! [`Model`] and [`DatasetReader`], the [`Host`] services the engine lends to a callback during a
+//! hook, and the [`Error`] type every fallible call returns.
+//!
+//! Plugin authors implement these traits in ordinary Rust. The engine only ever talks to a plugin
+//! through them, so a component built into the engine, linked in-process, or loaded from a shared
+//! library behaves the same.
+//!
+//! ## Contracts in one place
+//! - Every hook returns `Result<Flow>`: `Ok(Flow::Continue)` goes on, `Ok(Flow::Stop)` asks the
+//!   engine to stop after the current epoch (the epoch still ends and `on_train_end` still runs),
+//!   and `Err(_)` aborts the run: the engine stops at once, still calls `on_train_end` on every
+//!   callback, and reports the error with the callback's name.
+//! - Callbacks talk to each other only through history keys ([`Host::record`],
+//!   [`Host::history_get`]); a key a callback needs but cannot find is an
+//!   [`Error::MissingHistoryKey`] that names the callback expected to write it.
+//! - Tensors handed to a hook are borrowed for the duration of the call.
+#![deny(missing_docs)]
+
+pub mod callback;
+pub mod component;
+pub mod config;
+pub mod criterion;
+pub mod error;
+pub mod glob;
+pub mod host;
+pub mod model;
+pub mod reader;
+pub mod scoring;
+
+pub use callback::{Batch, BatchOutput, Callback, Flow};
+pub use component::{BuildContext, Kind as ComponentKind, Task};
+pub use config::parse_config;
+pub use criterion::Criterion;
+pub use error::{Error, Result};
+pub use host::Host;
+pub use model::Model;
+pub use reader::DatasetReader;
+
+/// The `tch` crate this SDK is built against; plugins should use this re-export so that their
+/// tensors are the engine's tensors.
+pub use tch;
+/// JSON values: configs, history values and callback state.
+pub use serde_json::{json, Map, Value};

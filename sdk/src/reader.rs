@@ -1,0 +1,33 @@
+//! The dataset-reader interface: a sized, indexable source of samples.
+
+use crate::Result;
+use tch::Tensor;
+
+/// A data set the engine can split, shuffle and batch by index.
+///
+/// The engine never asks for the whole data set at once: it draws batches of indices, so a reader
+/// may keep samples on disk and decode them on demand.
+pub trait DatasetReader: Send {
+    /// Number of samples.
+    fn len(&self) -> usize;
+
+    /// Whether the data set is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Shape of one input sample (without the batch dimension).
+    fn sample_shape(&self) -> Vec<i64>;
+
+    /// Inputs and targets of the samples at `indices`, stacked along a new first dimension:
+    /// inputs as `f32`, targets as `i64` class indices or `f32` values. On CPU.
+    fn get(&mut self, indices: &[i64]) -> Result<(Tensor, Tensor)>;
+
+    /// All targets (as [`DatasetReader::get`] returns them), for stratified splitting and for
+    /// counting classes. The default reads every sample; readers should override it when targets
+    /// are cheaper to read on their own.
+    fn targets(&mut self) -> Result<Tensor> {
+        let all: Vec<i64> = (0..self.len() as i64).collect();
+        Ok(self.get(&all)?.1)
+    }
+}
