@@ -35,12 +35,15 @@ impl Constructor {
 pub enum Origin {
     /// Compiled into the engine.
     Builtin,
+    /// Registered by the program using the engine as a library.
+    InProcess,
 }
 
 impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Origin::Builtin => f.write_str("builtin"),
+            Origin::InProcess => f.write_str("in-process"),
         }
     }
 }
@@ -92,6 +95,21 @@ impl Registry {
             r.components.push(Component { name: name.into(), version: env!("CARGO_PKG_VERSION").into(), origin: Origin::Builtin, summary: summary.into(), ctor });
         }
         r
+    }
+
+    /// Registers a component compiled into the calling program; a name already registered for
+    /// the same kind is an error naming both origins.
+    pub fn add(&mut self, name: &str, version: &str, summary: &str, ctor: Constructor) -> Result<()> {
+        let kind = ctor.kind();
+        if let Some(c) = self.components.iter().find(|c| c.kind() == kind && c.name == name) {
+            return Err(Error::Component {
+                kind,
+                name: name.into(),
+                source: torchfit_sdk::Error::msg(format!("registered twice: by {} and by {}", c.origin, Origin::InProcess)),
+            });
+        }
+        self.components.push(Component { name: name.into(), version: version.into(), origin: Origin::InProcess, summary: summary.into(), ctor });
+        Ok(())
     }
 
     /// Every component, in registration order.
@@ -152,6 +170,14 @@ mod tests {
         let ctx = BuildContext { name: "module".into(), input_shape: vec![2], n_outputs: 2, task: Default::default(), device: tch::Device::Cpu, base_dir: ".".into() };
         let err = Registry::builtin().model("resnet99", &serde_json::json!({}), &ctx).err().unwrap().to_string();
         assert!(err.contains("resnet99") && err.contains("mlp"), "{err}");
+    }
+
+    #[test]
+    fn a_duplicate_name_is_refused_naming_both_origins() {
+        let mut r = Registry::builtin();
+        let err = r.add("mlp", "1.0", "another mlp", Constructor::Model(crate::models::mlp::build)).unwrap_err().to_string();
+        assert!(err.contains("builtin") && err.contains("in-process"), "{err}");
+        r.add("mlp", "1.0", "a criterion may share a model's name", Constructor::Criterion(crate::criteria::mse)).unwrap();
     }
 
     #[test]

@@ -49,10 +49,7 @@ pub fn load_params(config: &Path, sets: &[String]) -> Result<Params> {
 fn reader(registry: &Registry, params: &Params, key: &str, spec: &crate::config::ComponentSpec) -> Result<Box<dyn DatasetReader>> {
     let settings = params.settings()?;
     let ctx = BuildContext { name: key.into(), input_shape: vec![], n_outputs: 0, task: settings.task, device: tch::Device::Cpu, base_dir: params.base_dir().to_path_buf() };
-    registry.reader(&spec.name, &spec.json(), &ctx).map_err(|e| match e {
-        Error::Component { source: torchfit_sdk::Error::Config { key: k, message }, .. } => params.config_error(&format!("{key}.{k}"), message),
-        other => other,
-    })
+    registry.reader(&spec.name, &spec.json(), &ctx).map_err(|e| params.component_error(key, e))
 }
 
 /// Trains the config in `params`; writes the run directory `out` when given.

@@ -1,1 +1,51 @@
+//! Helpers shared by the workspace-level integration tests.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// The `torchfit` binary built beside this test executable (`cargo test --workspace` builds it,
+/// because the engine package has integration tests of its own).
+pub fn torchfit_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+    let bin = dir.join("torchfit");
+    assert!(bin.exists(), "{} is missing: run `cargo test --workspace` (or `cargo build --bin torchfit` first)", bin.display());
+    bin
+}
+
+/// Runs `torchfit` with `args` from the repository root.
+pub fn torchfit(args: &[&str]) -> Output {
+    Command::new(torchfit_bin()).args(args).current_dir(root()).env("TORCHFIT_LOG", "warn").output().expect("run torchfit")
+}
+
+/// The venv's Python (with torch), installed by `.cargo/setup.sh`.
+pub fn python() -> PathBuf {
+    let p = root().join(".venv/bin/python");
+    assert!(p.exists(), "{} is missing: run `bash .cargo/setup.sh`", p.display());
+    p
+}
+
+/// A fresh, empty temporary directory for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("torchfit-it-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create temp dir");
+    d
+}
+
+/// The shared data folder (`../shared/data`), if present.
+pub fn shared_data() -> Option<PathBuf> {
+    let d = root().parent()?.join("shared/data");
+    d.is_dir().then_some(d)
+}
+
+/// Reads and parses a JSON file.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

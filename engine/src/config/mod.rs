@@ -136,6 +136,18 @@ impl Params {
         Error::Config { origin: source, key: key.to_owned(), message }
     }
 
+    /// Re-attributes a component's config error to `section` of this tree (`module.hidden[1]`,
+    /// with the file or `--set` it came from); other errors pass through.
+    pub fn component_error(&self, section: &str, error: Error) -> Error {
+        match error {
+            Error::Component { source: torchfit_sdk::Error::Config { key, message }, .. } => {
+                let key = if key.is_empty() { section.to_owned() } else if key.starts_with('[') { format!("{section}{key}") } else { format!("{section}.{key}") };
+                self.config_error(&key, message)
+            }
+            other => other,
+        }
+    }
+
     /// The tree as TOML text (the resolved config a run directory keeps).
     pub fn to_toml(&self) -> String {
         toml::to_string(&self.table).unwrap_or_default()

@@ -96,6 +96,12 @@ pub struct NeuralNet {
     parts: Option<Parts>,
 }
 
+impl std::fmt::Debug for NeuralNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NeuralNet").field("params", &self.params.to_toml()).field("epochs", &self.history.len()).field("initialized", &self.is_initialized()).finish()
+    }
+}
+
 /// Config keys whose change needs the components rebuilt (the next `fit` re-initializes).
 const REBUILD: &[&str] = &["module", "criterion", "optimizer", "callbacks", "device", "task", "seed", "threads"];
 
@@ -138,6 +144,11 @@ impl NeuralNet {
     /// The registry components are built from.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The registry, to add in-process components before `fit`.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
     }
 
     /// Sets one parameter with skorch's routing (`optimizer__lr`, `module__hidden`,
@@ -213,9 +224,10 @@ impl NeuralNet {
             device,
             base_dir: self.params.base_dir().to_path_buf(),
         };
-        let model = self.registry.model(&settings.module.name, &settings.module.json(), &ctx("module"))?;
+        let params = &self.params;
+        let model = self.registry.model(&settings.module.name, &settings.module.json(), &ctx("module")).map_err(|e| params.component_error("module", e))?;
         let criterion = match &settings.criterion {
-            Some(c) => self.registry.criterion(&c.name, &c.json(), &ctx("criterion"))?,
+            Some(c) => self.registry.criterion(&c.name, &c.json(), &ctx("criterion")).map_err(|e| params.component_error("criterion", e))?,
             None => {
                 let name = if settings.task == Task::Classification { "cross_entropy" } else { "mse" };
                 self.registry.criterion(name, &serde_json::json!({}), &ctx("criterion"))?
@@ -228,7 +240,8 @@ impl NeuralNet {
         let overrides = settings.callback_overrides().map_err(|(k, m)| self.params.config_error(&k, m))?;
         let mut callbacks = Vec::new();
         for spec in crate::callbacks::resolve(crate::callbacks::defaults(settings.task), overrides) {
-            let mut cb = self.registry.callback(&spec.kind, &spec.params, &ctx(&spec.name))?;
+            let section = format!("callbacks.{}", spec.name);
+            let mut cb = self.registry.callback(&spec.kind, &spec.params, &ctx(&spec.name)).map_err(|e| params.component_error(&section, e))?;
             cb.initialize().map_err(|source| Error::Callback { name: spec.name.clone(), event: "initialize", source })?;
             callbacks.push((spec.name, cb));
         }

@@ -1,0 +1,81 @@
+//! End-to-end: the README's first command trains the digits demo through the binary.
+
+use torchfit_tests::{read_json, temp_dir, torchfit};
+
+#[test]
+fn the_demo_reaches_95_percent_test_accuracy_and_writes_a_complete_run_directory() {
+    let out = temp_dir("demo").join("run");
+    let o = torchfit(&["train", "examples/digits/config.toml", "--out", out.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
+
+    // The per-epoch table, with its header and best values marked.
+    let header = stdout.lines().next().unwrap();
+    for col in ["epoch", "train_loss", "valid_loss", "valid_acc", "dur"] {
+        assert!(header.contains(col), "header {header:?} lacks {col}");
+    }
+    assert!(stdout.lines().nth(2).unwrap().contains('*'), "first epoch is best in every score");
+
+    // The final line and summary.json agree, and clear the bar.
+    let printed: f64 = stdout.lines().last().unwrap().strip_prefix("test_accuracy=").expect("last line is test_accuracy=").parse().unwrap();
+    let summary = read_json(&out.join("summary.json"));
+    let acc = summary["test"]["accuracy"].as_f64().unwrap();
+    assert!((acc - printed).abs() < 1e-6);
+    assert!(acc >= 0.95, "test accuracy {acc} < 0.95");
+    assert!(summary["test"]["loss"].as_f64().unwrap() > 0.0);
+    assert_eq!(summary["test"]["samples"], 359, "20% of 1797 held out");
+    assert_eq!(summary["epochs"], 30);
+    assert!(summary["seconds"].as_f64().unwrap() > 0.0);
+
+    // history.json in skorch's shape.
+    let history = read_json(&out.join("history.json"));
+    let epochs = history.as_array().unwrap();
+    assert_eq!(epochs.len(), 30);
+    for (i, e) in epochs.iter().enumerate() {
+        assert_eq!(e["epoch"], i + 1);
+        for key in ["dur", "train_loss", "valid_loss", "valid_acc", "train_loss_best", "valid_loss_best", "valid_acc_best"] {
+            assert!(!e[key].is_null(), "epoch {} lacks {key}", i + 1);
+        }
+        let batches = e["batches"].as_array().unwrap();
+        let train: Vec<_> = batches.iter().filter(|b| b.get("train_loss").is_some()).collect();
+        let valid: Vec<_> = batches.iter().filter(|b| b.get("valid_loss").is_some()).collect();
+        // 1438 training samples: 1150 train (36 batches of 32) and 288 valid (3 batches of 128).
+        assert_eq!((train.len(), valid.len()), (36, 3));
+        let sizes: u64 = train.iter().map(|b| b["train_batch_size"].as_u64().unwrap()).sum();
+        assert_eq!(sizes, 1150);
+    }
+    assert_eq!(epochs[0]["train_loss_best"], true);
+
+    // The resolved config parses back, and the parameters are in safetensors.
+    let config: toml::Table = std::fs::read_to_string(out.join("config.toml")).unwrap().parse().unwrap();
+    assert_eq!(config["module"]["name"].as_str(), Some("mlp"));
+    let params = tch::Tensor::read_safetensors(out.join("model.safetensors")).unwrap();
+    assert!(params.iter().any(|(n, t)| n == "hidden.0.weight" && t.size() == [128, 64]));
+}
+
+#[test]
+fn predict_reads_the_run_directory_and_labels_every_sample() {
+    let out = temp_dir("predict").join("run");
+    let o = torchfit(&["train", "examples/digits/config.toml", "--set", "max_epochs=10", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let preds_file = out.parent().unwrap().join("preds.txt");
+    let o = torchfit(&["predict", out.to_str().unwrap(), "--out", preds_file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let preds: Vec<i64> = std::fs::read_to_string(&preds_file).unwrap().lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(preds.len(), 1797);
+    // Labels of the embedded data set: the last CSV column.
+    let csv = std::process::Command::new("gzip").args(["-dc", "examples/digits/digits.csv.gz"]).current_dir(torchfit_tests::root()).output().unwrap();
+    let labels: Vec<i64> = String::from_utf8(csv.stdout).unwrap().lines().map(|l| l.rsplit(',').next().unwrap().trim().parse().unwrap()).collect();
+    let correct = preds.iter().zip(&labels).filter(|(p, l)| p == l).count();
+    assert!(correct as f64 / 1797.0 > 0.93, "{correct}/1797 correct");
+}
+
+#[test]
+fn plugins_lists_every_builtin_component_with_kind_version_and_origin() {
+    let o = torchfit(&["plugins"]);
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    for (kind, name) in [("model", "mlp"), ("criterion", "cross_entropy"), ("reader", "csv"), ("callback", "print_log"), ("callback", "epoch_scoring")] {
+        assert!(text.lines().any(|l| l.starts_with(kind) && l.contains(name) && l.contains("builtin") && l.contains("0.1.0")), "{kind} {name} missing:\n{text}");
+    }
+}

@@ -1,0 +1,246 @@
+//! The engine as a library: skorch's fit/predict shape, parameter routing, and the contracts of
+//! the event bus (order, stop requests, errors, `on_train_end`).
+
+use std::cell::RefCell;
+use tch::{Device, Kind, Tensor};
+use torchfit_engine::data::csv::{self, CsvConfig};
+use torchfit_engine::registry::Constructor;
+use torchfit_engine::{Error, NeuralNet};
+use torchfit_sdk::{BatchOutput, BuildContext, Callback, DatasetReader, Flow, Host, Result as SdkResult, Task};
+
+fn digits() -> (Tensor, Tensor) {
+    let cfg: CsvConfig = torchfit_sdk::parse_config(&serde_json::json!({"path": "x", "scale": 16.0})).unwrap();
+    let mut ds = csv::read(&torchfit_tests::root().join("examples/digits/digits.csv.gz"), &cfg, Task::Classification).unwrap();
+    let all: Vec<i64> = (0..ds.len() as i64).collect();
+    ds.get(&all).unwrap()
+}
+
+fn small_net(epochs: usize) -> NeuralNet {
+    let mut net = NeuralNet::classifier();
+    net.set_params(&[
+        ("module__hidden", "[64]"),
+        ("optimizer__lr", "0.1"),
+        ("optimizer__momentum", "0.9"),
+        ("iterator_train__batch_size", "32"),
+        ("callbacks__print_log", "false"),
+        ("callbacks__progress_bar", "false"),
+    ])
+    .unwrap();
+    net.set_param("max_epochs", epochs as i64).unwrap();
+    net
+}
+
+#[test]
+fn fit_predict_and_score_on_the_digits() {
+    let (x, y) = digits();
+    let (x_train, x_test) = (x.narrow(0, 0, 1400), x.narrow(0, 1400, 397));
+    let (y_train, y_test) = (y.narrow(0, 0, 1400), y.narrow(0, 1400, 397));
+    let mut net = small_net(15);
+    net.fit(&x_train, &y_train).unwrap();
+    assert_eq!(net.history().len(), 15);
+    assert!(net.history().last_f64("valid_acc").unwrap() > 0.9);
+    let score = net.score(&x_test, &y_test).unwrap();
+    assert!(score > 0.9, "test accuracy {score}");
+    let proba = net.predict_proba(&x_test).unwrap();
+    assert_eq!(proba.size(), [397, 10]);
+    let row_sums = proba.sum_dim_intlist(1, false, Kind::Float);
+    assert!(row_sums.allclose(&Tensor::ones([397], (Kind::Float, Device::Cpu)), 1e-5, 1e-5, false));
+    let pred = net.predict(&x_test).unwrap();
+    assert!(pred.equal(&proba.argmax(-1, false)));
+}
+
+#[test]
+fn set_params_routes_into_callbacks_and_rebuilds_them() {
+    let (x, y) = digits();
+    let mut net = small_net(2);
+    net.set_param("callbacks__valid_acc__name", "accuracy").unwrap();
+    net.fit(&x, &y).unwrap();
+    assert!(net.history().last("accuracy").is_some() && net.history().last("valid_acc").is_none());
+    net.set_param("callbacks__valid_acc", false).unwrap();
+    assert!(!net.is_initialized(), "changing callbacks rebuilds the components");
+    net.fit(&x, &y).unwrap();
+    assert!(net.history().last("accuracy").is_none());
+}
+
+#[test]
+fn an_invalid_parameter_is_refused_and_leaves_the_net_unchanged() {
+    let mut net = small_net(2);
+    let err = net.set_param("optimizer__lr", "fast").unwrap_err().to_string();
+    assert!(err.contains("optimizer.lr"), "{err}");
+    assert_eq!(net.params().settings().unwrap().optimizer.lr, Some(0.1));
+    assert!(net.set_param("iterator_train__batchsize", 3).is_err());
+}
+
+#[test]
+fn partial_fit_continues_and_fit_starts_over() {
+    let (x, y) = digits();
+    let mut net = small_net(2);
+    net.fit(&x, &y).unwrap();
+    let first = net.history().column_f64("train_loss");
+    net.partial_fit(&x, &y).unwrap();
+    assert_eq!(net.history().len(), 4);
+    assert_eq!(net.history().column_f64("train_loss")[..2], first[..]);
+    net.set_param("max_epochs", 1).unwrap();
+    assert!(net.is_initialized(), "max_epochs does not rebuild the model");
+    net.partial_fit(&x, &y).unwrap();
+    assert_eq!(net.history().len(), 5);
+    net.fit(&x, &y).unwrap();
+    assert_eq!(net.history().len(), 1, "fit re-initializes (no warm_start)");
+}
+
+#[test]
+fn fit_with_valid_validates_on_the_given_data() {
+    let (x, y) = digits();
+    let mut net = small_net(1);
+    net.fit_with_valid(&x.narrow(0, 0, 1000), &y.narrow(0, 0, 1000), &x.narrow(0, 1000, 300), &y.narrow(0, 1000, 300)).unwrap();
+    let valid: u64 = net.history().batch_values(-1, "valid_batch_size").iter().map(|v| v.as_u64().unwrap()).sum();
+    let train: u64 = net.history().batch_values(-1, "train_batch_size").iter().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!((train, valid), (1000, 300));
+}
+
+#[test]
+fn a_regressor_fits_a_linear_function() {
+    tch::manual_seed(0);
+    let x = Tensor::randn([512, 3], (Kind::Float, Device::Cpu));
+    let y = (x.matmul(&Tensor::from_slice(&[1.5f32, -2.0, 0.5]).view([3, 1])) + 0.3).view([512, 1]);
+    let mut net = NeuralNet::regressor();
+    net.set_params(&[("module__hidden", "[32]"), ("optimizer__name", "adam"), ("optimizer__lr", "0.01"), ("max_epochs", "40"), ("callbacks__print_log", "false")]).unwrap();
+    net.fit(&x, &y).unwrap();
+    assert!(net.history().last("valid_acc").is_none(), "no accuracy for regression");
+    let r2 = net.score(&x, &y).unwrap();
+    assert!(r2 > 0.95, "R² {r2}");
+}
+
+#[test]
+fn the_same_seed_gives_the_same_history_in_one_process() {
+    let (x, y) = digits();
+    let run = || {
+        let mut net = small_net(3);
+        net.set_param("module__dropout", 0.3).unwrap();
+        net.fit(&x, &y).unwrap();
+        net.history().batches(-1).to_vec()
+    };
+    assert_eq!(run(), run());
+}
+
+// ---- the event bus -------------------------------------------------------------------------
+
+thread_local! {
+    static EVENTS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+fn log(e: impl Into<String>) {
+    EVENTS.with(|v| v.borrow_mut().push(e.into()));
+}
+
+fn take_events() -> Vec<String> {
+    EVENTS.with(|v| std::mem::take(&mut *v.borrow_mut()))
+}
+
+/// Records every event; asks to stop at `stop_at`, fails at `fail_at` (epoch numbers).
+struct Recorder {
+    name: String,
+    stop_at: Option<usize>,
+    fail_at: Option<usize>,
+}
+
+fn recorder(config: &serde_json::Value, ctx: &BuildContext) -> SdkResult<Box<dyn Callback>> {
+    let at = |k: &str| config.get(k).and_then(serde_json::Value::as_u64).map(|v| v as usize);
+    Ok(Box::new(Recorder { name: ctx.name.clone(), stop_at: at("stop_at"), fail_at: at("fail_at") }))
+}
+
+impl Callback for Recorder {
+    fn on_train_begin(&mut self, _h: &mut dyn Host) -> SdkResult<Flow> {
+        log(format!("{}:train_begin", self.name));
+        Ok(Flow::Continue)
+    }
+    fn on_epoch_begin(&mut self, h: &mut dyn Host) -> SdkResult<Flow> {
+        log(format!("{}:epoch_begin {}", self.name, h.epochs()));
+        Ok(Flow::Continue)
+    }
+    fn on_batch_begin(&mut self, _h: &mut dyn Host, b: &torchfit_sdk::Batch<'_>) -> SdkResult<Flow> {
+        log(format!("{}:batch_begin {}", self.name, if b.training { "train" } else { "valid" }));
+        Ok(Flow::Continue)
+    }
+    fn on_grad_computed(&mut self, h: &mut dyn Host, _b: &torchfit_sdk::Batch<'_>) -> SdkResult<Flow> {
+        let all_grads = h.parameters().iter().all(|(_, p)| p.grad().defined());
+        log(format!("{}:grad_computed {all_grads}", self.name));
+        Ok(Flow::Continue)
+    }
+    fn on_batch_end(&mut self, _h: &mut dyn Host, o: &BatchOutput<'_>) -> SdkResult<Flow> {
+        let phase = if o.batch.training { "train" } else { "valid" };
+        log(format!("{}:batch_end {phase} grad={}", self.name, o.loss.requires_grad() || o.y_pred.requires_grad()));
+        Ok(Flow::Continue)
+    }
+    fn on_epoch_end(&mut self, h: &mut dyn Host) -> SdkResult<Flow> {
+        let epoch = h.epochs();
+        log(format!("{}:epoch_end {epoch} valid_loss={}", self.name, h.history_get(-1, "valid_loss").is_some()));
+        if self.fail_at == Some(epoch) {
+            return Err(torchfit_sdk::Error::msg("deliberate failure"));
+        }
+        Ok(if self.stop_at == Some(epoch) { Flow::Stop } else { Flow::Continue })
+    }
+    fn on_train_end(&mut self, _h: &mut dyn Host) -> SdkResult<()> {
+        log(format!("{}:train_end", self.name));
+        Ok(())
+    }
+}
+
+fn recorded_net(epochs: usize, callbacks: &[(&str, &str)]) -> NeuralNet {
+    let mut net = small_net(epochs);
+    net.registry_mut().add("recorder", "0.0.1", "test recorder", Constructor::Callback(recorder)).unwrap();
+    for (k, v) in callbacks {
+        net.set_params(&[(k, v)]).unwrap();
+    }
+    net
+}
+
+#[test]
+fn hooks_run_in_skorchs_order_with_validation_under_no_grad() {
+    let (x, y) = digits();
+    let mut net = recorded_net(1, &[("callbacks__rec__type", "recorder"), ("iterator_train__batch_size", "1000"), ("iterator_valid__batch_size", "1000")]);
+    take_events();
+    net.fit(&x.narrow(0, 0, 1000), &y.narrow(0, 0, 1000)).unwrap();
+    // 800 training samples in one batch, 200 validation samples in one batch.
+    assert_eq!(
+        take_events(),
+        [
+            "rec:train_begin",
+            "rec:epoch_begin 1",
+            "rec:batch_begin train",
+            "rec:grad_computed true",
+            "rec:batch_end train grad=false",
+            "rec:batch_begin valid",
+            "rec:batch_end valid grad=false",
+            "rec:epoch_end 1 valid_loss=true",
+            "rec:train_end",
+        ]
+    );
+}
+
+#[test]
+fn a_stop_request_ends_training_after_that_epoch_and_train_end_still_runs() {
+    let (x, y) = digits();
+    let mut net = recorded_net(10, &[("callbacks__rec__type", "recorder"), ("callbacks__rec__stop_at", "2")]);
+    take_events();
+    net.fit(&x, &y).unwrap();
+    assert_eq!(net.history().len(), 2);
+    assert_eq!(take_events().last().unwrap(), "rec:train_end");
+}
+
+#[test]
+fn an_error_in_a_callback_aborts_the_run_and_every_train_end_still_runs() {
+    let (x, y) = digits();
+    let mut net = recorded_net(10, &[("callbacks__bad__type", "recorder"), ("callbacks__bad__fail_at", "2"), ("callbacks__good__type", "recorder")]);
+    take_events();
+    let err = net.fit(&x, &y).err().expect("the run fails");
+    match &err {
+        Error::Callback { name, event, .. } => assert_eq!((name.as_str(), *event), ("bad", "on_epoch_end")),
+        other => panic!("unexpected error {other}"),
+    }
+    assert!(err.to_string().contains("deliberate failure"));
+    assert_eq!(net.history().len(), 2);
+    let events = take_events();
+    assert!(events.contains(&"bad:train_end".to_string()) && events.contains(&"good:train_end".to_string()), "{events:?}");
+    assert!(!events.contains(&"good:epoch_end 2 valid_loss=true".to_string()), "callbacks after the failing one do not run");
+}
