@@ -14,6 +14,16 @@ pub fn is_best(previous: impl IntoIterator<Item = f64>, current: f64, lower_is_b
     }
 }
 
+/// Records `key = score` and `<key>_best` in the current epoch, comparing with the values of
+/// `key` in every earlier epoch of the history; returns whether it is a new best.
+pub fn record_with_best(host: &mut dyn crate::Host, key: &str, score: f64, lower_is_better: bool) -> crate::Result<bool> {
+    let previous: Vec<f64> = (0..host.epochs() as isize - 1).filter_map(|e| host.history_get(e, key)?.as_f64()).collect();
+    let best = is_best(previous, score, lower_is_better);
+    host.record(key, score.into())?;
+    host.record(&format!("{key}_best"), best.into())?;
+    Ok(best)
+}
+
 #[cfg(test)]
 mod tests {
     use super::is_best;

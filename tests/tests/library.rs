@@ -15,6 +15,14 @@ fn digits() -> (Tensor, Tensor) {
     ds.get(&all).unwrap()
 }
 
+/// libtorch has one random generator per process, reseeded by every `fit`: nets trained at the
+/// same time in threads of one process perturb each other's dropout. Tests here train one at a
+/// time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn small_net(epochs: usize) -> NeuralNet {
     let mut net = NeuralNet::classifier();
     net.set_params(&[
@@ -32,6 +40,7 @@ fn small_net(epochs: usize) -> NeuralNet {
 
 #[test]
 fn fit_predict_and_score_on_the_digits() {
+    let _serial = serial();
     let (x, y) = digits();
     let (x_train, x_test) = (x.narrow(0, 0, 1400), x.narrow(0, 1400, 397));
     let (y_train, y_test) = (y.narrow(0, 0, 1400), y.narrow(0, 1400, 397));
@@ -51,6 +60,7 @@ fn fit_predict_and_score_on_the_digits() {
 
 #[test]
 fn set_params_routes_into_callbacks_and_rebuilds_them() {
+    let _serial = serial();
     let (x, y) = digits();
     let mut net = small_net(2);
     net.set_param("callbacks__valid_acc__name", "accuracy").unwrap();
@@ -64,6 +74,7 @@ fn set_params_routes_into_callbacks_and_rebuilds_them() {
 
 #[test]
 fn an_invalid_parameter_is_refused_and_leaves_the_net_unchanged() {
+    let _serial = serial();
     let mut net = small_net(2);
     let err = net.set_param("optimizer__lr", "fast").unwrap_err().to_string();
     assert!(err.contains("optimizer.lr"), "{err}");
@@ -73,6 +84,7 @@ fn an_invalid_parameter_is_refused_and_leaves_the_net_unchanged() {
 
 #[test]
 fn partial_fit_continues_and_fit_starts_over() {
+    let _serial = serial();
     let (x, y) = digits();
     let mut net = small_net(2);
     net.fit(&x, &y).unwrap();
@@ -90,6 +102,7 @@ fn partial_fit_continues_and_fit_starts_over() {
 
 #[test]
 fn fit_with_valid_validates_on_the_given_data() {
+    let _serial = serial();
     let (x, y) = digits();
     let mut net = small_net(1);
     net.fit_with_valid(&x.narrow(0, 0, 1000), &y.narrow(0, 0, 1000), &x.narrow(0, 1000, 300), &y.narrow(0, 1000, 300)).unwrap();
@@ -100,6 +113,7 @@ fn fit_with_valid_validates_on_the_given_data() {
 
 #[test]
 fn a_regressor_fits_a_linear_function() {
+    let _serial = serial();
     tch::manual_seed(0);
     let x = Tensor::randn([512, 3], (Kind::Float, Device::Cpu));
     let y = (x.matmul(&Tensor::from_slice(&[1.5f32, -2.0, 0.5]).view([3, 1])) + 0.3).view([512, 1]);
@@ -113,6 +127,7 @@ fn a_regressor_fits_a_linear_function() {
 
 #[test]
 fn the_same_seed_gives_the_same_history_in_one_process() {
+    let _serial = serial();
     let (x, y) = digits();
     let run = || {
         let mut net = small_net(3);
@@ -197,6 +212,7 @@ fn recorded_net(epochs: usize, callbacks: &[(&str, &str)]) -> NeuralNet {
 
 #[test]
 fn hooks_run_in_skorchs_order_with_validation_under_no_grad() {
+    let _serial = serial();
     let (x, y) = digits();
     let mut net = recorded_net(1, &[("callbacks__rec__type", "recorder"), ("iterator_train__batch_size", "1000"), ("iterator_valid__batch_size", "1000")]);
     take_events();
@@ -220,6 +236,7 @@ fn hooks_run_in_skorchs_order_with_validation_under_no_grad() {
 
 #[test]
 fn a_stop_request_ends_training_after_that_epoch_and_train_end_still_runs() {
+    let _serial = serial();
     let (x, y) = digits();
     let mut net = recorded_net(10, &[("callbacks__rec__type", "recorder"), ("callbacks__rec__stop_at", "2")]);
     take_events();
@@ -230,6 +247,7 @@ fn a_stop_request_ends_training_after_that_epoch_and_train_end_still_runs() {
 
 #[test]
 fn an_error_in_a_callback_aborts_the_run_and_every_train_end_still_runs() {
+    let _serial = serial();
     let (x, y) = digits();
     let mut net = recorded_net(10, &[("callbacks__bad__type", "recorder"), ("callbacks__bad__fail_at", "2"), ("callbacks__good__type", "recorder")]);
     take_events();

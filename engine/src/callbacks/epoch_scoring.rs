@@ -13,7 +13,7 @@
 
 use serde::Deserialize;
 use tch::{Kind, Tensor};
-use torchfit_sdk::{parse_config, scoring::is_best, BatchOutput, BuildContext, Callback, Flow, Host, Result};
+use torchfit_sdk::{parse_config, scoring::record_with_best, BatchOutput, BuildContext, Callback, Flow, Host, Result};
 
 /// Scorers.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -77,9 +77,7 @@ impl Callback for EpochScoring {
         let total: i64 = self.cache.iter().map(|(_, n)| n).sum();
         let score = Tensor::f_stack(&correct, 0)?.f_sum(Kind::Int64)?.f_int64_value(&[])? as f64 / total as f64;
         self.cache.clear();
-        let previous: Vec<f64> = (0..host.epochs() as isize - 1).filter_map(|e| host.history_get(e, &self.key)?.as_f64()).collect();
-        host.record(&self.key, score.into())?;
-        host.record(&format!("{}_best", self.key), is_best(previous, score, self.lower_is_better).into())?;
+        record_with_best(host, &self.key, score, self.lower_is_better)?;
         Ok(Flow::Continue)
     }
 }

@@ -10,7 +10,7 @@
 //! Epochs without such batches (no validation data) record nothing.
 
 use serde::Deserialize;
-use torchfit_sdk::{parse_config, scoring::is_best, BuildContext, Callback, Flow, Host, Result};
+use torchfit_sdk::{parse_config, scoring::record_with_best, BuildContext, Callback, Flow, Host, Result};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,9 +53,7 @@ impl Callback for Passthrough {
     fn on_epoch_end(&mut self, host: &mut dyn Host) -> Result<Flow> {
         let nums = |key: &str| host.history_batch_values(-1, key).iter().filter_map(serde_json::Value::as_f64).collect::<Vec<_>>();
         let Some(score) = weighted_mean(&nums(&self.key), &nums(self.size_key)) else { return Ok(Flow::Continue) };
-        let previous: Vec<f64> = (0..host.epochs() as isize - 1).filter_map(|e| host.history_get(e, &self.key)?.as_f64()).collect();
-        host.record(&self.key, score.into())?;
-        host.record(&format!("{}_best", self.key), is_best(previous, score, self.lower_is_better).into())?;
+        record_with_best(host, &self.key, score, self.lower_is_better)?;
         Ok(Flow::Continue)
     }
 }
