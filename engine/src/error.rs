@@ -56,6 +56,9 @@ pub enum Error {
     /// The requested device cannot be used.
     #[error("device: {0}")]
     Device(String),
+    /// A plugin library was refused.
+    #[error(transparent)]
+    Plugin(#[from] crate::plugins::LoadError),
     /// The net was used before `fit` initialized it.
     #[error("the net is not initialized: call fit first")]
     NotInitialized,
@@ -71,7 +74,7 @@ impl Error {
     /// running: the binary exits with 2 for these.
     pub fn is_bad_input(&self) -> bool {
         match self {
-            Error::Config { .. } | Error::Data(_) | Error::Io { .. } => true,
+            Error::Config { .. } | Error::Data(_) | Error::Io { .. } | Error::Plugin(_) => true,
             Error::Component { source, .. } => matches!(source, torchfit_sdk::Error::Config { .. } | torchfit_sdk::Error::Io { .. }),
             _ => false,
         }

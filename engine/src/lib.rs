@@ -30,6 +30,7 @@ pub mod history;
 pub mod models;
 pub mod net;
 pub mod optim;
+pub mod plugins;
 pub mod registry;
 pub mod run;
 

@@ -1,72 +1,58 @@
 //! The component registry: every model, criterion, dataset reader and callback a run can name.
+//!
+//! Three sources merge into one registry: components built into the engine, components of
+//! plugin crates linked into the program (registered with `inventory` by `export_plugin!`), and
+//! components of plugin libraries loaded at run time ([`crate::plugins`]). A name may be used
+//! once per kind; a second registration is an error naming both origins.
 
+use crate::plugins::Library;
 use crate::{Error, Result};
-use torchfit_sdk::{BuildContext, Callback, ComponentKind, Criterion, DatasetReader, Model};
-
-/// Constructor of a component from its config (JSON) and the run's facts.
-pub type Ctor<T> = fn(&serde_json::Value, &BuildContext) -> torchfit_sdk::Result<Box<T>>;
-
-/// A typed constructor.
-#[derive(Clone, Copy)]
-pub enum Constructor {
-    /// Builds a callback.
-    Callback(Ctor<dyn Callback>),
-    /// Builds a criterion.
-    Criterion(Ctor<dyn Criterion>),
-    /// Builds a model.
-    Model(Ctor<dyn Model>),
-    /// Builds a dataset reader.
-    Reader(Ctor<dyn DatasetReader>),
-}
-
-impl Constructor {
-    fn kind(&self) -> ComponentKind {
-        match self {
-            Constructor::Callback(_) => ComponentKind::Callback,
-            Constructor::Criterion(_) => ComponentKind::Criterion,
-            Constructor::Model(_) => ComponentKind::Model,
-            Constructor::Reader(_) => ComponentKind::Reader,
-        }
-    }
-}
+use std::path::PathBuf;
+use torchfit_sdk::ffi::{BuildContextFfi, ComponentFfi, DynCallback, DynCriterion, DynModel, DynReader, KindFfi};
+use torchfit_sdk::{BuildContext, Callback, ComponentKind, Constructor, Criterion, DatasetReader, Model};
 
 /// Where a component comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     /// Compiled into the engine.
     Builtin,
-    /// Registered by the program using the engine as a library.
-    InProcess,
+    /// A plugin crate linked into the program (the package name).
+    InProcess(String),
+    /// A plugin library loaded at run time.
+    Library(PathBuf),
 }
 
 impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Origin::Builtin => f.write_str("builtin"),
-            Origin::InProcess => f.write_str("in-process"),
+            Origin::InProcess(p) => write!(f, "in-process ({p})"),
+            Origin::Library(p) => write!(f, "{}", p.display()),
         }
     }
+}
+
+/// How a component is built.
+#[derive(Clone)]
+enum Source {
+    Static(Constructor),
+    Library(Library),
 }
 
 /// One registered component.
 #[derive(Clone)]
 pub struct Component {
+    /// Its kind.
+    pub kind: ComponentKind,
     /// Its name in configs.
     pub name: String,
-    /// Its version.
+    /// Its version (the providing package's).
     pub version: String,
     /// Where it comes from.
     pub origin: Origin,
     /// One line on what it is.
     pub summary: String,
-    ctor: Constructor,
-}
-
-impl Component {
-    /// Kind of component.
-    pub fn kind(&self) -> ComponentKind {
-        self.ctor.kind()
-    }
+    source: Source,
 }
 
 /// All components a run can use.
@@ -76,7 +62,8 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The components compiled into the engine.
+    /// The components compiled into the engine and those of plugin crates linked into the
+    /// program.
     pub fn builtin() -> Self {
         use Constructor as C;
         let mut r = Registry::default();
@@ -92,23 +79,43 @@ impl Registry {
             ("progress_bar", "batch progress bar on a terminal", C::Callback(crate::callbacks::progress::build)),
         ];
         for (name, summary, ctor) in builtins {
-            r.components.push(Component { name: name.into(), version: env!("CARGO_PKG_VERSION").into(), origin: Origin::Builtin, summary: summary.into(), ctor });
+            r.components.push(Component { kind: ctor.kind(), name: name.into(), version: env!("CARGO_PKG_VERSION").into(), origin: Origin::Builtin, summary: summary.into(), source: Source::Static(ctor) });
+        }
+        for reg in torchfit_sdk::ffi::export::registrations() {
+            // Two linked crates registering one name is a programming error; report it at first use.
+            if let Err(e) = r.push(Component { kind: reg.ctor.kind(), name: reg.name.into(), version: reg.version.into(), origin: Origin::InProcess(reg.plugin.into()), summary: reg.summary.into(), source: Source::Static(reg.ctor) }) {
+                log::error!("{e}");
+            }
         }
         r
+    }
+
+    fn push(&mut self, c: Component) -> Result<()> {
+        if let Some(old) = self.components.iter().find(|o| o.kind == c.kind && o.name == c.name) {
+            return Err(Error::Plugin(crate::plugins::LoadError::Duplicate { kind: c.kind, name: c.name.clone(), first: old.origin.to_string(), second: c.origin.to_string() }));
+        }
+        self.components.push(c);
+        Ok(())
     }
 
     /// Registers a component compiled into the calling program; a name already registered for
     /// the same kind is an error naming both origins.
     pub fn add(&mut self, name: &str, version: &str, summary: &str, ctor: Constructor) -> Result<()> {
-        let kind = ctor.kind();
-        if let Some(c) = self.components.iter().find(|c| c.kind() == kind && c.name == name) {
-            return Err(Error::Component {
-                kind,
-                name: name.into(),
-                source: torchfit_sdk::Error::msg(format!("registered twice: by {} and by {}", c.origin, Origin::InProcess)),
-            });
+        self.push(Component { kind: ctor.kind(), name: name.into(), version: version.into(), origin: Origin::InProcess("program".into()), summary: summary.into(), source: Source::Static(ctor) })
+    }
+
+    /// Registers every component of a loaded library.
+    pub fn add_library(&mut self, lib: &Library) -> Result<()> {
+        for d in lib.components() {
+            self.push(Component {
+                kind: d.kind.into(),
+                name: d.name.to_string(),
+                version: lib.version().into(),
+                origin: Origin::Library(lib.path().to_path_buf()),
+                summary: d.summary.to_string(),
+                source: Source::Library(lib.clone()),
+            })?;
         }
-        self.components.push(Component { name: name.into(), version: version.into(), origin: Origin::InProcess, summary: summary.into(), ctor });
         Ok(())
     }
 
@@ -118,10 +125,15 @@ impl Registry {
     }
 
     fn find(&self, kind: ComponentKind, name: &str) -> Result<&Component> {
-        self.components.iter().find(|c| c.kind() == kind && c.name == name).ok_or_else(|| {
-            let known: Vec<&str> = self.components.iter().filter(|c| c.kind() == kind).map(|c| c.name.as_str()).collect();
+        self.components.iter().find(|c| c.kind == kind && c.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.components.iter().filter(|c| c.kind == kind).map(|c| c.name.as_str()).collect();
             Error::Component { kind, name: name.into(), source: torchfit_sdk::Error::Config { key: "name".into(), message: format!("no {kind} named `{name}`; known: {}", known.join(", ")) } }
         })
+    }
+
+    fn build_dynamic(lib: &Library, kind: ComponentKind, name: &str, config: &serde_json::Value, ctx: &BuildContext) -> torchfit_sdk::Result<ComponentFfi> {
+        let build = lib.root().build();
+        build(KindFfi::from(kind), name.into(), config.to_string().as_str().into(), &BuildContextFfi::from(ctx)).into_result().map_err(torchfit_sdk::Error::from)
     }
 
     fn wrap<T>(kind: ComponentKind, name: &str, r: torchfit_sdk::Result<T>) -> Result<T> {
@@ -130,34 +142,58 @@ impl Registry {
 
     /// Builds the model `name`.
     pub fn model(&self, name: &str, config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Model>> {
-        match self.find(ComponentKind::Model, name)?.ctor {
-            Constructor::Model(f) => Self::wrap(ComponentKind::Model, name, f(config, ctx)),
-            _ => unreachable!("find filters by kind"),
-        }
+        let c = self.find(ComponentKind::Model, name)?;
+        Self::wrap(c.kind, name, match &c.source {
+            Source::Static(Constructor::Model(f)) => f(config, ctx),
+            Source::Library(lib) => match Self::build_dynamic(lib, c.kind, name, config, ctx) {
+                Ok(ComponentFfi::Model(m)) => Ok(Box::new(DynModel(m)) as Box<dyn Model>),
+                Ok(_) => Err(torchfit_sdk::Error::msg("the library built a component of another kind")),
+                Err(e) => Err(e),
+            },
+            Source::Static(_) => unreachable!("find filters by kind"),
+        })
     }
 
     /// Builds the criterion `name`.
     pub fn criterion(&self, name: &str, config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Criterion>> {
-        match self.find(ComponentKind::Criterion, name)?.ctor {
-            Constructor::Criterion(f) => Self::wrap(ComponentKind::Criterion, name, f(config, ctx)),
-            _ => unreachable!("find filters by kind"),
-        }
+        let c = self.find(ComponentKind::Criterion, name)?;
+        Self::wrap(c.kind, name, match &c.source {
+            Source::Static(Constructor::Criterion(f)) => f(config, ctx),
+            Source::Library(lib) => match Self::build_dynamic(lib, c.kind, name, config, ctx) {
+                Ok(ComponentFfi::Criterion(m)) => Ok(Box::new(DynCriterion(m)) as Box<dyn Criterion>),
+                Ok(_) => Err(torchfit_sdk::Error::msg("the library built a component of another kind")),
+                Err(e) => Err(e),
+            },
+            Source::Static(_) => unreachable!("find filters by kind"),
+        })
     }
 
     /// Builds the dataset reader `name`.
     pub fn reader(&self, name: &str, config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn DatasetReader>> {
-        match self.find(ComponentKind::Reader, name)?.ctor {
-            Constructor::Reader(f) => Self::wrap(ComponentKind::Reader, name, f(config, ctx)),
-            _ => unreachable!("find filters by kind"),
-        }
+        let c = self.find(ComponentKind::Reader, name)?;
+        Self::wrap(c.kind, name, match &c.source {
+            Source::Static(Constructor::Reader(f)) => f(config, ctx),
+            Source::Library(lib) => match Self::build_dynamic(lib, c.kind, name, config, ctx) {
+                Ok(ComponentFfi::Reader(m)) => Ok(Box::new(DynReader(m)) as Box<dyn DatasetReader>),
+                Ok(_) => Err(torchfit_sdk::Error::msg("the library built a component of another kind")),
+                Err(e) => Err(e),
+            },
+            Source::Static(_) => unreachable!("find filters by kind"),
+        })
     }
 
-    /// Builds the callback type `kind_name`.
+    /// Builds the callback type `kind_name` (configured under `ctx.name`).
     pub fn callback(&self, kind_name: &str, config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Callback>> {
-        match self.find(ComponentKind::Callback, kind_name)?.ctor {
-            Constructor::Callback(f) => Self::wrap(ComponentKind::Callback, &ctx.name, f(config, ctx)),
-            _ => unreachable!("find filters by kind"),
-        }
+        let c = self.find(ComponentKind::Callback, kind_name)?;
+        Self::wrap(c.kind, &ctx.name, match &c.source {
+            Source::Static(Constructor::Callback(f)) => f(config, ctx),
+            Source::Library(lib) => match Self::build_dynamic(lib, c.kind, kind_name, config, ctx) {
+                Ok(ComponentFfi::Callback(m)) => Ok(Box::new(DynCallback::new(m)) as Box<dyn Callback>),
+                Ok(_) => Err(torchfit_sdk::Error::msg("the library built a component of another kind")),
+                Err(e) => Err(e),
+            },
+            Source::Static(_) => unreachable!("find filters by kind"),
+        })
     }
 }
 
@@ -184,7 +220,7 @@ mod tests {
     fn builtin_names_are_unique_per_kind() {
         let r = Registry::builtin();
         for (i, a) in r.components().iter().enumerate() {
-            assert!(!r.components()[i + 1..].iter().any(|b| a.kind() == b.kind() && a.name == b.name), "{} twice", a.name);
+            assert!(!r.components()[i + 1..].iter().any(|b| a.kind == b.kind && a.name == b.name), "{} twice", a.name);
         }
     }
 }

@@ -62,7 +62,7 @@ pub fn train(params: Params, out: Option<&Path>) -> Result<Outcome> {
             return Err(Error::io(dir, std::io::Error::other("exists and is not a directory")));
         }
     }
-    let registry = Registry::builtin();
+    let registry = crate::plugins::registry_for(&params)?;
     let mut data = reader(&registry, &params, "dataset", &spec)?;
     let n = data.len();
     let (pool, test) = match &settings.test_split {
@@ -125,7 +125,7 @@ pub fn predict(run: &Path, data: Option<&Path>, sets: &[String]) -> Result<Vec<S
     }
     let settings = params.settings()?;
     let spec = settings.dataset.clone().ok_or_else(|| params.config_error("dataset", "missing".into()))?;
-    let registry = Registry::builtin();
+    let registry = crate::plugins::registry_for(&params)?;
     let mut reader = reader(&registry, &params, "dataset", &spec)?;
     if reader.sample_shape().iter().product::<i64>() != meta.input_shape.iter().product::<i64>() {
         return Err(Error::Data(format!("samples have shape {:?} but the model was trained on {:?}", reader.sample_shape(), meta.input_shape)));

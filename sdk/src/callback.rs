@@ -103,3 +103,37 @@ pub trait Callback: Send {
         Ok(())
     }
 }
+
+/// A boxed callback is a callback (the engine and the ABI adapters hold them boxed).
+impl<C: Callback + ?Sized> Callback for Box<C> {
+    fn initialize(&mut self) -> Result<()> {
+        (**self).initialize()
+    }
+    fn on_train_begin(&mut self, host: &mut dyn Host) -> Result<Flow> {
+        (**self).on_train_begin(host)
+    }
+    fn on_epoch_begin(&mut self, host: &mut dyn Host) -> Result<Flow> {
+        (**self).on_epoch_begin(host)
+    }
+    fn on_batch_begin(&mut self, host: &mut dyn Host, batch: &Batch<'_>) -> Result<Flow> {
+        (**self).on_batch_begin(host, batch)
+    }
+    fn on_grad_computed(&mut self, host: &mut dyn Host, batch: &Batch<'_>) -> Result<Flow> {
+        (**self).on_grad_computed(host, batch)
+    }
+    fn on_batch_end(&mut self, host: &mut dyn Host, out: &BatchOutput<'_>) -> Result<Flow> {
+        (**self).on_batch_end(host, out)
+    }
+    fn on_epoch_end(&mut self, host: &mut dyn Host) -> Result<Flow> {
+        (**self).on_epoch_end(host)
+    }
+    fn on_train_end(&mut self, host: &mut dyn Host) -> Result<()> {
+        (**self).on_train_end(host)
+    }
+    fn state(&self) -> Result<serde_json::Value> {
+        (**self).state()
+    }
+    fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
+        (**self).load_state(state)
+    }
+}

@@ -33,6 +33,34 @@ impl std::fmt::Display for Kind {
     }
 }
 
+/// Constructor of a component from its config (JSON) and the run's facts.
+pub type Ctor<T> = fn(&serde_json::Value, &BuildContext) -> crate::Result<Box<T>>;
+
+/// A typed component constructor.
+#[derive(Clone, Copy)]
+pub enum Constructor {
+    /// Builds a callback.
+    Callback(Ctor<dyn crate::Callback>),
+    /// Builds a criterion.
+    Criterion(Ctor<dyn crate::Criterion>),
+    /// Builds a model.
+    Model(Ctor<dyn crate::Model>),
+    /// Builds a dataset reader.
+    Reader(Ctor<dyn crate::DatasetReader>),
+}
+
+impl Constructor {
+    /// The kind of component it builds.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Constructor::Callback(_) => Kind::Callback,
+            Constructor::Criterion(_) => Kind::Criterion,
+            Constructor::Model(_) => Kind::Model,
+            Constructor::Reader(_) => Kind::Reader,
+        }
+    }
+}
+
 /// Classification or regression: decides the default criterion, scoring and `predict`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -48,4 +48,7 @@ pub trait Host {
 
     /// Number of training and validation batches in the current epoch.
     fn batch_counts(&self) -> (usize, usize);
+
+    /// Asks the engine to stop after the current epoch, as returning [`crate::Flow::Stop`] does.
+    fn request_stop(&mut self);
 }

@@ -24,14 +24,16 @@ pub mod component;
 pub mod config;
 pub mod criterion;
 pub mod error;
+pub mod ffi;
 pub mod glob;
 pub mod host;
 pub mod model;
 pub mod reader;
 pub mod scoring;
+pub mod testing;
 
 pub use callback::{Batch, BatchOutput, Callback, Flow};
-pub use component::{BuildContext, Kind as ComponentKind, Task};
+pub use component::{BuildContext, Constructor, Ctor, Kind as ComponentKind, Task};
 pub use config::parse_config;
 pub use criterion::Criterion;
 pub use error::{Error, Result};
@@ -42,5 +44,8 @@ pub use reader::DatasetReader;
 /// The `tch` crate this SDK is built against; plugins should use this re-export so that their
 /// tensors are the engine's tensors.
 pub use tch;
+/// Re-exported for [`export_plugin!`]; plugin crates need no direct dependency on these.
+#[doc(hidden)]
+pub use {abi_stable, inventory};
 /// JSON values: configs, history values and callback state.
 pub use serde_json::{json, Map, Value};

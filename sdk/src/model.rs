@@ -21,3 +21,18 @@ pub trait Model: Send {
     /// the same shape; anything else is an error naming the tensor.
     fn load_state_dict(&mut self, state: &[(String, Tensor)]) -> Result<()>;
 }
+
+impl<M: Model + ?Sized> Model for Box<M> {
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        (**self).forward(x, train)
+    }
+    fn parameters(&self) -> Vec<(String, Tensor)> {
+        (**self).parameters()
+    }
+    fn state_dict(&self) -> Vec<(String, Tensor)> {
+        (**self).state_dict()
+    }
+    fn load_state_dict(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        (**self).load_state_dict(state)
+    }
+}

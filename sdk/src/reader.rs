@@ -31,3 +31,18 @@ pub trait DatasetReader: Send {
         Ok(self.get(&all)?.1)
     }
 }
+
+impl<R: DatasetReader + ?Sized> DatasetReader for Box<R> {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn sample_shape(&self) -> Vec<i64> {
+        (**self).sample_shape()
+    }
+    fn get(&mut self, indices: &[i64]) -> Result<(Tensor, Tensor)> {
+        (**self).get(indices)
+    }
+    fn targets(&mut self) -> Result<Tensor> {
+        (**self).targets()
+    }
+}

@@ -49,3 +49,37 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// Builds workspace package `package` (a plugin) with the profile of this test executable and
+/// returns its shared library, `lib<stem>.so`.
+pub fn plugin_library(package: &str, stem: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps").to_path_buf();
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "--quiet", "-p", package]).current_dir(root());
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let out = cmd.output().expect("run cargo build");
+    assert!(out.status.success(), "cargo build -p {package} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let lib = profile_dir.join(format!("lib{stem}.so"));
+    assert!(lib.exists(), "{} not built", lib.display());
+    lib
+}
+
+/// Copies `lib` into a fresh folder `name` (a plugin directory of its own) as `file`.
+pub fn plugin_dir(name: &str, lib: &Path, file: &str) -> PathBuf {
+    let d = temp_dir(name);
+    std::fs::copy(lib, d.join(file)).expect("copy plugin");
+    d
+}
+
+/// Runs `torchfit` with extra environment variables.
+pub fn torchfit_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(torchfit_bin());
+    cmd.args(args).current_dir(root()).env("TORCHFIT_LOG", "warn").env_remove("TORCHFIT_PLUGIN_PATH");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run torchfit")
+}

@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use torchfit_engine::{fsutil::write_atomic, run, Error, Registry};
+use torchfit_engine::{fsutil::write_atomic, plugins, run, Error};
 
 /// Train and use neural networks from a config file.
 #[derive(Parser)]
@@ -41,8 +41,12 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// List every component torchfit can use.
-    Plugins,
+    /// List every component torchfit can use (builtin, and plugins on the search path).
+    Plugins {
+        /// Also search the plugin folders and files of this config.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 struct StderrLogger(log::LevelFilter);
@@ -95,10 +99,14 @@ fn execute(command: Command) -> Result<(), Error> {
                 None => std::io::stdout().write_all(text.as_bytes()).map_err(|e| Error::io(std::path::Path::new("<stdout>"), e)),
             }
         }
-        Command::Plugins => {
-            println!("{:<10} {:<20} {:<8} {:<8} summary", "kind", "name", "version", "origin");
-            for c in Registry::builtin().components() {
-                println!("{:<10} {:<20} {:<8} {:<8} {}", c.kind().as_str(), c.name, c.version, c.origin, c.summary);
+        Command::Plugins { config } => {
+            let registry = match config {
+                Some(c) => plugins::registry_for(&run::load_params(&c, &[])?)?,
+                None => plugins::registry(&[], &[])?,
+            };
+            println!("{:<10} {:<20} {:<8} {:<10} summary", "kind", "name", "version", "origin");
+            for c in registry.components() {
+                println!("{:<10} {:<20} {:<8} {:<10} {}", c.kind.as_str(), c.name, c.version, c.origin, c.summary);
             }
             Ok(())
         }

@@ -27,6 +27,13 @@ pub struct Settings {
     /// Keep the trained model when `fit` is called again (skorch's `warm_start`).
     #[serde(default)]
     pub warm_start: bool,
+    /// Folders searched for plugin libraries before `TORCHFIT_PLUGIN_PATH` (relative to the
+    /// config file).
+    #[serde(default)]
+    pub plugin_dirs: Vec<String>,
+    /// Plugin library files to load (relative to the config file).
+    #[serde(default)]
+    pub plugins: Vec<String>,
     /// The data set of `torchfit train` (a reader component).
     #[serde(default)]
     pub dataset: Option<ComponentSpec>,

@@ -11,6 +11,7 @@ pub(crate) struct RunHost<'a> {
     pub optimizer: &'a mut Optimizer,
     pub max_epochs: usize,
     pub batch_counts: (usize, usize),
+    pub stop: &'a mut bool,
 }
 
 impl Host for RunHost<'_> {
@@ -75,5 +76,9 @@ impl Host for RunHost<'_> {
 
     fn batch_counts(&self) -> (usize, usize) {
         self.batch_counts
+    }
+
+    fn request_stop(&mut self) {
+        *self.stop = true;
     }
 }

@@ -447,8 +447,12 @@ fn notify(parts: &mut Parts, history: &mut History, counts: (usize, usize), even
     let Parts { callbacks, model, optimizer, settings, .. } = parts;
     let mut flow = Flow::Continue;
     for (name, cb) in callbacks.iter_mut() {
-        let mut host = RunHost { history: &mut *history, model: model.as_ref(), optimizer: &mut *optimizer, max_epochs: settings.max_epochs, batch_counts: counts };
+        let mut stop = false;
+        let mut host = RunHost { history: &mut *history, model: model.as_ref(), optimizer: &mut *optimizer, max_epochs: settings.max_epochs, batch_counts: counts, stop: &mut stop };
         flow = flow.and(event.send(cb.as_mut(), &mut host).map_err(|source| Error::Callback { name: name.clone(), event: event.name(), source })?);
+        if stop {
+            flow = Flow::Stop;
+        }
     }
     Ok(flow)
 }
@@ -458,7 +462,8 @@ fn notify_train_end(parts: &mut Parts, history: &mut History) -> Result<()> {
     let Parts { callbacks, model, optimizer, settings, .. } = parts;
     let mut first = None;
     for (name, cb) in callbacks.iter_mut() {
-        let mut host = RunHost { history: &mut *history, model: model.as_ref(), optimizer: &mut *optimizer, max_epochs: settings.max_epochs, batch_counts: (0, 0) };
+        let mut stop = false;
+        let mut host = RunHost { history: &mut *history, model: model.as_ref(), optimizer: &mut *optimizer, max_epochs: settings.max_epochs, batch_counts: (0, 0), stop: &mut stop };
         if let Err(source) = cb.on_train_end(&mut host) {
             let e = Error::Callback { name: name.clone(), event: "on_train_end", source };
             log::error!("{e}");

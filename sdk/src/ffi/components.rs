@@ -1,0 +1,147 @@
+//! Criteria, models and dataset readers across the boundary, each with a plugin-side adapter
+//! (`*Adapter`) and a host-side wrapper (`Dyn*`) that implements the SDK trait again.
+
+use super::{guard, ErrorFfi, NamedTensor, RawTensor};
+use crate::{Criterion, DatasetReader, Error, Model, Result};
+use abi_stable::sabi_trait;
+use abi_stable::std_types::{RBox, RResult, RSlice, RVec, Tuple2};
+use tch::Tensor;
+
+fn ok<T>(r: RResult<T, ErrorFfi>) -> Result<T> {
+    r.into_result().map_err(Error::from)
+}
+
+/// [`Criterion`] as a stable-ABI trait object.
+#[sabi_trait]
+pub trait CriterionFfi: Send {
+    /// [`Criterion::loss`]: inputs lent, the loss given.
+    #[sabi(last_prefix_field)]
+    fn loss(&self, y_pred: RawTensor, y: RawTensor) -> RResult<RawTensor, ErrorFfi>;
+}
+
+/// Plugin side of a criterion.
+pub struct CriterionAdapter<C>(pub C);
+
+impl<C: Criterion> CriterionFfi for CriterionAdapter<C> {
+    fn loss(&self, y_pred: RawTensor, y: RawTensor) -> RResult<RawTensor, ErrorFfi> {
+        // SAFETY: both lent by DynCriterion::loss for this call.
+        guard("loss", || unsafe { self.0.loss(&y_pred.borrow(), &y.borrow()) }.map(RawTensor::give))
+    }
+}
+
+/// Host side of a loaded criterion.
+pub struct DynCriterion(pub CriterionFfi_TO<'static, RBox<()>>);
+
+impl Criterion for DynCriterion {
+    fn loss(&self, y_pred: &Tensor, y: &Tensor) -> Result<Tensor> {
+        // SAFETY: CriterionAdapter::loss gives the loss.
+        ok(self.0.loss(RawTensor::lend(y_pred), RawTensor::lend(y))).map(|t| unsafe { t.take() })
+    }
+}
+
+/// [`Model`] as a stable-ABI trait object.
+#[sabi_trait]
+pub trait ModelFfi: Send {
+    /// [`Model::forward`]: input lent, output given.
+    fn forward(&self, x: RawTensor, train: bool) -> RResult<RawTensor, ErrorFfi>;
+    /// [`Model::parameters`], given.
+    fn parameters(&self) -> RVec<NamedTensor>;
+    /// [`Model::state_dict`], given.
+    fn state_dict(&self) -> RVec<NamedTensor>;
+    /// [`Model::load_state_dict`], lent.
+    #[sabi(last_prefix_field)]
+    fn load_state_dict(&mut self, state: RVec<NamedTensor>) -> RResult<(), ErrorFfi>;
+}
+
+/// Plugin side of a model.
+pub struct ModelAdapter<M>(pub M);
+
+impl<M: Model> ModelFfi for ModelAdapter<M> {
+    fn forward(&self, x: RawTensor, train: bool) -> RResult<RawTensor, ErrorFfi> {
+        // SAFETY: lent by DynModel::forward for this call.
+        guard("forward", || unsafe { self.0.forward(&x.borrow(), train) }.map(RawTensor::give))
+    }
+    fn parameters(&self) -> RVec<NamedTensor> {
+        guard("parameters", || Ok(NamedTensor::give_all(self.0.parameters()))).into_result().unwrap_or_default()
+    }
+    fn state_dict(&self) -> RVec<NamedTensor> {
+        guard("state_dict", || Ok(NamedTensor::give_all(self.0.state_dict()))).into_result().unwrap_or_default()
+    }
+    fn load_state_dict(&mut self, state: RVec<NamedTensor>) -> RResult<(), ErrorFfi> {
+        // SAFETY: lent by DynModel::load_state_dict for this call.
+        guard("load_state_dict", || self.0.load_state_dict(&unsafe { NamedTensor::copy_lent(&state) }))
+    }
+}
+
+/// Host side of a loaded model.
+pub struct DynModel(pub ModelFfi_TO<'static, RBox<()>>);
+
+impl Model for DynModel {
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        // SAFETY: ModelAdapter::forward gives its output.
+        ok(self.0.forward(RawTensor::lend(x), train)).map(|t| unsafe { t.take() })
+    }
+    fn parameters(&self) -> Vec<(String, Tensor)> {
+        // SAFETY: ModelAdapter::parameters gives every tensor.
+        unsafe { NamedTensor::take_all(self.0.parameters()) }
+    }
+    fn state_dict(&self) -> Vec<(String, Tensor)> {
+        // SAFETY: ModelAdapter::state_dict gives every tensor.
+        unsafe { NamedTensor::take_all(self.0.state_dict()) }
+    }
+    fn load_state_dict(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        ok(self.0.load_state_dict(NamedTensor::lend_all(state)))
+    }
+}
+
+/// [`DatasetReader`] as a stable-ABI trait object.
+#[sabi_trait]
+pub trait ReaderFfi: Send {
+    /// [`DatasetReader::len`].
+    fn len(&self) -> usize;
+    /// [`DatasetReader::sample_shape`].
+    fn sample_shape(&self) -> RVec<i64>;
+    /// [`DatasetReader::get`]: inputs and targets given.
+    fn get(&mut self, indices: RSlice<'_, i64>) -> RResult<Tuple2<RawTensor, RawTensor>, ErrorFfi>;
+    /// [`DatasetReader::targets`], given.
+    #[sabi(last_prefix_field)]
+    fn targets(&mut self) -> RResult<RawTensor, ErrorFfi>;
+}
+
+/// Plugin side of a reader.
+pub struct ReaderAdapter<R>(pub R);
+
+impl<R: DatasetReader> ReaderFfi for ReaderAdapter<R> {
+    fn len(&self) -> usize {
+        guard("len", || Ok(self.0.len())).into_result().unwrap_or(0)
+    }
+    fn sample_shape(&self) -> RVec<i64> {
+        guard("sample_shape", || Ok(self.0.sample_shape().into())).into_result().unwrap_or_default()
+    }
+    fn get(&mut self, indices: RSlice<'_, i64>) -> RResult<Tuple2<RawTensor, RawTensor>, ErrorFfi> {
+        guard("get", || self.0.get(indices.as_slice()).map(|(x, y)| Tuple2(RawTensor::give(x), RawTensor::give(y))))
+    }
+    fn targets(&mut self) -> RResult<RawTensor, ErrorFfi> {
+        guard("targets", || self.0.targets().map(RawTensor::give))
+    }
+}
+
+/// Host side of a loaded reader.
+pub struct DynReader(pub ReaderFfi_TO<'static, RBox<()>>);
+
+impl DatasetReader for DynReader {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn sample_shape(&self) -> Vec<i64> {
+        self.0.sample_shape().into_vec()
+    }
+    fn get(&mut self, indices: &[i64]) -> Result<(Tensor, Tensor)> {
+        // SAFETY: ReaderAdapter::get gives both tensors.
+        ok(self.0.get(indices.into())).map(|Tuple2(x, y)| unsafe { (x.take(), y.take()) })
+    }
+    fn targets(&mut self) -> Result<Tensor> {
+        // SAFETY: ReaderAdapter::targets gives its tensor.
+        ok(self.0.targets()).map(|t| unsafe { t.take() })
+    }
+}

@@ -1,0 +1,285 @@
+//! The stable ABI between the `torchfit` host and plugin libraries.
+//!
+//! Plugin authors do not use this module directly: they implement the SDK traits and call
+//! [`export_plugin!`](crate::export_plugin). The host loads a library, checks its layout (done by
+//! abi_stable), its [`ABI_VERSION`] and its [`TORCH_TAG`], and wraps each component in an adapter
+//! that implements the same SDK trait, so the engine cannot tell a loaded component from a
+//! builtin one.
+//!
+//! Rules the adapters enforce:
+//! - every call into a plugin runs under `catch_unwind`; a panic becomes an error naming the
+//!   hook, never an unwind across the boundary;
+//! - tensors cross as [`RawTensor`] handles, lent or given (see [`tensor`]);
+//! - JSON values (configs, history values, state) cross as strings;
+//! - the ABI grows by appending: new trait methods and root-module fields go after the
+//!   `#[sabi(last_prefix_field)]` marker, so plugins built against an older SDK still load.
+#![allow(non_camel_case_types, non_local_definitions)] // from abi_stable's generated code (`PluginRoot_Ref`, `CallbackFfi_TO`)
+
+pub mod callback;
+pub mod components;
+pub mod export;
+pub mod host;
+pub mod tensor;
+
+pub use callback::{CallbackFfi, CallbackFfi_TO, DynCallback};
+pub use components::{CriterionFfi_TO, DynCriterion, DynModel, DynReader, ModelFfi_TO, ReaderFfi_TO};
+pub use export::{LogSink, Registration};
+pub use host::{HostBridge, HostFfi, HostFfi_TO, HostProxy};
+pub use tensor::{NamedTensor, RawTensor, TensorRef};
+
+use crate::{BuildContext, ComponentKind, Error, Flow, Task};
+use abi_stable::library::RootModule;
+use abi_stable::sabi_types::VersionStrings;
+use abi_stable::std_types::{RNone, ROption, RResult, RSome, RStr, RString, RVec};
+use abi_stable::{declare_root_module_statics, package_version_strings, StableAbi};
+
+/// Version of torchfit's own plugin ABI. Raised only by an incompatible change; additions do not.
+pub const ABI_VERSION: u32 = 1;
+
+/// The tch and libtorch versions this SDK was built against. A plugin must match the host's:
+/// abi_stable cannot see C++ types, and a tensor from another libtorch is undefined behaviour.
+pub const TORCH_TAG: &str = concat!("tch 0.24.0, libtorch ", env!("TORCHFIT_TORCH_VERSION"));
+
+/// An error crossing the boundary: a config error keeps its key, anything else its message.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct ErrorFfi {
+    /// `Some(key)` for [`Error::Config`].
+    pub config_key: ROption<RString>,
+    /// The message.
+    pub message: RString,
+}
+
+impl From<Error> for ErrorFfi {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Config { key, message } => ErrorFfi { config_key: RSome(key.into()), message: message.into() },
+            other => ErrorFfi { config_key: RNone, message: other.to_string().into() },
+        }
+    }
+}
+
+impl From<ErrorFfi> for Error {
+    fn from(e: ErrorFfi) -> Self {
+        match e.config_key {
+            RSome(key) => Error::Config { key: key.into_string(), message: e.message.into_string() },
+            RNone => Error::Msg(e.message.into_string()),
+        }
+    }
+}
+
+/// [`Flow`] across the boundary.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowFfi {
+    /// Go on.
+    Continue,
+    /// Stop after this epoch.
+    Stop,
+}
+
+impl From<Flow> for FlowFfi {
+    fn from(f: Flow) -> Self {
+        match f {
+            Flow::Continue => FlowFfi::Continue,
+            Flow::Stop => FlowFfi::Stop,
+        }
+    }
+}
+
+impl From<FlowFfi> for Flow {
+    fn from(f: FlowFfi) -> Self {
+        match f {
+            FlowFfi::Continue => Flow::Continue,
+            FlowFfi::Stop => Flow::Stop,
+        }
+    }
+}
+
+/// [`ComponentKind`] across the boundary.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KindFfi {
+    /// A callback.
+    Callback,
+    /// A criterion.
+    Criterion,
+    /// A model.
+    Model,
+    /// A dataset reader.
+    Reader,
+}
+
+impl From<ComponentKind> for KindFfi {
+    fn from(k: ComponentKind) -> Self {
+        match k {
+            ComponentKind::Callback => KindFfi::Callback,
+            ComponentKind::Criterion => KindFfi::Criterion,
+            ComponentKind::Model => KindFfi::Model,
+            ComponentKind::Reader => KindFfi::Reader,
+        }
+    }
+}
+
+impl From<KindFfi> for ComponentKind {
+    fn from(k: KindFfi) -> Self {
+        match k {
+            KindFfi::Callback => ComponentKind::Callback,
+            KindFfi::Criterion => ComponentKind::Criterion,
+            KindFfi::Model => ComponentKind::Model,
+            KindFfi::Reader => ComponentKind::Reader,
+        }
+    }
+}
+
+/// [`BuildContext`] across the boundary.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct BuildContextFfi {
+    /// Name the component is configured under.
+    pub name: RString,
+    /// Shape of one input sample.
+    pub input_shape: RVec<i64>,
+    /// Number of outputs.
+    pub n_outputs: i64,
+    /// 0 = classification, 1 = regression.
+    pub task: u8,
+    /// -1 = CPU, n = CUDA device n.
+    pub device: i64,
+    /// Folder relative paths resolve against.
+    pub base_dir: RString,
+}
+
+impl From<&BuildContext> for BuildContextFfi {
+    fn from(c: &BuildContext) -> Self {
+        BuildContextFfi {
+            name: c.name.as_str().into(),
+            input_shape: c.input_shape.iter().copied().collect(),
+            n_outputs: c.n_outputs,
+            task: match c.task {
+                Task::Classification => 0,
+                Task::Regression => 1,
+            },
+            device: match c.device {
+                tch::Device::Cuda(n) => n as i64,
+                _ => -1,
+            },
+            base_dir: c.base_dir.display().to_string().into(),
+        }
+    }
+}
+
+impl From<&BuildContextFfi> for BuildContext {
+    fn from(c: &BuildContextFfi) -> Self {
+        BuildContext {
+            name: c.name.to_string(),
+            input_shape: c.input_shape.to_vec(),
+            n_outputs: c.n_outputs,
+            task: if c.task == 1 { Task::Regression } else { Task::Classification },
+            device: if c.device < 0 { tch::Device::Cpu } else { tch::Device::Cuda(c.device as usize) },
+            base_dir: c.base_dir.as_str().into(),
+        }
+    }
+}
+
+/// A built component, boxed behind its interface.
+#[repr(u8)]
+#[derive(StableAbi)]
+pub enum ComponentFfi {
+    /// A callback.
+    Callback(CallbackFfi_TO<'static, abi_stable::std_types::RBox<()>>),
+    /// A criterion.
+    Criterion(CriterionFfi_TO<'static, abi_stable::std_types::RBox<()>>),
+    /// A model.
+    Model(ModelFfi_TO<'static, abi_stable::std_types::RBox<()>>),
+    /// A dataset reader.
+    Reader(ReaderFfi_TO<'static, abi_stable::std_types::RBox<()>>),
+}
+
+/// One component a library provides.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct ComponentDescFfi {
+    /// Its kind.
+    pub kind: KindFfi,
+    /// Its name in configs.
+    pub name: RString,
+    /// One line on what it is and its keys.
+    pub summary: RString,
+}
+
+/// The root module every plugin library exports (through [`export_plugin!`](crate::export_plugin)).
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = PluginRoot_Ref)))]
+#[sabi(missing_field(panic))]
+pub struct PluginRoot {
+    /// [`ABI_VERSION`] of the SDK the plugin was built with.
+    pub abi_version: u32,
+    /// [`TORCH_TAG`] of the SDK the plugin was built with.
+    pub torch_tag: RStr<'static>,
+    /// The plugin's package name.
+    pub name: RStr<'static>,
+    /// The plugin's package version.
+    pub version: RStr<'static>,
+    /// Installs the host's log sink in the plugin's image.
+    pub set_logger: extern "C" fn(LogSink),
+    /// The components the library provides.
+    pub components: extern "C" fn() -> RVec<ComponentDescFfi>,
+    /// Builds component `name` of `kind` from its JSON config.
+    #[sabi(last_prefix_field)]
+    pub build: extern "C" fn(KindFfi, RStr<'_>, RStr<'_>, &BuildContextFfi) -> RResult<ComponentFfi, ErrorFfi>,
+}
+
+impl RootModule for PluginRoot_Ref {
+    declare_root_module_statics! {PluginRoot_Ref}
+    const BASE_NAME: &'static str = "torchfit_plugin";
+    const NAME: &'static str = "torchfit_plugin";
+    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+}
+
+/// Runs `f`, turning a panic into an error that names `what`: nothing unwinds across the ABI.
+pub fn guard<T>(what: &str, f: impl FnOnce() -> crate::Result<T>) -> RResult<T, ErrorFfi> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => RResult::ROk(v),
+        Ok(Err(e)) => RResult::RErr(e.into()),
+        Err(payload) => {
+            let msg = payload.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| payload.downcast_ref::<String>().cloned()).unwrap_or_else(|| "unknown panic".into());
+            RResult::RErr(ErrorFfi { config_key: RNone, message: format!("panicked in {what}: {msg}").into() })
+        }
+    }
+}
+
+/// Like [`guard`] for calls that cannot report an error: a panic yields `fallback`.
+pub fn guard_or<T>(what: &str, fallback: T, f: impl FnOnce() -> T) -> T {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(_) => {
+            log::error!("plugin panicked in {what}");
+            fallback
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_an_error_naming_the_hook() {
+        let r = guard::<()>("on_epoch_end", || panic!("boom"));
+        let e: Error = r.into_result().unwrap_err().into();
+        assert_eq!(e.to_string(), "panicked in on_epoch_end: boom");
+    }
+
+    #[test]
+    fn a_config_error_keeps_its_key_across_the_boundary() {
+        let e: Error = ErrorFfi::from(Error::Config { key: "hidden[1]".into(), message: "bad".into() }).into();
+        assert!(matches!(e, Error::Config { ref key, .. } if key == "hidden[1]"));
+    }
+
+    #[test]
+    fn the_torch_tag_names_the_real_libtorch_version() {
+        assert!(TORCH_TAG.ends_with("2.11.0"), "{TORCH_TAG}");
+    }
+}

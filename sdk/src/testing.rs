@@ -1,0 +1,145 @@
+//! Test fakes for plugin authors: drive a component's hooks without the engine.
+
+use crate::{Error, Host, Result};
+use serde_json::{Map, Value};
+use tch::{Device, Kind, Tensor};
+
+/// An in-memory [`Host`]: a history, two parameters with gradients, one parameter group.
+pub struct FakeHost {
+    /// Epoch records (each with a `batches` list), as in `history.json`.
+    pub history: Vec<Map<String, Value>>,
+    /// Named parameters (`fc.weight` 3x2, `fc.bias` 3), gradients set to ones.
+    pub params: Vec<(String, Tensor)>,
+    /// Learning rate of each group.
+    pub lrs: Vec<f64>,
+    /// Whether `request_stop` was called.
+    pub stop_requested: bool,
+    /// `max_epochs` reported.
+    pub max_epochs: usize,
+}
+
+impl Default for FakeHost {
+    fn default() -> Self {
+        let param = |shape: &[i64]| {
+            let p = Tensor::ones(shape, (Kind::Float, Device::Cpu)).set_requires_grad(true);
+            p.sum(Kind::Float).backward();
+            p
+        };
+        FakeHost { history: Vec::new(), params: vec![("fc.weight".into(), param(&[3, 2])), ("fc.bias".into(), param(&[3]))], lrs: vec![0.1], stop_requested: false, max_epochs: 10 }
+    }
+}
+
+impl FakeHost {
+    /// Opens a new epoch record, as the engine does before `on_epoch_begin`.
+    pub fn new_epoch(&mut self) {
+        let mut e = Map::new();
+        e.insert("batches".into(), Value::Array(Vec::new()));
+        e.insert("epoch".into(), Value::from(self.history.len() + 1));
+        self.history.push(e);
+    }
+
+    /// Opens a new batch record in the current epoch.
+    pub fn new_batch(&mut self) {
+        if let Some(Value::Array(b)) = self.history.last_mut().and_then(|e| e.get_mut("batches")) {
+            b.push(Value::Object(Map::new()));
+        }
+    }
+
+    fn index(&self, epoch: isize) -> Option<usize> {
+        let i = if epoch < 0 { self.history.len() as isize + epoch } else { epoch };
+        (0..self.history.len() as isize).contains(&i).then_some(i as usize)
+    }
+}
+
+impl Host for FakeHost {
+    fn epochs(&self) -> usize {
+        self.history.len()
+    }
+    fn history_get(&self, epoch: isize, key: &str) -> Option<Value> {
+        self.history.get(self.index(epoch)?)?.get(key).cloned()
+    }
+    fn history_epoch(&self, epoch: isize) -> Option<Map<String, Value>> {
+        let mut m = self.history.get(self.index(epoch)?)?.clone();
+        m.remove("batches");
+        Some(m)
+    }
+    fn history_batch_values(&self, epoch: isize, key: &str) -> Vec<Value> {
+        match self.index(epoch).and_then(|i| self.history[i].get("batches")) {
+            Some(Value::Array(b)) => b.iter().filter_map(|r| r.get(key).cloned()).collect(),
+            _ => Vec::new(),
+        }
+    }
+    fn record(&mut self, key: &str, value: Value) -> Result<()> {
+        self.history.last_mut().ok_or_else(|| Error::msg("no epoch"))?.insert(key.into(), value);
+        Ok(())
+    }
+    fn record_batch(&mut self, key: &str, value: Value) -> Result<()> {
+        match self.history.last_mut().and_then(|e| e.get_mut("batches")) {
+            Some(Value::Array(b)) => match b.last_mut() {
+                Some(Value::Object(r)) => {
+                    r.insert(key.into(), value);
+                    Ok(())
+                }
+                _ => Err(Error::msg("no batch")),
+            },
+            _ => Err(Error::msg("no epoch")),
+        }
+    }
+    fn parameters(&self) -> Vec<(String, Tensor)> {
+        self.params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
+    }
+    fn set_requires_grad(&mut self, pattern: &str, requires_grad: bool) -> Result<usize> {
+        let mut n = 0;
+        for (name, p) in &self.params {
+            if crate::glob::matches(pattern, name) {
+                let _ = p.set_requires_grad(requires_grad);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+    fn param_groups(&self) -> usize {
+        self.lrs.len()
+    }
+    fn lr(&self, group: usize) -> Result<f64> {
+        self.lrs.get(group).copied().ok_or_else(|| Error::msg(format!("no group {group}")))
+    }
+    fn set_lr(&mut self, group: usize, lr: f64) -> Result<()> {
+        *self.lrs.get_mut(group).ok_or_else(|| Error::msg(format!("no group {group}")))? = lr;
+        Ok(())
+    }
+    fn max_epochs(&self) -> usize {
+        self.max_epochs
+    }
+    fn batch_counts(&self) -> (usize, usize) {
+        (1, 1)
+    }
+    fn request_stop(&mut self) {
+        self.stop_requested = true;
+    }
+}
+
+/// Runs one epoch of every hook of `cb` against `host` (one training and one validation batch)
+/// and returns the first error; the contract a conformance test checks.
+pub fn drive_one_epoch(cb: &mut dyn crate::Callback, host: &mut FakeHost) -> Result<()> {
+    let x = Tensor::ones([4, 2], (Kind::Float, Device::Cpu));
+    let y = Tensor::from_slice(&[0i64, 1, 2, 1]);
+    let y_pred = Tensor::zeros([4, 3], (Kind::Float, Device::Cpu));
+    let loss = Tensor::from(1.0986f32);
+    cb.initialize()?;
+    cb.on_train_begin(host)?;
+    host.new_epoch();
+    cb.on_epoch_begin(host)?;
+    for (index, training) in [(0, true), (0, false)] {
+        host.new_batch();
+        let batch = crate::Batch { x: &x, y: &y, training, index };
+        cb.on_batch_begin(host, &batch)?;
+        if training {
+            cb.on_grad_computed(host, &batch)?;
+        }
+        cb.on_batch_end(host, &crate::BatchOutput { batch, y_pred: &y_pred, loss: &loss })?;
+    }
+    cb.on_epoch_end(host)?;
+    cb.on_train_end(host)?;
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! Components that misbehave on purpose, for the loading-failure tests.
+use serde::Deserialize;
+use torchfit_sdk::{export_plugin, parse_config, tch::Tensor, Batch, BatchOutput, BuildContext, Callback, Criterion, Error, Flow, Host, Result};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    /// The hook to misbehave in.
+    hook: String,
+    /// `panic` or `error`.
+    #[serde(default = "panic")]
+    how: String,
+}
+
+fn panic() -> String {
+    "panic".into()
+}
+
+struct Faulty(Config);
+
+impl Faulty {
+    fn at(&self, hook: &str) -> Result<Flow> {
+        if self.0.hook == hook {
+            if self.0.how == "panic" {
+                panic!("faulty plugin panics in {hook}");
+            }
+            return Err(Error::msg(format!("faulty plugin fails in {hook}")));
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+fn build(config: &torchfit_sdk::Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
+    let c: Config = parse_config(config)?;
+    if c.hook == "constructor" {
+        panic!("faulty plugin panics in its constructor");
+    }
+    Ok(Box::new(Faulty(c)))
+}
+
+impl Callback for Faulty {
+    fn initialize(&mut self) -> Result<()> {
+        self.at("initialize").map(|_| ())
+    }
+    fn on_train_begin(&mut self, _h: &mut dyn Host) -> Result<Flow> {
+        self.at("on_train_begin")
+    }
+    fn on_epoch_begin(&mut self, _h: &mut dyn Host) -> Result<Flow> {
+        self.at("on_epoch_begin")
+    }
+    fn on_batch_begin(&mut self, _h: &mut dyn Host, _b: &Batch<'_>) -> Result<Flow> {
+        self.at("on_batch_begin")
+    }
+    fn on_grad_computed(&mut self, _h: &mut dyn Host, _b: &Batch<'_>) -> Result<Flow> {
+        self.at("on_grad_computed")
+    }
+    fn on_batch_end(&mut self, _h: &mut dyn Host, _o: &BatchOutput<'_>) -> Result<Flow> {
+        self.at("on_batch_end")
+    }
+    fn on_epoch_end(&mut self, _h: &mut dyn Host) -> Result<Flow> {
+        self.at("on_epoch_end")
+    }
+    fn on_train_end(&mut self, _h: &mut dyn Host) -> Result<()> {
+        self.at("on_train_end").map(|_| ())
+    }
+}
+
+struct FaultyLoss;
+
+fn build_loss(_config: &torchfit_sdk::Value, _ctx: &BuildContext) -> Result<Box<dyn Criterion>> {
+    Ok(Box::new(FaultyLoss))
+}
+
+impl Criterion for FaultyLoss {
+    fn loss(&self, _y_pred: &Tensor, _y: &Tensor) -> Result<Tensor> {
+        panic!("faulty plugin panics in loss")
+    }
+}
+
+export_plugin! {
+    name: "torchfit-testplugin-faulty",
+    components: [
+        Callback("faulty", build, "panics or fails in the hook named by `hook`"),
+        Criterion("faulty_loss", build_loss, "panics in loss"),
+    ],
+}

@@ -1,0 +1,49 @@
+//! Every plugin library shipped in this repository: loads, reports metadata, accepts every event
+//! with a fake host, and survives `state()`/`load_state()` round trips.
+
+use torchfit_engine::plugins::Library;
+use torchfit_engine::registry::Registry;
+use torchfit_sdk::testing::{drive_one_epoch, FakeHost};
+use torchfit_sdk::{BuildContext, ComponentKind};
+
+/// (package, library stem) of every plugin crate that ships.
+const SHIPPED: &[(&str, &str)] = &[("custom-callback", "custom_callback")];
+
+#[test]
+fn every_shipped_plugin_conforms() {
+    for (package, stem) in SHIPPED {
+        let lib = Library::load(&torchfit_tests::plugin_library(package, stem)).unwrap_or_else(|e| panic!("{package}: {e}"));
+        assert_eq!(lib.name(), *package);
+        assert!(!lib.version().is_empty());
+        assert!(!lib.components().is_empty(), "{package} provides nothing");
+        let mut registry = Registry::default();
+        registry.add_library(&lib).unwrap();
+        for c in registry.components() {
+            assert!(!c.summary.is_empty(), "{}: no summary", c.name);
+            let ctx = BuildContext { name: c.name.clone(), input_shape: vec![2], n_outputs: 3, task: Default::default(), device: tch::Device::Cpu, base_dir: ".".into() };
+            if c.kind == ComponentKind::Callback {
+                let mut cb = registry.callback(&c.name, &serde_json::json!({}), &ctx).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+                let mut host = FakeHost::default();
+                drive_one_epoch(cb.as_mut(), &mut host).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+                drive_one_epoch(cb.as_mut(), &mut host).unwrap_or_else(|e| panic!("{} (second epoch): {e}", c.name));
+                let state = cb.state().unwrap();
+                cb.load_state(state.clone()).unwrap();
+                assert_eq!(cb.state().unwrap(), state, "{}: state changes in a round trip", c.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_example_records_a_gradient_norm_through_the_abi() {
+    let lib = Library::load(&torchfit_tests::plugin_library("custom-callback", "custom_callback")).unwrap();
+    let mut registry = Registry::default();
+    registry.add_library(&lib).unwrap();
+    let ctx = BuildContext { name: "gn".into(), input_shape: vec![2], n_outputs: 3, task: Default::default(), device: tch::Device::Cpu, base_dir: ".".into() };
+    let mut cb = registry.callback("grad_norm", &serde_json::json!({"key": "gn"}), &ctx).unwrap();
+    let mut host = FakeHost::default();
+    drive_one_epoch(cb.as_mut(), &mut host).unwrap();
+    // FakeHost's gradients are ones over 6 + 3 values: norm 3.
+    assert_eq!(host.history[0]["gn"], serde_json::json!(3.0));
+    assert!(registry.callback("grad_norm", &serde_json::json!({"nope": 1}), &ctx).is_err(), "config errors cross the ABI");
+}
