@@ -143,3 +143,14 @@ fn a_panic_in_a_plugin_criterion_or_constructor_is_an_error_not_a_crash() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(error_line(&o).contains("panicked in build"), "{}", stderr(&o));
 }
+
+#[test]
+fn plugin_log_records_appear_in_the_hosts_output() {
+    let lib = faulty();
+    let o = torchfit_env(
+        &["train", "examples/digits/config.toml", "--set", "max_epochs=1", "--set", &format!("plugins=[{:?}]", lib.display().to_string()), "--set", "callbacks__bad__type=faulty", "--set", "callbacks__bad__hook=none"],
+        &[("TORCHFIT_LOG", "info")],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("[info] faulty plugin initialized to misbehave in none"), "{}", stderr(&o));
+}

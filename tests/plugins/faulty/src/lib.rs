@@ -40,6 +40,7 @@ fn build(config: &torchfit_sdk::Value, _ctx: &BuildContext) -> Result<Box<dyn Ca
 
 impl Callback for Faulty {
     fn initialize(&mut self) -> Result<()> {
+        torchfit_sdk::log::info!("faulty plugin initialized to misbehave in {}", self.0.hook);
         self.at("initialize").map(|_| ())
     }
     fn on_train_begin(&mut self, _h: &mut dyn Host) -> Result<Flow> {
