@@ -51,4 +51,25 @@ pub trait Host {
 
     /// Asks the engine to stop after the current epoch, as returning [`crate::Flow::Stop`] does.
     fn request_stop(&mut self);
+
+    /// Saves named tensors to `path` as safetensors, atomically (a crash leaves the previous
+    /// file intact).
+    fn save_tensors(&mut self, path: &std::path::Path, tensors: &[(String, Tensor)]) -> Result<()> {
+        crate::io::save_tensors(path, tensors)
+    }
+
+    /// Loads named tensors saved by [`Host::save_tensors`].
+    fn load_tensors(&self, path: &std::path::Path) -> Result<Vec<(String, Tensor)>> {
+        crate::io::load_tensors(path)
+    }
+
+    /// Saves JSON state to `path`, atomically.
+    fn save_json(&mut self, path: &std::path::Path, value: &Value) -> Result<()> {
+        crate::io::save_json(path, value)
+    }
+
+    /// Loads JSON state saved by [`Host::save_json`].
+    fn load_json(&self, path: &std::path::Path) -> Result<Value> {
+        crate::io::load_json(path)
+    }
 }

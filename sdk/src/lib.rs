@@ -27,6 +27,7 @@ pub mod error;
 pub mod ffi;
 pub mod glob;
 pub mod host;
+pub mod io;
 pub mod model;
 pub mod reader;
 pub mod scoring;

@@ -30,6 +30,13 @@ pub trait DatasetReader: Send {
         let all: Vec<i64> = (0..self.len() as i64).collect();
         Ok(self.get(&all)?.1)
     }
+
+    /// Called by the engine before each training epoch (1-based `epoch`, the run's `seed`): a
+    /// reader with per-epoch randomness (augmentation, streamed shuffling) derives it from these
+    /// two values, so that any epoch can be replayed exactly. The default does nothing.
+    fn reset(&mut self, _epoch: u64, _seed: u64) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl<R: DatasetReader + ?Sized> DatasetReader for Box<R> {
@@ -44,5 +51,8 @@ impl<R: DatasetReader + ?Sized> DatasetReader for Box<R> {
     }
     fn targets(&mut self) -> Result<Tensor> {
         (**self).targets()
+    }
+    fn reset(&mut self, epoch: u64, seed: u64) -> Result<()> {
+        (**self).reset(epoch, seed)
     }
 }

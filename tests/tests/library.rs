@@ -262,3 +262,34 @@ fn an_error_in_a_callback_aborts_the_run_and_every_train_end_still_runs() {
     assert!(events.contains(&"bad:train_end".to_string()) && events.contains(&"good:train_end".to_string()), "{events:?}");
     assert!(!events.contains(&"good:epoch_end 2 valid_loss=true".to_string()), "callbacks after the failing one do not run");
 }
+
+/// A reader that logs `reset` calls and otherwise serves a small in-memory data set.
+struct LoggingReader(torchfit_engine::data::TensorDataset);
+
+impl DatasetReader for LoggingReader {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn sample_shape(&self) -> Vec<i64> {
+        self.0.sample_shape()
+    }
+    fn get(&mut self, indices: &[i64]) -> SdkResult<(Tensor, Tensor)> {
+        self.0.get(indices)
+    }
+    fn reset(&mut self, epoch: u64, seed: u64) -> SdkResult<()> {
+        log(format!("reset {epoch} {seed}"));
+        Ok(())
+    }
+}
+
+#[test]
+fn readers_are_reset_with_the_epoch_and_seed_before_each_epoch() {
+    let _serial = serial();
+    let (x, y) = digits();
+    let mut reader = LoggingReader(torchfit_engine::data::TensorDataset::new(&x, &y).unwrap());
+    let mut net = small_net(3);
+    net.set_param("seed", 7).unwrap();
+    take_events();
+    net.fit_reader(&mut reader, None, false).unwrap();
+    assert_eq!(take_events(), ["reset 1 7", "reset 2 7", "reset 3 7"]);
+}

@@ -154,3 +154,34 @@ fn plugin_log_records_appear_in_the_hosts_output() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("[info] faulty plugin initialized to misbehave in none"), "{}", stderr(&o));
 }
+
+/// Saves the history length on train end, as TrainEndCheckpoint does (the `path` key).
+struct SaveOnTrainEnd(std::path::PathBuf);
+
+impl torchfit_sdk::Callback for SaveOnTrainEnd {
+    fn on_train_end(&mut self, host: &mut dyn torchfit_sdk::Host) -> torchfit_sdk::Result<()> {
+        let epochs = host.epochs();
+        host.save_json(&self.0, &serde_json::json!({ "epochs": epochs }))
+    }
+}
+
+fn save_on_train_end(config: &serde_json::Value, _ctx: &torchfit_sdk::BuildContext) -> torchfit_sdk::Result<Box<dyn torchfit_sdk::Callback>> {
+    Ok(Box::new(SaveOnTrainEnd(config["path"].as_str().unwrap().into())))
+}
+
+#[test]
+fn after_a_plugin_panics_the_run_ends_cleanly_and_train_end_state_is_saved() {
+    let lib = torchfit_engine::plugins::Library::load(&faulty()).unwrap();
+    let state = temp_dir("saved-after-panic").join("state.json");
+    let x = tch::Tensor::randn([64, 4], (tch::Kind::Float, tch::Device::Cpu));
+    let y = x.sum_dim_intlist(1, false, tch::Kind::Float).gt(0.0).to_kind(tch::Kind::Int64);
+    let mut net = torchfit_engine::NeuralNet::classifier();
+    net.registry_mut().add_library(&lib).unwrap();
+    net.registry_mut().add("save_on_train_end", "0.0.1", "test", torchfit_sdk::Constructor::Callback(save_on_train_end)).unwrap();
+    net.set_params(&[("max_epochs", "5"), ("callbacks__print_log", "false"), ("callbacks__bad__type", "faulty"), ("callbacks__bad__hook", "on_epoch_end")]).unwrap();
+    net.set_param("callbacks__save__type", "save_on_train_end").unwrap();
+    net.set_param("callbacks__save__path", state.to_str().unwrap()).unwrap();
+    let err = net.fit(&x, &y).unwrap_err().to_string();
+    assert!(err.contains("callback `bad` failed in on_epoch_end") && err.contains("panicked"), "{err}");
+    assert_eq!(torchfit_tests::read_json(&state)["epochs"], 1, "the state of the failed run was saved on train end");
+}

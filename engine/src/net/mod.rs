@@ -415,12 +415,7 @@ impl NeuralNet {
     /// atomically.
     pub fn save_params(&self, path: &Path) -> Result<()> {
         let model = self.model().ok_or(Error::NotInitialized)?;
-        let state: Vec<(String, Tensor)> = model.state_dict().into_iter().map(|(n, t)| (n, t.f_to_device(Device::Cpu).and_then(|t| t.f_contiguous()).unwrap_or(t))).collect();
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let tmp = dir.join(format!(".{}.tmp{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("params"), std::process::id()));
-        let tmp_st = tmp.with_extension("safetensors");
-        Tensor::write_safetensors(&state, &tmp_st)?;
-        std::fs::rename(&tmp_st, path).map_err(|e| Error::io(path, e))
+        torchfit_sdk::io::save_tensors(path, &model.state_dict()).map_err(|e| Error::Data(e.to_string()))
     }
 
     /// Loads a state dict saved by [`NeuralNet::save_params`] into the initialized model.
@@ -480,6 +475,10 @@ fn fit_loop(parts: &mut Parts, history: &mut History, reader: &mut dyn DatasetRe
         history.new_epoch();
         history.record("epoch", epoch)?;
         tch::manual_seed((SplitMix64::new(seed, Stream::Torch, epoch as u64).next_u64() >> 1) as i64);
+        reader.reset(epoch as u64, seed)?;
+        if let Valid::Other(r, _) = &mut valid {
+            r.reset(epoch as u64, seed)?;
+        }
         let it = &parts.settings.iterator_train;
         let train_batches = batches(train, it.batch_size, it.shuffle.unwrap_or(true), seed, epoch as u64);
         let iv = &parts.settings.iterator_valid;

@@ -104,8 +104,10 @@ pub trait ReaderFfi: Send {
     /// [`DatasetReader::get`]: inputs and targets given.
     fn get(&mut self, indices: RSlice<'_, i64>) -> RResult<Tuple2<RawTensor, RawTensor>, ErrorFfi>;
     /// [`DatasetReader::targets`], given.
-    #[sabi(last_prefix_field)]
     fn targets(&mut self) -> RResult<RawTensor, ErrorFfi>;
+    /// [`DatasetReader::reset`].
+    #[sabi(last_prefix_field)]
+    fn reset(&mut self, epoch: u64, seed: u64) -> RResult<(), ErrorFfi>;
 }
 
 /// Plugin side of a reader.
@@ -123,6 +125,9 @@ impl<R: DatasetReader> ReaderFfi for ReaderAdapter<R> {
     }
     fn targets(&mut self) -> RResult<RawTensor, ErrorFfi> {
         guard("targets", || self.0.targets().map(RawTensor::give))
+    }
+    fn reset(&mut self, epoch: u64, seed: u64) -> RResult<(), ErrorFfi> {
+        guard("reset", || self.0.reset(epoch, seed))
     }
 }
 
@@ -143,5 +148,8 @@ impl DatasetReader for DynReader {
     fn targets(&mut self) -> Result<Tensor> {
         // SAFETY: ReaderAdapter::targets gives its tensor.
         ok(self.0.targets()).map(|t| unsafe { t.take() })
+    }
+    fn reset(&mut self, epoch: u64, seed: u64) -> Result<()> {
+        ok(self.0.reset(epoch, seed))
     }
 }

@@ -11,8 +11,20 @@
 //!   hook, never an unwind across the boundary;
 //! - tensors cross as [`RawTensor`] handles, lent or given (see [`tensor`]);
 //! - JSON values (configs, history values, state) cross as strings;
-//! - the ABI grows by appending: new trait methods and root-module fields go after the
-//!   `#[sabi(last_prefix_field)]` marker, so plugins built against an older SDK still load.
+//!
+//! ## How the ABI may change
+//! abi_stable checks, at load time, every type reachable from the root module. What it accepts
+//! decides what may change without breaking plugins already built:
+//! - [`HostFfi`], which the host implements and plugins call, may grow by appending methods
+//!   after its `#[sabi(last_prefix_field)]` marker: an older plugin sees a longer vtable and uses
+//!   its prefix.
+//! - The interfaces plugins implement ([`CallbackFfi`], `CriterionFfi`, `ModelFfi`,
+//!   `ReaderFfi`) are frozen within an ABI version. Appending a method, even with a default
+//!   body, makes abi_stable refuse every older plugin ("too many fields": the host expects a
+//!   longer vtable than the plugin's object has). This was seen with `ReaderFfi::reset` and is
+//!   why `reset` is part of ABI v1. New plugin-side capabilities come as new interfaces.
+//! - `tests/tests/abi_versions.rs` builds the example plugin from the commit that released ABI
+//!   v1 and loads it in the current host, so an incompatible change fails the tests.
 #![allow(non_camel_case_types, non_local_definitions)] // from abi_stable's generated code (`PluginRoot_Ref`, `CallbackFfi_TO`)
 
 pub mod callback;
