@@ -11,7 +11,7 @@ use std::process::Command;
 use torchfit_tests::{read_json, root, temp_dir, torchfit_env};
 
 /// The commit whose `sdk/` is torchfit's first released plugin ABI (`ABI_VERSION` 1).
-const ABI_V1: &str = "c4490cad48fb8df86122b17245835feadd4b3d51";
+const ABI_V1: &str = "d306e553085ea010faa7365e5a1138f8596c658d";
 
 fn git(args: &[&str]) -> Option<std::process::Output> {
     Command::new("git").args(args).current_dir(root()).output().ok().filter(|o| o.status.success())
