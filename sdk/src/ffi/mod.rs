@@ -13,18 +13,18 @@
 //! - JSON values (configs, history values, state) cross as strings;
 //!
 //! ## How the ABI may change
-//! abi_stable checks, at load time, every type reachable from the root module. What it accepts
-//! decides what may change without breaking plugins already built:
-//! - [`HostFfi`], which the host implements and plugins call, may grow by appending methods
-//!   after its `#[sabi(last_prefix_field)]` marker: an older plugin sees a longer vtable and uses
-//!   its prefix.
-//! - The interfaces plugins implement ([`CallbackFfi`], `CriterionFfi`, `ModelFfi`,
-//!   `ReaderFfi`) are frozen within an ABI version. Appending a method, even with a default
-//!   body, makes abi_stable refuse every older plugin ("too many fields": the host expects a
-//!   longer vtable than the plugin's object has). This was seen with `ReaderFfi::reset` and is
-//!   why `reset` is part of ABI v1. New plugin-side capabilities come as new interfaces.
-//! - `tests/tests/abi_versions.rs` builds the example plugin from the commit that released ABI
-//!   v1 and loads it in the current host, so an incompatible change fails the tests.
+//! abi_stable checks, at load time, the layout of every type reachable from the root module, and
+//! refuses a plugin whose trait-object vtables are shorter than the host's. Two experiments on
+//! this code base (2026-11-23), each run against `tests/tests/abi_versions.rs`:
+//! - appending `reset` to `ReaderFfi` (a method with a default body, after the
+//!   `#[sabi(last_prefix_field)]` marker): the ABI v1 plugin was refused ("too many fields");
+//! - appending a method with a default body to [`HostFfi`]: refused the same way.
+//!
+//! So every interface here is frozen within an ABI version. The root module is the place to
+//! grow: new fields go after its `last_prefix_field` (abi_stable's prefix-type evolution) and can
+//! carry new interfaces; a change to an existing interface raises [`ABI_VERSION`]. The versioning
+//! test builds the example plugin from the commit that released ABI v1 and loads it in the
+//! current host, so an incompatible change fails the test suite.
 #![allow(non_camel_case_types, non_local_definitions)] // from abi_stable's generated code (`PluginRoot_Ref`, `CallbackFfi_TO`)
 
 pub mod callback;
