@@ -131,69 +131,58 @@ impl Registry {
         })
     }
 
-    fn build_dynamic(lib: &Library, kind: ComponentKind, name: &str, config: &serde_json::Value, ctx: &BuildContext) -> torchfit_sdk::Result<ComponentFfi> {
-        let build = lib.root().build();
-        build(KindFfi::from(kind), name.into(), config.to_string().as_str().into(), &BuildContextFfi::from(ctx)).into_result().map_err(torchfit_sdk::Error::from)
-    }
-
-    fn wrap<T>(kind: ComponentKind, name: &str, r: torchfit_sdk::Result<T>) -> Result<T> {
-        r.map_err(|source| Error::Component { kind, name: name.into(), source })
+    /// Builds component `name` of `kind`, configured under `display` (a callback's config name):
+    /// `pick` takes the kind's constructor, `wrap` the kind's object from a library.
+    fn build<T: ?Sized>(
+        &self,
+        kind: ComponentKind,
+        name: &str,
+        display: &str,
+        config: &serde_json::Value,
+        ctx: &BuildContext,
+        pick: fn(Constructor) -> Option<torchfit_sdk::Ctor<T>>,
+        wrap: fn(ComponentFfi) -> Option<Box<T>>,
+    ) -> Result<Box<T>> {
+        let c = self.find(kind, name)?;
+        let built = match &c.source {
+            Source::Static(ctor) => pick(*ctor).expect("find filters by kind")(config, ctx),
+            Source::Library(lib) => {
+                let build = lib.root().build();
+                build(KindFfi::from(kind), name.into(), config.to_string().as_str().into(), &BuildContextFfi::from(ctx))
+                    .into_result()
+                    .map_err(torchfit_sdk::Error::from)
+                    .and_then(|obj| wrap(obj).ok_or_else(|| torchfit_sdk::Error::msg("the library built a component of another kind")))
+            }
+        };
+        built.map_err(|source| Error::Component { kind, name: display.into(), source })
     }
 
     /// Builds the model `name`.
     pub fn model(&self, name: &str, config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Model>> {
-        let c = self.find(ComponentKind::Model, name)?;
-        Self::wrap(c.kind, name, match &c.source {
-            Source::Static(Constructor::Model(f)) => f(config, ctx),
-            Source::Library(lib) => match Self::build_dynamic(lib, c.kind, name, config, ctx) {
-                Ok(ComponentFfi::Model(m)) => Ok(Box::new(DynModel(m)) as Box<dyn Model>),
-                Ok(_) => Err(torchfit_sdk::Error::msg("the library built a component of another kind")),
-                Err(e) => Err(e),
-            },
-            Source::Static(_) => unreachable!("find filters by kind"),
-        })
+        let pick = |c| if let Constructor::Model(f) = c { Some(f) } else { None };
+        let wrap = |c| if let ComponentFfi::Model(m) = c { Some(Box::new(DynModel(m)) as Box<dyn Model>) } else { None };
+        self.build(ComponentKind::Model, name, name, config, ctx, pick, wrap)
     }
 
     /// Builds the criterion `name`.
     pub fn criterion(&self, name: &str, config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Criterion>> {
-        let c = self.find(ComponentKind::Criterion, name)?;
-        Self::wrap(c.kind, name, match &c.source {
-            Source::Static(Constructor::Criterion(f)) => f(config, ctx),
-            Source::Library(lib) => match Self::build_dynamic(lib, c.kind, name, config, ctx) {
-                Ok(ComponentFfi::Criterion(m)) => Ok(Box::new(DynCriterion(m)) as Box<dyn Criterion>),
-                Ok(_) => Err(torchfit_sdk::Error::msg("the library built a component of another kind")),
-                Err(e) => Err(e),
-            },
-            Source::Static(_) => unreachable!("find filters by kind"),
-        })
+        let pick = |c| if let Constructor::Criterion(f) = c { Some(f) } else { None };
+        let wrap = |c| if let ComponentFfi::Criterion(m) = c { Some(Box::new(DynCriterion(m)) as Box<dyn Criterion>) } else { None };
+        self.build(ComponentKind::Criterion, name, name, config, ctx, pick, wrap)
     }
 
     /// Builds the dataset reader `name`.
     pub fn reader(&self, name: &str, config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn DatasetReader>> {
-        let c = self.find(ComponentKind::Reader, name)?;
-        Self::wrap(c.kind, name, match &c.source {
-            Source::Static(Constructor::Reader(f)) => f(config, ctx),
-            Source::Library(lib) => match Self::build_dynamic(lib, c.kind, name, config, ctx) {
-                Ok(ComponentFfi::Reader(m)) => Ok(Box::new(DynReader(m)) as Box<dyn DatasetReader>),
-                Ok(_) => Err(torchfit_sdk::Error::msg("the library built a component of another kind")),
-                Err(e) => Err(e),
-            },
-            Source::Static(_) => unreachable!("find filters by kind"),
-        })
+        let pick = |c| if let Constructor::Reader(f) = c { Some(f) } else { None };
+        let wrap = |c| if let ComponentFfi::Reader(m) = c { Some(Box::new(DynReader(m)) as Box<dyn DatasetReader>) } else { None };
+        self.build(ComponentKind::Reader, name, name, config, ctx, pick, wrap)
     }
 
     /// Builds the callback type `kind_name` (configured under `ctx.name`).
     pub fn callback(&self, kind_name: &str, config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Callback>> {
-        let c = self.find(ComponentKind::Callback, kind_name)?;
-        Self::wrap(c.kind, &ctx.name, match &c.source {
-            Source::Static(Constructor::Callback(f)) => f(config, ctx),
-            Source::Library(lib) => match Self::build_dynamic(lib, c.kind, kind_name, config, ctx) {
-                Ok(ComponentFfi::Callback(m)) => Ok(Box::new(DynCallback::new(m)) as Box<dyn Callback>),
-                Ok(_) => Err(torchfit_sdk::Error::msg("the library built a component of another kind")),
-                Err(e) => Err(e),
-            },
-            Source::Static(_) => unreachable!("find filters by kind"),
-        })
+        let pick = |c| if let Constructor::Callback(f) = c { Some(f) } else { None };
+        let wrap = |c| if let ComponentFfi::Callback(m) = c { Some(Box::new(DynCallback::new(m)) as Box<dyn Callback>) } else { None };
+        self.build(ComponentKind::Callback, kind_name, &ctx.name, config, ctx, pick, wrap)
     }
 }
 
