@@ -65,7 +65,7 @@ mod tests {
     use tch::{Device, Kind};
 
     fn ctx() -> BuildContext {
-        BuildContext { name: "criterion".into(), input_shape: vec![], n_outputs: 3, task: torchfit_sdk::Task::Classification, device: Device::Cpu, base_dir: ".".into() }
+        BuildContext { name: "criterion".into(), input_shape: vec![], n_outputs: 3, task: torchfit_sdk::Task::Classification, device: Device::Cpu, base_dir: ".".into(), seed: 0 }
     }
 
     #[test]

@@ -192,7 +192,7 @@ mod tests {
 
     #[test]
     fn an_unknown_name_lists_the_known_ones() {
-        let ctx = BuildContext { name: "module".into(), input_shape: vec![2], n_outputs: 2, task: Default::default(), device: tch::Device::Cpu, base_dir: ".".into() };
+        let ctx = BuildContext { name: "module".into(), input_shape: vec![2], n_outputs: 2, task: Default::default(), device: tch::Device::Cpu, base_dir: ".".into(), seed: 0 };
         let err = Registry::builtin().model("resnet99", &serde_json::json!({}), &ctx).err().unwrap().to_string();
         assert!(err.contains("resnet99") && err.contains("mlp"), "{err}");
     }

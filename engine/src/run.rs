@@ -48,7 +48,7 @@ pub fn load_params(config: &Path, sets: &[String]) -> Result<Params> {
 
 fn reader(registry: &Registry, params: &Params, key: &str, spec: &crate::config::ComponentSpec) -> Result<Box<dyn DatasetReader>> {
     let settings = params.settings()?;
-    let ctx = BuildContext { name: key.into(), input_shape: vec![], n_outputs: 0, task: settings.task, device: tch::Device::Cpu, base_dir: params.base_dir().to_path_buf() };
+    let ctx = BuildContext { name: key.into(), input_shape: vec![], n_outputs: 0, task: settings.task, device: tch::Device::Cpu, base_dir: params.base_dir().to_path_buf(), seed: settings.seed };
     registry.reader(&spec.name, &spec.json(), &ctx).map_err(|e| params.component_error(key, e))
 }
 
@@ -73,14 +73,36 @@ pub fn train(params: Params, out: Option<&Path>) -> Result<Outcome> {
         _ => ((0..n as i64).collect(), Vec::new()),
     };
     let mut net = NeuralNet::with_registry(params.clone(), registry.clone());
-    if settings.train_split.kind == SplitKind::Predefined {
-        let vspec = settings.valid_dataset.clone().ok_or_else(|| params.config_error("valid_dataset", "missing: train_split.kind = \"predefined\" needs a [valid_dataset] section".into()))?;
-        let mut valid = reader(&registry, &params, "valid_dataset", &vspec)?;
-        let all = (0..valid.len() as i64).collect();
-        net.fit_readers(data.as_mut(), pool, Valid::Other(valid.as_mut(), all), false)?;
-    } else {
-        net.fit_reader(data.as_mut(), Some(&pool), false)?;
+    let mut valid = match settings.train_split.kind {
+        SplitKind::Predefined => {
+            let vspec = settings.valid_dataset.clone().ok_or_else(|| params.config_error("valid_dataset", "missing: train_split.kind = \"predefined\" needs a [valid_dataset] section".into()))?;
+            Some(reader(&registry, &params, "valid_dataset", &vspec)?)
+        }
+        _ => None,
+    };
+    // Callbacks write into the run directory while training; it exists from here on, and is
+    // removed again if training fails before anything was written to it.
+    let created = match out {
+        Some(dir) if !dir.exists() => {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            true
+        }
+        _ => false,
+    };
+    net.set_run_dir(out.map(Path::to_path_buf));
+    let fitted = match valid.as_mut() {
+        Some(v) => {
+            let all = (0..v.len() as i64).collect();
+            net.fit_readers(data.as_mut(), pool, Valid::Other(v.as_mut(), all), false)
+        }
+        None => net.fit_reader(data.as_mut(), Some(&pool), false),
+    };
+    if let (Err(_), Some(dir), true) = (&fitted, out, created) {
+        if std::fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false) {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
+    fitted?;
     let test = if test.is_empty() { None } else { Some(net.evaluate(data.as_mut(), &test)?) };
     let seconds = start.elapsed().as_secs_f64();
     if let Some(dir) = out {

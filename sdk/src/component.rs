@@ -87,6 +87,8 @@ pub struct BuildContext {
     pub device: tch::Device,
     /// Directory relative paths in the config are resolved against (the config file's folder).
     pub base_dir: PathBuf,
+    /// The run's seed: components with randomness of their own derive it from this.
+    pub seed: u64,
 }
 
 impl BuildContext {

@@ -52,6 +52,22 @@ pub trait Host {
     /// Asks the engine to stop after the current epoch, as returning [`crate::Flow::Stop`] does.
     fn request_stop(&mut self);
 
+    /// Asks the engine to save `parts` of the run as checkpoint `prefix` under `dir`
+    /// ([`crate::checkpoint::Files`]) once the current event has reached every callback, so the
+    /// checkpoint includes what later callbacks record in the same event. Each file is written
+    /// atomically. A failure is reported then, naming this callback.
+    fn save_checkpoint(&mut self, dir: &std::path::Path, prefix: &str, parts: crate::Parts) -> Result<()>;
+
+    /// Asks the engine to restore `parts` of the run from checkpoint `prefix` under `dir` once
+    /// the current event has reached every callback. Training goes on from the epoch after the
+    /// restored history's last. A missing or unreadable file is reported then, naming this
+    /// callback.
+    fn load_checkpoint(&mut self, dir: &std::path::Path, prefix: &str, parts: crate::Parts) -> Result<()>;
+
+    /// The run directory (`torchfit train --out DIR`), where callbacks write their files; `None`
+    /// when the run has none (relative paths then resolve against the working directory).
+    fn run_dir(&self) -> Option<std::path::PathBuf>;
+
     /// Saves named tensors to `path` as safetensors, atomically (a crash leaves the previous
     /// file intact).
     fn save_tensors(&mut self, path: &std::path::Path, tensors: &[(String, Tensor)]) -> Result<()> {

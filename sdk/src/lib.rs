@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 
 pub mod callback;
+pub mod checkpoint;
 pub mod component;
 pub mod config;
 pub mod criterion;
@@ -34,6 +35,7 @@ pub mod scoring;
 pub mod testing;
 
 pub use callback::{Batch, BatchOutput, Callback, Flow};
+pub use checkpoint::Parts;
 pub use component::{BuildContext, Constructor, Ctor, Kind as ComponentKind, Task};
 pub use config::parse_config;
 pub use criterion::Criterion;

@@ -16,6 +16,10 @@ pub struct FakeHost {
     pub stop_requested: bool,
     /// `max_epochs` reported.
     pub max_epochs: usize,
+    /// Checkpoint requests made, in order (a fake host does not carry them out).
+    pub actions: Vec<crate::checkpoint::Action>,
+    /// The run directory reported.
+    pub run_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for FakeHost {
@@ -25,7 +29,7 @@ impl Default for FakeHost {
             p.sum(Kind::Float).backward();
             p
         };
-        FakeHost { history: Vec::new(), params: vec![("fc.weight".into(), param(&[3, 2])), ("fc.bias".into(), param(&[3]))], lrs: vec![0.1], stop_requested: false, max_epochs: 10 }
+        FakeHost { history: Vec::new(), params: vec![("fc.weight".into(), param(&[3, 2])), ("fc.bias".into(), param(&[3]))], lrs: vec![0.1], stop_requested: false, max_epochs: 10, actions: Vec::new(), run_dir: None }
     }
 }
 
@@ -116,6 +120,17 @@ impl Host for FakeHost {
     }
     fn request_stop(&mut self) {
         self.stop_requested = true;
+    }
+    fn save_checkpoint(&mut self, dir: &std::path::Path, prefix: &str, parts: crate::Parts) -> Result<()> {
+        self.actions.push(crate::checkpoint::Action::Save { dir: dir.into(), prefix: prefix.into(), parts });
+        Ok(())
+    }
+    fn load_checkpoint(&mut self, dir: &std::path::Path, prefix: &str, parts: crate::Parts) -> Result<()> {
+        self.actions.push(crate::checkpoint::Action::Load { dir: dir.into(), prefix: prefix.into(), parts });
+        Ok(())
+    }
+    fn run_dir(&self) -> Option<std::path::PathBuf> {
+        self.run_dir.clone()
     }
 }
 

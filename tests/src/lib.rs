@@ -83,3 +83,11 @@ pub fn torchfit_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     }
     cmd.output().expect("run torchfit")
 }
+
+/// libtorch has one random generator per process, reseeded by every `fit`: nets trained at the
+/// same time in threads of one process perturb each other's dropout. Tests that train in-process
+/// hold this lock.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -20,7 +20,7 @@ fn every_shipped_plugin_conforms() {
         registry.add_library(&lib).unwrap();
         for c in registry.components() {
             assert!(!c.summary.is_empty(), "{}: no summary", c.name);
-            let ctx = BuildContext { name: c.name.clone(), input_shape: vec![2], n_outputs: 3, task: Default::default(), device: tch::Device::Cpu, base_dir: ".".into() };
+            let ctx = BuildContext { name: c.name.clone(), input_shape: vec![2], n_outputs: 3, task: Default::default(), device: tch::Device::Cpu, base_dir: ".".into(), seed: 0 };
             if c.kind == ComponentKind::Callback {
                 let mut cb = registry.callback(&c.name, &serde_json::json!({}), &ctx).unwrap_or_else(|e| panic!("{}: {e}", c.name));
                 let mut host = FakeHost::default();
@@ -39,7 +39,7 @@ fn the_example_records_a_gradient_norm_through_the_abi() {
     let lib = Library::load(&torchfit_tests::plugin_library("custom-callback", "custom_callback")).unwrap();
     let mut registry = Registry::default();
     registry.add_library(&lib).unwrap();
-    let ctx = BuildContext { name: "gn".into(), input_shape: vec![2], n_outputs: 3, task: Default::default(), device: tch::Device::Cpu, base_dir: ".".into() };
+    let ctx = BuildContext { name: "gn".into(), input_shape: vec![2], n_outputs: 3, task: Default::default(), device: tch::Device::Cpu, base_dir: ".".into(), seed: 0 };
     let mut cb = registry.callback("grad_norm", &serde_json::json!({"key": "gn"}), &ctx).unwrap();
     let mut host = FakeHost::default();
     drive_one_epoch(cb.as_mut(), &mut host).unwrap();

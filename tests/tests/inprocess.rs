@@ -15,6 +15,7 @@ fn a_linked_plugin_crate_is_found_in_process() {
 
 #[test]
 fn a_linked_callback_trains_with_the_library_api() {
+    let _serial = torchfit_tests::serial();
     let x = tch::Tensor::randn([64, 4], (tch::Kind::Float, tch::Device::Cpu));
     let y = x.sum_dim_intlist(1, false, tch::Kind::Float).gt(0.0).to_kind(tch::Kind::Int64);
     let mut net = torchfit_engine::NeuralNet::classifier();

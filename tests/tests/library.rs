@@ -15,13 +15,7 @@ fn digits() -> (Tensor, Tensor) {
     ds.get(&all).unwrap()
 }
 
-/// libtorch has one random generator per process, reseeded by every `fit`: nets trained at the
-/// same time in threads of one process perturb each other's dropout. Tests here train one at a
-/// time.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
-}
+use torchfit_tests::serial;
 
 fn small_net(epochs: usize) -> NeuralNet {
     let mut net = NeuralNet::classifier();

@@ -3,7 +3,9 @@
 use crate::{History, Optimizer};
 use serde_json::{Map, Value};
 use tch::Tensor;
-use torchfit_sdk::{Error, Host, Model, Result};
+use std::path::{Path, PathBuf};
+use torchfit_sdk::checkpoint::Action;
+use torchfit_sdk::{Error, Host, Model, Parts, Result};
 
 pub(crate) struct RunHost<'a> {
     pub history: &'a mut History,
@@ -12,6 +14,18 @@ pub(crate) struct RunHost<'a> {
     pub max_epochs: usize,
     pub batch_counts: (usize, usize),
     pub stop: &'a mut bool,
+    pub actions: &'a mut Vec<Action>,
+    pub run_dir: Option<&'a Path>,
+}
+
+impl RunHost<'_> {
+    /// A relative checkpoint folder lives in the run directory, when there is one.
+    fn resolve(&self, dir: &Path) -> PathBuf {
+        match self.run_dir {
+            Some(run) if dir.is_relative() => run.join(dir),
+            _ => dir.to_path_buf(),
+        }
+    }
 }
 
 impl Host for RunHost<'_> {
@@ -80,5 +94,19 @@ impl Host for RunHost<'_> {
 
     fn request_stop(&mut self) {
         *self.stop = true;
+    }
+
+    fn save_checkpoint(&mut self, dir: &Path, prefix: &str, parts: Parts) -> Result<()> {
+        self.actions.push(Action::Save { dir: self.resolve(dir), prefix: prefix.into(), parts });
+        Ok(())
+    }
+
+    fn load_checkpoint(&mut self, dir: &Path, prefix: &str, parts: Parts) -> Result<()> {
+        self.actions.push(Action::Load { dir: self.resolve(dir), prefix: prefix.into(), parts });
+        Ok(())
+    }
+
+    fn run_dir(&self) -> Option<PathBuf> {
+        self.run_dir.map(Path::to_path_buf)
     }
 }

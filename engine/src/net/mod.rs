@@ -19,6 +19,7 @@ use crate::{device, Error, History, Optimizer, Registry, Result};
 use host::RunHost;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
+use torchfit_sdk::checkpoint::{Action, Files};
 use torchfit_sdk::{Batch, BatchOutput, BuildContext, Callback, Criterion, DatasetReader, Flow, Host, Model, Task};
 
 /// An event of the loop, as sent to every callback.
@@ -86,6 +87,7 @@ struct Parts {
     callbacks: Vec<(String, Box<dyn Callback>)>,
     input_shape: Vec<i64>,
     n_outputs: i64,
+    run_dir: Option<std::path::PathBuf>,
 }
 
 /// A neural net with skorch's `fit`/`predict` shape.
@@ -94,6 +96,7 @@ pub struct NeuralNet {
     registry: Registry,
     history: History,
     parts: Option<Parts>,
+    run_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for NeuralNet {
@@ -113,7 +116,7 @@ impl NeuralNet {
 
     /// A net over a config tree, with the components of `registry`.
     pub fn with_registry(params: Params, registry: Registry) -> Self {
-        Self { params, registry, history: History::new(), parts: None }
+        Self { params, registry, history: History::new(), parts: None, run_dir: None }
     }
 
     /// An empty classification net; set at least `module__name`.
@@ -176,6 +179,15 @@ impl NeuralNet {
         Ok(self)
     }
 
+    /// Sets the run directory callbacks write into (`Host::run_dir`); relative checkpoint
+    /// folders resolve against it.
+    pub fn set_run_dir(&mut self, dir: Option<std::path::PathBuf>) {
+        if let Some(p) = &mut self.parts {
+            p.run_dir = dir.clone();
+        }
+        self.run_dir = dir;
+    }
+
     /// The training history.
     pub fn history(&self) -> &History {
         &self.history
@@ -223,6 +235,7 @@ impl NeuralNet {
             task: settings.task,
             device,
             base_dir: self.params.base_dir().to_path_buf(),
+            seed: settings.seed,
         };
         let params = &self.params;
         let model = self.registry.model(&settings.module.name, &settings.module.json(), &ctx("module")).map_err(|e| params.component_error("module", e))?;
@@ -246,7 +259,7 @@ impl NeuralNet {
             callbacks.push((spec.name, cb));
         }
         self.history = History::new();
-        self.parts = Some(Parts { settings, device, model, criterion, optimizer, callbacks, input_shape: input_shape.to_vec(), n_outputs });
+        self.parts = Some(Parts { settings, device, model, criterion, optimizer, callbacks, input_shape: input_shape.to_vec(), n_outputs, run_dir: self.run_dir.clone() });
         Ok(self)
     }
 
@@ -439,28 +452,98 @@ fn select(values: &[i64], idx: &[i64]) -> Vec<i64> {
 }
 
 fn notify(parts: &mut Parts, history: &mut History, counts: (usize, usize), event: &Event<'_>) -> Result<Flow> {
-    let Parts { callbacks, model, optimizer, settings, .. } = parts;
+    let mut requested = Vec::new();
     let mut flow = Flow::Continue;
-    for (name, cb) in callbacks.iter_mut() {
-        let mut stop = false;
-        let mut host = RunHost { history: &mut *history, model: model.as_ref(), optimizer: &mut *optimizer, max_epochs: settings.max_epochs, batch_counts: counts, stop: &mut stop };
-        flow = flow.and(event.send(cb.as_mut(), &mut host).map_err(|source| Error::Callback { name: name.clone(), event: event.name(), source })?);
-        if stop {
-            flow = Flow::Stop;
+    {
+        let Parts { callbacks, model, optimizer, settings, run_dir, .. } = &mut *parts;
+        for (name, cb) in callbacks.iter_mut() {
+            let (mut stop, mut actions) = (false, Vec::new());
+            let mut host = RunHost { history: &mut *history, model: model.as_ref(), optimizer: &mut *optimizer, max_epochs: settings.max_epochs, batch_counts: counts, stop: &mut stop, actions: &mut actions, run_dir: run_dir.as_deref() };
+            flow = flow.and(event.send(cb.as_mut(), &mut host).map_err(|source| Error::Callback { name: name.clone(), event: event.name(), source })?);
+            if stop {
+                flow = Flow::Stop;
+            }
+            requested.extend(actions.into_iter().map(|a| (name.clone(), a)));
         }
+    }
+    for (name, action) in requested {
+        perform(parts, history, &action).map_err(|e| Error::Callback { name, event: event.name(), source: torchfit_sdk::Error::msg(e) })?;
     }
     Ok(flow)
 }
 
-/// `on_train_end` on every callback, even after one fails; the first error is returned.
+/// Carries out a checkpoint request: the callback decided, the loop acts.
+fn perform(parts: &mut Parts, history: &mut History, action: &Action) -> Result<()> {
+    let sdk_err = |e: torchfit_sdk::Error| Error::Data(e.to_string());
+    match action {
+        Action::Save { dir, prefix, parts: what } => {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            let files = Files::new(dir, prefix);
+            if what.params {
+                torchfit_sdk::io::save_tensors(&files.params, &parts.model.state_dict()).map_err(sdk_err)?;
+            }
+            if what.optimizer {
+                torchfit_sdk::io::save_tensors(&files.optimizer, &parts.optimizer.state_dict()).map_err(sdk_err)?;
+            }
+            if what.callbacks {
+                let mut states = serde_json::Map::new();
+                for (name, cb) in &parts.callbacks {
+                    states.insert(name.clone(), cb.state().map_err(|source| Error::Callback { name: name.clone(), event: "state", source })?);
+                }
+                torchfit_sdk::io::save_json(&files.callbacks, &serde_json::Value::Object(states)).map_err(sdk_err)?;
+            }
+            if what.history {
+                history.save(&files.history)?;
+            }
+        }
+        Action::Load { dir, prefix, parts: what } => {
+            let files = Files::new(dir, prefix);
+            if what.history {
+                *history = History::load(&files.history)?;
+            }
+            if what.params {
+                let state = torchfit_sdk::io::load_tensors(&files.params).map_err(sdk_err)?;
+                parts.model.load_state_dict(&state).map_err(|e| Error::Data(format!("{}: {e}", files.params.display())))?;
+            }
+            if what.optimizer {
+                let state = torchfit_sdk::io::load_tensors(&files.optimizer).map_err(sdk_err)?;
+                parts.optimizer.load_state_dict(&state)?;
+            }
+            if what.callbacks {
+                let states = torchfit_sdk::io::load_json(&files.callbacks).map_err(sdk_err)?;
+                for (name, cb) in &mut parts.callbacks {
+                    if let Some(state) = states.get(name.as_str()) {
+                        cb.load_state(state.clone()).map_err(|source| Error::Callback { name: name.clone(), event: "load_state", source })?;
+                    }
+                }
+            }
+            log::info!("restored {:?} from {} (history: {} epochs)", what, dir.join(prefix).display(), history.len());
+        }
+    }
+    Ok(())
+}
+
+/// `on_train_end` on every callback, even after one fails, then the checkpoint requests they
+/// made; the first error is returned.
 fn notify_train_end(parts: &mut Parts, history: &mut History) -> Result<()> {
-    let Parts { callbacks, model, optimizer, settings, .. } = parts;
     let mut first = None;
-    for (name, cb) in callbacks.iter_mut() {
-        let mut stop = false;
-        let mut host = RunHost { history: &mut *history, model: model.as_ref(), optimizer: &mut *optimizer, max_epochs: settings.max_epochs, batch_counts: (0, 0), stop: &mut stop };
-        if let Err(source) = cb.on_train_end(&mut host) {
-            let e = Error::Callback { name: name.clone(), event: "on_train_end", source };
+    let mut requested = Vec::new();
+    {
+        let Parts { callbacks, model, optimizer, settings, run_dir, .. } = &mut *parts;
+        for (name, cb) in callbacks.iter_mut() {
+            let (mut stop, mut actions) = (false, Vec::new());
+            let mut host = RunHost { history: &mut *history, model: model.as_ref(), optimizer: &mut *optimizer, max_epochs: settings.max_epochs, batch_counts: (0, 0), stop: &mut stop, actions: &mut actions, run_dir: run_dir.as_deref() };
+            if let Err(source) = cb.on_train_end(&mut host) {
+                let e = Error::Callback { name: name.clone(), event: "on_train_end", source };
+                log::error!("{e}");
+                first.get_or_insert(e);
+            }
+            requested.extend(actions.into_iter().map(|a| (name.clone(), a)));
+        }
+    }
+    for (name, action) in requested {
+        if let Err(e) = perform(parts, history, &action) {
+            let e = Error::Callback { name, event: "on_train_end", source: torchfit_sdk::Error::msg(e) };
             log::error!("{e}");
             first.get_or_insert(e);
         }

@@ -8,6 +8,7 @@ use abi_stable::sabi_trait;
 use abi_stable::std_types::{ROption, RResult, RStr, RString, RVec, Tuple2};
 use abi_stable::RMut;
 use serde_json::{Map, Value};
+use std::path::Path;
 use tch::Tensor;
 
 /// The services a hook may use, as a stable-ABI trait object. JSON values cross as text.
@@ -40,8 +41,40 @@ pub trait HostFfi {
     /// [`Host::batch_counts`].
     fn batch_counts(&self) -> Tuple2<usize, usize>;
     /// [`Host::request_stop`].
-    #[sabi(last_prefix_field)]
     fn request_stop(&mut self);
+    /// [`Host::save_checkpoint`].
+    fn save_checkpoint(&mut self, dir: RStr<'_>, prefix: RStr<'_>, parts: PartsFfi) -> RResult<(), ErrorFfi>;
+    /// [`Host::load_checkpoint`].
+    fn load_checkpoint(&mut self, dir: RStr<'_>, prefix: RStr<'_>, parts: PartsFfi) -> RResult<(), ErrorFfi>;
+    /// [`Host::run_dir`].
+    #[sabi(last_prefix_field)]
+    fn run_dir(&self) -> ROption<RString>;
+}
+
+/// [`crate::Parts`] across the boundary.
+#[repr(C)]
+#[derive(abi_stable::StableAbi, Debug, Clone, Copy)]
+pub struct PartsFfi {
+    /// Model parameters and buffers.
+    pub params: bool,
+    /// Optimizer state.
+    pub optimizer: bool,
+    /// Callback states.
+    pub callbacks: bool,
+    /// History.
+    pub history: bool,
+}
+
+impl From<crate::Parts> for PartsFfi {
+    fn from(p: crate::Parts) -> Self {
+        PartsFfi { params: p.params, optimizer: p.optimizer, callbacks: p.callbacks, history: p.history }
+    }
+}
+
+impl From<PartsFfi> for crate::Parts {
+    fn from(p: PartsFfi) -> Self {
+        crate::Parts { params: p.params, optimizer: p.optimizer, callbacks: p.callbacks, history: p.history }
+    }
 }
 
 /// The host side: the engine's [`Host`] behind [`HostFfi`].
@@ -113,6 +146,15 @@ impl HostFfi for HostBridge<'_> {
     fn request_stop(&mut self) {
         self.host.request_stop()
     }
+    fn save_checkpoint(&mut self, dir: RStr<'_>, prefix: RStr<'_>, parts: PartsFfi) -> RResult<(), ErrorFfi> {
+        self.host.save_checkpoint(Path::new(dir.as_str()), prefix.as_str(), parts.into()).map_err(ErrorFfi::from).into()
+    }
+    fn load_checkpoint(&mut self, dir: RStr<'_>, prefix: RStr<'_>, parts: PartsFfi) -> RResult<(), ErrorFfi> {
+        self.host.load_checkpoint(Path::new(dir.as_str()), prefix.as_str(), parts.into()).map_err(ErrorFfi::from).into()
+    }
+    fn run_dir(&self) -> ROption<RString> {
+        self.host.run_dir().map(|p| RString::from(p.display().to_string())).into()
+    }
 }
 
 /// The plugin side: a [`Host`] that forwards to the host through [`HostFfi`].
@@ -177,5 +219,14 @@ impl Host for HostProxy<'_, '_> {
     }
     fn request_stop(&mut self) {
         self.ffi.request_stop()
+    }
+    fn save_checkpoint(&mut self, dir: &Path, prefix: &str, parts: crate::Parts) -> Result<()> {
+        self.ffi.save_checkpoint(dir.display().to_string().as_str().into(), prefix.into(), parts.into()).into_result().map_err(Error::from)
+    }
+    fn load_checkpoint(&mut self, dir: &Path, prefix: &str, parts: crate::Parts) -> Result<()> {
+        self.ffi.load_checkpoint(dir.display().to_string().as_str().into(), prefix.into(), parts.into()).into_result().map_err(Error::from)
+    }
+    fn run_dir(&self) -> Option<std::path::PathBuf> {
+        self.ffi.run_dir().into_option().map(|s| s.into_string().into())
     }
 }

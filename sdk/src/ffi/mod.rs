@@ -36,7 +36,7 @@ pub mod tensor;
 pub use callback::{CallbackFfi, CallbackFfi_TO, DynCallback};
 pub use components::{CriterionFfi_TO, DynCriterion, DynModel, DynReader, ModelFfi_TO, ReaderFfi_TO};
 pub use export::{LogSink, Registration};
-pub use host::{HostBridge, HostFfi, HostFfi_TO, HostProxy};
+pub use host::{HostBridge, HostFfi, HostFfi_TO, HostProxy, PartsFfi};
 pub use tensor::{NamedTensor, RawTensor, TensorRef};
 
 use crate::{BuildContext, ComponentKind, Error, Flow, Task};
@@ -160,6 +160,8 @@ pub struct BuildContextFfi {
     pub device: i64,
     /// Folder relative paths resolve against.
     pub base_dir: RString,
+    /// The run's seed.
+    pub seed: u64,
 }
 
 impl From<&BuildContext> for BuildContextFfi {
@@ -177,6 +179,7 @@ impl From<&BuildContext> for BuildContextFfi {
                 _ => -1,
             },
             base_dir: c.base_dir.display().to_string().into(),
+            seed: c.seed,
         }
     }
 }
@@ -190,6 +193,7 @@ impl From<&BuildContextFfi> for BuildContext {
             task: if c.task == 1 { Task::Regression } else { Task::Classification },
             device: if c.device < 0 { tch::Device::Cpu } else { tch::Device::Cuda(c.device as usize) },
             base_dir: c.base_dir.as_str().into(),
+            seed: c.seed,
         }
     }
 }
