@@ -11,7 +11,7 @@ use std::process::Command;
 use torchfit_tests::{read_json, root, temp_dir, torchfit_env};
 
 /// The commit whose `sdk/` is torchfit's first released plugin ABI (`ABI_VERSION` 1).
-const ABI_V1: &str = "d306e553085ea010faa7365e5a1138f8596c658d";
+const ABI_V1: &str = "65f0349b8903d50f9bb11e5a2efe15b0ab733427";
 
 fn git(args: &[&str]) -> Option<std::process::Output> {
     Command::new("git").args(args).current_dir(root()).output().ok().filter(|o| o.status.success())
