@@ -7,9 +7,11 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv="$root/.venv"
 torch_version=2.11.0
+# safetensors: tests read torchfit's checkpoints with safetensors.torch, as a PyTorch user would.
+packages="torch==$torch_version numpy safetensors"
 stamp="$venv/.torchfit-setup"
 
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "torch==$torch_version" ] && [ -e "$venv/torch/lib/libtorch_cpu.so" ]; then
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$packages" ] && [ -e "$venv/torch/lib/libtorch_cpu.so" ]; then
   exit 0
 fi
 
@@ -17,10 +19,10 @@ python=${PYTHON:-python3}
 command -v "$python" >/dev/null || { echo "setup: $python not found; torchfit needs Python 3 to fetch libtorch" >&2; exit 1; }
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust first (https://rustup.rs)" >&2; exit 1; }
 
-echo "setup: creating $venv with torch==$torch_version (about 5 GB, a few minutes the first time)" >&2
+echo "setup: installing $packages into $venv (about 5 GB and a few minutes the first time)" >&2
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install --disable-pip-version-check -q "torch==$torch_version" numpy
+"$venv/bin/python" -m pip install --disable-pip-version-check -q $packages
 torch_dir=$("$venv/bin/python" -c "import os, torch; print(os.path.relpath(os.path.dirname(torch.__file__), \"$venv\"))")
 ln -sfn "$torch_dir" "$venv/torch"
-echo "torch==$torch_version" > "$stamp"
+echo "$packages" > "$stamp"
 echo "setup: done; libtorch at $torch_dir" >&2

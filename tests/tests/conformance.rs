@@ -7,7 +7,7 @@ use torchfit_sdk::testing::{drive_one_epoch, FakeHost};
 use torchfit_sdk::{BuildContext, ComponentKind};
 
 /// (package, library stem) of every plugin crate that ships.
-const SHIPPED: &[(&str, &str)] = &[("custom-callback", "custom_callback")];
+const SHIPPED: &[(&str, &str)] = &[("custom-callback", "custom_callback"), ("torchfit-plugin-checkpoint", "torchfit_plugin_checkpoint")];
 
 #[test]
 fn every_shipped_plugin_conforms() {

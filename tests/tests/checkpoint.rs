@@ -1,0 +1,93 @@
+//! The stock checkpoint plugin through the binary, loaded as a library like a third party's:
+//! resuming in a new process equals training straight, and checkpoints land in the run directory.
+
+use std::path::Path;
+use torchfit_tests::{plugin_library, read_json, temp_dir, torchfit_env};
+
+/// Builds the stock plugin into the binary's folder, where the host finds it.
+fn stock() {
+    plugin_library("torchfit-plugin-checkpoint", "torchfit_plugin_checkpoint");
+}
+
+fn train(out: &Path, sets: &[&str]) {
+    let mut args = vec!["train", "examples/digits/config.toml", "--out", out.to_str().unwrap()];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let o = torchfit_env(&args, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn losses(run: &Path) -> Vec<String> {
+    let h = read_json(&run.join("history.json"));
+    h.as_array().unwrap().iter().flat_map(|e| ["epoch", "train_loss", "valid_loss", "valid_acc"].map(|k| e[k].to_string())).collect()
+}
+
+fn params(run: &Path) -> Vec<(String, tch::Tensor)> {
+    let mut p = tch::Tensor::read_safetensors(run.join("model.safetensors")).unwrap();
+    p.sort_by(|a, b| a.0.cmp(&b.0));
+    p
+}
+
+#[test]
+fn resuming_in_a_new_process_equals_training_straight() {
+    stock();
+    let root = temp_dir("cp-resume");
+    let (straight, first, second) = (root.join("straight"), root.join("first"), root.join("second"));
+    train(&straight, &["max_epochs=6"]);
+    train(&first, &["max_epochs=3", "callbacks__end__type=train_end_checkpoint"]);
+    assert!(first.join("train_end_optimizer.safetensors").exists());
+    let from = format!("callbacks__load__dirname={}", first.display());
+    train(&second, &["max_epochs=3", "callbacks__load__type=load_init_state", &from, "callbacks__load__fn_prefix=train_end_"]);
+    assert_eq!(losses(&second), losses(&straight));
+    for ((na, a), (nb, b)) in params(&second).iter().zip(&params(&straight)) {
+        assert_eq!(na, nb);
+        assert!(a.equal(b), "{na} differs");
+    }
+}
+
+#[test]
+fn checkpoint_saves_the_best_epochs_into_the_run_directory() {
+    stock();
+    let run = temp_dir("cp-best").join("run");
+    train(&run, &["max_epochs=8", "callbacks__cp__type=checkpoint", "callbacks__cp__dirname=checkpoints"]);
+    let history = read_json(&run.join("history.json"));
+    let epochs = history.as_array().unwrap();
+    for e in epochs {
+        assert_eq!(e["event_cp"], e["valid_loss_best"], "saved exactly on best epochs");
+    }
+    let saved = read_json(&run.join("checkpoints/history.json"));
+    let last_best = epochs.iter().rposition(|e| e["valid_loss_best"] == true).unwrap();
+    assert_eq!(saved.as_array().unwrap().len(), last_best + 1, "the checkpoint is the last best epoch's");
+    let names: Vec<String> = tch::Tensor::read_safetensors(run.join("checkpoints/params.safetensors")).unwrap().into_iter().map(|(n, _)| n).collect();
+    assert!(names.contains(&"hidden.0.weight".to_string()) && names.contains(&"output.bias".to_string()), "{names:?}");
+}
+
+#[test]
+fn a_missing_monitor_key_is_an_error_naming_it() {
+    stock();
+    let run = temp_dir("cp-monitor").join("run");
+    let o = torchfit_env(
+        &["train", "examples/digits/config.toml", "--set", "max_epochs=1", "--set", "callbacks__cp__type=checkpoint", "--set", "callbacks__cp__monitor=valid_f1_best", "--out", run.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("callback `cp`") && err.contains("valid_f1_best"), "{err}");
+}
+
+#[test]
+fn pytorch_reads_the_checkpointed_params_with_the_models_names() {
+    stock();
+    let run = temp_dir("cp-python").join("run");
+    train(&run, &["max_epochs=2", "callbacks__end__type=train_end_checkpoint"]);
+    let file = run.join("train_end_params.safetensors");
+    let script = "import json, sys\nfrom safetensors.torch import load_file\nd = load_file(sys.argv[1])\nprint(json.dumps({k: list(v.shape) for k, v in d.items()}))";
+    let o = std::process::Command::new(torchfit_tests::python()).args(["-c", script, file.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let shapes: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(shapes["hidden.0.weight"], serde_json::json!([128, 64]));
+    assert_eq!(shapes["hidden.1.weight"], serde_json::json!([64, 128]));
+    assert_eq!(shapes["output.weight"], serde_json::json!([10, 64]));
+    assert_eq!(shapes["output.bias"], serde_json::json!([10]));
+}
