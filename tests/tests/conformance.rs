@@ -7,7 +7,19 @@ use torchfit_sdk::testing::{drive_one_epoch, FakeHost};
 use torchfit_sdk::{BuildContext, ComponentKind};
 
 /// (package, library stem) of every plugin crate that ships.
-const SHIPPED: &[(&str, &str)] = &[("custom-callback", "custom_callback"), ("torchfit-plugin-checkpoint", "torchfit_plugin_checkpoint")];
+const SHIPPED: &[(&str, &str)] = &[
+    ("custom-callback", "custom_callback"),
+    ("torchfit-plugin-checkpoint", "torchfit_plugin_checkpoint"),
+    ("torchfit-plugin-lr-scheduler", "torchfit_plugin_lr_scheduler"),
+];
+
+/// A config for components that have required keys; `{}` for the rest.
+fn sample_config(name: &str) -> serde_json::Value {
+    match name {
+        "lr_scheduler" => serde_json::json!({"policy": "StepLR", "step_size": 1, "step_every": "batch"}),
+        _ => serde_json::json!({}),
+    }
+}
 
 #[test]
 fn every_shipped_plugin_conforms() {
@@ -22,7 +34,7 @@ fn every_shipped_plugin_conforms() {
             assert!(!c.summary.is_empty(), "{}: no summary", c.name);
             let ctx = BuildContext { name: c.name.clone(), input_shape: vec![2], n_outputs: 3, task: Default::default(), device: tch::Device::Cpu, base_dir: ".".into(), seed: 0 };
             if c.kind == ComponentKind::Callback {
-                let mut cb = registry.callback(&c.name, &serde_json::json!({}), &ctx).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+                let mut cb = registry.callback(&c.name, &sample_config(&c.name), &ctx).unwrap_or_else(|e| panic!("{}: {e}", c.name));
                 let mut host = FakeHost::default();
                 drive_one_epoch(cb.as_mut(), &mut host).unwrap_or_else(|e| panic!("{}: {e}", c.name));
                 drive_one_epoch(cb.as_mut(), &mut host).unwrap_or_else(|e| panic!("{} (second epoch): {e}", c.name));

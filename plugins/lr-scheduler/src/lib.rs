@@ -1,0 +1,158 @@
+//! Stock callback `lr_scheduler` (skorch's `LRScheduler`): sets the learning rate of every
+//! parameter group by a policy of `torch.optim.lr_scheduler`, stepping per epoch or per batch,
+//! and records the rate used as `event_lr`. Its state (steps taken, base rates, plateau
+//! counters) is checkpointed with the other callbacks, so a resumed run continues the schedule.
+#![deny(missing_docs)]
+
+pub mod plateau;
+pub mod policy;
+
+use plateau::{Plateau, PlateauConfig};
+use policy::Policy;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use torchfit_sdk::{export_plugin, parse_config, BatchOutput, BuildContext, Callback, Error, Flow, Host, Result};
+
+/// When the schedule advances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepEvery {
+    /// After each epoch.
+    #[default]
+    Epoch,
+    /// After each training batch.
+    Batch,
+}
+
+/// The schedule: a closed-form policy or ReduceLROnPlateau.
+#[derive(Debug, Clone)]
+enum Schedule {
+    Policy(Policy),
+    Plateau(PlateauConfig),
+}
+
+/// Run state, checkpointed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct State {
+    step: u64,
+    base: Vec<f64>,
+    plateau: Plateau,
+}
+
+/// The callback.
+pub struct LrScheduler {
+    schedule: Schedule,
+    step_every: StepEvery,
+    event_name: String,
+    state: State,
+}
+
+fn build(config: &Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
+    let mut rest: Map<String, Value> = config.as_object().cloned().unwrap_or_default();
+    let step_every: StepEvery = match rest.remove("step_every") {
+        None => StepEvery::Epoch,
+        Some(v) => parse_config(&v).map_err(|e| Error::Config { key: "step_every".into(), message: e.to_string() })?,
+    };
+    let event_name = match rest.remove("event_name") {
+        None => "event_lr".to_owned(),
+        Some(Value::String(s)) => s,
+        Some(_) => return Err(Error::Config { key: "event_name".into(), message: "must be a string".into() }),
+    };
+    let schedule = if rest.get("policy") == Some(&Value::String("ReduceLROnPlateau".into())) {
+        rest.remove("policy");
+        Schedule::Plateau(parse_config(&Value::Object(rest))?)
+    } else {
+        let p: Policy = parse_config(&Value::Object(rest))?;
+        p.validate().map_err(|(key, message)| Error::Config { key, message })?;
+        Schedule::Policy(p)
+    };
+    Ok(Box::new(LrScheduler { schedule, step_every, event_name, state: State::default() }))
+}
+
+impl LrScheduler {
+    /// Sets every group's rate for the current step.
+    fn apply(&self, host: &mut dyn Host) -> Result<()> {
+        if let Schedule::Policy(p) = &self.schedule {
+            for (g, &base) in self.state.base.iter().enumerate() {
+                host.set_lr(g, p.lr(base, self.state.step))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn advance(&mut self, host: &mut dyn Host) -> Result<()> {
+        self.state.step += 1;
+        match &self.schedule {
+            Schedule::Policy(_) => self.apply(host),
+            Schedule::Plateau(cfg) => {
+                let key = cfg.monitor.clone();
+                let value = host.history_get(-1, &key).and_then(|v| v.as_f64()).ok_or_else(|| Error::MissingHistoryKey {
+                    key: key.clone(),
+                    epoch: host.epochs(),
+                    writer: "the scoring callback of that key (valid_loss needs validation data)".into(),
+                })?;
+                let lrs: Vec<f64> = (0..host.param_groups()).map(|g| host.lr(g)).collect::<Result<_>>()?;
+                for (g, lr) in self.state.plateau.step(cfg, value, &lrs).into_iter().enumerate() {
+                    host.set_lr(g, lr)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Callback for LrScheduler {
+    fn initialize(&mut self) -> Result<()> {
+        self.state = State::default();
+        Ok(())
+    }
+
+    fn on_train_begin(&mut self, host: &mut dyn Host) -> Result<Flow> {
+        if self.state.base.is_empty() {
+            let groups = host.param_groups();
+            self.state.base = match &self.schedule {
+                Schedule::Policy(p) => match p.overrides_base() {
+                    Some(b) => vec![b; groups],
+                    None => (0..groups).map(|g| host.lr(g)).collect::<Result<_>>()?,
+                },
+                Schedule::Plateau(_) => Vec::new(),
+            };
+        }
+        self.apply(host)?;
+        Ok(Flow::Continue)
+    }
+
+    fn on_batch_end(&mut self, host: &mut dyn Host, out: &BatchOutput<'_>) -> Result<Flow> {
+        if out.batch.training && self.step_every == StepEvery::Batch {
+            host.record_batch(&self.event_name, host.lr(0)?.into())?;
+            self.advance(host)?;
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn on_epoch_end(&mut self, host: &mut dyn Host) -> Result<Flow> {
+        if self.step_every == StepEvery::Epoch {
+            host.record(&self.event_name, host.lr(0)?.into())?;
+            self.advance(host)?;
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn state(&self) -> Result<Value> {
+        serde_json::to_value(&self.state).map_err(Error::msg)
+    }
+
+    fn load_state(&mut self, state: Value) -> Result<()> {
+        self.state = serde_json::from_value(state).map_err(|e| Error::msg(format!("lr_scheduler state: {e}")))?;
+        Ok(())
+    }
+}
+
+export_plugin! {
+    name: "torchfit-plugin-lr-scheduler",
+    components: [Callback(
+        "lr_scheduler",
+        build,
+        "sets learning rates by a torch.optim.lr_scheduler policy (StepLR, MultiStepLR, ExponentialLR, CosineAnnealingLR, WarmRestart, CyclicLR, OneCycleLR, ReduceLROnPlateau); keys: policy, step_every, event_name and the policy's"
+    )],
+}

@@ -1,0 +1,226 @@
+//! Learning-rate policies as pure functions of the step count, each equal to its
+//! `torch.optim.lr_scheduler` namesake (momentum cycling excepted).
+
+use serde::{Deserialize, Serialize};
+use std::f64::consts::PI;
+
+/// Which policy, with its settings (torch's names and defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "policy", deny_unknown_fields)]
+pub enum Policy {
+    /// `StepLR`: multiply by `gamma` every `step_size` steps.
+    StepLR {
+        /// Steps between decays.
+        step_size: u64,
+        /// Decay factor.
+        #[serde(default = "tenth")]
+        gamma: f64,
+    },
+    /// `MultiStepLR`: multiply by `gamma` at each milestone.
+    MultiStepLR {
+        /// Steps at which to decay (increasing).
+        milestones: Vec<u64>,
+        /// Decay factor.
+        #[serde(default = "tenth")]
+        gamma: f64,
+    },
+    /// `ExponentialLR`: multiply by `gamma` every step.
+    ExponentialLR {
+        /// Decay factor.
+        gamma: f64,
+    },
+    /// `CosineAnnealingLR`: half a cosine from the base rate to `eta_min` over `t_max` steps.
+    CosineAnnealingLR {
+        /// Steps of the half period.
+        t_max: u64,
+        /// Lowest rate.
+        #[serde(default)]
+        eta_min: f64,
+    },
+    /// `CosineAnnealingWarmRestarts` (skorch's WarmRestartLR): cosine periods of `t_0`, then
+    /// `t_0 * t_mult`, ... steps, each restarting at the base rate.
+    WarmRestart {
+        /// First period.
+        t_0: u64,
+        /// Period growth factor.
+        #[serde(default = "one")]
+        t_mult: u64,
+        /// Lowest rate.
+        #[serde(default)]
+        eta_min: f64,
+    },
+    /// `CyclicLR` (`cycle_momentum = False`): between `base_lr` and `max_lr`.
+    CyclicLR {
+        /// Lower bound (replaces the optimizer's rate).
+        base_lr: f64,
+        /// Upper bound.
+        max_lr: f64,
+        /// Steps of the rising half.
+        #[serde(default = "two_thousand")]
+        step_size_up: u64,
+        /// Steps of the falling half (default: `step_size_up`).
+        #[serde(default)]
+        step_size_down: Option<u64>,
+        /// `triangular`, `triangular2` or `exp_range`.
+        #[serde(default)]
+        mode: CyclicMode,
+        /// Decay of `exp_range`.
+        #[serde(default = "one_f")]
+        gamma: f64,
+    },
+    /// `OneCycleLR` (`cycle_momentum = False`).
+    OneCycleLR {
+        /// Peak rate.
+        max_lr: f64,
+        /// Total steps.
+        total_steps: u64,
+        /// Fraction of steps rising.
+        #[serde(default = "three_tenths")]
+        pct_start: f64,
+        /// `cos` or `linear`.
+        #[serde(default)]
+        anneal_strategy: Anneal,
+        /// `initial_lr = max_lr / div_factor`.
+        #[serde(default = "twenty_five")]
+        div_factor: f64,
+        /// `min_lr = initial_lr / final_div_factor`.
+        #[serde(default = "ten_thousand")]
+        final_div_factor: f64,
+        /// torch's `three_phase`.
+        #[serde(default)]
+        three_phase: bool,
+    },
+}
+
+fn tenth() -> f64 {
+    0.1
+}
+fn one() -> u64 {
+    1
+}
+fn one_f() -> f64 {
+    1.0
+}
+fn two_thousand() -> u64 {
+    2000
+}
+fn three_tenths() -> f64 {
+    0.3
+}
+fn twenty_five() -> f64 {
+    25.0
+}
+fn ten_thousand() -> f64 {
+    1e4
+}
+
+/// `CyclicLR` modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CyclicMode {
+    /// Constant amplitude.
+    #[default]
+    Triangular,
+    /// Amplitude halved each cycle.
+    Triangular2,
+    /// Amplitude scaled by `gamma^step`.
+    ExpRange,
+}
+
+/// `OneCycleLR` annealing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Anneal {
+    /// Cosine.
+    #[default]
+    Cos,
+    /// Linear.
+    Linear,
+}
+
+fn cos_anneal(start: f64, end: f64, pct: f64) -> f64 {
+    end + (start - end) / 2.0 * ((PI * pct).cos() + 1.0)
+}
+
+impl Policy {
+    /// The rate after `step` steps for a group whose initial rate is `base`.
+    pub fn lr(&self, base: f64, step: u64) -> f64 {
+        let t = step as f64;
+        match self {
+            Policy::StepLR { step_size, gamma } => base * gamma.powi((step / step_size.max(&1)) as i32),
+            Policy::MultiStepLR { milestones, gamma } => base * gamma.powi(milestones.iter().filter(|&&m| m <= step).count() as i32),
+            Policy::ExponentialLR { gamma } => base * gamma.powf(t),
+            Policy::CosineAnnealingLR { t_max, eta_min } => eta_min + (base - eta_min) * (1.0 + (PI * t / *t_max as f64).cos()) / 2.0,
+            Policy::WarmRestart { t_0, t_mult, eta_min } => {
+                let (mut t_cur, mut t_i) = (step, *t_0);
+                while t_cur >= t_i {
+                    t_cur -= t_i;
+                    t_i *= *t_mult.max(&1);
+                }
+                eta_min + (base - eta_min) * (1.0 + (PI * t_cur as f64 / t_i as f64).cos()) / 2.0
+            }
+            Policy::CyclicLR { base_lr, max_lr, step_size_up, step_size_down, mode, gamma } => {
+                let up = *step_size_up as f64;
+                let total = up + step_size_down.unwrap_or(*step_size_up) as f64;
+                let ratio = up / total;
+                let cycle = (1.0 + t / total).floor();
+                let x = 1.0 + t / total - cycle;
+                let scale = if x <= ratio { x / ratio } else { (x - 1.0) / (ratio - 1.0) };
+                let height = (max_lr - base_lr) * scale;
+                base_lr
+                    + height
+                        * match mode {
+                            CyclicMode::Triangular => 1.0,
+                            CyclicMode::Triangular2 => 1.0 / 2f64.powf(cycle - 1.0),
+                            CyclicMode::ExpRange => gamma.powf(t),
+                        }
+            }
+            Policy::OneCycleLR { max_lr, total_steps, pct_start, anneal_strategy, div_factor, final_div_factor, three_phase } => {
+                let initial = max_lr / div_factor;
+                let min = initial / final_div_factor;
+                let total = *total_steps as f64;
+                let phases: Vec<(f64, f64, f64)> = if *three_phase {
+                    vec![(pct_start * total - 1.0, initial, *max_lr), (2.0 * pct_start * total - 2.0, *max_lr, initial), (total - 1.0, initial, min)]
+                } else {
+                    vec![(pct_start * total - 1.0, initial, *max_lr), (total - 1.0, *max_lr, min)]
+                };
+                let anneal = |s: f64, e: f64, p: f64| match anneal_strategy {
+                    Anneal::Cos => cos_anneal(s, e, p),
+                    Anneal::Linear => (e - s) * p + s,
+                };
+                let mut start_step = 0.0;
+                for (i, &(end_step, s, e)) in phases.iter().enumerate() {
+                    if t <= end_step || i == phases.len() - 1 {
+                        return anneal(s, e, (t - start_step) / (end_step - start_step));
+                    }
+                    start_step = end_step;
+                }
+                unreachable!("the last phase always returns")
+            }
+        }
+    }
+
+    /// Checks settings torch would refuse; `(key, message)` on error.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let bad = |k: &str, m: &str| Err((k.to_owned(), m.to_owned()));
+        match self {
+            Policy::StepLR { step_size: 0, .. } => bad("step_size", "must be at least 1"),
+            Policy::MultiStepLR { milestones, .. } if milestones.windows(2).any(|w| w[0] >= w[1]) => bad("milestones", "must increase"),
+            Policy::CosineAnnealingLR { t_max: 0, .. } => bad("t_max", "must be at least 1"),
+            Policy::WarmRestart { t_0: 0, .. } => bad("t_0", "must be at least 1"),
+            Policy::CyclicLR { step_size_up: 0, .. } => bad("step_size_up", "must be at least 1"),
+            Policy::OneCycleLR { total_steps: 0, .. } => bad("total_steps", "must be at least 1"),
+            Policy::OneCycleLR { pct_start, .. } if !(0.0..=1.0).contains(pct_start) => bad("pct_start", "must be in [0, 1]"),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the policy sets its own lower bound instead of the optimizer's rate.
+    pub fn overrides_base(&self) -> Option<f64> {
+        match self {
+            Policy::CyclicLR { base_lr, .. } => Some(*base_lr),
+            Policy::OneCycleLR { max_lr, div_factor, .. } => Some(max_lr / div_factor),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Every learning-rate policy gives `torch.optim.lr_scheduler`'s sequence for the same settings
+//! (computed by the venv's PyTorch), over 60 steps.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use torchfit_plugin_lr_scheduler::plateau::{Plateau, PlateauConfig};
+use torchfit_plugin_lr_scheduler::policy::Policy;
+
+const STEPS: usize = 60;
+const BASE: f64 = 0.1;
+
+/// (name, torchfit policy as JSON, torch scheduler constructor call on `opt`)
+const CASES: &[(&str, &str, &str)] = &[
+    ("step", r#"{"policy": "StepLR", "step_size": 7, "gamma": 0.5}"#, "StepLR(opt, step_size=7, gamma=0.5)"),
+    ("multistep", r#"{"policy": "MultiStepLR", "milestones": [5, 17, 40]}"#, "MultiStepLR(opt, milestones=[5, 17, 40])"),
+    ("exponential", r#"{"policy": "ExponentialLR", "gamma": 0.93}"#, "ExponentialLR(opt, gamma=0.93)"),
+    ("cosine", r#"{"policy": "CosineAnnealingLR", "t_max": 25, "eta_min": 0.001}"#, "CosineAnnealingLR(opt, T_max=25, eta_min=0.001)"),
+    ("warm_restart", r#"{"policy": "WarmRestart", "t_0": 5, "t_mult": 2, "eta_min": 0.002}"#, "CosineAnnealingWarmRestarts(opt, T_0=5, T_mult=2, eta_min=0.002)"),
+    ("cyclic", r#"{"policy": "CyclicLR", "base_lr": 0.01, "max_lr": 0.1, "step_size_up": 6}"#, "CyclicLR(opt, base_lr=0.01, max_lr=0.1, step_size_up=6, cycle_momentum=False)"),
+    ("cyclic2", r#"{"policy": "CyclicLR", "base_lr": 0.01, "max_lr": 0.1, "step_size_up": 4, "step_size_down": 7, "mode": "triangular2"}"#, "CyclicLR(opt, base_lr=0.01, max_lr=0.1, step_size_up=4, step_size_down=7, mode='triangular2', cycle_momentum=False)"),
+    ("cyclic_exp", r#"{"policy": "CyclicLR", "base_lr": 0.01, "max_lr": 0.1, "step_size_up": 5, "mode": "exp_range", "gamma": 0.97}"#, "CyclicLR(opt, base_lr=0.01, max_lr=0.1, step_size_up=5, mode='exp_range', gamma=0.97, cycle_momentum=False)"),
+    ("onecycle", r#"{"policy": "OneCycleLR", "max_lr": 0.5, "total_steps": 61}"#, "OneCycleLR(opt, max_lr=0.5, total_steps=61, cycle_momentum=False)"),
+    ("onecycle_linear3", r#"{"policy": "OneCycleLR", "max_lr": 0.5, "total_steps": 61, "anneal_strategy": "linear", "three_phase": true, "pct_start": 0.25}"#, "OneCycleLR(opt, max_lr=0.5, total_steps=61, anneal_strategy='linear', three_phase=True, pct_start=0.25, cycle_momentum=False)"),
+];
+
+/// A validation loss that improves, then stalls, then improves a little.
+fn metric(i: usize) -> f64 {
+    if i < 10 {
+        1.0 - 0.05 * i as f64
+    } else if i < 30 {
+        0.55 + 0.01 * ((i % 3) as f64)
+    } else {
+        0.55 - 0.00001 * i as f64
+    }
+}
+
+const PYTHON: &str = r#"
+import json, sys, torch
+from torch.optim.lr_scheduler import *
+req = json.loads(sys.stdin.read())
+out = {}
+for name, ctor in req["cases"]:
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=req["base"])
+    sched = eval(ctor)
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(req["steps"]):
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    out[name] = lrs
+p = torch.nn.Parameter(torch.zeros(1))
+opt = torch.optim.SGD([p], lr=req["base"])
+sched = ReduceLROnPlateau(opt, patience=3, factor=0.5, cooldown=2, min_lr=0.004)
+lrs = []
+for m in req["metric"]:
+    opt.step()
+    sched.step(m)
+    lrs.append(opt.param_groups[0]["lr"])
+out["plateau"] = lrs
+print(json.dumps(out))
+"#;
+
+#[test]
+fn every_policy_matches_torch_optim_lr_scheduler() {
+    let cases: Vec<(&str, &str)> = CASES.iter().map(|(n, _, c)| (*n, *c)).collect();
+    let metrics: Vec<f64> = (0..STEPS).map(metric).collect();
+    let request = serde_json::json!({"cases": cases, "base": BASE, "steps": STEPS, "metric": metrics});
+    let mut child = Command::new(torchfit_tests::python()).args(["-c", PYTHON]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reference: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let close = |a: f64, e: f64| (a - e).abs() <= 1e-9 * e.abs() + 1e-12;
+
+    for (name, json, _) in CASES {
+        let policy: Policy = serde_json::from_str(json).unwrap();
+        let base = policy.overrides_base().unwrap_or(BASE);
+        let theirs: Vec<f64> = reference[name].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert_eq!(theirs.len(), STEPS + 1);
+        for (step, &e) in theirs.iter().enumerate() {
+            let a = policy.lr(base, step as u64);
+            assert!(close(a, e), "{name}: step {step}: torchfit {a}, torch {e}");
+        }
+    }
+
+    let cfg: PlateauConfig = serde_json::from_value(serde_json::json!({"patience": 3, "factor": 0.5, "cooldown": 2, "min_lr": 0.004})).unwrap();
+    let mut plateau = Plateau::default();
+    let mut lr = BASE;
+    let theirs: Vec<f64> = reference["plateau"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let mut reductions = 0;
+    for (i, &e) in theirs.iter().enumerate() {
+        let next = plateau.step(&cfg, metric(i), &[lr])[0];
+        reductions += (next < lr) as usize;
+        lr = next;
+        assert!(close(lr, e), "plateau: epoch {i}: torchfit {lr}, torch {e}");
+    }
+    assert!(reductions >= 2, "the metric should trigger several reductions, got {reductions}");
+}
