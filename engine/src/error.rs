@@ -59,6 +59,14 @@ pub enum Error {
     /// A plugin library was refused.
     #[error(transparent)]
     Plugin(#[from] crate::plugins::LoadError),
+    /// A run directory cannot be used as asked.
+    #[error("{}: {message}", dir.display())]
+    RunDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        message: String,
+    },
     /// The net was used before `fit` initialized it.
     #[error("the net is not initialized: call fit first")]
     NotInitialized,
@@ -74,7 +82,7 @@ impl Error {
     /// running: the binary exits with 2 for these.
     pub fn is_bad_input(&self) -> bool {
         match self {
-            Error::Config { .. } | Error::Data(_) | Error::Io { .. } | Error::Plugin(_) => true,
+            Error::Config { .. } | Error::Data(_) | Error::Io { .. } | Error::Plugin(_) | Error::RunDir { .. } => true,
             Error::Component { source, .. } => matches!(source, torchfit_sdk::Error::Config { .. } | torchfit_sdk::Error::Io { .. }),
             _ => false,
         }

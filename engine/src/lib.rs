@@ -36,7 +36,7 @@ pub mod run;
 
 pub use error::{Error, Result};
 pub use history::History;
-pub use net::{Evaluation, NeuralNet, Valid};
+pub use net::{EpochCount, Evaluation, NeuralNet, Valid};
 pub use optim::Optimizer;
 pub use registry::Registry;
 pub use torchfit_sdk as sdk;

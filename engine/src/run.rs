@@ -7,7 +7,7 @@
 use crate::config::{Params, SplitKind};
 use crate::data::{split_indices, Stream};
 use crate::fsutil::write_atomic;
-use crate::{Error, Evaluation, History, NeuralNet, Registry, Result, Valid};
+use crate::{EpochCount, Error, Evaluation, History, NeuralNet, Registry, Result, Valid};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -52,16 +52,13 @@ fn reader(registry: &Registry, params: &Params, key: &str, spec: &crate::config:
     registry.reader(&spec.name, &spec.json(), &ctx).map_err(|e| params.component_error(key, e))
 }
 
-/// Trains the config in `params`; writes the run directory `out` when given.
-pub fn train(params: Params, out: Option<&Path>) -> Result<Outcome> {
+/// Trains the config in `params`; writes the run directory `out` when given. With `resume`,
+/// continues the run in `out` from its train-end checkpoint up to `max_epochs` epochs in all.
+pub fn train(params: Params, out: Option<&Path>, resume: bool) -> Result<Outcome> {
     let start = Instant::now();
     let settings = params.settings()?;
     let spec = settings.dataset.clone().ok_or_else(|| params.config_error("dataset", "missing: `torchfit train` needs a [dataset] section".into()))?;
-    if let Some(dir) = out {
-        if dir.exists() && !dir.is_dir() {
-            return Err(Error::io(dir, std::io::Error::other("exists and is not a directory")));
-        }
-    }
+    check_run_dir(out, resume)?;
     let registry = crate::plugins::registry_for(&params)?;
     let mut data = reader(&registry, &params, "dataset", &spec)?;
     let n = data.len();
@@ -90,6 +87,10 @@ pub fn train(params: Params, out: Option<&Path>) -> Result<Outcome> {
         _ => false,
     };
     net.set_run_dir(out.map(Path::to_path_buf));
+    net.set_epoch_count(EpochCount::Total);
+    if resume {
+        net.resume_from(out.map(Path::to_path_buf));
+    }
     let fitted = match valid.as_mut() {
         Some(v) => {
             let all = (0..v.len() as i64).collect();
@@ -103,12 +104,45 @@ pub fn train(params: Params, out: Option<&Path>) -> Result<Outcome> {
         }
     }
     fitted?;
+    if let Some(dir) = out {
+        // Every run directory ends with what `--resume` needs.
+        net.save_checkpoint(dir, RESUME_PREFIX, torchfit_sdk::Parts::ALL)?;
+    }
     let test = if test.is_empty() { None } else { Some(net.evaluate(data.as_mut(), &test)?) };
     let seconds = start.elapsed().as_secs_f64();
     if let Some(dir) = out {
         write_run_dir(dir, &net, &params, test, seconds)?;
     }
     Ok(Outcome { history: net.history().clone(), test, seconds })
+}
+
+/// Prefix of the checkpoint every run directory ends with, and `--resume` starts from.
+pub const RESUME_PREFIX: &str = "train_end_";
+
+/// A run directory is used only as asked: a non-empty one is continued with `resume` and never
+/// overwritten without it; `resume` needs a train-end checkpoint there.
+fn check_run_dir(out: Option<&Path>, resume: bool) -> Result<()> {
+    let err = |dir: &Path, message: &str| Err(Error::RunDir { dir: dir.to_path_buf(), message: message.into() });
+    match out {
+        None if resume => Err(Error::RunDir { dir: ".".into(), message: "--resume needs --out DIR, the run to continue".into() }),
+        None => Ok(()),
+        Some(dir) if dir.exists() && !dir.is_dir() => err(dir, "exists and is not a directory"),
+        Some(dir) if resume => {
+            if torchfit_sdk::checkpoint::Files::new(dir, RESUME_PREFIX).history.exists() {
+                Ok(())
+            } else {
+                err(dir, "has no train_end_ checkpoint to resume from (it is written when a run with --out ends)")
+            }
+        }
+        Some(dir) => {
+            let non_empty = std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(false);
+            if non_empty {
+                err(dir, "exists and is not empty; pass --resume to continue the run in it, or choose another --out")
+            } else {
+                Ok(())
+            }
+        }
+    }
 }
 
 fn write_run_dir(dir: &Path, net: &NeuralNet, params: &Params, test: Option<Evaluation>, seconds: f64) -> Result<()> {

@@ -39,9 +39,10 @@ fn resuming_in_a_new_process_equals_training_straight() {
     let root = temp_dir("cp-resume");
     let (straight, first, second) = (root.join("straight"), root.join("first"), root.join("second"));
     train(&straight, &["max_epochs=6"]);
-    train(&first, &["max_epochs=3", "callbacks__end__type=train_end_checkpoint"]);
-    assert!(first.join("train_end_optimizer.safetensors").exists());
-    let from = format!("callbacks__load__dirname={}", first.display());
+    // The plugins' own folder, apart from the checkpoint every run directory ends with.
+    train(&first, &["max_epochs=3", "callbacks__end__type=train_end_checkpoint", "callbacks__end__dirname=plugin-ckpt"]);
+    assert!(first.join("plugin-ckpt/train_end_optimizer.safetensors").exists());
+    let from = format!("callbacks__load__dirname={}", first.join("plugin-ckpt").display());
     train(&second, &["max_epochs=3", "callbacks__load__type=load_init_state", &from, "callbacks__load__fn_prefix=train_end_"]);
     assert_eq!(losses(&second), losses(&straight));
     for ((na, a), (nb, b)) in params(&second).iter().zip(&params(&straight)) {
@@ -98,27 +99,24 @@ fn pytorch_reads_the_checkpointed_params_with_the_models_names() {
 
 #[test]
 fn resuming_with_adam_dropout_shuffling_and_a_per_batch_cyclic_rate_is_exact() {
-    stock();
     plugin_library("torchfit-plugin-lr-scheduler", "torchfit_plugin_lr_scheduler");
     let root = temp_dir("cp-cyclic");
-    let (straight, first, second) = (root.join("straight"), root.join("first"), root.join("second"));
+    let (straight, resumed) = (root.join("straight"), root.join("resumed"));
     let run = |out: &Path, sets: &[&str]| {
         let mut args = vec!["train", "examples/resume-training/config.toml", "--out", out.to_str().unwrap()];
-        for s in sets {
-            args.extend(["--set", s]);
-        }
+        args.extend_from_slice(sets);
         let o = torchfit_env(&args, &[]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     };
     run(&straight, &[]);
-    run(&first, &["max_epochs=3"]);
-    run(&second, &["max_epochs=3", &format!("callbacks__resume__dirname={}", first.display())]);
-    assert_eq!(losses(&second), losses(&straight));
+    run(&resumed, &["--set", "max_epochs=3"]);
+    run(&resumed, &["--resume"]);
+    assert_eq!(losses(&resumed), losses(&straight));
     // The schedule continued: per-batch rates of epoch 4 are the same in both runs.
     let rates = |run: &Path| read_json(&run.join("history.json"))[3]["batches"].as_array().unwrap().iter().filter_map(|b| b.get("event_lr").cloned()).collect::<Vec<_>>();
-    assert_eq!(rates(&second), rates(&straight));
+    assert_eq!(rates(&resumed), rates(&straight));
     assert_eq!(rates(&straight).len(), 36);
-    for ((na, a), (nb, b)) in params(&second).iter().zip(&params(&straight)) {
+    for ((na, a), (nb, b)) in params(&resumed).iter().zip(&params(&straight)) {
         assert_eq!(na, nb);
         assert!(a.equal(b), "{na} differs");
     }

@@ -23,9 +23,13 @@ enum Command {
         /// Override a config key, with skorch's routing: `optimizer__lr=0.05` (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
-        /// Write the run directory here (config.toml, history.json, summary.json, model).
+        /// Write the run directory here (config.toml, history.json, summary.json, model, and a
+        /// train_end_ checkpoint). An existing non-empty directory is refused without --resume.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Continue the run in --out DIR from its train_end_ checkpoint, up to max_epochs in all.
+        #[arg(long, requires = "out")]
+        resume: bool,
     },
     /// Predict with the model of a run directory.
     Predict {
@@ -77,9 +81,9 @@ fn main() -> ExitCode {
 
 fn execute(command: Command) -> Result<(), Error> {
     match command {
-        Command::Train { config, sets, out } => {
+        Command::Train { config, sets, out, resume } => {
             let params = run::load_params(&config, &sets)?;
-            let outcome = run::train(params, out.as_deref())?;
+            let outcome = run::train(params, out.as_deref(), resume)?;
             if let Some(dir) = &out {
                 log::info!("run written to {}", dir.display());
             }

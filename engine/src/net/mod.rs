@@ -97,6 +97,19 @@ pub struct NeuralNet {
     history: History,
     parts: Option<Parts>,
     run_dir: Option<std::path::PathBuf>,
+    resume_from: Option<std::path::PathBuf>,
+    epochs: EpochCount,
+}
+
+/// What `max_epochs` counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EpochCount {
+    /// Epochs of each `fit`/`partial_fit` call (skorch's semantics).
+    #[default]
+    PerCall,
+    /// Epochs in the history in all: a resumed run trains only the missing ones (run
+    /// directories, `torchfit train --resume`).
+    Total,
 }
 
 impl std::fmt::Debug for NeuralNet {
@@ -116,7 +129,7 @@ impl NeuralNet {
 
     /// A net over a config tree, with the components of `registry`.
     pub fn with_registry(params: Params, registry: Registry) -> Self {
-        Self { params, registry, history: History::new(), parts: None, run_dir: None }
+        Self { params, registry, history: History::new(), parts: None, run_dir: None, resume_from: None, epochs: EpochCount::PerCall }
     }
 
     /// An empty classification net; set at least `module__name`.
@@ -186,6 +199,24 @@ impl NeuralNet {
             p.run_dir = dir.clone();
         }
         self.run_dir = dir;
+    }
+
+    /// Makes the next `fit` restore everything from the train-end checkpoint in `dir`
+    /// (`train_end_*` files) before `on_train_begin`, as `torchfit train --resume` does.
+    pub fn resume_from(&mut self, dir: Option<std::path::PathBuf>) {
+        self.resume_from = dir;
+    }
+
+    /// Sets what `max_epochs` counts.
+    pub fn set_epoch_count(&mut self, count: EpochCount) {
+        self.epochs = count;
+    }
+
+    /// Saves `parts` of the run as checkpoint `prefix` under `dir` now (what a callback's
+    /// `save_checkpoint` request does at the end of an event).
+    pub fn save_checkpoint(&mut self, dir: &Path, prefix: &str, what: torchfit_sdk::Parts) -> Result<()> {
+        let parts = self.parts.as_mut().ok_or(Error::NotInitialized)?;
+        perform(parts, &mut self.history, &Action::Save { dir: dir.to_path_buf(), prefix: prefix.into(), parts: what })
     }
 
     /// The training history.
@@ -333,8 +364,15 @@ impl NeuralNet {
     fn partial_fit_loop(&mut self, reader: &mut dyn DatasetReader, train: &[i64], valid: Valid<'_>) -> Result<()> {
         let parts = self.parts.as_mut().ok_or(Error::NotInitialized)?;
         let history = &mut self.history;
+        if let Some(dir) = self.resume_from.take() {
+            perform(parts, history, &Action::Load { dir, prefix: "train_end_".into(), parts: torchfit_sdk::Parts::ALL })?;
+        }
+        let epochs = match self.epochs {
+            EpochCount::PerCall => parts.settings.max_epochs,
+            EpochCount::Total => parts.settings.max_epochs.saturating_sub(history.len()),
+        };
         let result = match notify(parts, history, (0, 0), &Event::TrainBegin) {
-            Ok(Flow::Continue) => fit_loop(parts, history, reader, train, valid),
+            Ok(Flow::Continue) => fit_loop(parts, history, reader, train, valid, epochs),
             Ok(Flow::Stop) => Ok(()),
             Err(e) => Err(e),
         };
@@ -551,9 +589,9 @@ fn notify_train_end(parts: &mut Parts, history: &mut History) -> Result<()> {
     first.map_or(Ok(()), Err)
 }
 
-fn fit_loop(parts: &mut Parts, history: &mut History, reader: &mut dyn DatasetReader, train: &[i64], mut valid: Valid<'_>) -> Result<()> {
+fn fit_loop(parts: &mut Parts, history: &mut History, reader: &mut dyn DatasetReader, train: &[i64], mut valid: Valid<'_>, epochs: usize) -> Result<()> {
     let seed = parts.settings.seed;
-    for _ in 0..parts.settings.max_epochs {
+    for _ in 0..epochs {
         let epoch = history.len() + 1;
         history.new_epoch();
         history.record("epoch", epoch)?;
