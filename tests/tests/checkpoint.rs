@@ -121,3 +121,61 @@ fn resuming_with_adam_dropout_shuffling_and_a_per_batch_cyclic_rate_is_exact() {
         assert!(a.equal(b), "{na} differs");
     }
 }
+
+#[test]
+fn a_run_killed_mid_epoch_resumes_from_the_last_epoch_checkpoint_and_ends_identical() {
+    stock();
+    let faulty = plugin_library("torchfit-testplugin-faulty", "torchfit_testplugin_faulty");
+    let root = temp_dir("cp-sigkill");
+    let (straight, killed, resumed) = (root.join("straight"), root.join("killed"), root.join("resumed"));
+    train(&straight, &["max_epochs=6"]);
+
+    // Checkpoint every epoch; hang after the first batch of epoch 4, then SIGKILL.
+    let plugins = format!("plugins=[{:?}]", faulty.display().to_string());
+    let mut child = std::process::Command::new(torchfit_tests::torchfit_bin())
+        .args(["train", "examples/digits/config.toml", "--out", killed.to_str().unwrap()])
+        .args(["--set", "max_epochs=6", "--set", "callbacks__cp__type=checkpoint", "--set", "callbacks__cp__monitor=false", "--set", "callbacks__cp__dirname=ckpt"])
+        .args(["--set", &plugins, "--set", "callbacks__hang__type=faulty", "--set", "callbacks__hang__hook=on_batch_end", "--set", "callbacks__hang__how=sleep", "--set", "callbacks__hang__epoch=4"])
+        .current_dir(torchfit_tests::root())
+        .env("TORCHFIT_LOG", "info")
+        .env_remove("TORCHFIT_PLUGIN_PATH")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ckpt_history = killed.join("ckpt/history.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let epochs = std::fs::read_to_string(&ckpt_history).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()).and_then(|h| h.as_array().map(Vec::len));
+        if epochs == Some(3) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no 3-epoch checkpoint after 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The checkpoint of epoch 3 is complete when epoch 4 starts; wait until the run hangs in it.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    assert_eq!(read_json(&ckpt_history).as_array().unwrap().len(), 3, "the last epoch checkpoint is intact");
+    let leftovers: Vec<_> = std::fs::read_dir(killed.join("ckpt")).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains(".tmp")).collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
+    let from = format!("callbacks__load__dirname={}", killed.join("ckpt").display());
+    train(&resumed, &["max_epochs=3", "callbacks__load__type=load_init_state", &from]);
+    let strip = |run: &Path| {
+        let mut h = read_json(&run.join("history.json"));
+        for e in h.as_array_mut().unwrap() {
+            let e = e.as_object_mut().unwrap();
+            e.remove("dur");
+            e.remove("event_cp");
+        }
+        h.to_string()
+    };
+    assert_eq!(strip(&resumed), strip(&straight), "epoch 4 re-run and the rest identical");
+    for ((na, a), (nb, b)) in params(&resumed).iter().zip(&params(&straight)) {
+        assert_eq!(na, nb);
+        assert!(a.equal(b), "{na} differs");
+    }
+}

@@ -7,9 +7,19 @@ use torchfit_sdk::{export_plugin, parse_config, tch::Tensor, Batch, BatchOutput,
 struct Config {
     /// The hook to misbehave in.
     hook: String,
-    /// `panic` or `error`.
+    /// `panic`, `error`, or `sleep` (for `seconds`, e.g. to be killed mid-epoch).
     #[serde(default = "panic")]
     how: String,
+    /// Misbehave only in this epoch (1-based); every epoch when absent.
+    #[serde(default)]
+    epoch: Option<usize>,
+    /// Sleep length for `how = "sleep"`.
+    #[serde(default = "minute")]
+    seconds: u64,
+}
+
+fn minute() -> u64 {
+    60
 }
 
 fn panic() -> String {
@@ -20,13 +30,22 @@ struct Faulty(Config);
 
 impl Faulty {
     fn at(&self, hook: &str) -> Result<Flow> {
-        if self.0.hook == hook {
-            if self.0.how == "panic" {
-                panic!("faulty plugin panics in {hook}");
-            }
-            return Err(Error::msg(format!("faulty plugin fails in {hook}")));
+        self.at_epoch(hook, None)
+    }
+
+    fn at_epoch(&self, hook: &str, epoch: Option<usize>) -> Result<Flow> {
+        if self.0.hook != hook || (self.0.epoch.is_some() && self.0.epoch != epoch) {
+            return Ok(Flow::Continue);
         }
-        Ok(Flow::Continue)
+        match self.0.how.as_str() {
+            "panic" => panic!("faulty plugin panics in {hook}"),
+            "sleep" => {
+                torchfit_sdk::log::info!("faulty plugin sleeps in {hook}");
+                std::thread::sleep(std::time::Duration::from_secs(self.0.seconds));
+                Ok(Flow::Continue)
+            }
+            _ => Err(Error::msg(format!("faulty plugin fails in {hook}"))),
+        }
     }
 }
 
@@ -55,8 +74,8 @@ impl Callback for Faulty {
     fn on_grad_computed(&mut self, _h: &mut dyn Host, _b: &Batch<'_>) -> Result<Flow> {
         self.at("on_grad_computed")
     }
-    fn on_batch_end(&mut self, _h: &mut dyn Host, _o: &BatchOutput<'_>) -> Result<Flow> {
-        self.at("on_batch_end")
+    fn on_batch_end(&mut self, h: &mut dyn Host, _o: &BatchOutput<'_>) -> Result<Flow> {
+        self.at_epoch("on_batch_end", Some(h.epochs()))
     }
     fn on_epoch_end(&mut self, _h: &mut dyn Host) -> Result<Flow> {
         self.at("on_epoch_end")
