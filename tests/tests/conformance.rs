@@ -11,12 +11,17 @@ const SHIPPED: &[(&str, &str)] = &[
     ("custom-callback", "custom_callback"),
     ("torchfit-plugin-checkpoint", "torchfit_plugin_checkpoint"),
     ("torchfit-plugin-lr-scheduler", "torchfit_plugin_lr_scheduler"),
+    ("torchfit-plugin-early-stopping", "torchfit_plugin_early_stopping"),
+    ("torchfit-plugin-freezer", "torchfit_plugin_freezer"),
+    ("torchfit-plugin-clipping", "torchfit_plugin_clipping"),
 ];
 
 /// A config for components that have required keys; `{}` for the rest.
 fn sample_config(name: &str) -> serde_json::Value {
     match name {
         "lr_scheduler" => serde_json::json!({"policy": "StepLR", "step_size": 1, "step_every": "batch"}),
+        "freezer" | "unfreezer" => serde_json::json!({"patterns": "*.bias"}),
+        "gradient_norm_clipping" => serde_json::json!({"max_norm": 1.0}),
         _ => serde_json::json!({}),
     }
 }

@@ -1,0 +1,58 @@
+//! Stock callbacks through the binary, loaded from their libraries: early stopping, freezing,
+//! gradient clipping (observed by the third-party grad_norm plugin).
+
+use std::path::Path;
+use torchfit_tests::{plugin_dir, plugin_library, read_json, temp_dir, torchfit_env};
+
+fn train(out: &Path, sets: &[&str], env: &[(&str, &str)]) {
+    let mut args = vec!["train", "examples/digits/config.toml", "--out", out.to_str().unwrap()];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let o = torchfit_env(&args, env);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn early_stopping_ends_the_run_when_the_validation_loss_stalls() {
+    plugin_library("torchfit-plugin-early-stopping", "torchfit_plugin_early_stopping");
+    let out = temp_dir("es").join("run");
+    train(&out, &["max_epochs=60", "callbacks__es__type=early_stopping", "callbacks__es__patience=3"], &[]);
+    let h = read_json(&out.join("history.json"));
+    let epochs = h.as_array().unwrap();
+    assert!(epochs.len() < 60, "stopped early");
+    // The last `patience` epochs did not improve on the best by the threshold.
+    let best = epochs[..epochs.len() - 3].iter().map(|e| e["valid_loss"].as_f64().unwrap()).fold(f64::INFINITY, f64::min);
+    for e in &epochs[epochs.len() - 3..] {
+        assert!(e["valid_loss"].as_f64().unwrap() >= best * (1.0 - 1e-4));
+    }
+}
+
+#[test]
+fn frozen_parameters_keep_their_initial_values() {
+    plugin_library("torchfit-plugin-freezer", "torchfit_plugin_freezer");
+    let root = temp_dir("freeze");
+    let (init, trained) = (root.join("init"), root.join("trained"));
+    train(&init, &["max_epochs=0"], &[]);
+    train(&trained, &["max_epochs=3", "callbacks__fr__type=freezer", "callbacks__fr__patterns=[\"hidden.0.*\"]"], &[]);
+    let load = |run: &Path| tch::Tensor::read_safetensors(run.join("model.safetensors")).unwrap();
+    let (a, b) = (load(&init), load(&trained));
+    let get = |v: &[(String, tch::Tensor)], n: &str| v.iter().find(|(k, _)| k == n).unwrap().1.shallow_clone();
+    assert!(get(&a, "hidden.0.weight").equal(&get(&b, "hidden.0.weight")), "frozen layer changed");
+    assert!(get(&a, "hidden.0.bias").equal(&get(&b, "hidden.0.bias")));
+    assert!(!get(&a, "hidden.1.weight").equal(&get(&b, "hidden.1.weight")), "other layers train");
+}
+
+#[test]
+fn clipping_bounds_the_gradient_norm_seen_by_later_callbacks() {
+    plugin_library("torchfit-plugin-clipping", "torchfit_plugin_clipping");
+    let dir = plugin_dir("clip-grad-norm", &plugin_library("custom-callback", "custom_callback"), "libcustom_callback.so");
+    let out = temp_dir("clip").join("run");
+    let env = [("TORCHFIT_PLUGIN_PATH", dir.to_str().unwrap())];
+    train(&out, &["max_epochs=2", "callbacks__clip__type=gradient_norm_clipping", "callbacks__clip__max_norm=0.05", "callbacks__grad_norm__key=grad_norm"], &env);
+    let h = read_json(&out.join("history.json"));
+    let norms: Vec<f64> = h.as_array().unwrap().iter().flat_map(|e| e["batches"].as_array().unwrap().iter().filter_map(|b| b["grad_norm"].as_f64()).collect::<Vec<_>>()).collect();
+    assert_eq!(norms.len(), 72);
+    assert!(norms.iter().all(|&n| n <= 0.05 * (1.0 + 1e-4)), "max {:?}", norms.iter().cloned().fold(0.0, f64::max));
+    assert!(norms.iter().any(|&n| n > 0.049), "the limit is reached, not undershot");
+}
