@@ -113,7 +113,7 @@ impl History {
     /// The keys of epoch `epoch` without its batches.
     pub fn epoch(&self, epoch: isize) -> Option<Map<String, Value>> {
         let mut map = self.epochs.get(resolve(self.len(), epoch)?)?.clone();
-        map.remove(BATCHES);
+        map.shift_remove(BATCHES);
         Some(map)
     }
 
@@ -199,6 +199,13 @@ mod tests {
         assert_eq!(h.column_f64("train_loss"), vec![0.9, 0.5]);
         assert_eq!(h.batch_values(-1, "train_loss"), vec![&json!(0.5), &json!(1.5), &json!(2.5)]);
         assert!(h.epoch(-1).unwrap().get("batches").is_none());
+    }
+
+    #[test]
+    fn an_epoch_without_its_batches_keeps_the_recording_order() {
+        let h = two_epochs();
+        let keys: Vec<String> = h.epoch(-1).unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["epoch", "train_loss"]);
     }
 
     #[test]

@@ -64,7 +64,7 @@ impl Host for FakeHost {
     }
     fn history_epoch(&self, epoch: isize) -> Option<Map<String, Value>> {
         let mut m = self.history.get(self.index(epoch)?)?.clone();
-        m.remove("batches");
+        m.shift_remove("batches");
         Some(m)
     }
     fn history_batch_values(&self, epoch: isize, key: &str) -> Vec<Value> {

@@ -14,6 +14,7 @@ const SHIPPED: &[(&str, &str)] = &[
     ("torchfit-plugin-early-stopping", "torchfit_plugin_early_stopping"),
     ("torchfit-plugin-freezer", "torchfit_plugin_freezer"),
     ("torchfit-plugin-clipping", "torchfit_plugin_clipping"),
+    ("torchfit-plugin-logging", "torchfit_plugin_logging"),
 ];
 
 /// A config for components that have required keys; `{}` for the rest.
@@ -22,6 +23,8 @@ fn sample_config(name: &str) -> serde_json::Value {
         "lr_scheduler" => serde_json::json!({"policy": "StepLR", "step_size": 1, "step_every": "batch"}),
         "freezer" | "unfreezer" => serde_json::json!({"patterns": "*.bias"}),
         "gradient_norm_clipping" => serde_json::json!({"max_norm": 1.0}),
+        "csv_logger" => serde_json::json!({"filename": std::env::temp_dir().join(format!("conformance-{}.csv", std::process::id())), "batches": std::env::temp_dir().join(format!("conformance-b-{}.csv", std::process::id()))}),
+        "plot_history" => serde_json::json!({"filename": std::env::temp_dir().join(format!("conformance-{}.svg", std::process::id()))}),
         _ => serde_json::json!({}),
     }
 }

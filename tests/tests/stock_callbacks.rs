@@ -56,3 +56,18 @@ fn clipping_bounds_the_gradient_norm_seen_by_later_callbacks() {
     assert!(norms.iter().all(|&n| n <= 0.05 * (1.0 + 1e-4)), "max {:?}", norms.iter().cloned().fold(0.0, f64::max));
     assert!(norms.iter().any(|&n| n > 0.049), "the limit is reached, not undershot");
 }
+
+#[test]
+fn the_csv_logger_and_the_plot_write_into_the_run_directory() {
+    plugin_library("torchfit-plugin-logging", "torchfit_plugin_logging");
+    let out = temp_dir("logging").join("run");
+    train(&out, &["max_epochs=3", "callbacks__csv__type=csv_logger", "callbacks__csv__batches=batches.csv", "callbacks__plot__type=plot_history"], &[]);
+    let csv = std::fs::read_to_string(out.join("history.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 4, "a header and one row per epoch");
+    assert!(lines[0].starts_with("epoch,") && lines[0].contains("valid_acc") && !lines[0].contains("batches"), "{}", lines[0]);
+    let batches = std::fs::read_to_string(out.join("batches.csv")).unwrap();
+    assert_eq!(batches.lines().count(), 1 + 3 * (36 + 3));
+    let svg = std::fs::read_to_string(out.join("training_curves.svg")).unwrap();
+    assert!(svg.contains("<title>train_loss</title>") && svg.contains("<title>valid_acc</title>"));
+}
