@@ -15,6 +15,21 @@ pub fn parse_config<T: DeserializeOwned>(config: &serde_json::Value) -> Result<T
     })
 }
 
+/// Deserializes a string or a list of strings as a list (`patterns = "*.bias"` or
+/// `patterns = ["l1.*", "*.bias"]`); use with `#[serde(deserialize_with = "one_or_many")]`.
+pub fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match <OneOrMany as serde::Deserialize>::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,6 +51,19 @@ mod tests {
             Error::Config { key, .. } => assert_eq!(key, "hidden[1]"),
             other => panic!("unexpected {other}"),
         }
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Patterns {
+        #[serde(deserialize_with = "one_or_many")]
+        p: Vec<String>,
+    }
+
+    #[test]
+    fn one_pattern_or_a_list_gives_a_list() {
+        assert_eq!(parse_config::<Patterns>(&serde_json::json!({"p": "a.*"})).unwrap().p, ["a.*"]);
+        assert_eq!(parse_config::<Patterns>(&serde_json::json!({"p": ["a", "b"]})).unwrap().p, ["a", "b"]);
+        assert!(parse_config::<Patterns>(&serde_json::json!({"p": 3})).is_err());
     }
 
     #[test]

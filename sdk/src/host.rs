@@ -89,3 +89,12 @@ pub trait Host {
         crate::io::load_json(path)
     }
 }
+
+/// `path` inside the run directory when it is relative and the run has one (where callbacks keep
+/// their files), else `path` as given.
+pub fn in_run_dir(host: &dyn Host, path: &std::path::Path) -> std::path::PathBuf {
+    match host.run_dir() {
+        Some(run) if path.is_relative() => run.join(path),
+        _ => path.to_path_buf(),
+    }
+}

@@ -111,22 +111,9 @@ with_hyper_keys! {
     /// One `[[optimizer.param_groups]]` entry.
     pub struct GroupConfig {
         /// Glob pattern(s) over parameter names.
-        #[serde(deserialize_with = "one_or_many")]
+        #[serde(deserialize_with = "torchfit_sdk::config::one_or_many")]
         pub params: Vec<String>,
     }
-}
-
-fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-    Ok(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(s) => vec![s],
-        OneOrMany::Many(v) => v,
-    })
 }
 
 with_hyper_keys! {

@@ -206,10 +206,7 @@ impl Callback for LoadInitState {
         if std::mem::replace(&mut self.done, true) {
             return Ok(Flow::Continue);
         }
-        let dir = match host.run_dir() {
-            Some(run) if self.dir.is_relative() => run.join(&self.dir),
-            _ => self.dir.clone(),
-        };
+        let dir = torchfit_sdk::host::in_run_dir(host, &self.dir);
         if checkpoint_exists(&dir, &self.prefix, self.parts) {
             host.load_checkpoint(&self.dir, &self.prefix, self.parts)?;
         } else {

@@ -9,7 +9,7 @@ use torchfit_sdk::{export_plugin, parse_config, BuildContext, Callback, Error, F
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Config {
-    #[serde(deserialize_with = "one_or_many")]
+    #[serde(deserialize_with = "torchfit_sdk::config::one_or_many")]
     patterns: Vec<String>,
     #[serde(default = "one")]
     at: usize,
@@ -17,19 +17,6 @@ struct Config {
 
 fn one() -> usize {
     1
-}
-
-fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-    Ok(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(s) => vec![s],
-        OneOrMany::Many(v) => v,
-    })
 }
 
 /// Whether the mapping applies in `epoch` (pure).

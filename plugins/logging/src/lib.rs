@@ -16,12 +16,8 @@ fn epochs(host: &dyn Host) -> Vec<Map<String, Value>> {
     (0..host.epochs() as isize).filter_map(|e| host.history_epoch(e)).collect()
 }
 
-/// `path` inside the run directory when relative and there is one.
 fn in_run_dir(host: &dyn Host, path: &str) -> PathBuf {
-    match host.run_dir() {
-        Some(run) if PathBuf::from(path).is_relative() => run.join(path),
-        _ => PathBuf::from(path),
-    }
+    torchfit_sdk::host::in_run_dir(host, std::path::Path::new(path))
 }
 
 #[derive(Deserialize)]
