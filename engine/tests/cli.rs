@@ -97,3 +97,21 @@ fn an_option_that_does_not_apply_to_the_optimizer_is_refused() {
     let o = torchfit(&["train", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert_refused(&o, &out, &["bad.toml", "optimizer.momentum", "adam"]);
 }
+
+#[test]
+fn a_closed_stdout_does_not_crash_the_run() {
+    use std::process::Stdio;
+    let out = dir("pipe").join("run");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_torchfit"))
+        .args(["train", "examples/digits/config.toml", "--set", "max_epochs=5", "--out", out.to_str().unwrap()])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away, as `| head` does
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
+    assert!(out.join("summary.json").exists(), "the run completed");
+}

@@ -88,10 +88,12 @@ fn execute(command: Command) -> Result<(), Error> {
                 log::info!("run written to {}", dir.display());
             }
             if let Some(test) = outcome.test {
-                println!("test_loss={:.6}", test.loss);
+                let mut text = format!("test_loss={:.6}\n", test.loss);
                 if let Some(acc) = test.accuracy {
-                    println!("test_accuracy={acc:.6}");
+                    text += &format!("test_accuracy={acc:.6}\n");
                 }
+                // A closed stdout (`| head`) is not an error of the run, which is complete.
+                let _ = std::io::stdout().write_all(text.as_bytes());
             }
             Ok(())
         }
@@ -108,10 +110,11 @@ fn execute(command: Command) -> Result<(), Error> {
                 Some(c) => plugins::registry_for(&run::load_params(&c, &[])?)?,
                 None => plugins::registry(&[], &[])?,
             };
-            println!("{:<10} {:<20} {:<8} {:<10} summary", "kind", "name", "version", "origin");
+            let mut text = format!("{:<10} {:<20} {:<8} {:<10} summary\n", "kind", "name", "version", "origin");
             for c in registry.components() {
-                println!("{:<10} {:<20} {:<8} {:<10} {}", c.kind.as_str(), c.name, c.version, c.origin, c.summary);
+                text += &format!("{:<10} {:<20} {:<8} {:<10} {}\n", c.kind.as_str(), c.name, c.version, c.origin, c.summary);
             }
+            let _ = std::io::stdout().write_all(text.as_bytes());
             Ok(())
         }
     }

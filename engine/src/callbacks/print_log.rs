@@ -104,13 +104,19 @@ impl Callback for PrintLog {
         let Some(epoch) = host.history_epoch(-1) else { return Ok(Flow::Continue) };
         let cols = columns(&epoch, &self.keys_ignored);
         let widths: Vec<usize> = cols.iter().map(|c| c.len().max(self.decimals + 3)).collect();
+        let mut text = String::new();
         if cols != self.columns {
-            println!("{}", line(&cols, &widths));
-            println!("{}", line(&cols.iter().map(|c| "-".repeat(c.len().max(self.decimals + 3))).collect::<Vec<_>>(), &widths));
+            text += &line(&cols, &widths);
+            text.push('\n');
+            text += &line(&cols.iter().map(|c| "-".repeat(c.len().max(self.decimals + 3))).collect::<Vec<_>>(), &widths);
+            text.push('\n');
             self.columns = cols.clone();
         }
         let cells: Vec<String> = cols.iter().map(|k| cell(&epoch, k, self.decimals, self.color)).collect();
-        println!("{}", line(&cells, &widths));
+        text += &line(&cells, &widths);
+        text.push('\n');
+        // The table is for reading; a closed stdout (`| head`) must not stop the training.
+        let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
         Ok(Flow::Continue)
     }
 }
