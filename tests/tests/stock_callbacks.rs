@@ -71,3 +71,28 @@ fn the_csv_logger_and_the_plot_write_into_the_run_directory() {
     let svg = std::fs::read_to_string(out.join("training_curves.svg")).unwrap();
     assert!(svg.contains("<title>train_loss</title>") && svg.contains("<title>valid_acc</title>"));
 }
+
+#[test]
+fn the_transfer_learning_example_fine_tunes_only_the_head_of_a_pretrained_net() {
+    for (package, stem) in [("torchfit-plugin-checkpoint", "torchfit_plugin_checkpoint"), ("torchfit-plugin-freezer", "torchfit_plugin_freezer"), ("torchfit-plugin-lr-scheduler", "torchfit_plugin_lr_scheduler")] {
+        plugin_library(package, stem);
+    }
+    let root = temp_dir("transfer");
+    let (pre, fine) = (root.join("pretrained"), root.join("finetuned"));
+    train(&pre, &["max_epochs=5"], &[]);
+    let args = ["train", "examples/transfer-learning/config.toml", "--set"];
+    let from = format!("callbacks__pretrained__dirname={}", pre.display());
+    let o = torchfit_env(&[&args[..], &[from.as_str(), "--out", fine.to_str().unwrap()]].concat(), &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let load = |run: &Path| tch::Tensor::read_safetensors(run.join("model.safetensors")).unwrap();
+    let get = |v: &[(String, tch::Tensor)], n: &str| v.iter().find(|(k, _)| k == n).unwrap().1.shallow_clone();
+    let (a, b) = (load(&pre), load(&fine));
+    assert!(get(&a, "hidden.0.weight").equal(&get(&b, "hidden.0.weight")), "the body stays pretrained");
+    assert!(!get(&a, "output.weight").equal(&get(&b, "output.weight")), "the head is trained");
+    let h = read_json(&fine.join("history.json"));
+    let epochs = h.as_array().unwrap();
+    assert_eq!(epochs.len(), 10);
+    assert!(epochs[0]["valid_acc"].as_f64().unwrap() > 0.9, "starts from pretrained weights");
+    assert!((epochs[7]["event_lr"].as_f64().unwrap() - 0.001).abs() < 1e-12, "StepLR decayed after 7 epochs");
+    assert!(epochs.iter().any(|e| e["event_cp"] == true));
+}
