@@ -8,8 +8,8 @@
 use crate::plugins::Library;
 use crate::{Error, Result};
 use std::path::PathBuf;
-use torchfit_sdk::ffi::{BuildContextFfi, ComponentFfi, DynCallback, DynCriterion, DynModel, DynReader, KindFfi};
-use torchfit_sdk::{BuildContext, Callback, ComponentKind, Constructor, Criterion, DatasetReader, Model};
+use torchfit_sdk::ffi::{BuildContextFfi, ComponentFfi, DynCallback, DynCriterion, DynModel, DynReader, DynScorer, KindFfi};
+use torchfit_sdk::{BuildContext, Callback, ComponentKind, Constructor, Criterion, DatasetReader, Model, Scorer};
 
 /// Where a component comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,6 +176,13 @@ impl Registry {
         let pick = |c| if let Constructor::Reader(f) = c { Some(f) } else { None };
         let wrap = |c| if let ComponentFfi::Reader(m) = c { Some(Box::new(DynReader(m)) as Box<dyn DatasetReader>) } else { None };
         self.build(ComponentKind::Reader, name, name, config, ctx, pick, wrap)
+    }
+
+    /// Builds the scorer `name`.
+    pub fn scorer(&self, name: &str, config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Scorer>> {
+        let pick = |c| if let Constructor::Scorer(f) = c { Some(f) } else { None };
+        let wrap = |c| if let ComponentFfi::Scorer(m) = c { Some(Box::new(DynScorer(m)) as Box<dyn Scorer>) } else { None };
+        self.build(ComponentKind::Scorer, name, name, config, ctx, pick, wrap)
     }
 
     /// Builds the callback type `kind_name` (configured under `ctx.name`).

@@ -13,6 +13,8 @@ pub enum Kind {
     Model,
     /// A [`crate::DatasetReader`].
     Reader,
+    /// A [`crate::Scorer`].
+    Scorer,
 }
 
 impl Kind {
@@ -23,6 +25,7 @@ impl Kind {
             Kind::Criterion => "criterion",
             Kind::Model => "model",
             Kind::Reader => "reader",
+            Kind::Scorer => "scorer",
         }
     }
 }
@@ -47,6 +50,8 @@ pub enum Constructor {
     Model(Ctor<dyn crate::Model>),
     /// Builds a dataset reader.
     Reader(Ctor<dyn crate::DatasetReader>),
+    /// Builds a scorer.
+    Scorer(Ctor<dyn crate::Scorer>),
 }
 
 impl Constructor {
@@ -57,6 +62,7 @@ impl Constructor {
             Constructor::Criterion(_) => Kind::Criterion,
             Constructor::Model(_) => Kind::Model,
             Constructor::Reader(_) => Kind::Reader,
+            Constructor::Scorer(_) => Kind::Scorer,
         }
     }
 }

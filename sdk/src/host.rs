@@ -68,6 +68,11 @@ pub trait Host {
     /// when the run has none (relative paths then resolve against the working directory).
     fn run_dir(&self) -> Option<std::path::PathBuf>;
 
+    /// The score of `y_pred` against `y_true` by the scorer component `name` (from any plugin),
+    /// built once per run with an empty config. An unknown name is an error listing the known
+    /// scorers.
+    fn score(&mut self, name: &str, y_true: &Tensor, y_pred: &Tensor) -> Result<f64>;
+
     /// Saves named tensors to `path` as safetensors, atomically (a crash leaves the previous
     /// file intact).
     fn save_tensors(&mut self, path: &std::path::Path, tensors: &[(String, Tensor)]) -> Result<()> {

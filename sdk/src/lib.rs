@@ -31,6 +31,7 @@ pub mod host;
 pub mod io;
 pub mod model;
 pub mod reader;
+pub mod scorer;
 pub mod scoring;
 pub mod testing;
 
@@ -43,6 +44,7 @@ pub use error::{Error, Result};
 pub use host::Host;
 pub use model::Model;
 pub use reader::DatasetReader;
+pub use scorer::Scorer;
 
 /// The `tch` crate this SDK is built against; plugins should use this re-export so that their
 /// tensors are the engine's tensors.

@@ -132,6 +132,13 @@ impl Host for FakeHost {
     fn run_dir(&self) -> Option<std::path::PathBuf> {
         self.run_dir.clone()
     }
+    /// The fake knows one scorer, `accuracy` (arg-max of `y_pred` against `y_true`).
+    fn score(&mut self, name: &str, y_true: &Tensor, y_pred: &Tensor) -> Result<f64> {
+        match name {
+            "accuracy" => Ok(y_pred.f_argmax(-1, false)?.f_eq_tensor(y_true)?.f_to_kind(Kind::Double)?.f_mean(Kind::Double)?.f_double_value(&[])?),
+            other => Err(Error::msg(format!("FakeHost knows no scorer `{other}`"))),
+        }
+    }
 }
 
 /// Runs one epoch of every hook of `cb` against `host` (one training and one validation batch,

@@ -185,3 +185,29 @@ fn after_a_plugin_panics_the_run_ends_cleanly_and_train_end_state_is_saved() {
     assert!(err.contains("callback `bad` failed in on_epoch_end") && err.contains("panicked"), "{err}");
     assert_eq!(torchfit_tests::read_json(&state)["epochs"], 1, "the state of the failed run was saved on train end");
 }
+
+#[test]
+fn a_loaded_callback_scores_with_a_loaded_scorer_through_the_host() {
+    let lib = faulty();
+    let out = temp_dir("scorer").join("run");
+    let plugins = format!("plugins=[{:?}]", lib.display().to_string());
+    let o = torchfit_env(
+        &["train", "examples/digits/config.toml", "--set", "max_epochs=2", "--set", &plugins, "--set", "callbacks__s__type=faulty", "--set", "callbacks__s__hook=none", "--set", "callbacks__s__score=constant_half", "--out", out.to_str().unwrap()],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read_json(&out.join("history.json"))[1]["scored"], 0.5);
+}
+
+#[test]
+fn an_unknown_scorer_is_an_error_listing_the_known_ones() {
+    let lib = faulty();
+    let plugins = format!("plugins=[{:?}]", lib.display().to_string());
+    let o = torchfit_env(
+        &["train", "examples/digits/config.toml", "--set", "max_epochs=1", "--set", &plugins, "--set", "callbacks__s__type=faulty", "--set", "callbacks__s__hook=none", "--set", "callbacks__s__score=f3"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = error_line(&o);
+    assert!(err.contains("callback `s`") && err.contains("f3") && err.contains("constant_half"), "{err}");
+}

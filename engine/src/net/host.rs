@@ -16,6 +16,14 @@ pub(crate) struct RunHost<'a> {
     pub stop: &'a mut bool,
     pub actions: &'a mut Vec<Action>,
     pub run_dir: Option<&'a Path>,
+    pub scorers: &'a mut Scorers,
+}
+
+/// Scorer components built on first use in a run, by name.
+pub(crate) struct Scorers {
+    pub registry: crate::Registry,
+    pub ctx: torchfit_sdk::BuildContext,
+    pub built: std::collections::HashMap<String, Box<dyn torchfit_sdk::Scorer>>,
 }
 
 impl RunHost<'_> {
@@ -108,5 +116,15 @@ impl Host for RunHost<'_> {
 
     fn run_dir(&self) -> Option<PathBuf> {
         self.run_dir.map(Path::to_path_buf)
+    }
+
+    fn score(&mut self, name: &str, y_true: &Tensor, y_pred: &Tensor) -> Result<f64> {
+        let s = &mut *self.scorers;
+        if !s.built.contains_key(name) {
+            let ctx = torchfit_sdk::BuildContext { name: name.into(), ..s.ctx.clone() };
+            let scorer = s.registry.scorer(name, &serde_json::json!({}), &ctx).map_err(Error::msg)?;
+            s.built.insert(name.to_owned(), scorer);
+        }
+        s.built[name].score(y_true, y_pred)
     }
 }

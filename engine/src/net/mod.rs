@@ -16,7 +16,7 @@ mod host;
 use crate::config::{Params, Settings, SplitKind};
 use crate::data::{batches, split_indices, Batches, SplitMix64, Stream, TensorDataset};
 use crate::{device, Error, History, Optimizer, Registry, Result};
-use host::RunHost;
+use host::{RunHost, Scorers};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 use torchfit_sdk::checkpoint::{Action, Files};
@@ -88,6 +88,7 @@ struct Parts {
     input_shape: Vec<i64>,
     n_outputs: i64,
     run_dir: Option<std::path::PathBuf>,
+    scorers: Scorers,
 }
 
 /// A neural net with skorch's `fit`/`predict` shape.
@@ -290,7 +291,8 @@ impl NeuralNet {
             callbacks.push((spec.name, cb));
         }
         self.history = History::new();
-        self.parts = Some(Parts { settings, device, model, criterion, optimizer, callbacks, input_shape: input_shape.to_vec(), n_outputs, run_dir: self.run_dir.clone() });
+        let scorers = Scorers { registry: self.registry.clone(), ctx: ctx("scorer"), built: Default::default() };
+        self.parts = Some(Parts { settings, device, model, criterion, optimizer, callbacks, input_shape: input_shape.to_vec(), n_outputs, run_dir: self.run_dir.clone(), scorers });
         Ok(self)
     }
 
@@ -493,10 +495,10 @@ fn notify(parts: &mut Parts, history: &mut History, counts: (usize, usize), even
     let mut requested = Vec::new();
     let mut flow = Flow::Continue;
     {
-        let Parts { callbacks, model, optimizer, settings, run_dir, .. } = &mut *parts;
+        let Parts { callbacks, model, optimizer, settings, run_dir, scorers, .. } = &mut *parts;
         for (name, cb) in callbacks.iter_mut() {
             let (mut stop, mut actions) = (false, Vec::new());
-            let mut host = RunHost { history: &mut *history, model: model.as_ref(), optimizer: &mut *optimizer, max_epochs: settings.max_epochs, batch_counts: counts, stop: &mut stop, actions: &mut actions, run_dir: run_dir.as_deref() };
+            let mut host = RunHost { history: &mut *history, model: model.as_ref(), optimizer: &mut *optimizer, max_epochs: settings.max_epochs, batch_counts: counts, stop: &mut stop, actions: &mut actions, run_dir: run_dir.as_deref(), scorers: &mut *scorers };
             flow = flow.and(event.send(cb.as_mut(), &mut host).map_err(|source| Error::Callback { name: name.clone(), event: event.name(), source })?);
             if stop {
                 flow = Flow::Stop;
@@ -567,10 +569,10 @@ fn notify_train_end(parts: &mut Parts, history: &mut History) -> Result<()> {
     let mut first = None;
     let mut requested = Vec::new();
     {
-        let Parts { callbacks, model, optimizer, settings, run_dir, .. } = &mut *parts;
+        let Parts { callbacks, model, optimizer, settings, run_dir, scorers, .. } = &mut *parts;
         for (name, cb) in callbacks.iter_mut() {
             let (mut stop, mut actions) = (false, Vec::new());
-            let mut host = RunHost { history: &mut *history, model: model.as_ref(), optimizer: &mut *optimizer, max_epochs: settings.max_epochs, batch_counts: (0, 0), stop: &mut stop, actions: &mut actions, run_dir: run_dir.as_deref() };
+            let mut host = RunHost { history: &mut *history, model: model.as_ref(), optimizer: &mut *optimizer, max_epochs: settings.max_epochs, batch_counts: (0, 0), stop: &mut stop, actions: &mut actions, run_dir: run_dir.as_deref(), scorers: &mut *scorers };
             if let Err(source) = cb.on_train_end(&mut host) {
                 let e = Error::Callback { name: name.clone(), event: "on_train_end", source };
                 log::error!("{e}");

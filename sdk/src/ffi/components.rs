@@ -2,7 +2,7 @@
 //! (`*Adapter`) and a host-side wrapper (`Dyn*`) that implements the SDK trait again.
 
 use super::{guard, ErrorFfi, NamedTensor, RawTensor};
-use crate::{Criterion, DatasetReader, Error, Model, Result};
+use crate::{Criterion, DatasetReader, Error, Model, Result, Scorer};
 use abi_stable::sabi_trait;
 use abi_stable::std_types::{RBox, RResult, RSlice, RVec, Tuple2};
 use tch::Tensor;
@@ -151,5 +151,32 @@ impl DatasetReader for DynReader {
     }
     fn reset(&mut self, epoch: u64, seed: u64) -> Result<()> {
         ok(self.0.reset(epoch, seed))
+    }
+}
+
+/// [`Scorer`] as a stable-ABI trait object.
+#[sabi_trait]
+pub trait ScorerFfi: Send {
+    /// [`Scorer::score`]: both tensors lent.
+    #[sabi(last_prefix_field)]
+    fn score(&self, y_true: RawTensor, y_pred: RawTensor) -> RResult<f64, ErrorFfi>;
+}
+
+/// Plugin side of a scorer.
+pub struct ScorerAdapter<S>(pub S);
+
+impl<S: Scorer> ScorerFfi for ScorerAdapter<S> {
+    fn score(&self, y_true: RawTensor, y_pred: RawTensor) -> RResult<f64, ErrorFfi> {
+        // SAFETY: both lent by DynScorer::score for this call.
+        guard("score", || unsafe { self.0.score(&y_true.borrow(), &y_pred.borrow()) })
+    }
+}
+
+/// Host side of a loaded scorer.
+pub struct DynScorer(pub ScorerFfi_TO<'static, RBox<()>>);
+
+impl Scorer for DynScorer {
+    fn score(&self, y_true: &Tensor, y_pred: &Tensor) -> Result<f64> {
+        ok(self.0.score(RawTensor::lend(y_true), RawTensor::lend(y_pred)))
     }
 }

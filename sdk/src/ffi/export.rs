@@ -2,7 +2,7 @@
 //! `inventory`, the library's root module, and log forwarding to the host.
 
 use super::callback::{CallbackAdapter, CallbackFfi_TO};
-use super::components::{CriterionAdapter, CriterionFfi_TO, ModelAdapter, ModelFfi_TO, ReaderAdapter, ReaderFfi_TO};
+use super::components::{CriterionAdapter, CriterionFfi_TO, ModelAdapter, ModelFfi_TO, ReaderAdapter, ReaderFfi_TO, ScorerAdapter, ScorerFfi_TO};
 use super::{guard, BuildContextFfi, ComponentDescFfi, ComponentFfi, ErrorFfi, KindFfi};
 use crate::{BuildContext, ComponentKind, Constructor, Error};
 use abi_stable::sabi_trait::TD_Opaque;
@@ -51,6 +51,7 @@ pub extern "C" fn build(kind: KindFfi, name: RStr<'_>, config: RStr<'_>, ctx: &B
             Constructor::Criterion(f) => ComponentFfi::Criterion(CriterionFfi_TO::from_value(CriterionAdapter(f(&config, &ctx)?), TD_Opaque)),
             Constructor::Model(f) => ComponentFfi::Model(ModelFfi_TO::from_value(ModelAdapter(f(&config, &ctx)?), TD_Opaque)),
             Constructor::Reader(f) => ComponentFfi::Reader(ReaderFfi_TO::from_value(ReaderAdapter(f(&config, &ctx)?), TD_Opaque)),
+            Constructor::Scorer(f) => ComponentFfi::Scorer(ScorerFfi_TO::from_value(ScorerAdapter(f(&config, &ctx)?), TD_Opaque)),
         })
     })
 }

@@ -2,7 +2,7 @@
 //! [`HostBridge`] over the engine's [`Host`], and turned back into a [`Host`] on the plugin side
 //! by [`HostProxy`].
 
-use super::{ErrorFfi, NamedTensor};
+use super::{ErrorFfi, NamedTensor, RawTensor};
 use crate::{Error, Host, Result};
 use abi_stable::sabi_trait;
 use abi_stable::std_types::{ROption, RResult, RStr, RString, RVec, Tuple2};
@@ -47,8 +47,10 @@ pub trait HostFfi {
     /// [`Host::load_checkpoint`].
     fn load_checkpoint(&mut self, dir: RStr<'_>, prefix: RStr<'_>, parts: PartsFfi) -> RResult<(), ErrorFfi>;
     /// [`Host::run_dir`].
-    #[sabi(last_prefix_field)]
     fn run_dir(&self) -> ROption<RString>;
+    /// [`Host::score`]: both tensors lent.
+    #[sabi(last_prefix_field)]
+    fn score(&mut self, name: RStr<'_>, y_true: RawTensor, y_pred: RawTensor) -> RResult<f64, ErrorFfi>;
 }
 
 /// [`crate::Parts`] across the boundary.
@@ -155,6 +157,11 @@ impl HostFfi for HostBridge<'_> {
     fn run_dir(&self) -> ROption<RString> {
         self.host.run_dir().map(|p| RString::from(p.display().to_string())).into()
     }
+    fn score(&mut self, name: RStr<'_>, y_true: RawTensor, y_pred: RawTensor) -> RResult<f64, ErrorFfi> {
+        // SAFETY: lent by HostProxy::score for this call.
+        let (t, p) = unsafe { (y_true.borrow(), y_pred.borrow()) };
+        self.host.score(name.as_str(), &t, &p).map_err(ErrorFfi::from).into()
+    }
 }
 
 /// The plugin side: a [`Host`] that forwards to the host through [`HostFfi`].
@@ -228,5 +235,8 @@ impl Host for HostProxy<'_, '_> {
     }
     fn run_dir(&self) -> Option<std::path::PathBuf> {
         self.ffi.run_dir().into_option().map(|s| s.into_string().into())
+    }
+    fn score(&mut self, name: &str, y_true: &Tensor, y_pred: &Tensor) -> Result<f64> {
+        self.ffi.score(name.into(), RawTensor::lend(y_true), RawTensor::lend(y_pred)).into_result().map_err(Error::from)
     }
 }

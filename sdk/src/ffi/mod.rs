@@ -34,7 +34,7 @@ pub mod host;
 pub mod tensor;
 
 pub use callback::{CallbackFfi, CallbackFfi_TO, DynCallback};
-pub use components::{CriterionFfi_TO, DynCriterion, DynModel, DynReader, ModelFfi_TO, ReaderFfi_TO};
+pub use components::{CriterionFfi_TO, DynCriterion, DynModel, DynReader, DynScorer, ModelFfi_TO, ReaderFfi_TO, ScorerFfi_TO};
 pub use export::{LogSink, Registration};
 pub use host::{HostBridge, HostFfi, HostFfi_TO, HostProxy, PartsFfi};
 pub use tensor::{NamedTensor, RawTensor, TensorRef};
@@ -120,6 +120,8 @@ pub enum KindFfi {
     Model,
     /// A dataset reader.
     Reader,
+    /// A scorer.
+    Scorer,
 }
 
 impl From<ComponentKind> for KindFfi {
@@ -129,6 +131,7 @@ impl From<ComponentKind> for KindFfi {
             ComponentKind::Criterion => KindFfi::Criterion,
             ComponentKind::Model => KindFfi::Model,
             ComponentKind::Reader => KindFfi::Reader,
+            ComponentKind::Scorer => KindFfi::Scorer,
         }
     }
 }
@@ -140,6 +143,7 @@ impl From<KindFfi> for ComponentKind {
             KindFfi::Criterion => ComponentKind::Criterion,
             KindFfi::Model => ComponentKind::Model,
             KindFfi::Reader => ComponentKind::Reader,
+            KindFfi::Scorer => ComponentKind::Scorer,
         }
     }
 }
@@ -210,6 +214,8 @@ pub enum ComponentFfi {
     Model(ModelFfi_TO<'static, abi_stable::std_types::RBox<()>>),
     /// A dataset reader.
     Reader(ReaderFfi_TO<'static, abi_stable::std_types::RBox<()>>),
+    /// A scorer.
+    Scorer(ScorerFfi_TO<'static, abi_stable::std_types::RBox<()>>),
 }
 
 /// One component a library provides.

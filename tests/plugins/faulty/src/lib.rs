@@ -16,6 +16,9 @@ struct Config {
     /// Sleep length for `how = "sleep"`.
     #[serde(default = "minute")]
     seconds: u64,
+    /// On epoch end, record `scored` = this scorer's score of two fixed tensors (through the host).
+    #[serde(default)]
+    score: Option<String>,
 }
 
 fn minute() -> u64 {
@@ -77,7 +80,13 @@ impl Callback for Faulty {
     fn on_batch_end(&mut self, h: &mut dyn Host, _o: &BatchOutput<'_>) -> Result<Flow> {
         self.at_epoch("on_batch_end", Some(h.epochs()))
     }
-    fn on_epoch_end(&mut self, _h: &mut dyn Host) -> Result<Flow> {
+    fn on_epoch_end(&mut self, h: &mut dyn Host) -> Result<Flow> {
+        if let Some(name) = &self.0.score {
+            let y = Tensor::from_slice(&[0i64, 1, 1, 0]);
+            let y_pred = Tensor::from_slice(&[1f32, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0]).view([4, 2]);
+            let v = h.score(name, &y, &y_pred)?;
+            h.record("scored", v.into())?;
+        }
         self.at("on_epoch_end")
     }
     fn on_train_end(&mut self, _h: &mut dyn Host) -> Result<()> {
@@ -97,9 +106,22 @@ impl Criterion for FaultyLoss {
     }
 }
 
+struct ConstantHalf;
+
+fn build_half(_config: &torchfit_sdk::Value, _ctx: &BuildContext) -> Result<Box<dyn torchfit_sdk::Scorer>> {
+    Ok(Box::new(ConstantHalf))
+}
+
+impl torchfit_sdk::Scorer for ConstantHalf {
+    fn score(&self, y_true: &Tensor, _y_pred: &Tensor) -> Result<f64> {
+        Ok(0.5 * (y_true.size()[0] > 0) as i32 as f64)
+    }
+}
+
 export_plugin! {
     name: "torchfit-testplugin-faulty",
     components: [
+        Scorer("constant_half", build_half, "scores 0.5"),
         Callback("faulty", build, "panics or fails in the hook named by `hook`"),
         Criterion("faulty_loss", build_loss, "panics in loss"),
     ],
