@@ -11,7 +11,7 @@ use std::process::Command;
 use torchfit_tests::{read_json, root, temp_dir, torchfit_env};
 
 /// The commit whose `sdk/` is torchfit's first released plugin ABI (`ABI_VERSION` 1).
-const ABI_V1: &str = "65f0349b8903d50f9bb11e5a2efe15b0ab733427";
+const ABI_V1: &str = "938d1c7c9671434ff14c57b0e230cdf34232897e";
 
 fn git(args: &[&str]) -> Option<std::process::Output> {
     Command::new("git").args(args).current_dir(root()).output().ok().filter(|o| o.status.success())
