@@ -91,3 +91,16 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+/// A run directory's whole history as JSON text, without `keys` (e.g. `dur`, which differs
+/// between runs): every other epoch and batch value, bit for bit.
+pub fn history_without(run: &Path, keys: &[&str]) -> String {
+    let mut h = read_json(&run.join("history.json"));
+    for e in h.as_array_mut().expect("a history is a list") {
+        let e = e.as_object_mut().expect("an epoch is an object");
+        for k in keys {
+            e.remove(*k);
+        }
+    }
+    h.to_string()
+}

@@ -18,13 +18,9 @@ fn train(out: &Path, sets: &[&str]) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
-/// The whole history but the wall times, as JSON text: every epoch and batch value, bit for bit.
+/// The whole history but the wall times.
 fn losses(run: &Path) -> String {
-    let mut h = read_json(&run.join("history.json"));
-    for e in h.as_array_mut().unwrap() {
-        e.as_object_mut().unwrap().remove("dur");
-    }
-    h.to_string()
+    torchfit_tests::history_without(run, &["dur"])
 }
 
 fn params(run: &Path) -> Vec<(String, tch::Tensor)> {
@@ -164,15 +160,7 @@ fn a_run_killed_mid_epoch_resumes_from_the_last_epoch_checkpoint_and_ends_identi
 
     let from = format!("callbacks__load__dirname={}", killed.join("ckpt").display());
     train(&resumed, &["max_epochs=3", "callbacks__load__type=load_init_state", &from]);
-    let strip = |run: &Path| {
-        let mut h = read_json(&run.join("history.json"));
-        for e in h.as_array_mut().unwrap() {
-            let e = e.as_object_mut().unwrap();
-            e.remove("dur");
-            e.remove("event_cp");
-        }
-        h.to_string()
-    };
+    let strip = |run: &Path| torchfit_tests::history_without(run, &["dur", "event_cp"]);
     assert_eq!(strip(&resumed), strip(&straight), "epoch 4 re-run and the rest identical");
     for ((na, a), (nb, b)) in params(&resumed).iter().zip(&params(&straight)) {
         assert_eq!(na, nb);

@@ -11,11 +11,7 @@ fn train(out: &Path, extra: &[&str]) -> std::process::Output {
 }
 
 fn history_without_dur(out: &Path) -> String {
-    let mut h = read_json(&out.join("history.json"));
-    for e in h.as_array_mut().unwrap() {
-        e.as_object_mut().unwrap().remove("dur");
-    }
-    h.to_string()
+    torchfit_tests::history_without(out, &["dur"])
 }
 
 #[test]

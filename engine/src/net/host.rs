@@ -26,16 +26,6 @@ pub(crate) struct Scorers {
     pub built: std::collections::HashMap<String, Box<dyn torchfit_sdk::Scorer>>,
 }
 
-impl RunHost<'_> {
-    /// A relative checkpoint folder lives in the run directory, when there is one.
-    fn resolve(&self, dir: &Path) -> PathBuf {
-        match self.run_dir {
-            Some(run) if dir.is_relative() => run.join(dir),
-            _ => dir.to_path_buf(),
-        }
-    }
-}
-
 impl Host for RunHost<'_> {
     fn epochs(&self) -> usize {
         self.history.len()
@@ -105,12 +95,12 @@ impl Host for RunHost<'_> {
     }
 
     fn save_checkpoint(&mut self, dir: &Path, prefix: &str, parts: Parts) -> Result<()> {
-        self.actions.push(Action::Save { dir: self.resolve(dir), prefix: prefix.into(), parts });
+        self.actions.push(Action::Save { dir: torchfit_sdk::host::in_run_dir(self, dir), prefix: prefix.into(), parts });
         Ok(())
     }
 
     fn load_checkpoint(&mut self, dir: &Path, prefix: &str, parts: Parts) -> Result<()> {
-        self.actions.push(Action::Load { dir: self.resolve(dir), prefix: prefix.into(), parts });
+        self.actions.push(Action::Load { dir: torchfit_sdk::host::in_run_dir(self, dir), prefix: prefix.into(), parts });
         Ok(())
     }
 

@@ -30,6 +30,7 @@ enum Event<'a> {
     GradComputed(&'a Batch<'a>),
     BatchEnd(&'a BatchOutput<'a>),
     EpochEnd,
+    TrainEnd,
 }
 
 impl Event<'_> {
@@ -41,6 +42,7 @@ impl Event<'_> {
             Event::GradComputed(_) => "on_grad_computed",
             Event::BatchEnd(_) => "on_batch_end",
             Event::EpochEnd => "on_epoch_end",
+            Event::TrainEnd => "on_train_end",
         }
     }
 
@@ -52,6 +54,7 @@ impl Event<'_> {
             Event::GradComputed(b) => cb.on_grad_computed(host, b),
             Event::BatchEnd(o) => cb.on_batch_end(host, o),
             Event::EpochEnd => cb.on_epoch_end(host),
+            Event::TrainEnd => cb.on_train_end(host).map(|()| Flow::Continue),
         }
     }
 }
@@ -390,7 +393,7 @@ impl NeuralNet {
         let mut outs = Vec::new();
         for idx in batches(indices, parts.settings.iterator_valid.batch_size, false, 0, 0) {
             let (x, _) = reader.get(&idx)?;
-            outs.push(parts.model.forward(&x.f_to_device(parts.device)?, false)?);
+            outs.push(model_forward(parts, &x.f_to_device(parts.device)?, false)?);
         }
         Ok(Tensor::f_cat(&outs, 0)?.f_to_device(Device::Cpu)?)
     }
@@ -440,8 +443,8 @@ impl NeuralNet {
         for idx in batches(indices, parts.settings.iterator_valid.batch_size, false, 0, 0) {
             let (x, y) = reader.get(&idx)?;
             let (x, y) = (x.f_to_device(parts.device)?, y.f_to_device(parts.device)?);
-            let out = parts.model.forward(&x, false)?;
-            let loss = parts.criterion.loss(&out, &y).map_err(|source| Error::Component { kind: torchfit_sdk::ComponentKind::Criterion, name: "criterion".into(), source })?;
+            let out = model_forward(parts, &x, false)?;
+            let loss = criterion_loss(parts, &out, &y)?;
             loss_sum = loss_sum.f_add(&loss.f_to_kind(Kind::Double)?.f_mul_scalar(idx.len() as f64)?)?;
             if parts.settings.task == Task::Classification {
                 correct = correct.f_add(&out.f_argmax(-1, false)?.f_eq_tensor(&y)?.f_sum(Kind::Double)?)?;
@@ -491,15 +494,36 @@ fn select(values: &[i64], idx: &[i64]) -> Vec<i64> {
     idx.iter().map(|&i| values[i as usize]).collect()
 }
 
-fn notify(parts: &mut Parts, history: &mut History, counts: (usize, usize), event: &Event<'_>) -> Result<Flow> {
-    let mut requested = Vec::new();
-    let mut flow = Flow::Continue;
+/// What a failing callback does to the rest of an event.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnError {
+    /// The event stops at once and the error is returned (the run aborts).
+    Abort,
+    /// Every callback still runs and every request is carried out; errors are logged and the
+    /// first is returned (`on_train_end`).
+    Continue,
+}
+
+/// Sends `event` to every callback, then carries out the checkpoint requests they made.
+fn dispatch(parts: &mut Parts, history: &mut History, counts: (usize, usize), event: &Event<'_>, on_error: OnError) -> Result<Flow> {
+    let (mut flow, mut requested, mut first) = (Flow::Continue, Vec::new(), None);
+    let mut fail = |e: Error| match on_error {
+        OnError::Abort => Err(e),
+        OnError::Continue => {
+            log::error!("{e}");
+            first.get_or_insert(e);
+            Ok(())
+        }
+    };
     {
         let Parts { callbacks, model, optimizer, settings, run_dir, scorers, .. } = &mut *parts;
         for (name, cb) in callbacks.iter_mut() {
             let (mut stop, mut actions) = (false, Vec::new());
             let mut host = RunHost { history: &mut *history, model: model.as_ref(), optimizer: &mut *optimizer, max_epochs: settings.max_epochs, batch_counts: counts, stop: &mut stop, actions: &mut actions, run_dir: run_dir.as_deref(), scorers: &mut *scorers };
-            flow = flow.and(event.send(cb.as_mut(), &mut host).map_err(|source| Error::Callback { name: name.clone(), event: event.name(), source })?);
+            match event.send(cb.as_mut(), &mut host) {
+                Ok(f) => flow = flow.and(f),
+                Err(source) => fail(Error::Callback { name: name.clone(), event: event.name(), source })?,
+            }
             if stop {
                 flow = Flow::Stop;
             }
@@ -507,9 +531,21 @@ fn notify(parts: &mut Parts, history: &mut History, counts: (usize, usize), even
         }
     }
     for (name, action) in requested {
-        perform(parts, history, &action).map_err(|e| Error::Callback { name, event: event.name(), source: torchfit_sdk::Error::msg(e) })?;
+        if let Err(e) = perform(parts, history, &action) {
+            fail(Error::Callback { name, event: event.name(), source: torchfit_sdk::Error::msg(e) })?;
+        }
     }
-    Ok(flow)
+    first.map_or(Ok(flow), Err)
+}
+
+fn notify(parts: &mut Parts, history: &mut History, counts: (usize, usize), event: &Event<'_>) -> Result<Flow> {
+    dispatch(parts, history, counts, event, OnError::Abort)
+}
+
+/// `on_train_end` on every callback, even after one fails, then the checkpoint requests they
+/// made; the first error is returned.
+fn notify_train_end(parts: &mut Parts, history: &mut History) -> Result<()> {
+    dispatch(parts, history, (0, 0), &Event::TrainEnd, OnError::Continue).map(|_| ())
 }
 
 /// Carries out a checkpoint request: the callback decided, the loop acts.
@@ -561,34 +597,6 @@ fn perform(parts: &mut Parts, history: &mut History, action: &Action) -> Result<
         }
     }
     Ok(())
-}
-
-/// `on_train_end` on every callback, even after one fails, then the checkpoint requests they
-/// made; the first error is returned.
-fn notify_train_end(parts: &mut Parts, history: &mut History) -> Result<()> {
-    let mut first = None;
-    let mut requested = Vec::new();
-    {
-        let Parts { callbacks, model, optimizer, settings, run_dir, scorers, .. } = &mut *parts;
-        for (name, cb) in callbacks.iter_mut() {
-            let (mut stop, mut actions) = (false, Vec::new());
-            let mut host = RunHost { history: &mut *history, model: model.as_ref(), optimizer: &mut *optimizer, max_epochs: settings.max_epochs, batch_counts: (0, 0), stop: &mut stop, actions: &mut actions, run_dir: run_dir.as_deref(), scorers: &mut *scorers };
-            if let Err(source) = cb.on_train_end(&mut host) {
-                let e = Error::Callback { name: name.clone(), event: "on_train_end", source };
-                log::error!("{e}");
-                first.get_or_insert(e);
-            }
-            requested.extend(actions.into_iter().map(|a| (name.clone(), a)));
-        }
-    }
-    for (name, action) in requested {
-        if let Err(e) = perform(parts, history, &action) {
-            let e = Error::Callback { name, event: "on_train_end", source: torchfit_sdk::Error::msg(e) };
-            log::error!("{e}");
-            first.get_or_insert(e);
-        }
-    }
-    first.map_or(Ok(()), Err)
 }
 
 fn fit_loop(parts: &mut Parts, history: &mut History, reader: &mut dyn DatasetReader, train: &[i64], mut valid: Valid<'_>, epochs: usize) -> Result<()> {
