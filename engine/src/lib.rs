@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 
 pub mod callbacks;
+pub mod checkpoint;
 pub mod config;
 pub mod criteria;
 pub mod data;

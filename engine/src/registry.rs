@@ -74,7 +74,7 @@ impl Registry {
             ("csv", "numeric CSV file, optionally .gz (path, target, header, delimiter, scale, shape)", C::Reader(crate::data::csv::build)),
             ("epoch_timer", "records `dur`, the epoch's wall time in seconds", C::Callback(crate::callbacks::epoch_timer::build)),
             ("passthrough_scoring", "epoch mean of a batch-level key, weighted by batch size, with `<name>_best`", C::Callback(crate::callbacks::passthrough::build)),
-            ("epoch_scoring", "scores the epoch's cached predictions (accuracy) as `<name>` and `<name>_best`", C::Callback(crate::callbacks::epoch_scoring::build)),
+            ("accuracy_scoring", "the accuracy of the epoch's cached predictions as `<name>` and `<name>_best` (the default valid_acc)", C::Callback(crate::callbacks::accuracy_scoring::build)),
             ("print_log", "prints the per-epoch table, best values marked", C::Callback(crate::callbacks::print_log::build)),
             ("progress_bar", "batch progress bar on a terminal", C::Callback(crate::callbacks::progress::build)),
         ];

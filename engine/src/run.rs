@@ -128,7 +128,8 @@ fn check_run_dir(out: Option<&Path>, resume: bool) -> Result<()> {
         None => Ok(()),
         Some(dir) if dir.exists() && !dir.is_dir() => err(dir, "exists and is not a directory"),
         Some(dir) if resume => {
-            if torchfit_sdk::checkpoint::Files::new(dir, RESUME_PREFIX).history.exists() {
+            let files = torchfit_sdk::checkpoint::Files::new(dir, RESUME_PREFIX);
+            if files.present(&files.history) {
                 Ok(())
             } else {
                 err(dir, "has no train_end_ checkpoint to resume from (it is written when a run with --out ends)")

@@ -35,6 +35,9 @@ pub struct Files {
     pub callbacks: PathBuf,
     /// `<prefix>history.json`: skorch's format.
     pub history: PathBuf,
+    /// `<prefix>checkpoint.commit`: present only while a save is between its commit point and
+    /// its last rename.
+    pub commit: PathBuf,
 }
 
 impl Files {
@@ -45,8 +48,26 @@ impl Files {
             optimizer: dir.join(format!("{prefix}optimizer.safetensors")),
             callbacks: dir.join(format!("{prefix}callbacks.json")),
             history: dir.join(format!("{prefix}history.json")),
+            commit: dir.join(format!("{prefix}checkpoint.commit")),
         }
     }
+
+    /// Whether `path` (one of these files) holds a checkpoint: it exists, or a save that passed
+    /// its commit point left it staged (the engine completes such a save before reading it).
+    pub fn present(&self, path: &Path) -> bool {
+        path.exists() || (self.commit.exists() && staged(path).exists())
+    }
+}
+
+/// The name a checkpoint file has while a save is writing it: `<file>.next`.
+///
+/// A save writes every file staged, then writes `<prefix>checkpoint.commit` (its commit point),
+/// then renames the staged files over the old ones and removes the commit file; see the engine's
+/// `checkpoint` module.
+pub fn staged(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".next");
+    PathBuf::from(s)
 }
 
 /// A request a callback made during a hook, carried out by the engine once the event has

@@ -15,6 +15,7 @@ const SHIPPED: &[(&str, &str)] = &[
     ("torchfit-plugin-freezer", "torchfit_plugin_freezer"),
     ("torchfit-plugin-clipping", "torchfit_plugin_clipping"),
     ("torchfit-plugin-logging", "torchfit_plugin_logging"),
+    ("torchfit-plugin-scoring", "torchfit_plugin_scoring"),
 ];
 
 /// A config for components that have required keys; `{}` for the rest.
@@ -22,6 +23,7 @@ fn sample_config(name: &str) -> serde_json::Value {
     match name {
         "lr_scheduler" => serde_json::json!({"policy": "StepLR", "step_size": 1, "step_every": "batch"}),
         "freezer" | "unfreezer" => serde_json::json!({"patterns": "*.bias"}),
+        "epoch_scoring" | "batch_scoring" => serde_json::json!({"scoring": "f1_macro"}),
         "gradient_norm_clipping" => serde_json::json!({"max_norm": 1.0}),
         "csv_logger" => serde_json::json!({"filename": std::env::temp_dir().join(format!("conformance-{}.csv", std::process::id())), "batches": std::env::temp_dir().join(format!("conformance-b-{}.csv", std::process::id()))}),
         "plot_history" => serde_json::json!({"filename": std::env::temp_dir().join(format!("conformance-{}.svg", std::process::id()))}),

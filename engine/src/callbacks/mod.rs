@@ -5,7 +5,7 @@
 //! `[callbacks.<name>]` reconfigures a default in place (or adds a callback, its `type` defaulting
 //! to `<name>`); `callbacks.<name> = false` disables one.
 
-pub mod epoch_scoring;
+pub mod accuracy_scoring;
 pub mod epoch_timer;
 pub mod passthrough;
 pub mod print_log;
@@ -27,7 +27,7 @@ pub fn defaults(task: Task) -> Vec<CallbackSpec> {
         spec("valid_loss", "passthrough_scoring", json!({"on_train": false})),
     ];
     if task == Task::Classification {
-        v.push(spec("valid_acc", "epoch_scoring", json!({"scoring": "accuracy", "lower_is_better": false})));
+        v.push(spec("valid_acc", "accuracy_scoring", json!({"lower_is_better": false})));
     }
     v.push(spec("progress_bar", "progress_bar", json!({})));
     v.push(spec("print_log", "print_log", json!({})));
@@ -92,9 +92,9 @@ mod tests {
             vec![("progress_bar".into(), None), ("valid_acc".into(), Some(spec("valid_acc", "valid_acc", json!({"on_train": true}))))],
         );
         assert_eq!(names(&v), ["epoch_timer", "train_loss", "valid_loss", "valid_acc", "print_log"]);
-        assert_eq!(v[3].kind, "epoch_scoring");
+        assert_eq!(v[3].kind, "accuracy_scoring");
         assert_eq!(v[3].params["on_train"], json!(true));
-        assert_eq!(v[3].params["scoring"], json!("accuracy"));
+        assert_eq!(v[3].params["lower_is_better"], json!(false));
     }
 
     #[test]

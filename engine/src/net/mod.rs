@@ -553,26 +553,32 @@ fn perform(parts: &mut Parts, history: &mut History, action: &Action) -> Result<
     let sdk_err = |e: torchfit_sdk::Error| Error::Data(e.to_string());
     match action {
         Action::Save { dir, prefix, parts: what } => {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
             let files = Files::new(dir, prefix);
+            let mut set: Vec<crate::checkpoint::Writer<'_>> = Vec::new();
             if what.params {
-                torchfit_sdk::io::save_tensors(&files.params, &parts.model.state_dict()).map_err(sdk_err)?;
+                let state = parts.model.state_dict();
+                set.push((files.params, Box::new(move |p: &Path| torchfit_sdk::io::save_tensors(p, &state).map_err(sdk_err))));
             }
             if what.optimizer {
-                torchfit_sdk::io::save_tensors(&files.optimizer, &parts.optimizer.state_dict()).map_err(sdk_err)?;
+                let state = parts.optimizer.state_dict();
+                set.push((files.optimizer, Box::new(move |p: &Path| torchfit_sdk::io::save_tensors(p, &state).map_err(sdk_err))));
             }
             if what.callbacks {
                 let mut states = serde_json::Map::new();
                 for (name, cb) in &parts.callbacks {
                     states.insert(name.clone(), cb.state().map_err(|source| Error::Callback { name: name.clone(), event: "state", source })?);
                 }
-                torchfit_sdk::io::save_json(&files.callbacks, &serde_json::Value::Object(states)).map_err(sdk_err)?;
+                let states = serde_json::Value::Object(states);
+                set.push((files.callbacks, Box::new(move |p: &Path| torchfit_sdk::io::save_json(p, &states).map_err(sdk_err))));
             }
             if what.history {
-                history.save(&files.history)?;
+                let history = &*history;
+                set.push((files.history, Box::new(move |p: &Path| history.save(p))));
             }
+            crate::checkpoint::save(dir, prefix, set)?;
         }
         Action::Load { dir, prefix, parts: what } => {
+            crate::checkpoint::recover(dir, prefix)?;
             let files = Files::new(dir, prefix);
             if what.history {
                 *history = History::load(&files.history)?;

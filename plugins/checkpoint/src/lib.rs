@@ -193,7 +193,7 @@ fn build_load(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn
 /// Whether a checkpoint with these parts exists under `dir` (pure, on the file system).
 pub fn checkpoint_exists(dir: &Path, prefix: &str, parts: Parts) -> bool {
     let f = Files::new(dir, prefix);
-    [(parts.params, f.params), (parts.optimizer, f.optimizer), (parts.callbacks, f.callbacks), (parts.history, f.history)].iter().all(|(want, p)| !want || p.exists())
+    [(parts.params, &f.params), (parts.optimizer, &f.optimizer), (parts.callbacks, &f.callbacks), (parts.history, &f.history)].iter().all(|(want, p)| !want || f.present(p))
 }
 
 impl Callback for LoadInitState {

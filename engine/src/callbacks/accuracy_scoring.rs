@@ -1,8 +1,11 @@
-//! `epoch_scoring`: scores the predictions of an epoch (skorch's `EpochScoring`).
+//! `accuracy_scoring`: the accuracy of an epoch's predictions, the default `valid_acc`.
+//!
+//! A narrow builtin, so that a classifier reports `valid_acc` in programs that link no plugin.
+//! skorch's `EpochScoring` with every other scorer (f1, roc_auc, log_loss, r2, user scorers) is
+//! the `epoch_scoring` callback of the `torchfit-plugin-scoring` plugin.
 //!
 //! | key | default | meaning |
 //! |---|---|---|
-//! | `scoring` | `"accuracy"` | the scorer: `accuracy` |
 //! | `name` | the callback's name | the history key written |
 //! | `on_train` | `false` | score training batches instead of validation batches |
 //! | `lower_is_better` | `false` | direction of `<name>_best` |
@@ -15,19 +18,9 @@ use serde::Deserialize;
 use tch::{Kind, Tensor};
 use torchfit_sdk::{parse_config, scoring::record_with_best, BatchOutput, BuildContext, Callback, Flow, Host, Result};
 
-/// Scorers.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Scoring {
-    /// Fraction of samples whose arg-max prediction equals the label.
-    Accuracy,
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Config {
-    #[serde(default = "accuracy")]
-    scoring: Scoring,
     name: Option<String>,
     #[serde(default)]
     on_train: bool,
@@ -35,12 +28,8 @@ struct Config {
     lower_is_better: bool,
 }
 
-fn accuracy() -> Scoring {
-    Scoring::Accuracy
-}
-
 /// The callback.
-pub struct EpochScoring {
+pub struct AccuracyScoring {
     key: String,
     on_train: bool,
     lower_is_better: bool,
@@ -51,11 +40,10 @@ pub struct EpochScoring {
 /// Builds it.
 pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Callback>> {
     let c: Config = parse_config(config)?;
-    let Scoring::Accuracy = c.scoring;
-    Ok(Box::new(EpochScoring { key: c.name.unwrap_or_else(|| ctx.name.clone()), on_train: c.on_train, lower_is_better: c.lower_is_better, cache: Vec::new() }))
+    Ok(Box::new(AccuracyScoring { key: c.name.unwrap_or_else(|| ctx.name.clone()), on_train: c.on_train, lower_is_better: c.lower_is_better, cache: Vec::new() }))
 }
 
-impl Callback for EpochScoring {
+impl Callback for AccuracyScoring {
     fn on_epoch_begin(&mut self, _host: &mut dyn Host) -> Result<Flow> {
         self.cache.clear();
         Ok(Flow::Continue)

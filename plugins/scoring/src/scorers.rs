@@ -1,0 +1,182 @@
+//! The scorer components: tensors in, [`crate::metrics`] on plain numbers, a score out.
+
+use crate::metrics::{self, Average, Outputs, Prf};
+use torchfit_sdk::tch::{Kind, Tensor};
+use torchfit_sdk::{BuildContext, Error, Result, Scorer};
+
+/// The scorers this plugin provides (scikit-learn's names, without the `neg_` of losses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// `accuracy`.
+    Accuracy,
+    /// `balanced_accuracy`.
+    BalancedAccuracy,
+    /// `f1`, `precision`, `recall` and their `_macro` / `_micro` variants.
+    Prf(Prf, Average),
+    /// `roc_auc`.
+    RocAuc,
+    /// `log_loss`.
+    LogLoss,
+    /// `r2`.
+    R2,
+    /// `mse`.
+    Mse,
+    /// `mae`.
+    Mae,
+}
+
+/// A name that is not one of [`Metric`]'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownScorer;
+
+impl std::str::FromStr for Metric {
+    type Err = UnknownScorer;
+
+    fn from_str(s: &str) -> std::result::Result<Self, UnknownScorer> {
+        let (base, average) = match s.rsplit_once('_') {
+            Some((b, "macro")) => (b, Some(Average::Macro)),
+            Some((b, "micro")) => (b, Some(Average::Micro)),
+            _ => (s, None),
+        };
+        let prf = match base {
+            "f1" => Some(Prf::F1),
+            "precision" => Some(Prf::Precision),
+            "recall" => Some(Prf::Recall),
+            _ => None,
+        };
+        Ok(match (s, prf, average) {
+            (_, Some(p), a) => Metric::Prf(p, a.unwrap_or(Average::Binary)),
+            (_, None, Some(_)) => return Err(UnknownScorer),
+            ("accuracy", ..) => Metric::Accuracy,
+            ("balanced_accuracy", ..) => Metric::BalancedAccuracy,
+            ("roc_auc", ..) => Metric::RocAuc,
+            ("log_loss", ..) => Metric::LogLoss,
+            ("r2", ..) => Metric::R2,
+            ("mse", ..) => Metric::Mse,
+            ("mae", ..) => Metric::Mae,
+            _ => return Err(UnknownScorer),
+        })
+    }
+}
+
+fn doubles(t: &Tensor) -> Result<Vec<f64>> {
+    Ok(Vec::<f64>::try_from(t.f_to_device(torchfit_sdk::tch::Device::Cpu)?.f_to_kind(Kind::Double)?.f_flatten(0, -1)?)?)
+}
+
+fn labels(t: &Tensor) -> Result<Vec<i64>> {
+    if t.is_floating_point() {
+        return Err(Error::msg("a classification scorer needs integer class labels as targets"));
+    }
+    Ok(Vec::<i64>::try_from(t.f_to_device(torchfit_sdk::tch::Device::Cpu)?.f_to_kind(Kind::Int64)?.f_flatten(0, -1)?)?)
+}
+
+fn outputs(t: &Tensor, n: usize) -> Result<Outputs> {
+    let values = doubles(t)?;
+    if n == 0 || values.len() % n != 0 {
+        return Err(Error::msg(format!("{} outputs do not divide into {n} samples", values.len())));
+    }
+    Ok(Outputs { width: values.len() / n, values })
+}
+
+impl Metric {
+    /// Whether a lower score is better (the losses).
+    pub fn lower_is_better(self) -> bool {
+        matches!(self, Metric::LogLoss | Metric::Mse | Metric::Mae)
+    }
+
+    /// The score of outputs `y_pred` (logits for classification) against `y_true`.
+    pub fn score(self, y_true: &Tensor, y_pred: &Tensor) -> Result<f64> {
+        match self {
+            Metric::R2 | Metric::Mse | Metric::Mae => {
+                let (y, p) = (doubles(y_true)?, doubles(y_pred)?);
+                if y.len() != p.len() || y.is_empty() {
+                    return Err(Error::msg(format!("{} targets but {} predictions", y.len(), p.len())));
+                }
+                let outputs = y.len() / y_true.size().first().copied().unwrap_or(1).max(1) as usize;
+                Ok(match self {
+                    Metric::R2 => metrics::r2(&y, &p, outputs),
+                    Metric::Mse => metrics::mse(&y, &p),
+                    _ => metrics::mae(&y, &p),
+                })
+            }
+            _ => {
+                let y = labels(y_true)?;
+                let out = outputs(y_pred, y.len())?;
+                let pred = || out.classes();
+                match self {
+                    Metric::Accuracy => Ok(metrics::accuracy(&y, &pred())),
+                    Metric::BalancedAccuracy => Ok(metrics::balanced_accuracy(&y, &pred())),
+                    Metric::Prf(m, a) => metrics::prf(m, a, &y, &pred()).map_err(Error::msg),
+                    Metric::RocAuc => Ok(metrics::roc_auc(&y, &out)),
+                    _ => metrics::log_loss(&y, &out).map_err(Error::msg),
+                }
+            }
+        }
+    }
+}
+
+struct Component(Metric);
+
+impl Scorer for Component {
+    fn score(&self, y_true: &Tensor, y_pred: &Tensor) -> Result<f64> {
+        self.0.score(y_true, y_pred)
+    }
+}
+
+macro_rules! constructors {
+    ($($f:ident = $m:expr),* $(,)?) => {
+        $(
+            pub(crate) fn $f(_config: &torchfit_sdk::Value, _ctx: &BuildContext) -> Result<Box<dyn Scorer>> {
+                Ok(Box::new(Component($m)))
+            }
+        )*
+    };
+}
+
+constructors! {
+    accuracy = Metric::Accuracy,
+    balanced_accuracy = Metric::BalancedAccuracy,
+    f1 = Metric::Prf(Prf::F1, Average::Binary),
+    f1_macro = Metric::Prf(Prf::F1, Average::Macro),
+    f1_micro = Metric::Prf(Prf::F1, Average::Micro),
+    precision = Metric::Prf(Prf::Precision, Average::Binary),
+    precision_macro = Metric::Prf(Prf::Precision, Average::Macro),
+    precision_micro = Metric::Prf(Prf::Precision, Average::Micro),
+    recall = Metric::Prf(Prf::Recall, Average::Binary),
+    recall_macro = Metric::Prf(Prf::Recall, Average::Macro),
+    recall_micro = Metric::Prf(Prf::Recall, Average::Micro),
+    roc_auc = Metric::RocAuc,
+    log_loss = Metric::LogLoss,
+    r2 = Metric::R2,
+    mse = Metric::Mse,
+    mae = Metric::Mae,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_exported_name_parses_to_its_metric_and_others_do_not() {
+        for name in ["accuracy", "balanced_accuracy", "f1", "f1_macro", "f1_micro", "precision", "precision_macro", "precision_micro", "recall", "recall_macro", "recall_micro", "roc_auc", "log_loss", "r2", "mse", "mae"] {
+            assert!(name.parse::<Metric>().is_ok(), "{name}");
+        }
+        for name in ["accuracy_macro", "f1_weighted", "neg_log_loss", ""] {
+            assert_eq!(name.parse::<Metric>(), Err(UnknownScorer), "{name}");
+        }
+    }
+
+    #[test]
+    fn regression_scorers_accept_column_or_flat_predictions() {
+        let y = Tensor::from_slice(&[3.0f32, -0.5, 2.0, 7.0]);
+        let p = Tensor::from_slice(&[2.5f32, 0.0, 2.0, 8.0]).view([4, 1]);
+        assert!((Metric::Mse.score(&y, &p).unwrap() - 0.375).abs() < 1e-12);
+        assert!(Metric::Mae.score(&y, &Tensor::from_slice(&[1.0f32])).is_err());
+    }
+
+    #[test]
+    fn classification_scorers_refuse_real_valued_targets() {
+        let e = Metric::Accuracy.score(&Tensor::from_slice(&[0.5f32]), &Tensor::from_slice(&[1.0f32, 0.0])).unwrap_err();
+        assert!(e.to_string().contains("integer class labels"), "{e}");
+    }
+}
