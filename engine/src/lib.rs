@@ -22,13 +22,11 @@
 pub mod callbacks;
 pub mod checkpoint;
 pub mod config;
-pub mod criteria;
 pub mod data;
 pub mod device;
 mod error;
 pub mod fsutil;
 pub mod history;
-pub mod models;
 pub mod net;
 pub mod optim;
 pub mod plugins;
@@ -41,3 +39,10 @@ pub use net::{EpochCount, Evaluation, NeuralNet, Valid};
 pub use optim::Optimizer;
 pub use registry::Registry;
 pub use torchfit_sdk as sdk;
+/// The stock models (`mlp`, `cnn`, `resnet18`, `small_resnet`, `torchscript`), linked in-process.
+pub use torchfit_plugin_models as models;
+/// The stock criteria (`cross_entropy`, `nll`, `bce_with_logits`, `mse`, `l1`, `smooth_l1`,
+/// `huber`), linked in-process.
+pub use torchfit_plugin_criteria as criteria;
+/// The stock dataset readers (`csv`, `idx`), linked in-process.
+pub use torchfit_plugin_readers as readers;

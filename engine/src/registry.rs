@@ -67,11 +67,7 @@ impl Registry {
     pub fn builtin() -> Self {
         use Constructor as C;
         let mut r = Registry::default();
-        let builtins: [(&str, &str, Constructor); 9] = [
-            ("mlp", "fully connected network (hidden, activation, dropout, batch_norm)", C::Model(crate::models::mlp::build)),
-            ("cross_entropy", "cross-entropy over logits (weight, label_smoothing, ignore_index)", C::Criterion(crate::criteria::cross_entropy)),
-            ("mse", "mean squared error", C::Criterion(crate::criteria::mse)),
-            ("csv", "numeric CSV file, optionally .gz (path, target, header, delimiter, scale, shape)", C::Reader(crate::data::csv::build)),
+        let builtins: [(&str, &str, Constructor); 5] = [
             ("epoch_timer", "records `dur`, the epoch's wall time in seconds", C::Callback(crate::callbacks::epoch_timer::build)),
             ("passthrough_scoring", "epoch mean of a batch-level key, weighted by batch size, with `<name>_best`", C::Callback(crate::callbacks::passthrough::build)),
             ("accuracy_scoring", "the accuracy of the epoch's cached predictions as `<name>` and `<name>_best` (the default valid_acc)", C::Callback(crate::callbacks::accuracy_scoring::build)),
@@ -208,7 +204,7 @@ mod tests {
     fn a_duplicate_name_is_refused_naming_both_origins() {
         let mut r = Registry::builtin();
         let err = r.add("mlp", "1.0", "another mlp", Constructor::Model(crate::models::mlp::build)).unwrap_err().to_string();
-        assert!(err.contains("builtin") && err.contains("in-process"), "{err}");
+        assert!(err.contains("in-process (torchfit-plugin-models)") && err.contains("in-process (program)"), "{err}");
         r.add("mlp", "1.0", "a criterion may share a model's name", Constructor::Criterion(crate::criteria::mse)).unwrap();
     }
 

@@ -62,6 +62,13 @@ pub fn train(params: Params, out: Option<&Path>, resume: bool) -> Result<Outcome
     let registry = crate::plugins::registry_for(&params)?;
     let mut data = reader(&registry, &params, "dataset", &spec)?;
     let n = data.len();
+    if settings.test_dataset.is_some() && settings.test_split.is_some() {
+        return Err(params.config_error("test_dataset", "give either [test_dataset] or [test_split], not both".into()));
+    }
+    let mut test_data = match &settings.test_dataset {
+        Some(t) => Some(reader(&registry, &params, "test_dataset", t)?),
+        None => None,
+    };
     let (pool, test) = match &settings.test_split {
         Some(ts) if ts.kind == SplitKind::Fraction => {
             let labels = if settings.stratify(ts) { Some(Vec::<i64>::try_from(data.targets()?.f_flatten(0, -1)?)?) } else { None };
@@ -108,7 +115,14 @@ pub fn train(params: Params, out: Option<&Path>, resume: bool) -> Result<Outcome
         // Every run directory ends with what `--resume` needs.
         net.save_checkpoint(dir, RESUME_PREFIX, torchfit_sdk::Parts::ALL)?;
     }
-    let test = if test.is_empty() { None } else { Some(net.evaluate(data.as_mut(), &test)?) };
+    let test = match test_data.as_mut() {
+        Some(t) => {
+            let all: Vec<i64> = (0..t.len() as i64).collect();
+            Some(net.evaluate(t.as_mut(), &all)?)
+        }
+        None if test.is_empty() => None,
+        None => Some(net.evaluate(data.as_mut(), &test)?),
+    };
     let seconds = start.elapsed().as_secs_f64();
     if let Some(dir) = out {
         write_run_dir(dir, &net, &params, test, seconds)?;

@@ -53,10 +53,14 @@ pub fn read_json(path: &Path) -> serde_json::Value {
 /// Builds workspace package `package` (a plugin) with the profile of this test executable and
 /// returns its shared library, `lib<stem>.so`.
 pub fn plugin_library(package: &str, stem: &str) -> PathBuf {
+    build_plugin(package, stem, &[])
+}
+
+fn build_plugin(package: &str, stem: &str, extra: &[&str]) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps").to_path_buf();
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--quiet", "-p", package]).current_dir(root());
+    cmd.args(["build", "--quiet", "-p", package]).args(extra).current_dir(root());
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }

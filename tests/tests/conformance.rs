@@ -69,3 +69,33 @@ fn the_example_records_a_gradient_norm_through_the_abi() {
     assert_eq!(host.history[0]["gn"], serde_json::json!(3.0));
     assert!(registry.callback("grad_norm", &serde_json::json!({"nope": 1}), &ctx).is_err(), "config errors cross the ABI");
 }
+
+/// The stock models, criteria and readers the engine links in-process also work as loaded
+/// libraries, through the ABI, like a third party's.
+#[test]
+fn the_linked_stock_components_work_through_the_abi() {
+    let device = tch::Device::Cpu;
+    let ctx = |shape: &[i64], n: i64| BuildContext { name: "c".into(), input_shape: shape.to_vec(), n_outputs: n, task: Default::default(), device, base_dir: torchfit_tests::root(), seed: 0 };
+    let mut registry = Registry::default();
+    let lib = Library::load(&torchfit_tests::plugin_library("torchfit-testplugin-stock", "torchfit_testplugin_stock")).unwrap();
+    registry.add_library(&lib).unwrap();
+    let names: Vec<&str> = lib.components().iter().map(|c| c.name.as_str()).collect();
+    for n in ["mlp", "cnn", "resnet18", "small_resnet", "torchscript", "cross_entropy", "nll", "bce_with_logits", "mse", "l1", "smooth_l1", "huber", "csv", "idx"] {
+        assert!(names.contains(&n), "{n} not exported: {names:?}");
+    }
+    let models = [("mlp", serde_json::json!({"hidden": [8], "batch_norm": true})), ("cnn", serde_json::json!({"conv": [{"channels": 4, "pool": 2}]})), ("small_resnet", serde_json::json!({"widths": [4], "blocks": [1]}))];
+    for (name, config) in models {
+        let mut m = registry.model(name, &config, &ctx(&[1, 8, 8], 3)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let y = m.forward(&tch::Tensor::ones([2, 1, 8, 8], (tch::Kind::Float, device)), true).unwrap();
+        assert_eq!(y.size(), [2, 3], "{name}");
+        let state = m.state_dict();
+        m.load_state_dict(&state).unwrap();
+        assert!(!m.parameters().is_empty());
+    }
+    let logits = tch::Tensor::zeros([2, 3], (tch::Kind::Float, device));
+    let loss = registry.criterion("cross_entropy", &serde_json::json!({}), &ctx(&[3], 3)).unwrap().loss(&logits, &tch::Tensor::from_slice(&[0i64, 2])).unwrap();
+    assert!((loss.double_value(&[]) - 3f64.ln()).abs() < 1e-6);
+    let mut reader = registry.reader("csv", &serde_json::json!({"path": "examples/digits/digits.csv.gz", "scale": 16.0}), &ctx(&[], 0)).unwrap();
+    assert_eq!((reader.len(), reader.sample_shape()), (1797, vec![64]));
+    assert_eq!(reader.get(&[0, 5]).unwrap().0.size(), [2, 64]);
+}

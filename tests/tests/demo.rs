@@ -75,7 +75,8 @@ fn plugins_lists_every_builtin_component_with_kind_version_and_origin() {
     let o = torchfit(&["plugins"]);
     assert!(o.status.success());
     let text = String::from_utf8_lossy(&o.stdout);
-    for (kind, name) in [("model", "mlp"), ("criterion", "cross_entropy"), ("reader", "csv"), ("callback", "print_log"), ("callback", "accuracy_scoring")] {
-        assert!(text.lines().any(|l| l.starts_with(kind) && l.contains(name) && l.contains("builtin") && l.contains("0.1.0")), "{kind} {name} missing:\n{text}");
+    let stock = [("model", "mlp", "torchfit-plugin-models"), ("model", "cnn", "torchfit-plugin-models"), ("criterion", "huber", "torchfit-plugin-criteria"), ("reader", "idx", "torchfit-plugin-readers")];
+    for (kind, name, origin) in [("callback", "print_log", "builtin"), ("callback", "accuracy_scoring", "builtin")].into_iter().chain(stock) {
+        assert!(text.lines().any(|l| l.starts_with(kind) && l.contains(name) && l.contains(origin) && l.contains("0.1.0")), "{kind} {name} missing:\n{text}");
     }
 }

@@ -2,7 +2,6 @@
 //! finds them in-process, without loading anything.
 
 use custom_callback as _; // linking the crate is what registers its components
-use torchfit_plugin_scoring as _;
 use torchfit_engine::registry::{Origin, Registry};
 use torchfit_sdk::ComponentKind;
 
@@ -23,16 +22,4 @@ fn a_linked_callback_trains_with_the_library_api() {
     net.set_params(&[("max_epochs", "2"), ("callbacks__print_log", "false"), ("callbacks__grad_norm__key", "gn")]).unwrap();
     net.fit(&x, &y).unwrap();
     assert!(net.history().last_f64("gn").unwrap() > 0.0);
-}
-
-#[test]
-fn a_linked_stock_plugin_scores_with_the_library_api() {
-    let _serial = torchfit_tests::serial();
-    let x = tch::Tensor::randn([200, 4], (tch::Kind::Float, tch::Device::Cpu));
-    let y = x.sum_dim_intlist(1, false, tch::Kind::Float).gt(0.0).to_kind(tch::Kind::Int64);
-    let mut net = torchfit_engine::NeuralNet::classifier();
-    net.set_params(&[("max_epochs", "3"), ("callbacks__print_log", "false"), ("callbacks__valid_f1__type", "epoch_scoring"), ("callbacks__valid_f1__scoring", "f1")]).unwrap();
-    net.fit(&x, &y).unwrap();
-    let f1 = net.history().last_f64("valid_f1").unwrap();
-    assert!((0.0..=1.0).contains(&f1) && f1 > 0.5, "{f1}");
 }

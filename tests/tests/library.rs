@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use tch::{Device, Kind, Tensor};
-use torchfit_engine::data::csv::{self, CsvConfig};
+use torchfit_engine::readers::csv::{self, CsvConfig};
 use torchfit_sdk::Constructor;
 use torchfit_engine::{Error, NeuralNet};
 use torchfit_sdk::{BatchOutput, BuildContext, Callback, DatasetReader, Flow, Host, Result as SdkResult, Task};

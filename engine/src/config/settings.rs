@@ -40,6 +40,10 @@ pub struct Settings {
     /// A held-out test split of `dataset`, evaluated after training.
     #[serde(default)]
     pub test_split: Option<SplitConfig>,
+    /// A test set of its own (a reader component), evaluated after training; excludes
+    /// `test_split`.
+    #[serde(default)]
+    pub test_dataset: Option<ComponentSpec>,
     /// How the training data is split into training and validation.
     #[serde(default)]
     pub train_split: SplitConfig,

@@ -1,12 +1,10 @@
-//! Data: in-memory datasets, the CSV reader, splits and seeded batch order.
+//! Data: splits and seeded batch order (the readers are plugins: `torchfit-plugin-readers`).
 
-pub mod csv;
-pub mod dataset;
 pub mod loader;
 pub mod rng;
 pub mod split;
 
-pub use dataset::TensorDataset;
+pub use torchfit_sdk::TensorDataset;
 pub use loader::{batches, Batches};
 pub use rng::{SplitMix64, Stream};
 pub use split::split_indices;

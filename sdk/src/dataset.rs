@@ -1,7 +1,7 @@
 //! A data set held in memory as two tensors.
 
 use tch::{Kind, Tensor};
-use torchfit_sdk::{DatasetReader, Result};
+use crate::{DatasetReader, Result};
 
 /// Inputs `x` (first dimension = samples) and targets `y`, held in memory.
 #[derive(Debug)]
@@ -16,7 +16,7 @@ impl TensorDataset {
     pub fn new(x: &Tensor, y: &Tensor) -> Result<Self> {
         let (nx, ny) = (x.size().first().copied(), y.size().first().copied());
         if nx != ny || nx.is_none() {
-            return Err(torchfit_sdk::Error::msg(format!("x has {:?} samples but y has {:?}", nx, ny)));
+            return Err(crate::Error::msg(format!("x has {:?} samples but y has {:?}", nx, ny)));
         }
         let x = x.f_to_kind(Kind::Float)?.f_to_device(tch::Device::Cpu)?.f_contiguous()?;
         let y = y.f_to_device(tch::Device::Cpu)?.f_contiguous()?;

@@ -11,10 +11,11 @@
 //! Parameters are named `hidden.<i>.weight`, `hidden.<i>.bias`, `bn.<i>.*`, `output.weight`,
 //! `output.bias`.
 
+use crate::{bad, vars_model, Activation, Vars};
 use serde::Deserialize;
-use tch::nn::{self, Module, ModuleT};
-use tch::Tensor;
-use torchfit_sdk::{parse_config, BuildContext, Error, Model, Result};
+use torchfit_sdk::tch::nn::{self, Module, ModuleT};
+use torchfit_sdk::tch::Tensor;
+use torchfit_sdk::{parse_config, BuildContext, Model, Result};
 
 /// Settings of the MLP.
 #[derive(Debug, Clone, Deserialize)]
@@ -38,51 +39,24 @@ fn default_hidden() -> Vec<i64> {
     vec![100]
 }
 
-/// Activation functions.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Activation {
-    /// max(0, x)
-    #[default]
-    Relu,
-    /// tanh
-    Tanh,
-    /// logistic sigmoid
-    Sigmoid,
-    /// GELU
-    Gelu,
-}
-
-impl Activation {
-    fn apply(self, x: &Tensor) -> Result<Tensor> {
-        Ok(match self {
-            Activation::Relu => x.f_relu()?,
-            Activation::Tanh => x.f_tanh()?,
-            Activation::Sigmoid => x.f_sigmoid()?,
-            Activation::Gelu => x.f_gelu("none")?,
-        })
-    }
-}
-
 /// The network.
 #[derive(Debug)]
 pub struct Mlp {
-    vs: nn::VarStore,
+    vars: Vars,
     hidden: Vec<nn::Linear>,
     norms: Vec<nn::BatchNorm>,
     output: nn::Linear,
     config: MlpConfig,
-    trainable: Vec<String>,
 }
 
 /// Builds an MLP from its config section.
 pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Model>> {
     let cfg: MlpConfig = parse_config(config)?;
     if !(0.0..1.0).contains(&cfg.dropout) {
-        return Err(Error::Config { key: "dropout".into(), message: format!("must be in [0, 1), got {}", cfg.dropout) });
+        return Err(bad("dropout", format!("must be in [0, 1), got {}", cfg.dropout)));
     }
     if let Some(i) = cfg.hidden.iter().position(|&h| h < 1) {
-        return Err(Error::Config { key: format!("hidden[{i}]"), message: "layer sizes must be at least 1".into() });
+        return Err(bad(format!("hidden[{i}]"), "layer sizes must be at least 1"));
     }
     let vs = nn::VarStore::new(ctx.device);
     let root = vs.root();
@@ -96,9 +70,7 @@ pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn M
         width = h;
     }
     let output = nn::linear(&root / "output", width, ctx.n_outputs, Default::default());
-    let mut trainable: Vec<String> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).map(|(n, _)| n).collect();
-    trainable.sort_by(|a, b| super::natural_cmp(a, b));
-    Ok(Box::new(Mlp { vs, hidden, norms, output, config: cfg, trainable }))
+    Ok(Box::new(Mlp { vars: Vars::new(vs), hidden, norms, output, config: cfg }))
 }
 
 impl Model for Mlp {
@@ -117,39 +89,13 @@ impl Model for Mlp {
         Ok(self.output.forward(&h))
     }
 
-    fn parameters(&self) -> Vec<(String, Tensor)> {
-        let vars = self.vs.variables();
-        self.trainable.iter().map(|n| (n.clone(), vars[n].shallow_clone())).collect()
-    }
-
-    fn state_dict(&self) -> Vec<(String, Tensor)> {
-        let mut all: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
-        all.sort_by(|a, b| super::natural_cmp(&a.0, &b.0));
-        all
-    }
-
-    fn load_state_dict(&mut self, state: &[(String, Tensor)]) -> Result<()> {
-        copy_state(&self.state_dict(), state)
-    }
-}
-
-/// Copies `state` into `target` (matched by name, shapes checked) without recording gradients.
-pub fn copy_state(target: &[(String, Tensor)], state: &[(String, Tensor)]) -> Result<()> {
-    let _guard = tch::no_grad_guard();
-    for (name, t) in target {
-        let src = state.iter().find(|(n, _)| n == name).map(|(_, s)| s).ok_or_else(|| Error::msg(format!("state has no tensor `{name}`")))?;
-        if src.size() != t.size() {
-            return Err(Error::msg(format!("`{name}` has shape {:?} in the state but {:?} in the model", src.size(), t.size())));
-        }
-        t.shallow_clone().f_copy_(src)?;
-    }
-    Ok(())
+    vars_model!();
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::{Device, Kind};
+    use torchfit_sdk::tch::{Device, Kind};
 
     fn ctx() -> BuildContext {
         BuildContext { name: "module".into(), input_shape: vec![8, 8], n_outputs: 10, task: torchfit_sdk::Task::Classification, device: Device::Cpu, base_dir: ".".into(), seed: 0 }
@@ -168,7 +114,7 @@ mod tests {
 
     #[test]
     fn a_state_dict_restores_another_instance() {
-        tch::manual_seed(1);
+        torchfit_sdk::tch::manual_seed(1);
         let a = build(&serde_json::json!({"hidden": [4]}), &ctx()).unwrap();
         let mut b = build(&serde_json::json!({"hidden": [4]}), &ctx()).unwrap();
         b.load_state_dict(&a.state_dict()).unwrap();

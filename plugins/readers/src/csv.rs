@@ -9,11 +9,11 @@
 //! | `scale` | `1.0` | every feature is divided by this |
 //! | `shape` | `[]` | reshape each sample's features (e.g. `[1, 8, 8]` for a CNN); empty keeps a flat vector |
 
-use super::TensorDataset;
+use torchfit_sdk::TensorDataset;
 use serde::Deserialize;
 use std::io::Read;
 use std::path::Path;
-use tch::Tensor;
+use torchfit_sdk::tch::Tensor;
 use torchfit_sdk::{parse_config, BuildContext, DatasetReader, Error, Result, Task};
 
 /// Settings of the CSV reader.

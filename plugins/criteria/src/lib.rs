@@ -1,0 +1,214 @@
+//! Stock criteria, each the mean loss of `torch.nn`'s class of the same name, with its keys and
+//! defaults:
+//!
+//! | name | PyTorch | keys |
+//! |---|---|---|
+//! | `cross_entropy` | `CrossEntropyLoss` (logits, class indices) | `weight` (per class), `label_smoothing` = 0.0, `ignore_index` = -100 |
+//! | `nll` | `NLLLoss` (log-probabilities, class indices) | `weight`, `ignore_index` = -100 |
+//! | `bce_with_logits` | `BCEWithLogitsLoss` (logits, 0/1 targets) | `pos_weight` (per output) |
+//! | `mse` | `MSELoss` | none |
+//! | `l1` | `L1Loss` | none |
+//! | `smooth_l1` | `SmoothL1Loss` | `beta` = 1.0 |
+//! | `huber` | `HuberLoss` | `delta` = 1.0 |
+//!
+//! Regression-style criteria view the targets with the outputs' shape (a `[n]` target against
+//! `[n, 1]` outputs), and `bce_with_logits` converts integer targets to floats, so a binary
+//! classifier with one output trains on 0/1 labels.
+#![deny(missing_docs)]
+
+use serde::Deserialize;
+use torchfit_sdk::tch::{Reduction, Tensor};
+use torchfit_sdk::{export_plugin, parse_config, BuildContext, Criterion, Result};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CrossEntropyConfig {
+    #[serde(default)]
+    weight: Option<Vec<f32>>,
+    #[serde(default)]
+    label_smoothing: f64,
+    #[serde(default = "default_ignore_index")]
+    ignore_index: i64,
+}
+
+fn default_ignore_index() -> i64 {
+    -100
+}
+
+struct CrossEntropy {
+    weight: Option<Tensor>,
+    label_smoothing: f64,
+    ignore_index: i64,
+}
+
+/// Builds `cross_entropy`.
+pub fn cross_entropy(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Criterion>> {
+    let c: CrossEntropyConfig = parse_config(config)?;
+    let weight = c.weight.map(|w| Tensor::from_slice(&w).f_to_device(ctx.device)).transpose()?;
+    Ok(Box::new(CrossEntropy { weight, label_smoothing: c.label_smoothing, ignore_index: c.ignore_index }))
+}
+
+impl Criterion for CrossEntropy {
+    fn loss(&self, y_pred: &Tensor, y: &Tensor) -> Result<Tensor> {
+        Ok(y_pred.f_cross_entropy_loss(y, self.weight.as_ref(), Reduction::Mean, self.ignore_index, self.label_smoothing)?)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NllConfig {
+    #[serde(default)]
+    weight: Option<Vec<f32>>,
+    #[serde(default = "default_ignore_index")]
+    ignore_index: i64,
+}
+
+struct Nll {
+    weight: Option<Tensor>,
+    ignore_index: i64,
+}
+
+/// Builds `nll`.
+pub fn nll(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Criterion>> {
+    let c: NllConfig = parse_config(config)?;
+    let weight = c.weight.map(|w| Tensor::from_slice(&w).f_to_device(ctx.device)).transpose()?;
+    Ok(Box::new(Nll { weight, ignore_index: c.ignore_index }))
+}
+
+impl Criterion for Nll {
+    fn loss(&self, y_pred: &Tensor, y: &Tensor) -> Result<Tensor> {
+        Ok(y_pred.f_nll_loss(y, self.weight.as_ref(), Reduction::Mean, self.ignore_index)?)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BceConfig {
+    #[serde(default)]
+    pos_weight: Option<Vec<f32>>,
+}
+
+struct BceWithLogits {
+    pos_weight: Option<Tensor>,
+}
+
+/// Builds `bce_with_logits`.
+pub fn bce_with_logits(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Criterion>> {
+    let c: BceConfig = parse_config(config)?;
+    let pos_weight = c.pos_weight.map(|w| Tensor::from_slice(&w).f_to_device(ctx.device)).transpose()?;
+    Ok(Box::new(BceWithLogits { pos_weight }))
+}
+
+impl Criterion for BceWithLogits {
+    fn loss(&self, y_pred: &Tensor, y: &Tensor) -> Result<Tensor> {
+        let y = y.f_to_kind(y_pred.kind())?.f_view_as(y_pred)?;
+        Ok(y_pred.f_binary_cross_entropy_with_logits(&y, None::<&Tensor>, self.pos_weight.as_ref(), Reduction::Mean)?)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoConfig {}
+
+/// A loss between outputs and targets of the same shape.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Pointwise {
+    Mse,
+    L1,
+    SmoothL1(f64),
+    Huber(f64),
+}
+
+impl Criterion for Pointwise {
+    fn loss(&self, y_pred: &Tensor, y: &Tensor) -> Result<Tensor> {
+        let y = y.f_to_kind(y_pred.kind())?.f_view_as(y_pred)?;
+        Ok(match *self {
+            Pointwise::Mse => y_pred.f_mse_loss(&y, Reduction::Mean)?,
+            Pointwise::L1 => y_pred.f_l1_loss(&y, Reduction::Mean)?,
+            Pointwise::SmoothL1(beta) => y_pred.f_smooth_l1_loss(&y, Reduction::Mean, beta)?,
+            Pointwise::Huber(delta) => y_pred.f_huber_loss(&y, Reduction::Mean, delta)?,
+        })
+    }
+}
+
+/// Builds `mse`.
+pub fn mse(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn Criterion>> {
+    let _: NoConfig = parse_config(config)?;
+    Ok(Box::new(Pointwise::Mse))
+}
+
+/// Builds `l1`.
+pub fn l1(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn Criterion>> {
+    let _: NoConfig = parse_config(config)?;
+    Ok(Box::new(Pointwise::L1))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BetaConfig {
+    #[serde(default = "one")]
+    beta: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeltaConfig {
+    #[serde(default = "one")]
+    delta: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// Builds `smooth_l1`.
+pub fn smooth_l1(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn Criterion>> {
+    let c: BetaConfig = parse_config(config)?;
+    Ok(Box::new(Pointwise::SmoothL1(c.beta)))
+}
+
+/// Builds `huber`.
+pub fn huber(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn Criterion>> {
+    let c: DeltaConfig = parse_config(config)?;
+    if c.delta <= 0.0 {
+        return Err(torchfit_sdk::Error::Config { key: "delta".into(), message: format!("must be positive, got {}", c.delta) });
+    }
+    Ok(Box::new(Pointwise::Huber(c.delta)))
+}
+
+export_plugin! {
+    name: "torchfit-plugin-criteria",
+    components: [
+        Criterion("cross_entropy", cross_entropy, "CrossEntropyLoss over logits; keys: weight, label_smoothing, ignore_index"),
+        Criterion("nll", nll, "NLLLoss over log-probabilities; keys: weight, ignore_index"),
+        Criterion("bce_with_logits", bce_with_logits, "BCEWithLogitsLoss; keys: pos_weight"),
+        Criterion("mse", mse, "MSELoss"),
+        Criterion("l1", l1, "L1Loss"),
+        Criterion("smooth_l1", smooth_l1, "SmoothL1Loss; keys: beta"),
+        Criterion("huber", huber, "HuberLoss; keys: delta"),
+    ],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use torchfit_sdk::tch::{Device, Kind};
+
+    fn ctx() -> BuildContext {
+        BuildContext { name: "criterion".into(), input_shape: vec![], n_outputs: 3, task: torchfit_sdk::Task::Classification, device: Device::Cpu, base_dir: ".".into(), seed: 0 }
+    }
+
+    #[test]
+    fn cross_entropy_of_uniform_logits_is_log_of_the_class_count() {
+        let c = cross_entropy(&serde_json::json!({}), &ctx()).unwrap();
+        let l = c.loss(&Tensor::zeros([4, 3], (Kind::Float, Device::Cpu)), &Tensor::from_slice(&[0i64, 1, 2, 0])).unwrap();
+        assert!((l.double_value(&[]) - 3f64.ln()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn mse_is_the_mean_squared_difference() {
+        let c = mse(&serde_json::json!({}), &ctx()).unwrap();
+        let l = c.loss(&Tensor::from_slice(&[1f32, 3.0]).view([2, 1]), &Tensor::from_slice(&[0f32, 1.0])).unwrap();
+        assert!((l.double_value(&[]) - 2.5).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,159 @@
+//! Stock models: `mlp`, `cnn`, `resnet18`, `small_resnet` and `torchscript` (a model scripted or
+//! traced in PyTorch, trained by torchfit). Parameters carry PyTorch-style dotted names, listed
+//! in PyTorch's order, so Freezer patterns and `safetensors.torch.load_file` see the names a
+//! PyTorch user expects.
+#![deny(missing_docs)]
+
+pub mod cnn;
+pub mod mlp;
+pub mod resnet;
+pub mod torchscript;
+
+use serde::Deserialize;
+use torchfit_sdk::tch::{self, nn, Tensor};
+use torchfit_sdk::{export_plugin, Error, Result};
+
+/// Activation functions.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// max(0, x)
+    #[default]
+    Relu,
+    /// tanh
+    Tanh,
+    /// logistic sigmoid
+    Sigmoid,
+    /// GELU
+    Gelu,
+}
+
+impl Activation {
+    /// Applies the activation.
+    pub fn apply(self, x: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Activation::Relu => x.f_relu()?,
+            Activation::Tanh => x.f_tanh()?,
+            Activation::Sigmoid => x.f_sigmoid()?,
+            Activation::Gelu => x.f_gelu("none")?,
+        })
+    }
+}
+
+/// A model's variables: a `VarStore` and its trainable names in PyTorch's order. Every
+/// `VarStore`-based model answers `parameters`, `state_dict` and `load_state_dict` through it.
+#[derive(Debug)]
+pub struct Vars {
+    vs: nn::VarStore,
+    trainable: Vec<String>,
+}
+
+impl Vars {
+    /// Takes `vs` once all layers are created in it.
+    pub fn new(vs: nn::VarStore) -> Self {
+        let mut trainable: Vec<String> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).map(|(n, _)| n).collect();
+        trainable.sort_by(|a, b| natural_cmp(a, b));
+        Vars { vs, trainable }
+    }
+
+    /// Trainable parameters by name (shallow handles).
+    pub fn parameters(&self) -> Vec<(String, Tensor)> {
+        let vars = self.vs.variables();
+        self.trainable.iter().map(|n| (n.clone(), vars[n].shallow_clone())).collect()
+    }
+
+    /// Parameters and buffers by name.
+    pub fn state_dict(&self) -> Vec<(String, Tensor)> {
+        let mut all: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        all.sort_by(|a, b| natural_cmp(&a.0, &b.0));
+        all
+    }
+
+    /// Copies `state` in (see [`copy_state`]).
+    pub fn load_state_dict(&self, state: &[(String, Tensor)]) -> Result<()> {
+        copy_state(&self.state_dict(), state)
+    }
+}
+
+/// Implements [`torchfit_sdk::Model`]'s variable methods through a `vars: Vars` field.
+macro_rules! vars_model {
+    () => {
+        fn parameters(&self) -> Vec<(String, torchfit_sdk::tch::Tensor)> {
+            self.vars.parameters()
+        }
+        fn state_dict(&self) -> Vec<(String, torchfit_sdk::tch::Tensor)> {
+            self.vars.state_dict()
+        }
+        fn load_state_dict(&mut self, state: &[(String, torchfit_sdk::tch::Tensor)]) -> torchfit_sdk::Result<()> {
+            self.vars.load_state_dict(state)
+        }
+    };
+}
+pub(crate) use vars_model;
+
+/// Copies `state` into `target` (matched by name, shapes checked) without recording gradients.
+/// Names of `state` that `target` lacks are ignored; a name of `target` missing from `state` is
+/// an error naming it.
+pub fn copy_state(target: &[(String, Tensor)], state: &[(String, Tensor)]) -> Result<()> {
+    let _guard = tch::no_grad_guard();
+    for (name, t) in target {
+        let src = state.iter().find(|(n, _)| n == name).map(|(_, s)| s).ok_or_else(|| Error::msg(format!("state has no tensor `{name}`")))?;
+        if src.size() != t.size() {
+            return Err(Error::msg(format!("`{name}` has shape {:?} in the state but {:?} in the model", src.size(), t.size())));
+        }
+        t.shallow_clone().f_copy_(&src.f_to_kind(t.kind())?)?;
+    }
+    Ok(())
+}
+
+/// A config error for `key`.
+pub(crate) fn bad(key: impl Into<String>, message: impl Into<String>) -> Error {
+    Error::Config { key: key.into(), message: message.into() }
+}
+
+export_plugin! {
+    name: "torchfit-plugin-models",
+    components: [
+        Model("mlp", mlp::build, "fully connected network; keys: hidden, activation, dropout, batch_norm"),
+        Model("cnn", cnn::build, "convolution blocks then dense layers; keys: conv (channels, kernel, stride, padding, pool, batch_norm, dropout), dense, activation, dropout"),
+        Model("resnet18", resnet::build_resnet18, "torchvision's ResNet-18 (parameter names included); keys: none"),
+        Model("small_resnet", resnet::build_small, "a ResNet for small images such as 28x28; keys: widths, blocks"),
+        Model("torchscript", torchscript::build, "a model saved by torch.jit.save, trained as it is; keys: path"),
+    ],
+}
+
+use std::cmp::Ordering;
+
+/// Orders dotted parameter names as PyTorch lists them: numeric segments by value
+/// (`layers.2` before `layers.10`), others alphabetically.
+pub fn natural_cmp(a: &str, b: &str) -> Ordering {
+    let (mut x, mut y) = (a.split('.'), b.split('.'));
+    loop {
+        match (x.next(), y.next()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(p), Some(q)) => {
+                let o = match (p.parse::<u64>(), q.parse::<u64>()) {
+                    (Ok(m), Ok(n)) => m.cmp(&n),
+                    _ => p.cmp(q),
+                };
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::natural_cmp;
+
+    #[test]
+    fn numeric_segments_sort_by_value() {
+        let mut names = vec!["hidden.10.weight", "hidden.2.weight", "hidden.2.bias", "output.weight"];
+        names.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(names, vec!["hidden.2.bias", "hidden.2.weight", "hidden.10.weight", "output.weight"]);
+    }
+}

@@ -1,0 +1,196 @@
+//! Residual networks: `resnet18` (torchvision's ResNet-18, with its parameter names, so its
+//! pretrained weights load by name) and `small_resnet` for small images such as MNIST's 28x28.
+//!
+//! `resnet18` has no keys: a 7x7 stride-2 stem with max-pool, four stages of two basic blocks
+//! (64, 128, 256, 512 channels), global average pooling and `fc`.
+//!
+//! `small_resnet` keeps the resolution in a 3x3 stem and halves it at each later stage:
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `widths` | `[16, 32, 64]` | channels of each stage |
+//! | `blocks` | `[2, 2, 2]` | basic blocks per stage |
+//!
+//! Samples are `[channels, height, width]` (or `[height, width]` for one channel). Parameters:
+//! `conv1.*`, `bn1.*`, `layer<s>.<b>.{conv1,bn1,conv2,bn2,downsample.0,downsample.1}.*`, `fc.*`.
+
+use crate::{bad, vars_model, Vars};
+use serde::Deserialize;
+use torchfit_sdk::tch::nn::{self, Module, ModuleT};
+use torchfit_sdk::tch::Tensor;
+use torchfit_sdk::{parse_config, BuildContext, Model, Result};
+
+#[derive(Debug)]
+struct BasicBlock {
+    conv1: nn::Conv2D,
+    bn1: nn::BatchNorm,
+    conv2: nn::Conv2D,
+    bn2: nn::BatchNorm,
+    downsample: Option<(nn::Conv2D, nn::BatchNorm)>,
+}
+
+fn conv(p: nn::Path<'_>, cin: i64, cout: i64, k: i64, stride: i64, padding: i64) -> nn::Conv2D {
+    nn::conv2d(p, cin, cout, k, nn::ConvConfig { stride, padding, bias: false, ..Default::default() })
+}
+
+impl BasicBlock {
+    fn new(p: &nn::Path<'_>, cin: i64, cout: i64, stride: i64) -> Self {
+        let downsample = (stride != 1 || cin != cout).then(|| (conv(p / "downsample" / 0, cin, cout, 1, stride, 0), nn::batch_norm2d(p / "downsample" / 1, cout, Default::default())));
+        BasicBlock {
+            conv1: conv(p / "conv1", cin, cout, 3, stride, 1),
+            bn1: nn::batch_norm2d(p / "bn1", cout, Default::default()),
+            conv2: conv(p / "conv2", cout, cout, 3, 1, 1),
+            bn2: nn::batch_norm2d(p / "bn2", cout, Default::default()),
+            downsample,
+        }
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let h = self.bn1.forward_t(&self.conv1.forward(x), train).f_relu()?;
+        let h = self.bn2.forward_t(&self.conv2.forward(&h), train);
+        let identity = match &self.downsample {
+            Some((c, bn)) => bn.forward_t(&c.forward(x), train),
+            None => x.shallow_clone(),
+        };
+        Ok(h.f_add(&identity)?.f_relu()?)
+    }
+}
+
+/// A residual network.
+#[derive(Debug)]
+pub struct ResNet {
+    vars: Vars,
+    conv1: nn::Conv2D,
+    bn1: nn::BatchNorm,
+    max_pool: bool,
+    stages: Vec<Vec<BasicBlock>>,
+    fc: nn::Linear,
+    image: [i64; 3],
+}
+
+/// What differs between the two networks.
+struct Spec {
+    stem_kernel: i64,
+    stem_stride: i64,
+    max_pool: bool,
+    widths: Vec<i64>,
+    blocks: Vec<usize>,
+}
+
+fn image(ctx: &BuildContext) -> Result<[i64; 3]> {
+    match ctx.input_shape.as_slice() {
+        [h, w] => Ok([1, *h, *w]),
+        [c, h, w] => Ok([*c, *h, *w]),
+        other => Err(bad("module", format!("a ResNet needs samples of shape [channels, height, width] or [height, width], got {other:?}; set the reader's `shape`"))),
+    }
+}
+
+fn build(spec: Spec, ctx: &BuildContext) -> Result<Box<dyn Model>> {
+    let image = image(ctx)?;
+    let vs = nn::VarStore::new(ctx.device);
+    let root = vs.root();
+    let conv1 = conv(&root / "conv1", image[0], spec.widths[0], spec.stem_kernel, spec.stem_stride, spec.stem_kernel / 2);
+    let bn1 = nn::batch_norm2d(&root / "bn1", spec.widths[0], Default::default());
+    let mut stages = Vec::new();
+    let mut cin = spec.widths[0];
+    for (s, (&width, &n)) in spec.widths.iter().zip(&spec.blocks).enumerate() {
+        let p = &root / format!("layer{}", s + 1);
+        let stride = if s == 0 { 1 } else { 2 };
+        stages.push((0..n).map(|b| BasicBlock::new(&(&p / b), if b == 0 { cin } else { width }, width, if b == 0 { stride } else { 1 })).collect());
+        cin = width;
+    }
+    let fc = nn::linear(&root / "fc", cin, ctx.n_outputs, Default::default());
+    Ok(Box::new(ResNet { vars: Vars::new(vs), conv1, bn1, max_pool: spec.max_pool, stages, fc, image }))
+}
+
+/// Builds `resnet18`.
+pub fn build_resnet18(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Model>> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NoKeys {}
+    let _: NoKeys = parse_config(config)?;
+    build(Spec { stem_kernel: 7, stem_stride: 2, max_pool: true, widths: vec![64, 128, 256, 512], blocks: vec![2; 4] }, ctx)
+}
+
+/// Settings of `small_resnet`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmallConfig {
+    /// Channels per stage.
+    #[serde(default = "widths")]
+    pub widths: Vec<i64>,
+    /// Blocks per stage.
+    #[serde(default = "blocks")]
+    pub blocks: Vec<usize>,
+}
+
+fn widths() -> Vec<i64> {
+    vec![16, 32, 64]
+}
+fn blocks() -> Vec<usize> {
+    vec![2, 2, 2]
+}
+
+/// Builds `small_resnet`.
+pub fn build_small(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Model>> {
+    let c: SmallConfig = parse_config(config)?;
+    if c.widths.is_empty() || c.widths.len() != c.blocks.len() {
+        return Err(bad("widths", format!("needs one entry per stage, like `blocks` ({} vs {})", c.widths.len(), c.blocks.len())));
+    }
+    if let Some(i) = c.widths.iter().position(|&w| w < 1) {
+        return Err(bad(format!("widths[{i}]"), "must be at least 1"));
+    }
+    if let Some(i) = c.blocks.iter().position(|&b| b < 1) {
+        return Err(bad(format!("blocks[{i}]"), "must be at least 1"));
+    }
+    build(Spec { stem_kernel: 3, stem_stride: 1, max_pool: false, widths: c.widths, blocks: c.blocks }, ctx)
+}
+
+impl Model for ResNet {
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let x = x.f_view([-1, self.image[0], self.image[1], self.image[2]])?;
+        let mut h = self.bn1.forward_t(&self.conv1.forward(&x), train).f_relu()?;
+        if self.max_pool {
+            h = h.f_max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)?;
+        }
+        for stage in &self.stages {
+            for block in stage {
+                h = block.forward(&h, train)?;
+            }
+        }
+        let h = h.f_adaptive_avg_pool2d([1, 1])?.f_flatten(1, -1)?;
+        Ok(self.fc.forward(&h))
+    }
+
+    vars_model!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use torchfit_sdk::tch::{Device, Kind};
+
+    fn ctx(shape: &[i64], n: i64) -> BuildContext {
+        BuildContext { name: "module".into(), input_shape: shape.to_vec(), n_outputs: n, task: Default::default(), device: Device::Cpu, base_dir: ".".into(), seed: 0 }
+    }
+
+    #[test]
+    fn resnet18_has_torchvisions_parameter_count_and_names() {
+        let m = build_resnet18(&serde_json::json!({}), &ctx(&[3, 64, 64], 1000)).unwrap();
+        let count: i64 = m.parameters().iter().map(|(_, t)| t.numel() as i64).sum();
+        assert_eq!(count, 11_689_512, "torchvision.models.resnet18().parameters()");
+        let names: Vec<String> = m.state_dict().into_iter().map(|(n, _)| n).collect();
+        for n in ["conv1.weight", "bn1.running_mean", "layer1.0.conv1.weight", "layer2.0.downsample.0.weight", "layer2.0.downsample.1.running_var", "layer4.1.bn2.bias", "fc.weight"] {
+            assert!(names.iter().any(|x| x == n), "{n} missing");
+        }
+        assert_eq!(m.forward(&Tensor::zeros([2, 3, 64, 64], (Kind::Float, Device::Cpu)), false).unwrap().size(), [2, 1000]);
+    }
+
+    #[test]
+    fn a_small_resnet_takes_mnist_images_and_checks_its_stages() {
+        let m = build_small(&serde_json::json!({"widths": [8, 16], "blocks": [1, 1]}), &ctx(&[28, 28], 10)).unwrap();
+        assert_eq!(m.forward(&Tensor::zeros([2, 784], (Kind::Float, Device::Cpu)), true).unwrap().size(), [2, 10]);
+        let e = build_small(&serde_json::json!({"widths": [8], "blocks": [1, 1]}), &ctx(&[28, 28], 10)).err().unwrap().to_string();
+        assert!(e.contains("widths"), "{e}");
+    }
+}
