@@ -200,21 +200,10 @@ pub fn registry(config_dirs: &[PathBuf], files: &[PathBuf]) -> Result<Registry> 
     }
     let mut registry = Registry::builtin();
     let linked: Vec<&str> = torchfit_sdk::ffi::export::registrations().map(|r| r.plugin).collect();
-    let exe_dir = std::env::current_exe().ok().and_then(|e| std::fs::canonicalize(e).ok()).and_then(|e| e.parent().map(Path::to_path_buf));
-    let mut libs = Vec::new();
-    for f in &all {
-        match Library::load(f) {
-            Ok(lib) => libs.push(lib),
-            // Cargo builds the engine's linked plugin crates beside the binary without a root
-            // module (their export is opt-in); a file there that is not a plugin is not an error.
-            Err(LoadError::NotAPlugin { .. }) if f.parent() == exe_dir.as_deref() => log::debug!("{}: not a plugin, skipped", f.display()),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    for lib in libs {
+    for lib in load_all(&all)? {
         if linked.contains(&lib.name()) {
-            // The stock models, criteria and readers are linked into the engine; the .so files
-            // cargo builds beside the binary are the same code.
+            // A library of a plugin crate this program links (e.g. a stock callback crate used
+            // in-process, whose cdylib cargo builds beside the program) is the same code.
             log::debug!("{}: plugin {} is linked into this program; using the linked one", lib.path().display(), lib.name());
             continue;
         }
