@@ -22,6 +22,8 @@ pub struct Outcome {
     pub test: Option<Evaluation>,
     /// Wall time of training and evaluation.
     pub seconds: f64,
+    /// Wall time of the fit alone (the epochs, their training and validation passes).
+    pub fit_seconds: f64,
 }
 
 /// `model.json`: what `predict` needs to rebuild the model.
@@ -98,6 +100,7 @@ pub fn train(params: Params, out: Option<&Path>, resume: bool) -> Result<Outcome
     if resume {
         net.resume_from(out.map(Path::to_path_buf));
     }
+    let fit_start = std::time::Instant::now();
     let fitted = match valid.as_mut() {
         Some(v) => {
             let all = (0..v.len() as i64).collect();
@@ -111,6 +114,7 @@ pub fn train(params: Params, out: Option<&Path>, resume: bool) -> Result<Outcome
         }
     }
     fitted?;
+    let fit_seconds = fit_start.elapsed().as_secs_f64();
     if let Some(dir) = out {
         // Every run directory ends with what `--resume` needs.
         net.save_checkpoint(dir, RESUME_PREFIX, torchfit_sdk::Parts::ALL)?;
@@ -125,9 +129,9 @@ pub fn train(params: Params, out: Option<&Path>, resume: bool) -> Result<Outcome
     };
     let seconds = start.elapsed().as_secs_f64();
     if let Some(dir) = out {
-        write_run_dir(dir, &net, &params, test, seconds)?;
+        write_run_dir(dir, &net, &params, test, (seconds, fit_seconds))?;
     }
-    Ok(Outcome { history: net.history().clone(), test, seconds })
+    Ok(Outcome { history: net.history().clone(), test, seconds, fit_seconds })
 }
 
 /// Prefix of the checkpoint every run directory ends with, and `--resume` starts from.
@@ -160,7 +164,7 @@ fn check_run_dir(out: Option<&Path>, resume: bool) -> Result<()> {
     }
 }
 
-fn write_run_dir(dir: &Path, net: &NeuralNet, params: &Params, test: Option<Evaluation>, seconds: f64) -> Result<()> {
+fn write_run_dir(dir: &Path, net: &NeuralNet, params: &Params, test: Option<Evaluation>, (seconds, fit_seconds): (f64, f64)) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let (input_shape, n_outputs) = net.shape().ok_or(Error::NotInitialized)?;
     let base_dir = std::fs::canonicalize(params.base_dir()).map_err(|e| Error::io(params.base_dir(), e))?;
@@ -170,7 +174,7 @@ fn write_run_dir(dir: &Path, net: &NeuralNet, params: &Params, test: Option<Eval
     net.history().save(&dir.join("history.json"))?;
     net.save_params(&dir.join("model.safetensors"))?;
     write_atomic(&dir.join("model.json"), json(&serde_json::to_value(&meta).unwrap_or_default()).as_bytes())?;
-    let mut summary = serde_json::json!({ "epochs": net.history().len(), "seconds": seconds });
+    let mut summary = serde_json::json!({ "epochs": net.history().len(), "seconds": seconds, "fit_seconds": fit_seconds });
     if let Some(t) = test {
         summary["test"] = serde_json::json!({ "accuracy": t.accuracy, "loss": t.loss, "samples": t.samples });
     }

@@ -142,6 +142,10 @@ pub struct IteratorConfig {
     /// Shuffle every epoch; defaults to true for training, false for validation.
     #[serde(default)]
     pub shuffle: Option<bool>,
+    /// Batches a loader thread reads ahead of the loop (0: read in line, the default). Helps when
+    /// reading costs time of its own: decoding images, a streamed file.
+    #[serde(default)]
+    pub prefetch: usize,
 }
 
 fn default_batch_size() -> usize {
@@ -150,7 +154,7 @@ fn default_batch_size() -> usize {
 
 impl Default for IteratorConfig {
     fn default() -> Self {
-        Self { batch_size: 128, shuffle: None }
+        Self { batch_size: 128, shuffle: None, prefetch: 0 }
     }
 }
 

@@ -1,6 +1,11 @@
-//! Batch order for one pass over a set of sample indices.
+//! Batch order for one pass over a set of sample indices, and the loader that fetches the
+//! batches from a reader, optionally on a thread of its own ahead of the training loop.
 
 use super::rng::{SplitMix64, Stream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::sync_channel;
+use tch::Tensor;
+use torchfit_sdk::{DatasetReader, Error, Result};
 
 /// The batches of one pass: index lists of at most `batch_size` samples.
 pub type Batches = Vec<Vec<i64>>;
@@ -15,9 +20,120 @@ pub fn batches(indices: &[i64], batch_size: usize, shuffle: bool, seed: u64, epo
     order.chunks(batch_size.max(1)).map(<[i64]>::to_vec).collect()
 }
 
+/// Calls `step(index, indices, x, y)` for each batch of `batches` in order, with the batch's
+/// samples from `reader`.
+///
+/// With `prefetch == 0` each batch is read in line, just before its step. Otherwise a loader
+/// thread reads the batches in the same order and keeps up to `prefetch` of them ready, so that
+/// reading (decoding, disk) overlaps the steps; what the steps see is the same either way. The
+/// first error, from the reader or from a step, ends the pass and is returned; a panicking
+/// reader is reported as an error.
+pub fn for_each_batch<E>(
+    reader: &mut dyn DatasetReader,
+    batches: &Batches,
+    prefetch: usize,
+    mut step: impl FnMut(usize, &[i64], Tensor, Tensor) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E>
+where
+    E: From<Error>,
+{
+    if prefetch == 0 {
+        for (index, idx) in batches.iter().enumerate() {
+            let (x, y) = read(reader, idx)?;
+            step(index, idx, x, y)?;
+        }
+        return Ok(());
+    }
+    std::thread::scope(|scope| {
+        let (tx, rx) = sync_channel::<Result<(Tensor, Tensor)>>(prefetch);
+        scope.spawn(move || {
+            for idx in batches {
+                let batch = read(reader, idx);
+                let failed = batch.is_err();
+                // A closed channel means the consumer stopped early: nothing more to read.
+                if tx.send(batch).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        for (index, idx) in batches.iter().enumerate() {
+            let (x, y) = rx.recv().map_err(|_| Error::msg("the loader thread stopped"))??;
+            step(index, idx, x, y)?;
+        }
+        Ok(())
+    })
+}
+
+fn read(reader: &mut dyn DatasetReader, idx: &[i64]) -> Result<(Tensor, Tensor)> {
+    catch_unwind(AssertUnwindSafe(|| reader.get(idx))).unwrap_or_else(|_| Err(Error::msg(format!("the reader panicked reading a batch of {} samples", idx.len()))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use torchfit_sdk::TensorDataset;
+
+    fn dataset(n: i64) -> TensorDataset {
+        let x = Tensor::arange(n, (tch::Kind::Float, tch::Device::Cpu)).view([n, 1]);
+        TensorDataset::new(&x, &Tensor::arange(n, (tch::Kind::Int64, tch::Device::Cpu))).unwrap()
+    }
+
+    fn seen(prefetch: usize) -> Vec<(usize, Vec<i64>, Vec<f32>)> {
+        let mut out = Vec::new();
+        let b = batches(&(0..23).collect::<Vec<_>>(), 5, true, 9, 1);
+        for_each_batch::<Error>(&mut dataset(23), &b, prefetch, |i, idx, x, _| {
+            out.push((i, idx.to_vec(), Vec::<f32>::try_from(x.flatten(0, -1)).unwrap()));
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn prefetching_hands_the_steps_the_same_batches_in_the_same_order() {
+        let inline = seen(0);
+        assert_eq!(inline.len(), 5);
+        assert!(inline.iter().all(|(_, idx, x)| idx.iter().map(|&i| i as f32).collect::<Vec<_>>() == *x));
+        for prefetch in [1, 2, 8] {
+            assert_eq!(seen(prefetch), inline, "prefetch {prefetch}");
+        }
+    }
+
+    struct Panicky;
+    impl DatasetReader for Panicky {
+        fn len(&self) -> usize {
+            4
+        }
+        fn sample_shape(&self) -> Vec<i64> {
+            vec![1]
+        }
+        fn get(&mut self, indices: &[i64]) -> Result<(Tensor, Tensor)> {
+            if indices[0] >= 2 {
+                panic!("bad sample");
+            }
+            Ok((Tensor::zeros([1, 1], tch::kind::FLOAT_CPU), Tensor::zeros([1], tch::kind::INT64_CPU)))
+        }
+    }
+
+    #[test]
+    fn a_panicking_reader_or_a_failing_step_ends_the_pass_with_an_error() {
+        let b: Batches = (0..4).map(|i| vec![i]).collect();
+        for prefetch in [0, 2] {
+            let mut steps = 0;
+            let e = for_each_batch::<Error>(&mut Panicky, &b, prefetch, |_, _, _, _| {
+                steps += 1;
+                Ok(())
+            });
+            assert!(e.unwrap_err().to_string().contains("panicked"), "prefetch {prefetch}");
+            assert_eq!(steps, 2);
+            let mut steps = 0;
+            let e = for_each_batch::<Error>(&mut dataset(40), &(0..40).map(|i| vec![i]).collect(), prefetch, |i, _, _, _| {
+                steps += 1;
+                if i == 1 { Err(Error::msg("step failed")) } else { Ok(()) }
+            });
+            assert_eq!((e.unwrap_err().to_string(), steps), ("step failed".to_owned(), 2));
+        }
+    }
 
     #[test]
     fn batches_cover_every_index_once_with_a_short_last_batch() {

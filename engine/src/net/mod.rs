@@ -14,7 +14,7 @@
 mod host;
 
 use crate::config::{Params, Settings, SplitKind};
-use crate::data::{batches, split_indices, Batches, SplitMix64, Stream, TensorDataset};
+use crate::data::{batches, for_each_batch, split_indices, Batches, SplitMix64, Stream, TensorDataset};
 use crate::{device, Error, History, Optimizer, Registry, Result};
 use host::{RunHost, Scorers};
 use std::path::Path;
@@ -391,10 +391,11 @@ impl NeuralNet {
         let parts = self.parts.as_ref().ok_or(Error::NotInitialized)?;
         let _guard = tch::no_grad_guard();
         let mut outs = Vec::new();
-        for idx in batches(indices, parts.settings.iterator_valid.batch_size, false, 0, 0) {
-            let (x, _) = reader.get(&idx)?;
+        let iv = &parts.settings.iterator_valid;
+        for_each_batch(reader, &batches(indices, iv.batch_size, false, 0, 0), iv.prefetch, |_, _, x, _| {
             outs.push(model_forward(parts, &x.f_to_device(parts.device)?, false)?);
-        }
+            Ok::<_, Error>(())
+        })?;
         Ok(Tensor::f_cat(&outs, 0)?.f_to_device(Device::Cpu)?)
     }
 
@@ -440,8 +441,8 @@ impl NeuralNet {
         let _guard = tch::no_grad_guard();
         let zero = || Tensor::zeros([], (Kind::Double, parts.device));
         let (mut loss_sum, mut correct) = (zero(), zero());
-        for idx in batches(indices, parts.settings.iterator_valid.batch_size, false, 0, 0) {
-            let (x, y) = reader.get(&idx)?;
+        let iv = &parts.settings.iterator_valid;
+        for_each_batch(reader, &batches(indices, iv.batch_size, false, 0, 0), iv.prefetch, |_, idx, x, y| {
             let (x, y) = (x.f_to_device(parts.device)?, y.f_to_device(parts.device)?);
             let out = model_forward(parts, &x, false)?;
             let loss = criterion_loss(parts, &out, &y)?;
@@ -449,7 +450,8 @@ impl NeuralNet {
             if parts.settings.task == Task::Classification {
                 correct = correct.f_add(&out.f_argmax(-1, false)?.f_eq_tensor(&y)?.f_sum(Kind::Double)?)?;
             }
-        }
+            Ok::<_, Error>(())
+        })?;
         let n = indices.len().max(1) as f64;
         Ok(Evaluation {
             loss: loss_sum.f_double_value(&[])? / n,
@@ -650,8 +652,8 @@ type Pending = (usize, &'static str, Tensor);
 fn run_single_epoch(parts: &mut Parts, history: &mut History, reader: &mut dyn DatasetReader, batches: &Batches, training: bool, counts: (usize, usize), pending: &mut Vec<Pending>) -> Result<Flow> {
     let (size_key, loss_key) = if training { ("train_batch_size", "train_loss") } else { ("valid_batch_size", "valid_loss") };
     let mut flow = Flow::Continue;
-    for (index, idx) in batches.iter().enumerate() {
-        let (x, y) = reader.get(idx)?;
+    let prefetch = if training { parts.settings.iterator_train.prefetch } else { parts.settings.iterator_valid.prefetch };
+    for_each_batch(reader, batches, prefetch, |index, idx, x, y| {
         let (x, y) = (x.f_to_device(parts.device)?, y.f_to_device(parts.device)?);
         let record = history.new_batch()?;
         history.record_batch(size_key, idx.len())?;
@@ -667,7 +669,8 @@ fn run_single_epoch(parts: &mut Parts, history: &mut History, reader: &mut dyn D
         let out = BatchOutput { batch, y_pred: &y_pred, loss: &loss };
         flow = flow.and(notify(parts, history, counts, &Event::BatchEnd(&out))?);
         pending.push((record, loss_key, loss));
-    }
+        Ok::<_, Error>(())
+    })?;
     Ok(flow)
 }
 

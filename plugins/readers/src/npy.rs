@@ -1,0 +1,373 @@
+//! `npy` and `npz`: NumPy arrays, inputs and targets.
+//!
+//! `npy` reads two `.npy` files. The inputs file is streamed: its header is parsed here and each
+//! batch reads its samples from disk, so inputs larger than memory train. `npz` reads two arrays
+//! of one `.npz` archive (`np.savez` or `np.savez_compressed`) into memory.
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `x`, `y` | required (`npy`); `"x"`, `"y"` (`npz`) | the inputs and targets: files for `npy`, array names for `npz` |
+//! | `path` | required (`npz` only) | the archive |
+//! | `scale` | `1.0` | inputs are divided by this (`255.0` for bytes) |
+//! | `mean`, `std` | `0.0`, `1.0` | then `(x - mean) / std` |
+//! | `shape` | the array's | the shape of one sample, e.g. `[1, 28, 28]` |
+//! | `limit` | all | use only the first `limit` samples |
+//!
+//! Inputs of any numeric dtype become `f32`. Integer or boolean targets become `i64` class
+//! indices, floating targets `f32` values. Errors name the file and what is wrong with it.
+
+use serde::Deserialize;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use torchfit_sdk::tch::{Kind, Tensor};
+use torchfit_sdk::{parse_config, BuildContext, DatasetReader, Error, Result};
+
+/// Settings of the `npy` reader.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NpyConfig {
+    /// Inputs file.
+    pub x: String,
+    /// Targets file.
+    pub y: String,
+    /// What is done to the inputs.
+    #[serde(flatten)]
+    pub values: Values,
+}
+
+/// Settings of the `npz` reader.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NpzConfig {
+    /// The archive.
+    pub path: String,
+    /// Name of the inputs array.
+    #[serde(default = "x_name")]
+    pub x: String,
+    /// Name of the targets array.
+    #[serde(default = "y_name")]
+    pub y: String,
+    /// What is done to the inputs.
+    #[serde(flatten)]
+    pub values: Values,
+}
+
+fn x_name() -> String {
+    "x".into()
+}
+fn y_name() -> String {
+    "y".into()
+}
+
+/// Scaling, shape and limit of the inputs (shared by `npy` and `npz`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Values {
+    /// Divisor of the raw values.
+    #[serde(default = "one")]
+    pub scale: f64,
+    /// Subtracted after scaling.
+    #[serde(default)]
+    pub mean: f64,
+    /// Divisor after subtracting the mean.
+    #[serde(default = "one")]
+    pub std: f64,
+    /// Per-sample shape.
+    #[serde(default)]
+    pub shape: Vec<i64>,
+    /// Only the first samples.
+    pub limit: Option<usize>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// Element types of `.npy` files the streamed reader decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dtype {
+    /// `|b1`.
+    Bool,
+    /// `|u1`.
+    U8,
+    /// `|i1`.
+    I8,
+    /// `<i2`.
+    I16,
+    /// `<i4`.
+    I32,
+    /// `<i8`.
+    I64,
+    /// `<f4`.
+    F32,
+    /// `<f8`.
+    F64,
+}
+
+impl Dtype {
+    fn parse(descr: &str) -> std::result::Result<Self, String> {
+        Ok(match descr {
+            "|b1" => Dtype::Bool,
+            "|u1" => Dtype::U8,
+            "|i1" => Dtype::I8,
+            "<i2" => Dtype::I16,
+            "<i4" => Dtype::I32,
+            "<i8" => Dtype::I64,
+            "<f4" => Dtype::F32,
+            "<f8" => Dtype::F64,
+            other => return Err(format!("dtype '{other}' is not supported (little-endian bool, u1, i1, i2, i4, i8, f4 or f8)")),
+        })
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::Bool | Dtype::U8 | Dtype::I8 => 1,
+            Dtype::I16 => 2,
+            Dtype::I32 | Dtype::F32 => 4,
+            Dtype::I64 | Dtype::F64 => 8,
+        }
+    }
+
+    /// The little-endian element at the start of `b`, as `f64`.
+    fn value(self, b: &[u8]) -> f64 {
+        match self {
+            Dtype::Bool | Dtype::U8 => b[0] as f64,
+            Dtype::I8 => b[0] as i8 as f64,
+            Dtype::I16 => i16::from_le_bytes([b[0], b[1]]) as f64,
+            Dtype::I32 => i32::from_le_bytes(b[..4].try_into().expect("4 bytes")) as f64,
+            Dtype::I64 => i64::from_le_bytes(b[..8].try_into().expect("8 bytes")) as f64,
+            Dtype::F32 => f32::from_le_bytes(b[..4].try_into().expect("4 bytes")) as f64,
+            Dtype::F64 => f64::from_le_bytes(b[..8].try_into().expect("8 bytes")),
+        }
+    }
+}
+
+/// A `.npy` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NpyHeader {
+    /// Element type.
+    pub dtype: Dtype,
+    /// Array shape, the first dimension being the samples.
+    pub shape: Vec<usize>,
+    /// Bytes before the data.
+    pub len: usize,
+}
+
+/// Parses a `.npy` header (pure): the magic `\x93NUMPY`, the format version, the header length
+/// (2 bytes in version 1, 4 in versions 2 and 3), then a Python dict literal with `descr`,
+/// `fortran_order` and `shape`.
+pub fn parse_npy_header(bytes: &[u8]) -> std::result::Result<NpyHeader, String> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err("not a .npy file (bad magic string)".into());
+    }
+    let (dict_at, dict_len) = match bytes[6] {
+        1 => (10, u16::from_le_bytes([bytes[8], bytes[9]]) as usize),
+        2 | 3 if bytes.len() >= 12 => (12, u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize),
+        v => return Err(format!("format version {v} is not supported")),
+    };
+    let dict = bytes.get(dict_at..dict_at + dict_len).ok_or("truncated header")?;
+    let dict = std::str::from_utf8(dict).map_err(|_| "header is not text")?;
+    let field = |key: &str| -> std::result::Result<&str, String> {
+        let at = dict.find(&format!("'{key}':")).ok_or(format!("header has no '{key}'"))?;
+        Ok(dict[at + key.len() + 3..].trim_start())
+    };
+    let descr = field("descr")?;
+    let descr = descr.strip_prefix('\'').and_then(|d| d.split('\'').next()).ok_or("bad 'descr'")?;
+    if field("fortran_order")?.starts_with("True") {
+        return Err("Fortran-ordered arrays are not supported (save with np.ascontiguousarray)".into());
+    }
+    let shape = field("shape")?;
+    let shape = shape.strip_prefix('(').and_then(|s| s.split(')').next()).ok_or("bad 'shape'")?;
+    let shape = shape.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|d| d.parse().map_err(|_| format!("bad dimension '{d}'"))).collect::<std::result::Result<Vec<usize>, _>>()?;
+    if shape.is_empty() {
+        return Err("a scalar array holds no samples".into());
+    }
+    Ok(NpyHeader { dtype: Dtype::parse(descr)?, shape, len: dict_at + dict_len })
+}
+
+/// Where the inputs come from.
+enum Inputs {
+    /// A `.npy` file read batch by batch.
+    File { file: std::fs::File, header: NpyHeader },
+    /// An array in memory (`f32`, one row per sample).
+    Memory(Tensor),
+}
+
+/// The `npy` and `npz` reader.
+pub struct Npy {
+    inputs: Inputs,
+    path: PathBuf,
+    targets: Tensor,
+    len: usize,
+    sample: usize,
+    shape: Vec<i64>,
+    affine: (f64, f64),
+}
+
+/// Builds the `npy` reader from its config section.
+pub fn build_npy(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn DatasetReader>> {
+    let cfg: NpyConfig = parse_config(config)?;
+    Ok(Box::new(Npy::open_npy(&ctx.resolve(&cfg.x), &ctx.resolve(&cfg.y), &cfg.values)?))
+}
+
+/// Builds the `npz` reader from its config section.
+pub fn build_npz(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn DatasetReader>> {
+    let cfg: NpzConfig = parse_config(config)?;
+    Ok(Box::new(Npy::open_npz(&ctx.resolve(&cfg.path), &cfg.x, &cfg.y, &cfg.values)?))
+}
+
+fn at(path: &Path, message: impl std::fmt::Display) -> Error {
+    Error::msg(format!("{}: {message}", path.display()))
+}
+
+/// Targets as the engine wants them: `i64` classes or `f32` values, on the CPU.
+fn target_kind(y: Tensor, path: &Path) -> Result<Tensor> {
+    if y.dim() == 0 {
+        return Err(at(path, "the targets array is a scalar"));
+    }
+    Ok(if y.is_floating_point() { y.f_to_kind(Kind::Float)? } else { y.f_to_kind(Kind::Int64)? })
+}
+
+impl Npy {
+    /// Opens the inputs file `x` (streamed) and the targets file `y` (read whole).
+    pub fn open_npy(x: &Path, y: &Path, values: &Values) -> Result<Self> {
+        let targets = target_kind(Tensor::read_npy(y).map_err(|e| at(y, e))?, y)?;
+        let file = std::fs::File::open(x).map_err(|e| Error::io(x, e))?;
+        let mut head = vec![0u8; 4096];
+        let n = file.read_at(&mut head, 0).map_err(|e| Error::io(x, e))?;
+        let header = parse_npy_header(&head[..n]).map_err(|m| at(x, m))?;
+        let sample: usize = header.shape[1..].iter().product();
+        let expected = header.len + header.shape[0] * sample * header.dtype.size();
+        let actual = file.metadata().map_err(|e| Error::io(x, e))?.len() as usize;
+        if actual < expected {
+            return Err(at(x, format!("truncated: {actual} bytes, the header promises {expected}")));
+        }
+        let dims = header.shape.clone();
+        Self::new(Inputs::File { file, header }, x, &dims, targets, y, values)
+    }
+
+    /// Opens arrays `x` and `y` of the archive `path` into memory.
+    pub fn open_npz(path: &Path, x: &str, y: &str, values: &Values) -> Result<Self> {
+        let mut arrays = Tensor::read_npz(path).map_err(|e| at(path, e))?;
+        let mut take = |name: &str| {
+            let i = arrays.iter().position(|(n, _)| n == name).ok_or_else(|| {
+                let names: Vec<&str> = arrays.iter().map(|(n, _)| n.as_str()).collect();
+                at(path, format!("no array '{name}' (it has {names:?})"))
+            })?;
+            Ok::<_, Error>(arrays.swap_remove(i).1)
+        };
+        let (xs, ys) = (take(x)?, take(y)?);
+        let dims: Vec<usize> = xs.size().iter().map(|&d| d as usize).collect();
+        if dims.is_empty() {
+            return Err(at(path, format!("'{x}' is a scalar")));
+        }
+        let xs = xs.f_to_kind(Kind::Float)?.f_reshape([dims[0] as i64, -1])?.f_contiguous()?;
+        Self::new(Inputs::Memory(xs), path, &dims, target_kind(ys, path)?, path, values)
+    }
+
+    fn new(inputs: Inputs, path: &Path, dims: &[usize], targets: Tensor, y_path: &Path, v: &Values) -> Result<Self> {
+        if v.std == 0.0 || v.scale == 0.0 {
+            return Err(Error::Config { key: if v.std == 0.0 { "std" } else { "scale" }.into(), message: "must not be 0".into() });
+        }
+        let n = dims[0];
+        if targets.size()[0] as usize != n {
+            return Err(at(y_path, format!("{} targets for {n} samples in {}", targets.size()[0], path.display())));
+        }
+        let sample: usize = dims[1..].iter().product();
+        let shape = if v.shape.is_empty() { dims[1..].iter().map(|&d| d as i64).collect() } else { v.shape.clone() };
+        if shape.iter().product::<i64>() != sample as i64 {
+            return Err(Error::Config { key: "shape".into(), message: format!("{shape:?} does not hold the {sample} values of a sample") });
+        }
+        let len = v.limit.map_or(n, |l| l.min(n));
+        let affine = (1.0 / (v.scale * v.std), v.mean / v.std);
+        Ok(Npy { inputs, path: path.to_path_buf(), targets: targets.f_narrow(0, 0, len as i64)?, len, sample, shape, affine })
+    }
+
+    /// The raw inputs of `indices` as `f64`, one sample after another.
+    fn raw(&self, indices: &[i64]) -> Result<Vec<f64>> {
+        if let Some(&i) = indices.iter().find(|&&i| i < 0 || i as usize >= self.len) {
+            return Err(at(&self.path, format!("sample {i} out of range")));
+        }
+        match &self.inputs {
+            Inputs::File { file, header } => {
+                let row = self.sample * header.dtype.size();
+                let mut bytes = vec![0u8; row];
+                let mut out = Vec::with_capacity(indices.len() * self.sample);
+                for &i in indices {
+                    file.read_exact_at(&mut bytes, (header.len + i as usize * row) as u64).map_err(|e| Error::io(&self.path, e))?;
+                    out.extend(bytes.chunks_exact(header.dtype.size()).map(|b| header.dtype.value(b)));
+                }
+                Ok(out)
+            }
+            Inputs::Memory(x) => Ok(Vec::<f32>::try_from(x.f_index_select(0, &Tensor::from_slice(indices))?.f_flatten(0, -1)?)?.into_iter().map(f64::from).collect()),
+        }
+    }
+}
+
+impl DatasetReader for Npy {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn sample_shape(&self) -> Vec<i64> {
+        self.shape.clone()
+    }
+
+    fn get(&mut self, indices: &[i64]) -> Result<(Tensor, Tensor)> {
+        let (a, b) = self.affine;
+        let x: Vec<f32> = self.raw(indices)?.into_iter().map(|v| (v * a - b) as f32).collect();
+        let mut shape = vec![indices.len() as i64];
+        shape.extend(&self.shape);
+        Ok((Tensor::from_slice(&x).f_view(shape.as_slice())?, self.targets.f_index_select(0, &Tensor::from_slice(indices))?))
+    }
+
+    fn targets(&mut self) -> Result<Tensor> {
+        Ok(self.targets.shallow_clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(dict: &str) -> Vec<u8> {
+        let mut v = b"\x93NUMPY\x01\x00".to_vec();
+        v.extend((dict.len() as u16).to_le_bytes());
+        v.extend(dict.as_bytes());
+        v
+    }
+
+    #[test]
+    fn numpy_headers_are_parsed() {
+        let h = header("{'descr': '<f4', 'fortran_order': False, 'shape': (60000, 28, 28), }      \n");
+        assert_eq!(parse_npy_header(&h), Ok(NpyHeader { dtype: Dtype::F32, shape: vec![60000, 28, 28], len: h.len() }));
+        let h = header("{'descr': '|u1', 'fortran_order': False, 'shape': (7,), }\n");
+        assert_eq!(parse_npy_header(&h).unwrap().shape, vec![7]);
+    }
+
+    #[test]
+    fn unsupported_headers_are_explained() {
+        let e = |d: &str| parse_npy_header(&header(d)).unwrap_err();
+        assert!(e("{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }").contains("'>f4'"));
+        assert!(e("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }").contains("Fortran"));
+        assert!(e("{'descr': '<f4', 'fortran_order': False, 'shape': (), }").contains("scalar"));
+        assert!(e("{'descr': '<f4', 'fortran_order': False}").contains("'shape'"));
+        assert!(parse_npy_header(b"PK\x03\x04 not numpy").unwrap_err().contains("magic"));
+    }
+
+    #[test]
+    fn configs_refuse_unknown_keys_and_take_the_shared_ones() {
+        let c: NpzConfig = parse_config(&serde_json::json!({"path": "d.npz", "scale": 255.0, "limit": 3})).unwrap();
+        assert_eq!((c.x.as_str(), c.values.scale, c.values.limit), ("x", 255.0, Some(3)));
+        let e = parse_config::<NpyConfig>(&serde_json::json!({"x": "a", "y": "b", "scael": 2.0})).unwrap_err().to_string();
+        assert!(e.contains("scael"), "{e}");
+    }
+
+    #[test]
+    fn elements_are_decoded_little_endian() {
+        assert_eq!(Dtype::I16.value(&(-3i16).to_le_bytes()), -3.0);
+        assert_eq!(Dtype::F64.value(&0.25f64.to_le_bytes()), 0.25);
+        assert_eq!(Dtype::I8.value(&[0xff]), -1.0);
+        assert_eq!(Dtype::I64.value(&(1i64 << 40).to_le_bytes()), (1u64 << 40) as f64);
+    }
+}
