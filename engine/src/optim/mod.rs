@@ -242,6 +242,11 @@ pub struct Optimizer {
     params: Vec<(String, Tensor)>,
     groups: Vec<Group>,
     state: Vec<ParamState>,
+    /// libtorch's own optimizer over the same parameters, used only to release their gradients:
+    /// its `zero_grad` sets them to none, as `torch.optim` does by default, so that backward
+    /// writes fresh gradients instead of zeroing and then accumulating into the old ones (two
+    /// kernels per parameter per step). tch exposes no other way to reset a gradient to none.
+    releaser: tch::COptimizer,
 }
 
 impl Optimizer {
@@ -268,7 +273,11 @@ impl Optimizer {
             groups.push(Group { hyper: base, params: rest });
         }
         let state = params.iter().map(|_| ParamState::default()).collect();
-        Ok(Self { name: config.name, params, groups, state })
+        let mut releaser = tch::COptimizer::sgd(0.0, 0.0, 0.0, 0.0, false)?;
+        for (_, p) in &params {
+            releaser.add_parameters(p, 0)?;
+        }
+        Ok(Self { name: config.name, params, groups, state, releaser })
     }
 
     /// The update rule.
@@ -293,8 +302,10 @@ impl Optimizer {
 
     /// Clears the gradients of all parameters.
     pub fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            p.zero_grad();
+        if self.releaser.zero_grad().is_err() {
+            for (_, p) in &mut self.params {
+                p.zero_grad();
+            }
         }
     }
 

@@ -11,10 +11,12 @@ pub(super) fn update(p: &mut Tensor, grad: Tensor, state: &mut ParamState, h: &H
         let buf = state.buffer("momentum_buffer", || Ok(d.f_detach_copy()?))?;
         if !fresh {
             let _ = buf.f_mul_scalar_(h.momentum)?;
-            let _ = buf.f_add_(&d.f_mul_scalar(1.0 - h.dampening)?)?;
+            let _ = if h.dampening == 0.0 { buf.f_add_(&d)? } else { buf.f_addcmul_(&d, &Tensor::from(1.0 - h.dampening))? };
         }
         d = if h.nesterov { d.f_add(&buf.f_mul_scalar(h.momentum)?)? } else { buf.shallow_clone() };
     }
-    let _ = p.f_add_(&d.f_mul_scalar(-h.lr)?)?;
+    // p += d * (-lr) in one kernel, without a temporary the size of the parameter (a 0-dim
+    // tensor is a scalar operand on any device and keeps the parameter's dtype).
+    let _ = p.f_addcmul_(&d, &Tensor::from(-h.lr))?;
     Ok(())
 }

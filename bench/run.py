@@ -1,0 +1,155 @@
+"""The benchmark driver: the same MNIST workloads through every program, alternating, with
+medians and ratios to the raw tch loop, written to bench/results/<device>.md and .json.
+
+Run it through `bash bench/run.sh` (which builds the programs and installs the Python peers);
+see bench/README.md. Each run is a fresh process: the driver times it (wall), reads its peak
+RSS from the kernel (wait4), and reads the program's own report of its fit time, the one
+epoch of training and validation without start-up and data loading.
+"""
+import argparse, datetime, json, os, platform, statistics, subprocess, sys, tempfile, time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RELEASE = ROOT / "target" / "release"
+PYTHON = ROOT / ".venv" / "bin" / "python"
+REFERENCE = "raw_tch"
+
+
+def rust(binary):
+    return lambda a, w, b: [str(RELEASE / binary), "--workload", w, "--batch", str(b), "--data", str(a.data), "--device", a.device, "--threads", str(a.threads)]
+
+
+def python(script):
+    return lambda a, w, b: [str(PYTHON), str(BENCH / "python" / script), "--workload", w, "--batch", str(b), "--data", str(a.data), "--device", a.device, "--threads", str(a.threads)]
+
+
+def binary(a, w, b, out):
+    """The torchfit binary on the workload's config plus bench/configs/callbacks.toml."""
+    text = (BENCH / "configs" / f"{w}.toml").read_text() + "\n" + (BENCH / "configs" / "callbacks.toml").read_text()
+    text = text.replace('"../../../shared/data/mnist/', f'"{a.data}/')
+    config = out / "config.toml"
+    config.write_text(text)
+    return [str(RELEASE / "torchfit"), "train", str(config), "--out", str(out / "run"),
+            "--set", f"iterator_train__batch_size={b}", "--set", f"iterator_valid__batch_size={b}",
+            "--set", f'device="{a.device}"', "--set", f"threads={a.threads}"]
+
+
+PROGRAMS = {
+    "raw_tch": ("hand-written tch loop (the floor)", rust("raw_tch")),
+    "torchfit_library": ("torchfit as a library, default callbacks", rust("library")),
+    "torchfit_binary": ("torchfit binary + Checkpoint, EpochScoring, LRScheduler from .so", None),
+    "pytorch_plain": ("plain PyTorch loop, DataLoader", python("plain.py")),
+    "skorch": ("skorch NeuralNetClassifier", python("skorch_run.py")),
+    "poutyne": ("Poutyne Model.fit", python("poutyne_run.py")),
+    "lightning": ("PyTorch Lightning Trainer", python("lightning_run.py")),
+}
+PEER_MODULES = {"skorch": "skorch", "poutyne": "poutyne", "lightning": "lightning"}
+
+
+def available(name):
+    if name in PEER_MODULES:
+        return subprocess.run([str(PYTHON), "-c", f"import {PEER_MODULES[name]}"], capture_output=True).returncode == 0
+    return True
+
+
+def run_measured(a, name, workload, batch):
+    with tempfile.TemporaryDirectory(prefix="torchfit-bench-") as tmp:
+        tmp = Path(tmp)
+        cmd = binary(a, workload, batch, tmp) if name == "torchfit_binary" else PROGRAMS[name][1](a, workload, batch)
+        env = dict(os.environ, PYTHONPATH=str(BENCH / "python"), TORCHFIT_LOG="warn")
+        out_path, err_path = tmp / "stdout", tmp / "stderr"
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            start = time.perf_counter()
+            p = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=ROOT)
+            _, status, usage = os.wait4(p.pid, 0)
+            wall = time.perf_counter() - start
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            sys.exit(f"{name} {workload} batch {batch} failed ({p.returncode}):\n{' '.join(cmd)}\n{err_path.read_text()[-3000:]}")
+        if name == "torchfit_binary":
+            summary = json.loads((tmp / "run" / "summary.json").read_text())
+            history = json.loads((tmp / "run" / "history.json").read_text())
+            report = {"fit_seconds": summary["fit_seconds"], "valid_acc": history[-1]["accuracy"], "train_loss": history[-1]["train_loss"]}
+        else:
+            report = json.loads(out_path.read_text().strip().splitlines()[-1])
+        report.update(wall_seconds=wall, peak_rss_mib=usage.ru_maxrss / 1024.0)
+        return report
+
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    mem = next((int(l.split()[1]) // 1024 // 1024 for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
+    torch = subprocess.run([str(PYTHON), "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True).stdout.strip()
+    return f"{cpu}, {os.cpu_count()} cores, {mem} GiB; Linux {platform.release()}; torch {torch}"
+
+
+def table(results, names, workload, batch):
+    rows = [r for r in results if r["workload"] == workload and r["batch"] == batch]
+    med = lambda n, k: statistics.median(r[k] for r in rows if r["program"] == n)
+    ref_fit, ref_rss = med(REFERENCE, "fit_seconds"), med(REFERENCE, "peak_rss_mib")
+    lines = [f"### {workload.upper()}, batch {batch}", "",
+             "| program | fit s (median) | ratio | wall s | peak RSS MiB | RSS ratio | valid acc | runs |",
+             "|---|---|---|---|---|---|---|---|"]
+    for n in names:
+        runs = [r for r in rows if r["program"] == n]
+        if not runs:
+            continue
+        fit, rss = med(n, "fit_seconds"), med(n, "peak_rss_mib")
+        lines.append(f"| {n} | {fit:.2f} | {fit / ref_fit:.3f} | {med(n, 'wall_seconds'):.2f} | {rss:.0f} | {rss / ref_rss:.3f} | {med(n, 'valid_acc'):.4f} | {len(runs)} |")
+    return lines + [""]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=5, help="alternating rounds (runs per program and setting)")
+    p.add_argument("--workloads", default="mlp,cnn")
+    p.add_argument("--batches", default="32,256")
+    p.add_argument("--programs", default=",".join(PROGRAMS))
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
+    p.add_argument("--hook-dispatch", type=Path, help="output of the hook_dispatch bench, quoted in the results")
+    p.add_argument("--out", type=Path, default=BENCH / "results")
+    a = p.parse_args()
+    a.data = a.data.resolve()
+    if not (a.data / "train-images.idx3-ubyte.gz").exists():
+        sys.exit(f"MNIST not found in {a.data}: the benchmark needs ../shared/data/mnist (or --data DIR)")
+    names = [n for n in a.programs.split(",") if n]
+    skipped = [n for n in names if not available(n)]
+    names = [n for n in names if n not in skipped]
+    for n in skipped:
+        print(f"SKIPPED {n}: not installed in .venv (bash bench/setup.sh installs it)", file=sys.stderr)
+    settings = [(w, int(b)) for w in a.workloads.split(",") for b in a.batches.split(",")]
+    results = []
+    for r in range(a.rounds):
+        for w, b in settings:
+            order = names[r % len(names):] + names[:r % len(names)]
+            for n in order:
+                rep = run_measured(a, n, w, b)
+                rep.update(program=n, workload=w, batch=b, round=r)
+                results.append(rep)
+                print(f"round {r + 1}/{a.rounds} {w} b{b} {n:<17} fit {rep['fit_seconds']:7.2f} s  wall {rep['wall_seconds']:7.2f} s  rss {rep['peak_rss_mib']:6.0f} MiB  acc {rep['valid_acc']:.4f}", flush=True)
+    date = datetime.date.today().isoformat()
+    lines = [f"# Benchmark results: {a.device}", "",
+             f"{date}, {machine()}; {a.threads} threads; medians of {a.rounds} alternating runs per program;",
+             "ratios to the raw tch loop. `fit s`: one epoch, 48,000 training and 12,000 validation samples,",
+             "as the program reports it (no start-up, no data loading); `wall s`: the whole process.",
+             f"Command: `bash bench/run.sh {' '.join(sys.argv[1:])}`".rstrip(), ""]
+    lines += [f"- `{n}`: {PROGRAMS[n][0]}" for n in names] + [""]
+    for w, b in settings:
+        lines += table(results, names, w, b)
+    if a.hook_dispatch and a.hook_dispatch.exists():
+        lines += ["### Hook dispatch", "", "```", a.hook_dispatch.read_text().strip(), "```", ""]
+    a.out.mkdir(parents=True, exist_ok=True)
+    stem = a.out / a.device.split(":")[0]
+    for path, text in [(stem.with_suffix(".md"), "\n".join(lines)), (stem.with_suffix(".json"), json.dumps(results, indent=1))]:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    print("\n".join(lines))
+    print(f"written: {stem.with_suffix('.md')} and {stem.with_suffix('.json')}")
+
+
+if __name__ == "__main__":
+    main()

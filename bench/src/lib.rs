@@ -1,0 +1,84 @@
+//! What the benchmark programs share: the MNIST data (48k/12k, the first 48,000 training images
+//! for training and the last 12,000 for validation), the two workloads, the command line and
+//! the one-line JSON report the driver (`bench/run.py`) reads.
+//!
+//! The programs report `fit_seconds`, the time of one epoch (48,000 training samples and the
+//! validation pass over 12,000) as the library user sees it, without start-up and data loading;
+//! the driver adds wall time and peak RSS of the process.
+
+use anyhow::{bail, Context, Result};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+/// Training samples (the first ones).
+pub const TRAIN: i64 = 48_000;
+/// Validation samples (the last ones).
+pub const VALID: i64 = 12_000;
+
+/// The two workloads of issue 6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// 784-256-128-64-10, ReLU.
+    Mlp,
+    /// Poutyne's MNIST CNN: conv 16 and 32 (3x3, padding 1, ReLU, max-pool 2, dropout 0.25 after
+    /// the second), dense 128 (dropout 0.5), 10 outputs.
+    Cnn,
+}
+
+/// Parsed command line: `--workload mlp|cnn --batch N --data DIR [--device cpu|cuda] [--threads N]`.
+#[derive(Debug, Clone)]
+pub struct Args {
+    /// Which network.
+    pub workload: Workload,
+    /// Batch size, training and validation.
+    pub batch: i64,
+    /// Folder of the MNIST `.gz` files.
+    pub data: PathBuf,
+    /// Device.
+    pub device: Device,
+    /// Intra-op threads.
+    pub threads: i32,
+}
+
+impl Args {
+    /// From `std::env::args`.
+    pub fn parse() -> Result<Self> {
+        let mut args = Args { workload: Workload::Mlp, batch: 32, data: PathBuf::from("../shared/data/mnist"), device: Device::Cpu, threads: 2 };
+        let mut it = std::env::args().skip(1);
+        while let Some(flag) = it.next() {
+            let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+            match flag.as_str() {
+                "--workload" => args.workload = match value.as_str() { "mlp" => Workload::Mlp, "cnn" => Workload::Cnn, w => bail!("unknown workload {w}") },
+                "--batch" => args.batch = value.parse()?,
+                "--data" => args.data = value.into(),
+                "--device" => args.device = if value == "cpu" { Device::Cpu } else { Device::Cuda(0) },
+                "--threads" => args.threads = value.parse()?,
+                f => bail!("unknown flag {f}"),
+            }
+        }
+        Ok(args)
+    }
+}
+
+fn idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).with_context(|| path.display().to_string())?).read_to_end(&mut bytes)?;
+    let n = bytes[3] as usize;
+    let dims = (0..n).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize).collect();
+    Ok((dims, bytes[4 + 4 * n..].to_vec()))
+}
+
+/// MNIST's 60,000 training images as `[60000, 784]` floats in [0, 1] and their labels.
+pub fn mnist(dir: &Path) -> Result<(Tensor, Tensor)> {
+    let (dims, pixels) = idx(&dir.join("train-images.idx3-ubyte.gz"))?;
+    let (_, labels) = idx(&dir.join("train-labels.idx1-ubyte.gz"))?;
+    let x = Tensor::from_slice(&pixels).to_kind(Kind::Float).view([dims[0] as i64, 784]) / 255.0;
+    let y = Tensor::from_slice(&labels).to_kind(Kind::Int64);
+    Ok((x, y))
+}
+
+/// Prints the report line.
+pub fn report(fit_seconds: f64, valid_acc: f64, train_loss: f64) {
+    println!("{}", serde_json::json!({ "fit_seconds": fit_seconds, "valid_acc": valid_acc, "train_loss": train_loss }));
+}

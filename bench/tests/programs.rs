@@ -1,0 +1,35 @@
+//! The benchmark's Rust programs run and learn: one epoch of the MLP at batch 256 through the
+//! raw tch loop and through the library, each reporting its time and a validation accuracy
+//! above 90 % (skipped, loudly, without ../shared/data/mnist). The timings themselves are the
+//! benchmark's business (bash bench/run.sh), not a test's.
+
+use std::path::PathBuf;
+
+fn mnist() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mnist");
+    if dir.join("train-images.idx3-ubyte.gz").exists() {
+        Some(dir)
+    } else {
+        eprintln!("SKIPPED: MNIST not found in ../shared/data/mnist; the benchmark programs were not run");
+        None
+    }
+}
+
+fn report(exe: &str, workload: &str) -> Option<serde_json::Value> {
+    let data = mnist()?;
+    let o = std::process::Command::new(exe).args(["--workload", workload, "--batch", "256", "--data"]).arg(&data).output().unwrap();
+    assert!(o.status.success(), "{exe}: {}", String::from_utf8_lossy(&o.stderr));
+    let line = String::from_utf8_lossy(&o.stdout).lines().last().unwrap().to_owned();
+    Some(serde_json::from_str(&line).unwrap())
+}
+
+#[test]
+fn the_raw_loop_and_the_library_both_learn_the_mlp_in_one_epoch() {
+    for exe in [env!("CARGO_BIN_EXE_raw_tch"), env!("CARGO_BIN_EXE_library")] {
+        if let Some(r) = report(exe, "mlp") {
+            let acc = r["valid_acc"].as_f64().unwrap();
+            assert!(acc > 0.9 && r["fit_seconds"].as_f64().unwrap() > 0.0, "{exe}: {r}");
+            assert!(r["train_loss"].as_f64().unwrap() < 1.0, "{exe}: {r}");
+        }
+    }
+}
