@@ -10,6 +10,8 @@ use torchfit_engine::NeuralNet;
 fn main() -> Result<()> {
     let args = Args::parse()?;
     let (x, y) = mnist(&args.data)?;
+    // The CNN model takes images (the raw loop's network reshapes inside its forward).
+    let x = if args.workload == Workload::Cnn { x.view([-1, 1, 28, 28]) } else { x };
     let (xt, yt) = (x.narrow(0, 0, TRAIN), y.narrow(0, 0, TRAIN));
     let (xv, yv) = (x.narrow(0, TRAIN, VALID), y.narrow(0, TRAIN, VALID));
     let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(match args.workload {

@@ -192,11 +192,14 @@ impl DatasetReader for Idx {
     fn get(&mut self, indices: &[i64]) -> Result<(Tensor, Tensor)> {
         let bytes = self.bytes_of(indices)?;
         let (a, b) = (1.0 / (self.cfg.scale * self.cfg.std), self.cfg.mean / self.cfg.std);
-        let x: Vec<f32> = bytes.iter().map(|&v| (v as f64 * a - b) as f32).collect();
         let mut shape = vec![indices.len() as i64];
         shape.extend(&self.shape);
+        let x = crate::filled(&shape, |out| {
+            out.iter_mut().zip(&bytes).for_each(|(o, &v)| *o = (v as f64 * a - b) as f32);
+            Ok(())
+        })?;
         let y: Vec<i64> = indices.iter().map(|&i| self.labels[i as usize]).collect();
-        Ok((Tensor::from_slice(&x).f_view(shape.as_slice())?, Tensor::from_slice(&y)))
+        Ok((x, Tensor::from_slice(&y)))
     }
 
     fn targets(&mut self) -> Result<Tensor> {

@@ -174,25 +174,11 @@ impl DatasetReader for ImageFolder {
             return Err(Error::msg(format!("image_folder: sample {i} out of range (0..{})", self.files.len())));
         }
         let sample = self.shape.iter().product::<i64>() as usize;
-        let mut x = vec![0f32; indices.len() * sample];
-        let per_worker = indices.len().div_ceil(self.workers).max(1);
-        let this = &*self;
-        if per_worker >= indices.len() {
-            indices.iter().zip(x.chunks_mut(sample)).try_for_each(|(&i, o)| this.decode_into(i, o))?;
-        } else {
-            std::thread::scope(|s| {
-            let jobs: Vec<_> = indices
-                .chunks(per_worker)
-                .zip(x.chunks_mut(per_worker * sample))
-                .map(|(idx, out)| s.spawn(move || idx.iter().zip(out.chunks_mut(sample)).try_for_each(|(&i, o)| this.decode_into(i, o))))
-                .collect();
-            jobs.into_iter().try_for_each(|j| j.join().unwrap_or_else(|_| Err(Error::msg("image_folder: a decoding thread panicked"))))
-            })?;
-        }
-        let y: Vec<i64> = indices.iter().map(|&i| self.files[i as usize].1).collect();
         let mut shape = vec![indices.len() as i64];
         shape.extend(&self.shape);
-        Ok((Tensor::from_slice(&x).f_view(shape.as_slice())?, Tensor::from_slice(&y)))
+        let x = crate::filled(&shape, |x| self.decode_batch(indices, sample, x))?;
+        let y: Vec<i64> = indices.iter().map(|&i| self.files[i as usize].1).collect();
+        Ok((x, Tensor::from_slice(&y)))
     }
 
     fn targets(&mut self) -> Result<Tensor> {
@@ -201,6 +187,27 @@ impl DatasetReader for ImageFolder {
 
     fn reset(&mut self, epoch: u64, seed: u64) -> Result<()> {
         (self.epoch, self.seed) = (epoch, seed);
+        Ok(())
+    }
+}
+
+impl ImageFolder {
+    /// Decodes the samples `indices` into `x` (`sample` values each), on `workers` threads.
+    fn decode_batch(&self, indices: &[i64], sample: usize, x: &mut [f32]) -> Result<()> {
+        let per_worker = indices.len().div_ceil(self.workers).max(1);
+        let this = &*self;
+        if per_worker >= indices.len() {
+            indices.iter().zip(x.chunks_mut(sample)).try_for_each(|(&i, o)| this.decode_into(i, o))?;
+        } else {
+            std::thread::scope(|s| {
+                let jobs: Vec<_> = indices
+                    .chunks(per_worker)
+                    .zip(x.chunks_mut(per_worker * sample))
+                    .map(|(idx, out)| s.spawn(move || idx.iter().zip(out.chunks_mut(sample)).try_for_each(|(&i, o)| this.decode_into(i, o))))
+                    .collect();
+                jobs.into_iter().try_for_each(|j| j.join().unwrap_or_else(|_| Err(Error::msg("image_folder: a decoding thread panicked"))))
+            })?;
+        }
         Ok(())
     }
 }

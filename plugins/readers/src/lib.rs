@@ -12,6 +12,24 @@ pub mod npy;
 pub mod transforms;
 
 use torchfit_sdk::export_plugin;
+use torchfit_sdk::tch::{Device, Kind, Tensor};
+
+/// A new `f32` CPU tensor of `shape`, its values written by `fill` in place.
+///
+/// Batches are built straight into the tensor's memory, without a `Vec<f32>` that
+/// `Tensor::from_slice` would copy: one allocation and one pass per batch instead of two.
+pub(crate) fn filled(shape: &[i64], fill: impl FnOnce(&mut [f32]) -> torchfit_sdk::Result<()>) -> torchfit_sdk::Result<Tensor> {
+    let t = Tensor::f_empty(shape, (Kind::Float, Device::Cpu))?;
+    let n = shape.iter().product::<i64>() as usize;
+    if n == 0 {
+        return Ok(t);
+    }
+    // SAFETY: `t` is a new contiguous CPU f32 tensor of exactly `n` elements that nothing else
+    // refers to while the slice lives.
+    let out = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n) };
+    fill(out)?;
+    Ok(t)
+}
 
 export_plugin! {
     name: "torchfit-plugin-readers",

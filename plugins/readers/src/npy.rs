@@ -283,24 +283,24 @@ impl Npy {
         Ok(Npy { inputs, path: path.to_path_buf(), targets: targets.f_narrow(0, 0, len as i64)?, len, sample, shape, affine })
     }
 
-    /// The raw inputs of `indices` as `f64`, one sample after another.
-    fn raw(&self, indices: &[i64]) -> Result<Vec<f64>> {
-        if let Some(&i) = indices.iter().find(|&&i| i < 0 || i as usize >= self.len) {
-            return Err(at(&self.path, format!("sample {i} out of range")));
-        }
+    /// The scaled inputs of `indices`, one sample after another, written into `out`.
+    fn inputs_into(&self, indices: &[i64], out: &mut [f32]) -> Result<()> {
+        let (a, b) = self.affine;
         match &self.inputs {
             Inputs::File { file, header } => {
                 let row = self.sample * header.dtype.size();
                 let mut bytes = vec![0u8; row];
-                let mut out = Vec::with_capacity(indices.len() * self.sample);
-                for &i in indices {
+                for (&i, o) in indices.iter().zip(out.chunks_mut(self.sample.max(1))) {
                     file.read_exact_at(&mut bytes, (header.len + i as usize * row) as u64).map_err(|e| Error::io(&self.path, e))?;
-                    out.extend(bytes.chunks_exact(header.dtype.size()).map(|b| header.dtype.value(b)));
+                    o.iter_mut().zip(bytes.chunks_exact(header.dtype.size())).for_each(|(o, v)| *o = (header.dtype.value(v) * a - b) as f32);
                 }
-                Ok(out)
             }
-            Inputs::Memory(x) => Ok(Vec::<f32>::try_from(x.f_index_select(0, &Tensor::from_slice(indices))?.f_flatten(0, -1)?)?.into_iter().map(f64::from).collect()),
+            Inputs::Memory(x) => {
+                let rows = Vec::<f32>::try_from(x.f_index_select(0, &Tensor::from_slice(indices))?.f_flatten(0, -1)?)?;
+                out.iter_mut().zip(rows).for_each(|(o, v)| *o = (v as f64 * a - b) as f32);
+            }
         }
+        Ok(())
     }
 }
 
@@ -314,11 +314,13 @@ impl DatasetReader for Npy {
     }
 
     fn get(&mut self, indices: &[i64]) -> Result<(Tensor, Tensor)> {
-        let (a, b) = self.affine;
-        let x: Vec<f32> = self.raw(indices)?.into_iter().map(|v| (v * a - b) as f32).collect();
+        if let Some(&i) = indices.iter().find(|&&i| i < 0 || i as usize >= self.len) {
+            return Err(at(&self.path, format!("sample {i} out of range")));
+        }
         let mut shape = vec![indices.len() as i64];
         shape.extend(&self.shape);
-        Ok((Tensor::from_slice(&x).f_view(shape.as_slice())?, self.targets.f_index_select(0, &Tensor::from_slice(indices))?))
+        let x = crate::filled(&shape, |out| self.inputs_into(indices, out))?;
+        Ok((x, self.targets.f_index_select(0, &Tensor::from_slice(indices))?))
     }
 
     fn targets(&mut self) -> Result<Tensor> {
