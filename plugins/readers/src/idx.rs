@@ -20,6 +20,7 @@ use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use torchfit_sdk::tch::Tensor;
+use crate::values::{Layout, Values};
 use torchfit_sdk::{parse_config, BuildContext, DatasetReader, Error, Result};
 
 /// Settings of the IDX reader.
@@ -30,27 +31,9 @@ pub struct IdxConfig {
     pub images: String,
     /// Labels file.
     pub labels: String,
-    /// Divisor of the raw values.
-    #[serde(default = "byte_max")]
-    pub scale: f64,
-    /// Subtracted after scaling.
-    #[serde(default)]
-    pub mean: f64,
-    /// Divisor after subtracting the mean.
-    #[serde(default = "one")]
-    pub std: f64,
-    /// Per-sample shape.
-    #[serde(default)]
-    pub shape: Vec<i64>,
-    /// Only the first samples.
-    pub limit: Option<usize>,
-}
-
-fn byte_max() -> f64 {
-    255.0
-}
-fn one() -> f64 {
-    1.0
+    /// `scale` (default 255), `mean`, `std`, `shape`, `limit`.
+    #[serde(flatten)]
+    pub values: Values,
 }
 
 /// An IDX header: the dimensions of an unsigned-byte array.
@@ -93,8 +76,7 @@ pub struct Idx {
     header: Header,
     labels: Vec<i64>,
     sample: usize,
-    shape: Vec<i64>,
-    cfg: IdxConfig,
+    layout: Layout,
 }
 
 fn is_gzip(path: &Path) -> Result<bool> {
@@ -126,9 +108,6 @@ pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn D
 impl Idx {
     /// Opens `images` and `labels` with `cfg`'s settings.
     pub fn open(images: &Path, labels: &Path, cfg: IdxConfig) -> Result<Self> {
-        if cfg.std == 0.0 || cfg.scale == 0.0 {
-            return Err(Error::Config { key: if cfg.std == 0.0 { "std" } else { "scale" }.into(), message: "must not be 0".into() });
-        }
         let label_bytes = read_all(labels)?;
         let lh = header_of(labels, &label_bytes)?;
         let (source, header) = if is_gzip(images)? {
@@ -155,13 +134,9 @@ impl Idx {
         if actual < expected || label_bytes.len() < lh.len + n {
             return Err(Error::msg(format!("{}: truncated: {actual} bytes for {n} samples of {sample}", images.display())));
         }
-        let count = cfg.limit.map_or(n, |l| l.min(n));
-        let labels = label_bytes[lh.len..lh.len + count].iter().map(|&b| b as i64).collect();
-        let shape = if cfg.shape.is_empty() { header.dims[1..].iter().map(|&d| d as i64).collect() } else { cfg.shape.clone() };
-        if shape.iter().product::<i64>() != sample as i64 {
-            return Err(Error::Config { key: "shape".into(), message: format!("{shape:?} does not hold the {sample} values of a sample") });
-        }
-        Ok(Idx { source, path: images.to_path_buf(), header, labels, sample, shape, cfg })
+        let layout = cfg.values.layout(255.0, &header.dims)?;
+        let labels = label_bytes[lh.len..lh.len + layout.len].iter().map(|&b| b as i64).collect();
+        Ok(Idx { source, path: images.to_path_buf(), header, labels, sample, layout })
     }
 
     fn bytes_of(&self, indices: &[i64]) -> Result<Vec<u8>> {
@@ -186,16 +161,13 @@ impl DatasetReader for Idx {
     }
 
     fn sample_shape(&self) -> Vec<i64> {
-        self.shape.clone()
+        self.layout.shape.clone()
     }
 
     fn get(&mut self, indices: &[i64]) -> Result<(Tensor, Tensor)> {
         let bytes = self.bytes_of(indices)?;
-        let (a, b) = (1.0 / (self.cfg.scale * self.cfg.std), self.cfg.mean / self.cfg.std);
-        let mut shape = vec![indices.len() as i64];
-        shape.extend(&self.shape);
-        let x = crate::filled(&shape, |out| {
-            out.iter_mut().zip(&bytes).for_each(|(o, &v)| *o = (v as f64 * a - b) as f32);
+        let x = crate::filled(&self.layout.batch_shape(indices.len()), |out| {
+            out.iter_mut().zip(&bytes).for_each(|(o, &v)| *o = self.layout.value(v as f64));
             Ok(())
         })?;
         let y: Vec<i64> = indices.iter().map(|&i| self.labels[i as usize]).collect();

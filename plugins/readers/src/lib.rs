@@ -10,6 +10,7 @@ pub mod idx;
 pub mod image_folder;
 pub mod npy;
 pub mod transforms;
+pub mod values;
 
 use torchfit_sdk::export_plugin;
 use torchfit_sdk::tch::{Device, Kind, Tensor};

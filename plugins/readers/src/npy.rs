@@ -20,6 +20,7 @@ use serde::Deserialize;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use torchfit_sdk::tch::{Kind, Tensor};
+use crate::values::{Layout, Values};
 use torchfit_sdk::{parse_config, BuildContext, DatasetReader, Error, Result};
 
 /// Settings of the `npy` reader.
@@ -30,7 +31,7 @@ pub struct NpyConfig {
     pub x: String,
     /// Targets file.
     pub y: String,
-    /// What is done to the inputs.
+    /// `scale` (default 1), `mean`, `std`, `shape`, `limit`.
     #[serde(flatten)]
     pub values: Values,
 }
@@ -47,7 +48,7 @@ pub struct NpzConfig {
     /// Name of the targets array.
     #[serde(default = "y_name")]
     pub y: String,
-    /// What is done to the inputs.
+    /// `scale` (default 1), `mean`, `std`, `shape`, `limit`.
     #[serde(flatten)]
     pub values: Values,
 }
@@ -57,29 +58,6 @@ fn x_name() -> String {
 }
 fn y_name() -> String {
     "y".into()
-}
-
-/// Scaling, shape and limit of the inputs (shared by `npy` and `npz`).
-#[derive(Debug, Clone, Deserialize)]
-pub struct Values {
-    /// Divisor of the raw values.
-    #[serde(default = "one")]
-    pub scale: f64,
-    /// Subtracted after scaling.
-    #[serde(default)]
-    pub mean: f64,
-    /// Divisor after subtracting the mean.
-    #[serde(default = "one")]
-    pub std: f64,
-    /// Per-sample shape.
-    #[serde(default)]
-    pub shape: Vec<i64>,
-    /// Only the first samples.
-    pub limit: Option<usize>,
-}
-
-fn one() -> f64 {
-    1.0
 }
 
 /// Element types of `.npy` files the streamed reader decodes.
@@ -198,10 +176,8 @@ pub struct Npy {
     inputs: Inputs,
     path: PathBuf,
     targets: Tensor,
-    len: usize,
     sample: usize,
-    shape: Vec<i64>,
-    affine: (f64, f64),
+    layout: Layout,
 }
 
 /// Builds the `npy` reader from its config section.
@@ -266,38 +242,30 @@ impl Npy {
     }
 
     fn new(inputs: Inputs, path: &Path, dims: &[usize], targets: Tensor, y_path: &Path, v: &Values) -> Result<Self> {
-        if v.std == 0.0 || v.scale == 0.0 {
-            return Err(Error::Config { key: if v.std == 0.0 { "std" } else { "scale" }.into(), message: "must not be 0".into() });
-        }
+        let layout = v.layout(1.0, dims)?;
         let n = dims[0];
         if targets.size()[0] as usize != n {
             return Err(at(y_path, format!("{} targets for {n} samples in {}", targets.size()[0], path.display())));
         }
-        let sample: usize = dims[1..].iter().product();
-        let shape = if v.shape.is_empty() { dims[1..].iter().map(|&d| d as i64).collect() } else { v.shape.clone() };
-        if shape.iter().product::<i64>() != sample as i64 {
-            return Err(Error::Config { key: "shape".into(), message: format!("{shape:?} does not hold the {sample} values of a sample") });
-        }
-        let len = v.limit.map_or(n, |l| l.min(n));
-        let affine = (1.0 / (v.scale * v.std), v.mean / v.std);
-        Ok(Npy { inputs, path: path.to_path_buf(), targets: targets.f_narrow(0, 0, len as i64)?, len, sample, shape, affine })
+        let targets = targets.f_narrow(0, 0, layout.len as i64)?;
+        Ok(Npy { inputs, path: path.to_path_buf(), targets, sample: dims[1..].iter().product(), layout })
     }
 
     /// The scaled inputs of `indices`, one sample after another, written into `out`.
     fn inputs_into(&self, indices: &[i64], out: &mut [f32]) -> Result<()> {
-        let (a, b) = self.affine;
+        let l = &self.layout;
         match &self.inputs {
             Inputs::File { file, header } => {
                 let row = self.sample * header.dtype.size();
                 let mut bytes = vec![0u8; row];
                 for (&i, o) in indices.iter().zip(out.chunks_mut(self.sample.max(1))) {
                     file.read_exact_at(&mut bytes, (header.len + i as usize * row) as u64).map_err(|e| Error::io(&self.path, e))?;
-                    o.iter_mut().zip(bytes.chunks_exact(header.dtype.size())).for_each(|(o, v)| *o = (header.dtype.value(v) * a - b) as f32);
+                    o.iter_mut().zip(bytes.chunks_exact(header.dtype.size())).for_each(|(o, v)| *o = l.value(header.dtype.value(v)));
                 }
             }
             Inputs::Memory(x) => {
                 let rows = Vec::<f32>::try_from(x.f_index_select(0, &Tensor::from_slice(indices))?.f_flatten(0, -1)?)?;
-                out.iter_mut().zip(rows).for_each(|(o, v)| *o = (v as f64 * a - b) as f32);
+                out.iter_mut().zip(rows).for_each(|(o, v)| *o = l.value(v as f64));
             }
         }
         Ok(())
@@ -306,20 +274,18 @@ impl Npy {
 
 impl DatasetReader for Npy {
     fn len(&self) -> usize {
-        self.len
+        self.layout.len
     }
 
     fn sample_shape(&self) -> Vec<i64> {
-        self.shape.clone()
+        self.layout.shape.clone()
     }
 
     fn get(&mut self, indices: &[i64]) -> Result<(Tensor, Tensor)> {
-        if let Some(&i) = indices.iter().find(|&&i| i < 0 || i as usize >= self.len) {
+        if let Some(&i) = indices.iter().find(|&&i| i < 0 || i as usize >= self.layout.len) {
             return Err(at(&self.path, format!("sample {i} out of range")));
         }
-        let mut shape = vec![indices.len() as i64];
-        shape.extend(&self.shape);
-        let x = crate::filled(&shape, |out| self.inputs_into(indices, out))?;
+        let x = crate::filled(&self.layout.batch_shape(indices.len()), |out| self.inputs_into(indices, out))?;
         Ok((x, self.targets.f_index_select(0, &Tensor::from_slice(indices))?))
     }
 
@@ -360,7 +326,7 @@ mod tests {
     #[test]
     fn configs_refuse_unknown_keys_and_take_the_shared_ones() {
         let c: NpzConfig = parse_config(&serde_json::json!({"path": "d.npz", "scale": 255.0, "limit": 3})).unwrap();
-        assert_eq!((c.x.as_str(), c.values.scale, c.values.limit), ("x", 255.0, Some(3)));
+        assert_eq!((c.x.as_str(), c.values.scale, c.values.limit), ("x", Some(255.0), Some(3)));
         let e = parse_config::<NpyConfig>(&serde_json::json!({"x": "a", "y": "b", "scael": 2.0})).unwrap_err().to_string();
         assert!(e.contains("scael"), "{e}");
     }

@@ -1,0 +1,101 @@
+//! What the array readers (`idx`, `npy`, `npz`) do to the values they read: scale, normalize,
+//! reshape and limit, configured by the same five keys.
+
+use serde::Deserialize;
+use torchfit_sdk::{Error, Result};
+
+/// The keys `scale`, `mean`, `std`, `shape` and `limit`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Values {
+    /// Divisor of the raw values; each reader has its own default (`idx`: 255, NumPy: 1).
+    pub scale: Option<f64>,
+    /// Subtracted after scaling.
+    #[serde(default)]
+    pub mean: f64,
+    /// Divisor after subtracting the mean.
+    #[serde(default = "one")]
+    pub std: f64,
+    /// Per-sample shape; the array's when empty.
+    #[serde(default)]
+    pub shape: Vec<i64>,
+    /// Only the first samples.
+    pub limit: Option<usize>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// [`Values`] checked against an array: `x -> (x / scale - mean) / std` as one multiply-add,
+/// the per-sample shape and the number of samples used.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
+    a: f64,
+    b: f64,
+    /// Shape of one sample.
+    pub shape: Vec<i64>,
+    /// Samples used (the array's, or `limit` when smaller).
+    pub len: usize,
+}
+
+impl Values {
+    /// Checks these settings against an array of `dims` (samples first), with `default_scale`
+    /// when `scale` is not given. Zero `scale` or `std`, and a `shape` that does not hold a
+    /// sample's values, are config errors naming the key.
+    pub fn layout(&self, default_scale: f64, dims: &[usize]) -> Result<Layout> {
+        let scale = self.scale.unwrap_or(default_scale);
+        if self.std == 0.0 || scale == 0.0 {
+            return Err(Error::Config { key: if self.std == 0.0 { "std" } else { "scale" }.into(), message: "must not be 0".into() });
+        }
+        let sample: usize = dims[1..].iter().product();
+        let shape = if self.shape.is_empty() { dims[1..].iter().map(|&d| d as i64).collect() } else { self.shape.clone() };
+        if shape.iter().product::<i64>() != sample as i64 {
+            return Err(Error::Config { key: "shape".into(), message: format!("{shape:?} does not hold the {sample} values of a sample") });
+        }
+        let len = self.limit.map_or(dims[0], |l| l.min(dims[0]));
+        Ok(Layout { a: 1.0 / (scale * self.std), b: self.mean / self.std, shape, len })
+    }
+}
+
+impl Layout {
+    /// A raw value, scaled and normalized.
+    pub fn value(&self, raw: f64) -> f32 {
+        (raw * self.a - self.b) as f32
+    }
+
+    /// The shape of a batch of `n` samples.
+    pub fn batch_shape(&self, n: usize) -> Vec<i64> {
+        let mut shape = vec![n as i64];
+        shape.extend(&self.shape);
+        shape
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(v: serde_json::Value) -> Values {
+        torchfit_sdk::parse_config(&v).unwrap()
+    }
+
+    #[test]
+    fn the_readers_default_scale_applies_unless_one_is_given() {
+        let l = values(serde_json::json!({})).layout(255.0, &[4, 2]).unwrap();
+        assert_eq!((l.value(255.0), l.shape.clone(), l.len), (1.0, vec![2], 4));
+        let l = values(serde_json::json!({"scale": 1.0, "mean": 10.0, "std": 2.0, "limit": 3})).layout(255.0, &[4, 2]).unwrap();
+        assert_eq!((l.value(20.0), l.len, l.batch_shape(5)), (5.0, 3, vec![5, 2]));
+    }
+
+    #[test]
+    fn zero_divisors_and_wrong_shapes_name_their_key() {
+        let key = |v: serde_json::Value| match values(v).layout(1.0, &[4, 6]) {
+            Err(Error::Config { key, .. }) => key,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(key(serde_json::json!({"std": 0.0})), "std");
+        assert_eq!(key(serde_json::json!({"scale": 0.0})), "scale");
+        assert_eq!(key(serde_json::json!({"shape": [5]})), "shape");
+        assert_eq!(values(serde_json::json!({"shape": [2, 3]})).layout(1.0, &[4, 6]).unwrap().shape, vec![2, 3]);
+    }
+}
