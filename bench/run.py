@@ -37,6 +37,7 @@ def binary(a, w, b, out):
 
 PROGRAMS = {
     "raw_tch": ("hand-written tch loop (the floor)", rust("raw_tch")),
+    "raw_tch_malloc": ("the same loop with the malloc thresholds torchfit sets (`malloc = \"training\"`), from the environment", rust("raw_tch")),
     "torchfit_library": ("torchfit as a library, default callbacks", rust("library")),
     "torchfit_binary": ("torchfit binary + Checkpoint, EpochScoring, LRScheduler from .so", None),
     "pytorch_plain": ("plain PyTorch loop, DataLoader", python("plain.py")),
@@ -58,6 +59,8 @@ def run_measured(a, name, workload, batch):
         tmp = Path(tmp)
         cmd = binary(a, workload, batch, tmp) if name == "torchfit_binary" else PROGRAMS[name][1](a, workload, batch)
         env = dict(os.environ, PYTHONPATH=str(BENCH / "python"), TORCHFIT_LOG="warn")
+        if name == "raw_tch_malloc":
+            env.update(MALLOC_MMAP_THRESHOLD_=str(32 << 20), MALLOC_TRIM_THRESHOLD_=str(64 << 20))
         out_path, err_path = tmp / "stdout", tmp / "stderr"
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             start = time.perf_counter()
@@ -88,15 +91,23 @@ def table(results, names, workload, batch):
     rows = [r for r in results if r["workload"] == workload and r["batch"] == batch]
     med = lambda n, k: statistics.median(r[k] for r in rows if r["program"] == n)
     ref_fit, ref_rss = med(REFERENCE, "fit_seconds"), med(REFERENCE, "peak_rss_mib")
+    ref_by_round = {r["round"]: r["fit_seconds"] for r in rows if r["program"] == REFERENCE}
     lines = [f"### {workload.upper()}, batch {batch}", "",
-             "| program | fit s (median) | ratio | wall s | peak RSS MiB | RSS ratio | valid acc | runs |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| program | fit s (median) | ratio | paired ratio | best s | wall s | peak RSS MiB | RSS ratio | valid acc | runs |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for n in names:
         runs = [r for r in rows if r["program"] == n]
         if not runs:
             continue
         fit, rss = med(n, "fit_seconds"), med(n, "peak_rss_mib")
-        lines.append(f"| {n} | {fit:.2f} | {fit / ref_fit:.3f} | {med(n, 'wall_seconds'):.2f} | {rss:.0f} | {rss / ref_rss:.3f} | {med(n, 'valid_acc'):.4f} | {len(runs)} |")
+        paired = statistics.median(r["fit_seconds"] / ref_by_round[r["round"]] for r in runs if r["round"] in ref_by_round)
+        best = min(r["fit_seconds"] for r in runs)
+        lines.append(f"| {n} | {fit:.2f} | {fit / ref_fit:.3f} | {paired:.3f} | {best:.2f} | {med(n, 'wall_seconds'):.2f} | {rss:.0f} | {rss / ref_rss:.3f} | {med(n, 'valid_acc'):.4f} | {len(runs)} |")
+    ours = [n for n in ("torchfit_library", "torchfit_binary") if n in names]
+    peers = [n for n in PEER_MODULES if n in names]
+    if ours and peers:
+        lines += ["", "Speed-up of torchfit over each peer (peer's median fit time / torchfit's): " + "; ".join(
+            f"{o.removeprefix('torchfit_')} vs {p} {med(p, 'fit_seconds') / med(o, 'fit_seconds'):.2f}x" for o in ours for p in peers)]
     return lines + [""]
 
 
@@ -134,7 +145,9 @@ def main():
     lines = [f"# Benchmark results: {a.device}", "",
              f"{date}, {machine()}; {a.threads} threads; medians of {a.rounds} alternating runs per program;",
              "ratios to the raw tch loop. `fit s`: one epoch, 48,000 training and 12,000 validation samples,",
-             "as the program reports it (no start-up, no data loading); `wall s`: the whole process.",
+             "as the program reports it (no start-up, no data loading); `ratio`: median fit / the raw loop's median fit;",
+             "`paired ratio`: median over rounds of fit / the raw loop's fit in the same round (robust to slow drifts",
+             "of the machine's speed); `best s`: the fastest run; `wall s`: the whole process.",
              f"Command: `bash bench/run.sh {' '.join(sys.argv[1:])}`".rstrip(), ""]
     lines += [f"- `{n}`: {PROGRAMS[n][0]}" for n in names] + [""]
     for w, b in settings:

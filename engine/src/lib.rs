@@ -27,6 +27,7 @@ pub mod device;
 mod error;
 pub mod fsutil;
 pub mod history;
+pub mod malloc;
 pub mod net;
 pub mod optim;
 pub mod plugins;

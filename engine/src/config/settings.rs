@@ -24,6 +24,10 @@ pub struct Settings {
     /// libtorch intra-op threads; unset keeps libtorch's default.
     #[serde(default)]
     pub threads: Option<i32>,
+    /// glibc malloc thresholds: `"training"` fixes them for training loops, `"system"` keeps
+    /// glibc's (see [`crate::malloc`]).
+    #[serde(default)]
+    pub malloc: crate::malloc::MallocPolicy,
     /// Keep the trained model when `fit` is called again (skorch's `warm_start`).
     #[serde(default)]
     pub warm_start: bool,

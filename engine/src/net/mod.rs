@@ -261,6 +261,7 @@ impl NeuralNet {
         if let Some(t) = settings.threads {
             tch::set_num_threads(t);
         }
+        crate::malloc::apply(settings.malloc);
         let device = device::resolve(device::parse(&settings.device).map_err(|m| self.params.config_error("device", m))?)?;
         tch::manual_seed(settings.seed as i64);
         let ctx = |name: &str| BuildContext {

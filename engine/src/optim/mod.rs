@@ -313,6 +313,8 @@ impl Optimizer {
     pub fn step(&mut self) -> Result<()> {
         let _guard = tch::no_grad_guard();
         for group in &self.groups {
+            // SGD's `-lr` as a 0-dim tensor, made once per group and step, not once per parameter.
+            let mut neg_lr = None;
             for &i in &group.params {
                 let p = &mut self.params[i].1;
                 if !p.requires_grad() {
@@ -325,7 +327,7 @@ impl Optimizer {
                 let state = &mut self.state[i];
                 state.step += 1;
                 match self.name {
-                    OptimizerName::Sgd => sgd::update(p, grad, state, &group.hyper)?,
+                    OptimizerName::Sgd => sgd::update(p, grad, state, &group.hyper, neg_lr.get_or_insert_with(|| Tensor::from(-group.hyper.lr)))?,
                     OptimizerName::Adam => adam::update(p, grad, state, &group.hyper, false)?,
                     OptimizerName::Adamw => adam::update(p, grad, state, &group.hyper, true)?,
                     OptimizerName::Rmsprop => rmsprop::update(p, grad, state, &group.hyper)?,

@@ -4,7 +4,9 @@ use super::{Hyper, ParamState};
 use crate::Result;
 use tch::Tensor;
 
-pub(super) fn update(p: &mut Tensor, grad: Tensor, state: &mut ParamState, h: &Hyper) -> Result<()> {
+/// `neg_lr` is `-h.lr` as a 0-dim tensor: a scalar operand on any device that keeps the
+/// parameter's dtype.
+pub(super) fn update(p: &mut Tensor, grad: Tensor, state: &mut ParamState, h: &Hyper, neg_lr: &Tensor) -> Result<()> {
     let mut d = if h.weight_decay != 0.0 { grad.f_add(&p.f_mul_scalar(h.weight_decay)?)? } else { grad };
     if h.momentum != 0.0 {
         let fresh = state.buffers.is_empty();
@@ -15,8 +17,7 @@ pub(super) fn update(p: &mut Tensor, grad: Tensor, state: &mut ParamState, h: &H
         }
         d = if h.nesterov { d.f_add(&buf.f_mul_scalar(h.momentum)?)? } else { buf.shallow_clone() };
     }
-    // p += d * (-lr) in one kernel, without a temporary the size of the parameter (a 0-dim
-    // tensor is a scalar operand on any device and keeps the parameter's dtype).
-    let _ = p.f_addcmul_(&d, &Tensor::from(-h.lr))?;
+    // p += d * (-lr) in one kernel, without a temporary the size of the parameter.
+    let _ = p.f_addcmul_(&d, neg_lr)?;
     Ok(())
 }

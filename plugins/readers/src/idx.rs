@@ -77,6 +77,7 @@ pub struct Idx {
     labels: Vec<i64>,
     sample: usize,
     layout: Layout,
+    table: [f32; 256],
 }
 
 fn is_gzip(path: &Path) -> Result<bool> {
@@ -136,22 +137,23 @@ impl Idx {
         }
         let layout = cfg.values.layout(255.0, &header.dims)?;
         let labels = label_bytes[lh.len..lh.len + layout.len].iter().map(|&b| b as i64).collect();
-        Ok(Idx { source, path: images.to_path_buf(), header, labels, sample, layout })
+        Ok(Idx { source, path: images.to_path_buf(), header, labels, sample, table: layout.byte_table(), layout })
     }
 
-    fn bytes_of(&self, indices: &[i64]) -> Result<Vec<u8>> {
-        let mut out = vec![0u8; indices.len() * self.sample];
-        for (chunk, &i) in out.chunks_mut(self.sample).zip(indices) {
-            if i < 0 || i as usize >= self.labels.len() {
-                return Err(Error::msg(format!("{}: sample {i} out of range", self.path.display())));
-            }
-            let start = self.header.len + i as usize * self.sample;
-            match &self.source {
-                Source::Memory(b) => chunk.copy_from_slice(&b[start..start + self.sample]),
-                Source::File(f) => f.read_exact_at(chunk, start as u64).map_err(|e| Error::io(&self.path, e))?,
+    /// Sample `i`'s bytes: a slice of the decompressed file, or read from the file into `buf`.
+    fn sample_bytes<'a>(&'a self, i: i64, buf: &'a mut Vec<u8>) -> Result<&'a [u8]> {
+        if i < 0 || i as usize >= self.labels.len() {
+            return Err(Error::msg(format!("{}: sample {i} out of range", self.path.display())));
+        }
+        let start = self.header.len + i as usize * self.sample;
+        match &self.source {
+            Source::Memory(b) => Ok(&b[start..start + self.sample]),
+            Source::File(f) => {
+                buf.resize(self.sample, 0);
+                f.read_exact_at(buf, start as u64).map_err(|e| Error::io(&self.path, e))?;
+                Ok(buf)
             }
         }
-        Ok(out)
     }
 }
 
@@ -165,9 +167,12 @@ impl DatasetReader for Idx {
     }
 
     fn get(&mut self, indices: &[i64]) -> Result<(Tensor, Tensor)> {
-        let bytes = self.bytes_of(indices)?;
+        // Each sample's bytes go through the value table straight into the batch tensor.
         let x = crate::filled(&self.layout.batch_shape(indices.len()), |out| {
-            out.iter_mut().zip(&bytes).for_each(|(o, &v)| *o = self.layout.value(v as f64));
+            let mut buf = Vec::new();
+            for (row, &i) in out.chunks_mut(self.sample).zip(indices) {
+                row.iter_mut().zip(self.sample_bytes(i, &mut buf)?).for_each(|(o, &b)| *o = self.table[b as usize]);
+            }
             Ok(())
         })?;
         let y: Vec<i64> = indices.iter().map(|&i| self.labels[i as usize]).collect();
