@@ -8,8 +8,10 @@
 //! its frees: the same MNIST CNN epoch (batch 32) took 270,000 page faults in some runs and
 //! 1,000,000 in others, 7.5 s against 11 s. With fixed thresholds it takes 143,000 every time.
 //!
-//! [`apply`] fixes them once per process, when the first model is built: mmap threshold 32 MiB
-//! (the most `mallopt` accepts) and trim threshold 64 MiB. It changes
+//! [`apply`] fixes them once per process: mmap threshold 32 MiB (the most `mallopt` accepts) and
+//! trim threshold 64 MiB. `torchfit train` applies it before its readers load the data,
+//! [`NeuralNet::initialize`](crate::NeuralNet::initialize) when the first model is built; a
+//! program that allocates much before that can call it first thing in `main`. It changes
 //! nothing when the policy is `"system"`, when the environment already sets glibc's malloc
 //! tunables (`MALLOC_*_` variables or `glibc.malloc` in `GLIBC_TUNABLES`), or on a C library
 //! other than glibc.
@@ -72,6 +74,7 @@ pub fn apply(policy: MallocPolicy) -> &'static Decision {
                         log::warn!("glibc refused mallopt({param}, {value})");
                     }
                 }
+                release_free_pages();
                 log::debug!("malloc: fixed thresholds for training {pairs:?}");
             }
             Decision::Keep(why) => log::debug!("malloc: left as it is ({why})"),
@@ -85,6 +88,17 @@ fn set(param: i32, value: i32) -> bool {
     // SAFETY: mallopt only changes glibc's malloc parameters; any value is checked by glibc.
     unsafe { libc::mallopt(param, value) == 1 }
 }
+
+/// Gives the pages of free heap chunks back to the kernel (`malloc_trim(0)`): what was freed
+/// before the thresholds were fixed would otherwise stay resident for the whole run.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_free_pages() {
+    // SAFETY: malloc_trim only returns free memory to the kernel.
+    unsafe { libc::malloc_trim(0) };
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_pages() {}
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn set(_param: i32, _value: i32) -> bool {

@@ -59,6 +59,8 @@ fn reader(registry: &Registry, params: &Params, key: &str, spec: &crate::config:
 pub fn train(params: Params, out: Option<&Path>, resume: bool) -> Result<Outcome> {
     let start = Instant::now();
     let settings = params.settings()?;
+    // Before the readers load anything: the heap is laid out for training from the start.
+    crate::malloc::apply(settings.malloc);
     let spec = settings.dataset.clone().ok_or_else(|| params.config_error("dataset", "missing: `torchfit train` needs a [dataset] section".into()))?;
     check_run_dir(out, resume)?;
     let registry = crate::plugins::registry_for(&params)?;
