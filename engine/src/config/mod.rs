@@ -196,6 +196,16 @@ mod tests {
     }
 
     #[test]
+    fn malloc_defaults_to_training_and_an_unknown_policy_names_the_key() {
+        use crate::malloc::MallocPolicy;
+        assert_eq!(base().settings().unwrap().malloc, MallocPolicy::Training);
+        let s = Params::from_str("malloc = \"system\"\n[module]\nname='mlp'", "cfg.toml", ".".into()).unwrap().settings().unwrap();
+        assert_eq!(s.malloc, MallocPolicy::System);
+        let err = Params::from_str("malloc = \"jemalloc\"\n[module]\nname='mlp'", "cfg.toml", ".".into()).unwrap_err().to_string();
+        assert!(err.starts_with("cfg.toml: `malloc`"), "{err}");
+    }
+
+    #[test]
     fn a_syntax_error_names_the_line() {
         let err = Params::from_str("max_epochs = 3\nseed = = 1\n", "cfg.toml", ".".into()).unwrap_err().to_string();
         assert!(err.starts_with("cfg.toml: `line 2`"), "{err}");
