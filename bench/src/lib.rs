@@ -64,9 +64,8 @@ impl Args {
 fn idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
     let mut bytes = Vec::new();
     flate2::read::GzDecoder::new(std::fs::File::open(path).with_context(|| path.display().to_string())?).read_to_end(&mut bytes)?;
-    let n = bytes[3] as usize;
-    let dims = (0..n).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize).collect();
-    Ok((dims, bytes[4 + 4 * n..].to_vec()))
+    let header = torchfit_plugin_readers::idx::parse_header(&bytes).map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
+    Ok((header.dims, bytes[header.len..].to_vec()))
 }
 
 /// MNIST's 60,000 training images as `[60000, 784]` floats in [0, 1] and their labels.

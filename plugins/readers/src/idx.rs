@@ -168,7 +168,7 @@ impl DatasetReader for Idx {
 
     fn get(&mut self, indices: &[i64]) -> Result<(Tensor, Tensor)> {
         // Each sample's bytes go through the value table straight into the batch tensor.
-        let x = crate::filled(&self.layout.batch_shape(indices.len()), |out| {
+        let x = crate::filled(indices.len(), &self.layout.shape, |out| {
             let mut buf = Vec::new();
             for (row, &i) in out.chunks_mut(self.sample).zip(indices) {
                 row.iter_mut().zip(self.sample_bytes(i, &mut buf)?).for_each(|(o, &b)| *o = self.table[b as usize]);

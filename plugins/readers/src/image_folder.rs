@@ -174,9 +174,7 @@ impl DatasetReader for ImageFolder {
             return Err(Error::msg(format!("image_folder: sample {i} out of range (0..{})", self.files.len())));
         }
         let sample = self.shape.iter().product::<i64>() as usize;
-        let mut shape = vec![indices.len() as i64];
-        shape.extend(&self.shape);
-        let x = crate::filled(&shape, |x| self.decode_batch(indices, sample, x))?;
+        let x = crate::filled(indices.len(), &self.shape, |x| self.decode_batch(indices, sample, x))?;
         let y: Vec<i64> = indices.iter().map(|&i| self.files[i as usize].1).collect();
         Ok((x, Tensor::from_slice(&y)))
     }

@@ -15,12 +15,14 @@ pub mod values;
 use torchfit_sdk::export_plugin;
 use torchfit_sdk::tch::{Device, Kind, Tensor};
 
-/// A new `f32` CPU tensor of `shape`, its values written by `fill` in place.
+/// A new `f32` CPU batch of `n` samples of `sample_shape`, its values written by `fill` in
+/// place, one sample after another.
 ///
 /// Batches are built straight into the tensor's memory, without a `Vec<f32>` that
 /// `Tensor::from_slice` would copy: one allocation and one pass per batch instead of two.
-pub(crate) fn filled(shape: &[i64], fill: impl FnOnce(&mut [f32]) -> torchfit_sdk::Result<()>) -> torchfit_sdk::Result<Tensor> {
-    let t = Tensor::f_empty(shape, (Kind::Float, Device::Cpu))?;
+pub(crate) fn filled(n: usize, sample_shape: &[i64], fill: impl FnOnce(&mut [f32]) -> torchfit_sdk::Result<()>) -> torchfit_sdk::Result<Tensor> {
+    let shape: Vec<i64> = std::iter::once(n as i64).chain(sample_shape.iter().copied()).collect();
+    let t = Tensor::f_empty(&shape, (Kind::Float, Device::Cpu))?;
     let n = shape.iter().product::<i64>() as usize;
     if n == 0 {
         return Ok(t);
@@ -41,4 +43,19 @@ export_plugin! {
         Reader("image_folder", image_folder::build, "a folder per class of PNG/JPEG images; keys: root, transforms, grayscale, extensions, workers, limit"),
         Reader("npz", npy::build_npz, "two arrays of a NumPy .npz archive; keys: path, x, y, scale, mean, std, shape, limit"),
     ],
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_filled_batch_has_the_batch_size_first_and_the_values_written() {
+        let t = super::filled(3, &[1, 2], |out| {
+            out.iter_mut().enumerate().for_each(|(i, o)| *o = i as f32);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(t.size(), vec![3, 1, 2]);
+        assert_eq!(Vec::<f32>::try_from(t.flatten(0, -1)).unwrap(), vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert_eq!(super::filled(0, &[4], |_| unreachable!()).unwrap().size(), vec![0, 4]);
+    }
 }

@@ -285,7 +285,7 @@ impl DatasetReader for Npy {
         if let Some(&i) = indices.iter().find(|&&i| i < 0 || i as usize >= self.layout.len) {
             return Err(at(&self.path, format!("sample {i} out of range")));
         }
-        let x = crate::filled(&self.layout.batch_shape(indices.len()), |out| self.inputs_into(indices, out))?;
+        let x = crate::filled(indices.len(), &self.layout.shape, |out| self.inputs_into(indices, out))?;
         Ok((x, self.targets.f_index_select(0, &Tensor::from_slice(indices))?))
     }
 

@@ -68,13 +68,6 @@ impl Layout {
     pub fn byte_table(&self) -> [f32; 256] {
         std::array::from_fn(|b| self.value(b as f64))
     }
-
-    /// The shape of a batch of `n` samples.
-    pub fn batch_shape(&self, n: usize) -> Vec<i64> {
-        let mut shape = vec![n as i64];
-        shape.extend(&self.shape);
-        shape
-    }
 }
 
 #[cfg(test)]
@@ -90,7 +83,7 @@ mod tests {
         let l = values(serde_json::json!({})).layout(255.0, &[4, 2]).unwrap();
         assert_eq!((l.value(255.0), l.shape.clone(), l.len), (1.0, vec![2], 4));
         let l = values(serde_json::json!({"scale": 1.0, "mean": 10.0, "std": 2.0, "limit": 3})).layout(255.0, &[4, 2]).unwrap();
-        assert_eq!((l.value(20.0), l.len, l.batch_shape(5)), (5.0, 3, vec![5, 2]));
+        assert_eq!((l.value(20.0), l.len, l.shape.clone()), (5.0, 3, vec![2]));
     }
 
     #[test]
