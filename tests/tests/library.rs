@@ -287,3 +287,34 @@ fn readers_are_reset_with_the_epoch_and_seed_before_each_epoch() {
     net.fit_reader(&mut reader, None, false).unwrap();
     assert_eq!(take_events(), ["reset 1 7", "reset 2 7", "reset 3 7"]);
 }
+
+/// Cross-entropy per sample, not reduced: `reshape` keeps a single-sample batch's loss of shape [1].
+struct Unreduced;
+impl torchfit_sdk::Criterion for Unreduced {
+    fn loss(&self, y_pred: &Tensor, y: &Tensor) -> SdkResult<Tensor> {
+        Ok(y_pred.log_softmax(-1, Kind::Float).nll_loss_nd::<Tensor>(y, None, tch::Reduction::None, -100))
+    }
+}
+
+fn unreduced(_config: &serde_json::Value, _ctx: &BuildContext) -> SdkResult<Box<dyn torchfit_sdk::Criterion>> {
+    Ok(Box::new(Unreduced))
+}
+
+#[test]
+fn a_loss_of_more_than_one_value_is_an_error_naming_the_criterion_and_one_value_of_any_shape_is_taken() {
+    let _serial = serial();
+    let (x, y) = digits();
+    let mut net = small_net(1);
+    net.registry_mut().add("unreduced", "0.0.1", "per-sample loss", Constructor::Criterion(unreduced)).unwrap();
+    net.set_params(&[("criterion__name", "\"unreduced\"")]).unwrap();
+    match net.fit(&x.narrow(0, 0, 100), &y.narrow(0, 0, 100)).err().expect("an unreduced loss fails") {
+        Error::Component { kind: torchfit_sdk::ComponentKind::Criterion, source, .. } => assert!(source.to_string().contains("has shape [32]"), "{source}"),
+        other => panic!("unexpected error {other}"),
+    }
+    // Batches of one sample: the unreduced loss has shape [1], a single value.
+    net.set_params(&[("iterator_train__batch_size", "1"), ("iterator_valid__batch_size", "1")]).unwrap();
+    net.fit(&x.narrow(0, 0, 20), &y.narrow(0, 0, 20)).unwrap();
+    let batches = net.history().batches(-1);
+    assert_eq!(batches.len(), 20);
+    assert!(batches.iter().all(|b| b.get("train_loss").or(b.get("valid_loss")).and_then(|v| v.as_f64()).is_some_and(f64::is_finite)));
+}

@@ -20,7 +20,7 @@ use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use torchfit_sdk::tch::Tensor;
-use crate::values::{Layout, Values};
+use crate::values::{ByteConversion, Layout, Values};
 use torchfit_sdk::{parse_config, BuildContext, DatasetReader, Error, Result};
 
 /// Settings of the IDX reader.
@@ -77,7 +77,7 @@ pub struct Idx {
     labels: Vec<i64>,
     sample: usize,
     layout: Layout,
-    table: [f32; 256],
+    conversion: ByteConversion,
 }
 
 fn is_gzip(path: &Path) -> Result<bool> {
@@ -137,7 +137,7 @@ impl Idx {
         }
         let layout = cfg.values.layout(255.0, &header.dims)?;
         let labels = label_bytes[lh.len..lh.len + layout.len].iter().map(|&b| b as i64).collect();
-        Ok(Idx { source, path: images.to_path_buf(), header, labels, sample, table: layout.byte_table(), layout })
+        Ok(Idx { source, path: images.to_path_buf(), header, labels, sample, conversion: layout.byte_conversion(), layout })
     }
 
     /// Sample `i`'s bytes: a slice of the decompressed file, or read from the file into `buf`.
@@ -167,11 +167,18 @@ impl DatasetReader for Idx {
     }
 
     fn get(&mut self, indices: &[i64]) -> Result<(Tensor, Tensor)> {
-        // Each sample's bytes go through the value table straight into the batch tensor.
+        // Each sample's bytes are converted straight into the batch tensor, while the next
+        // sample's bytes are on their way into the cache (samples come in random order).
         let x = crate::filled(indices.len(), &self.layout.shape, |out| {
             let mut buf = Vec::new();
-            for (row, &i) in out.chunks_mut(self.sample).zip(indices) {
-                row.iter_mut().zip(self.sample_bytes(i, &mut buf)?).for_each(|(o, &b)| *o = self.table[b as usize]);
+            for (k, (row, &i)) in out.chunks_mut(self.sample).zip(indices).enumerate() {
+                if let (Source::Memory(bytes), Some(&next)) = (&self.source, indices.get(k + 1)) {
+                    let start = self.header.len + next as usize * self.sample;
+                    if let Some(next) = bytes.get(start..start + self.sample) {
+                        crate::prefetch(next);
+                    }
+                }
+                self.conversion.convert(self.sample_bytes(i, &mut buf)?, row);
             }
             Ok(())
         })?;

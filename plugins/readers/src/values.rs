@@ -63,10 +63,42 @@ impl Layout {
         (raw * self.a - self.b) as f32
     }
 
-    /// [`Layout::value`] of every byte, for readers of unsigned bytes: a lookup per value in
-    /// the batch loop instead of a multiply-add in `f64` (the same bits).
-    pub fn byte_table(&self) -> [f32; 256] {
+    /// [`Layout::value`] of every byte.
+    fn byte_table(&self) -> [f32; 256] {
         std::array::from_fn(|b| self.value(b as f64))
+    }
+
+    /// How a reader of unsigned bytes computes [`Layout::value`] in its batch loop: a division
+    /// in `f32` where that gives every byte's value exactly (a scale without `mean` and `std`,
+    /// such as the `idx` default of 255), a lookup in a table of the 256 values otherwise.
+    pub fn byte_conversion(&self) -> ByteConversion {
+        let table = self.byte_table();
+        let divisor = (1.0 / self.a) as f32;
+        if (0..=255u8).all(|b| (b as f32 / divisor).to_bits() == table[b as usize].to_bits()) {
+            ByteConversion::Divide(divisor)
+        } else {
+            ByteConversion::Table(Box::new(table))
+        }
+    }
+}
+
+/// Bytes to values, with the same bits as [`Layout::value`] (see [`Layout::byte_conversion`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ByteConversion {
+    /// `byte as f32 / divisor`, which the compiler vectorizes.
+    Divide(f32),
+    /// The value of each byte, looked up.
+    Table(Box<[f32; 256]>),
+}
+
+impl ByteConversion {
+    /// Writes the value of each of `bytes` into `out`, which must be as long.
+    pub fn convert(&self, bytes: &[u8], out: &mut [f32]) {
+        debug_assert_eq!(bytes.len(), out.len());
+        match self {
+            ByteConversion::Divide(d) => out.iter_mut().zip(bytes).for_each(|(o, &b)| *o = b as f32 / d),
+            ByteConversion::Table(t) => out.iter_mut().zip(bytes).for_each(|(o, &b)| *o = t[b as usize]),
+        }
     }
 }
 
@@ -87,10 +119,21 @@ mod tests {
     }
 
     #[test]
-    fn the_byte_table_holds_the_value_of_every_byte() {
-        let l = values(serde_json::json!({"mean": 0.1307, "std": 0.3081})).layout(255.0, &[1, 1]).unwrap();
-        let table = l.byte_table();
-        assert!((0..=255u8).all(|b| table[b as usize].to_bits() == l.value(b as f64).to_bits()));
+    fn bytes_are_divided_when_that_is_exact_and_looked_up_otherwise_with_the_same_bits() {
+        let all: Vec<u8> = (0..=255).collect();
+        for (config, divides) in [
+            (serde_json::json!({}), true),
+            (serde_json::json!({"scale": 1.0}), true),
+            (serde_json::json!({"mean": 0.1307, "std": 0.3081}), false),
+            (serde_json::json!({"mean": 0.5, "std": 0.5}), false),
+        ] {
+            let l = values(config.clone()).layout(255.0, &[1, 1]).unwrap();
+            let conversion = l.byte_conversion();
+            assert_eq!(matches!(conversion, ByteConversion::Divide(_)), divides, "{config}");
+            let mut out = vec![0f32; 256];
+            conversion.convert(&all, &mut out);
+            assert!(all.iter().zip(&out).all(|(&b, o)| o.to_bits() == l.value(b as f64).to_bits()), "{config}");
+        }
     }
 
     #[test]
