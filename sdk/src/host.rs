@@ -18,6 +18,10 @@ pub trait Host {
     fn history_epoch(&self, epoch: isize) -> Option<Map<String, Value>>;
 
     /// The values of `key` in every batch of epoch `epoch` that recorded it, in batch order.
+    ///
+    /// The engine writes the batches' `train_loss` and `valid_loss` together before
+    /// `on_epoch_end` (one device transfer per epoch), so during the epoch they are absent; a
+    /// callback that needs a batch's loss at once reads `BatchOutput::loss`.
     fn history_batch_values(&self, epoch: isize, key: &str) -> Vec<Value>;
 
     /// Records `key = value` in the current epoch. Errors before the first epoch began.

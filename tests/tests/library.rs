@@ -318,3 +318,38 @@ fn a_loss_of_more_than_one_value_is_an_error_naming_the_criterion_and_one_value_
     assert_eq!(batches.len(), 20);
     assert!(batches.iter().all(|b| b.get("train_loss").or(b.get("valid_loss")).and_then(|v| v.as_f64()).is_some_and(f64::is_finite)));
 }
+
+/// Counts the batch losses history holds at each `on_batch_end` and at `on_epoch_end`.
+struct LossWatch;
+impl Callback for LossWatch {
+    fn on_batch_end(&mut self, h: &mut dyn Host, _o: &BatchOutput<'_>) -> SdkResult<Flow> {
+        log(format!("batch_end {} {}", h.history_batch_values(-1, "train_loss").len(), h.history_batch_values(-1, "valid_loss").len()));
+        Ok(Flow::Continue)
+    }
+    fn on_epoch_end(&mut self, h: &mut dyn Host) -> SdkResult<Flow> {
+        log(format!("epoch_end {} {}", h.history_batch_values(-1, "train_loss").len(), h.history_batch_values(-1, "valid_loss").len()));
+        Ok(Flow::Continue)
+    }
+}
+
+fn loss_watch(_config: &serde_json::Value, _ctx: &BuildContext) -> SdkResult<Box<dyn Callback>> {
+    Ok(Box::new(LossWatch))
+}
+
+#[test]
+fn batch_losses_reach_history_together_at_the_epoch_end_so_no_batch_waits_for_the_device() {
+    let _serial = serial();
+    let (x, y) = digits();
+    let mut net = small_net(1);
+    net.registry_mut().add("loss_watch", "0.0.1", "counts batch losses", Constructor::Callback(loss_watch)).unwrap();
+    net.set_params(&[("callbacks__watch__type", "\"loss_watch\""), ("iterator_train__batch_size", "100"), ("iterator_valid__batch_size", "100")]).unwrap();
+    take_events();
+    net.fit(&x.narrow(0, 0, 500), &y.narrow(0, 0, 500)).unwrap();
+    // 400 training samples in 4 batches, 100 validation samples in 1.
+    let mut expected = vec!["batch_end 0 0".to_string(); 5];
+    expected.push("epoch_end 4 1".into());
+    assert_eq!(take_events(), expected);
+    let train: Vec<f64> = net.history().batch_values(-1, "train_loss").iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(train.len(), 4);
+    assert!(train.iter().all(|l| l.is_finite() && *l > 0.0), "{train:?}");
+}
