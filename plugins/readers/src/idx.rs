@@ -140,6 +140,17 @@ impl Idx {
         Ok(Idx { source, path: images.to_path_buf(), header, labels, sample, conversion: layout.byte_conversion(), layout })
     }
 
+    /// Starts loading sample `i`'s bytes into the cache, when they are in memory and `i` is in
+    /// range (an index out of range is reported when its turn comes).
+    fn prefetch(&self, i: i64) {
+        if let (Source::Memory(bytes), Ok(i)) = (&self.source, usize::try_from(i)) {
+            if i < self.labels.len() {
+                let start = self.header.len + i * self.sample;
+                crate::prefetch(&bytes[start..start + self.sample]);
+            }
+        }
+    }
+
     /// Sample `i`'s bytes: a slice of the decompressed file, or read from the file into `buf`.
     fn sample_bytes<'a>(&'a self, i: i64, buf: &'a mut Vec<u8>) -> Result<&'a [u8]> {
         if i < 0 || i as usize >= self.labels.len() {
@@ -172,11 +183,8 @@ impl DatasetReader for Idx {
         let x = crate::filled(indices.len(), &self.layout.shape, |out| {
             let mut buf = Vec::new();
             for (k, (row, &i)) in out.chunks_mut(self.sample).zip(indices).enumerate() {
-                if let (Source::Memory(bytes), Some(&next)) = (&self.source, indices.get(k + 1)) {
-                    let start = self.header.len + next as usize * self.sample;
-                    if let Some(next) = bytes.get(start..start + self.sample) {
-                        crate::prefetch(next);
-                    }
+                if let Some(&next) = indices.get(k + 1) {
+                    self.prefetch(next);
                 }
                 self.conversion.convert(self.sample_bytes(i, &mut buf)?, row);
             }
@@ -250,6 +258,11 @@ mod tests {
             let v = Vec::<f32>::try_from(x.flatten(0, -1)).unwrap();
             assert_eq!(v, [1.0 / 255.0, 2.0 / 255.0, 3.0 / 255.0, 4.0 / 255.0, 0.0, 1.0, 0.0, 1.0]);
             assert_eq!(Vec::<i64>::try_from(y).unwrap(), [4, 7]);
+            // Out of range at any place in the batch (the next sample is prefetched first).
+            for bad in [[0, 3], [0, -1], [-1, 0], [0, i64::MAX]] {
+                let e = r.get(&bad).err().unwrap().to_string();
+                assert!(e.contains("out of range"), "{bad:?}: {e}");
+            }
         }
     }
 
