@@ -321,13 +321,18 @@ fn a_loss_of_more_than_one_value_is_an_error_naming_the_criterion_and_one_value_
 
 /// Counts the batch losses history holds at each `on_batch_end` and at `on_epoch_end`.
 struct LossWatch;
+impl LossWatch {
+    fn log_counts(event: &str, h: &dyn Host) {
+        log(format!("{event} {} {}", h.history_batch_values(-1, "train_loss").len(), h.history_batch_values(-1, "valid_loss").len()));
+    }
+}
 impl Callback for LossWatch {
     fn on_batch_end(&mut self, h: &mut dyn Host, _o: &BatchOutput<'_>) -> SdkResult<Flow> {
-        log(format!("batch_end {} {}", h.history_batch_values(-1, "train_loss").len(), h.history_batch_values(-1, "valid_loss").len()));
+        Self::log_counts("batch_end", h);
         Ok(Flow::Continue)
     }
     fn on_epoch_end(&mut self, h: &mut dyn Host) -> SdkResult<Flow> {
-        log(format!("epoch_end {} {}", h.history_batch_values(-1, "train_loss").len(), h.history_batch_values(-1, "valid_loss").len()));
+        Self::log_counts("epoch_end", h);
         Ok(Flow::Continue)
     }
 }

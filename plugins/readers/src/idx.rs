@@ -140,23 +140,22 @@ impl Idx {
         Ok(Idx { source, path: images.to_path_buf(), header, labels, sample, conversion: layout.byte_conversion(), layout })
     }
 
+    /// Where sample `i`'s bytes start in the file, if `i` is in range.
+    fn offset(&self, i: i64) -> Option<usize> {
+        usize::try_from(i).ok().filter(|&i| i < self.labels.len()).map(|i| self.header.len + i * self.sample)
+    }
+
     /// Starts loading sample `i`'s bytes into the cache, when they are in memory and `i` is in
     /// range (an index out of range is reported when its turn comes).
     fn prefetch(&self, i: i64) {
-        if let (Source::Memory(bytes), Ok(i)) = (&self.source, usize::try_from(i)) {
-            if i < self.labels.len() {
-                let start = self.header.len + i * self.sample;
-                crate::prefetch(&bytes[start..start + self.sample]);
-            }
+        if let (Source::Memory(bytes), Some(start)) = (&self.source, self.offset(i)) {
+            crate::prefetch(&bytes[start..start + self.sample]);
         }
     }
 
     /// Sample `i`'s bytes: a slice of the decompressed file, or read from the file into `buf`.
     fn sample_bytes<'a>(&'a self, i: i64, buf: &'a mut Vec<u8>) -> Result<&'a [u8]> {
-        if i < 0 || i as usize >= self.labels.len() {
-            return Err(Error::msg(format!("{}: sample {i} out of range", self.path.display())));
-        }
-        let start = self.header.len + i as usize * self.sample;
+        let start = self.offset(i).ok_or_else(|| Error::msg(format!("{}: sample {i} out of range", self.path.display())))?;
         match &self.source {
             Source::Memory(b) => Ok(&b[start..start + self.sample]),
             Source::File(f) => {
