@@ -26,7 +26,12 @@ pub enum Workload {
     Cnn,
 }
 
-/// Parsed command line: `--workload mlp|cnn --batch N --data DIR [--device cpu|cuda] [--threads N]`.
+/// Parsed command line: `--workload mlp|cnn --batch N --data DIR [--device cpu|cuda] [--threads N]
+/// [--train N] [--valid N]`.
+///
+/// `--train` and `--valid` shorten the epoch for profilers (callgrind runs a full epoch for an
+/// hour): the first `train` of the 48,000 training samples and the first `valid` of the 12,000
+/// validation samples. The benchmark driver never passes them.
 #[derive(Debug, Clone)]
 pub struct Args {
     /// Which network.
@@ -39,12 +44,16 @@ pub struct Args {
     pub device: Device,
     /// Intra-op threads.
     pub threads: i32,
+    /// Training samples, at most [`TRAIN`].
+    pub train: i64,
+    /// Validation samples, at most [`VALID`].
+    pub valid: i64,
 }
 
 impl Args {
     /// From `std::env::args`.
     pub fn parse() -> Result<Self> {
-        let mut args = Args { workload: Workload::Mlp, batch: 32, data: PathBuf::from("../shared/data/mnist"), device: Device::Cpu, threads: 2 };
+        let mut args = Args { workload: Workload::Mlp, batch: 32, data: PathBuf::from("../shared/data/mnist"), device: Device::Cpu, threads: 2, train: TRAIN, valid: VALID };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
             let value = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -54,8 +63,13 @@ impl Args {
                 "--data" => args.data = value.into(),
                 "--device" => args.device = if value == "cpu" { Device::Cpu } else { Device::Cuda(0) },
                 "--threads" => args.threads = value.parse()?,
+                "--train" => args.train = value.parse()?,
+                "--valid" => args.valid = value.parse()?,
                 f => bail!("unknown flag {f}"),
             }
+        }
+        if !(1..=TRAIN).contains(&args.train) || !(1..=VALID).contains(&args.valid) {
+            bail!("--train must be in 1..={TRAIN} and --valid in 1..={VALID}");
         }
         Ok(args)
     }
@@ -75,6 +89,12 @@ pub fn mnist(dir: &Path) -> Result<(Tensor, Tensor)> {
     let x = Tensor::from_slice(&pixels).to_kind(Kind::Float).view([dims[0] as i64, 784]) / 255.0;
     let y = Tensor::from_slice(&labels).to_kind(Kind::Int64);
     Ok((x, y))
+}
+
+/// The training samples (the first `args.train`) and the validation samples (the first
+/// `args.valid` after the 48,000 training ones) of `mnist`'s tensors.
+pub fn split(args: &Args, x: &Tensor, y: &Tensor) -> ((Tensor, Tensor), (Tensor, Tensor)) {
+    ((x.narrow(0, 0, args.train), y.narrow(0, 0, args.train)), (x.narrow(0, TRAIN, args.valid), y.narrow(0, TRAIN, args.valid)))
 }
 
 /// Prints the report line.

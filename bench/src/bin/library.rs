@@ -4,16 +4,19 @@
 
 use anyhow::Result;
 use std::time::Instant;
-use torchfit_bench::{mnist, report, Args, Workload, TRAIN, VALID};
+use torchfit_bench::{mnist, report, split, Args, Workload};
 use torchfit_engine::NeuralNet;
 
 fn main() -> Result<()> {
     let args = Args::parse()?;
+    // As the raw loop does: the data are converted under the same thread count as the training
+    // (the engine sets it again in `fit`; setting it only there leaves OpenMP's team from the
+    // conversion behind, which callgrind counts as a spinning thread).
+    tch::set_num_threads(args.threads);
     let (x, y) = mnist(&args.data)?;
     // The CNN model takes images (the raw loop's network reshapes inside its forward).
     let x = if args.workload == Workload::Cnn { x.view([-1, 1, 28, 28]) } else { x };
-    let (xt, yt) = (x.narrow(0, 0, TRAIN), y.narrow(0, 0, TRAIN));
-    let (xv, yv) = (x.narrow(0, TRAIN, VALID), y.narrow(0, TRAIN, VALID));
+    let ((xt, yt), (xv, yv)) = split(&args, &x, &y);
     let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(match args.workload {
         Workload::Mlp => "configs/mlp.toml",
         Workload::Cnn => "configs/cnn.toml",

@@ -6,7 +6,7 @@ use anyhow::Result;
 use std::time::Instant;
 use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
-use torchfit_bench::{mnist, report, Args, Workload, TRAIN, VALID};
+use torchfit_bench::{mnist, report, split, Args, Workload};
 
 fn mlp(p: &nn::Path<'_>) -> impl ModuleT {
     let dims = [784, 256, 128, 64];
@@ -36,8 +36,8 @@ fn main() -> Result<()> {
     tch::set_num_threads(args.threads);
     tch::manual_seed(0);
     let (x, y) = mnist(&args.data)?;
-    let (xt, yt) = (x.narrow(0, 0, TRAIN), y.narrow(0, 0, TRAIN));
-    let (xv, yv) = (x.narrow(0, TRAIN, VALID), y.narrow(0, TRAIN, VALID));
+    let ((xt, yt), (xv, yv)) = split(&args, &x, &y);
+    let (train, valid) = (args.train, args.valid);
     let vs = nn::VarStore::new(args.device);
     let net: Box<dyn ModuleT> = match args.workload {
         Workload::Mlp => Box::new(mlp(&vs.root())),
@@ -47,11 +47,11 @@ fn main() -> Result<()> {
     let dev = args.device;
 
     let start = Instant::now();
-    let order = Tensor::randperm(TRAIN, (Kind::Int64, Device::Cpu));
+    let order = Tensor::randperm(train, (Kind::Int64, Device::Cpu));
     let mut loss_sum = Tensor::zeros([], (Kind::Float, dev));
-    let batches = (TRAIN + args.batch - 1) / args.batch;
+    let batches = (train + args.batch - 1) / args.batch;
     for b in 0..batches {
-        let idx = order.narrow(0, b * args.batch, args.batch.min(TRAIN - b * args.batch));
+        let idx = order.narrow(0, b * args.batch, args.batch.min(train - b * args.batch));
         let (bx, by) = (xt.index_select(0, &idx).to_device(dev), yt.index_select(0, &idx).to_device(dev));
         let loss = net.forward_t(&bx, true).cross_entropy_for_logits(&by);
         opt.backward_step(&loss);
@@ -59,8 +59,8 @@ fn main() -> Result<()> {
     }
     let (mut correct, mut valid_loss) = (Tensor::zeros([], (Kind::Int64, dev)), Tensor::zeros([], (Kind::Float, dev)));
     tch::no_grad(|| {
-        for start in (0..VALID).step_by(args.batch as usize) {
-            let len = args.batch.min(VALID - start);
+        for start in (0..valid).step_by(args.batch as usize) {
+            let len = args.batch.min(valid - start);
             let (bx, by) = (xv.narrow(0, start, len).to_device(dev), yv.narrow(0, start, len).to_device(dev));
             let out = net.forward_t(&bx, false);
             valid_loss += out.cross_entropy_for_logits(&by) * len as f64;
@@ -68,7 +68,7 @@ fn main() -> Result<()> {
         }
     });
     let train_loss = loss_sum.double_value(&[]) / batches as f64;
-    let acc = correct.double_value(&[]) / VALID as f64;
+    let acc = correct.double_value(&[]) / valid as f64;
     let _ = valid_loss.double_value(&[]);
     report(start.elapsed().as_secs_f64(), acc, train_loss);
     Ok(())
