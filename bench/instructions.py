@@ -91,7 +91,7 @@ def main():
              f"{datetime.date.today().isoformat()}; callgrind, one intra-op thread; the difference between runs on "
              f"{n2} and {n1} samples (80 % training, 20 % validation) over the {steps} extra training steps, so start-up, "
              "data loading and the epoch's checkpoint cancel out. Each step carries its share of the validation pass.",
-             f"Command: `.venv/bin/python bench/instructions.py {' '.join(sys.argv[1:])}`".rstrip(), "",
+             "Command: `" + " ".join([".venv/bin/python bench/instructions.py", *sys.argv[1:]]) + "`", "",
              "| program | instructions per step | ratio to raw_tch | extra per step |", "|---|---|---|---|"]
     lines += [f"| {n} | {v:,.0f} | {v / ref:.4f} | {v - ref:+,.0f} |" for n, v in rows.items()]
     a.out.mkdir(parents=True, exist_ok=True)

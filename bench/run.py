@@ -151,7 +151,7 @@ def main():
              "as the program reports it (no start-up, no data loading); `ratio`: median fit / the raw loop's median fit;",
              "`paired ratio`: median over rounds of fit / the raw loop's fit in the same round (robust to slow drifts",
              "of the machine's speed); `best s`: the fastest run; `wall s`: the whole process.",
-             f"Command: `bash bench/run.sh {' '.join(sys.argv[1:])}`".rstrip(), ""]
+             "Command: `" + " ".join(["bash bench/run.sh", *sys.argv[1:]]) + "`", ""]
     lines += [f"- `{n}`: {PROGRAMS[n][0]}" for n in names] + [""]
     for w, b in settings:
         lines += table(results, names, w, b)
