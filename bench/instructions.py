@@ -17,7 +17,7 @@ Needs valgrind and the release build (`bash bench/run.sh` builds it, or `cargo b
 --workspace`). Writes bench/results/instructions-<workload>-b<batch>.md (atomically).
 About a minute per run on the MLP.
 """
-import argparse, datetime, gzip, math, re, shutil, subprocess, sys, tempfile
+import argparse, datetime, gzip, math, shutil, subprocess, sys, tempfile
 from pathlib import Path
 
 from run import BENCH, RELEASE, binary
@@ -52,7 +52,8 @@ def command(a, name, n, tmp):
             "--threads", "1", "--train", str(train), "--valid", str(valid)]
 
 
-# Functions whose cost scales with N only because of how this script shortens the epoch.
+# Functions whose cost scales with N only because of how this script shortens the epoch; callgrind
+# stops counting inside them (--toggle-collect, with counting on from the start).
 UNCOUNTED = {"torchfit_binary": ["--toggle-collect=torchfit_plugin_readers::idx::read_all", "--collect-atstart=yes"]}
 
 

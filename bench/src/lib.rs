@@ -29,9 +29,9 @@ pub enum Workload {
 /// Parsed command line: `--workload mlp|cnn --batch N --data DIR [--device cpu|cuda] [--threads N]
 /// [--train N] [--valid N]`.
 ///
-/// `--train` and `--valid` shorten the epoch for profilers (callgrind runs a full epoch for an
-/// hour): the first `train` of the 48,000 training samples and the first `valid` of the 12,000
-/// validation samples. The benchmark driver never passes them.
+/// `--train` and `--valid` shorten the epoch for profilers (under callgrind a full MLP epoch ran
+/// for more than 25 minutes): the first `train` of the 48,000 training samples and the first
+/// `valid` of the 12,000 validation samples. `bench/instructions.py` passes them; `run.py` never.
 #[derive(Debug, Clone)]
 pub struct Args {
     /// Which network.
