@@ -36,8 +36,13 @@ def idx_prefix(src, dst, n):
         f.write(header + data[4 + 4 * dims:4 + 4 * dims + n * record])
 
 
+def split_counts(n):
+    """Training and validation samples of a run on n samples: 80 % and 20 %, as the binary's split."""
+    return n * 4 // 5, n // 5
+
+
 def command(a, name, n, tmp):
-    train, valid = n * 4 // 5, n // 5
+    train, valid = split_counts(n)
     if name == "torchfit_binary":
         data = tmp / f"data-{n}"
         data.mkdir()
@@ -79,7 +84,9 @@ def main():
     if not 5 <= a.samples <= 30_000 or a.samples % 5:
         sys.exit("--samples must be a multiple of 5 between 5 and 30000")
     n1, n2 = a.samples, 2 * a.samples
-    steps = math.ceil(n2 * 4 // 5 / a.batch) - math.ceil(n1 * 4 // 5 / a.batch)
+    steps = math.ceil(split_counts(n2)[0] / a.batch) - math.ceil(split_counts(n1)[0] / a.batch)
+    if steps < 1:
+        sys.exit(f"--samples {n1} gives the run on {n2} samples no more training steps of {a.batch} than the run on {n1}")
     rows = {}
     with tempfile.TemporaryDirectory(prefix="torchfit-instructions-") as tmp:
         tmp = Path(tmp)
