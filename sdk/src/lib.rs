@@ -26,10 +26,11 @@ pub mod config;
 pub mod criterion;
 pub mod dataset;
 pub mod error;
+#[doc(hidden)]
 pub mod ffi;
-pub mod glob;
 pub mod host;
 pub mod io;
+pub mod metrics;
 pub mod model;
 pub mod reader;
 pub mod scorer;

@@ -1,8 +1,16 @@
 //! Test fakes for plugin authors: drive a component's hooks without the engine.
 
-use crate::{Error, Host, Result};
+use crate::{BuildContext, Error, Host, Result, Task};
 use serde_json::{Map, Value};
 use tch::{Device, Kind, Tensor};
+
+/// A [`BuildContext`] for a component configured under `name`, as the engine would give it to a
+/// classifier of 3 classes over samples of 2 features on the CPU, with seed 0 and paths relative
+/// to the working directory. Change fields with struct update syntax:
+/// `BuildContext { n_outputs: 10, ..context("module") }`.
+pub fn context(name: &str) -> BuildContext {
+    BuildContext { name: name.into(), input_shape: vec![2], n_outputs: 3, task: Task::Classification, device: Device::Cpu, base_dir: ".".into(), seed: 0 }
+}
 
 /// An in-memory [`Host`]: a history, two parameters with gradients, one parameter group.
 pub struct FakeHost {
@@ -93,9 +101,11 @@ impl Host for FakeHost {
         self.params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
     }
     fn set_requires_grad(&mut self, pattern: &str, requires_grad: bool) -> Result<usize> {
+        // The engine's rule: Python's fnmatch syntax, `*` crossing dots.
+        let glob = glob::Pattern::new(pattern).map_err(|e| Error::msg(format!("{pattern:?} is not a glob pattern: {}", e.msg)))?;
         let mut n = 0;
         for (name, p) in &self.params {
-            if crate::glob::matches(pattern, name) {
+            if glob.matches(name) {
                 let _ = p.set_requires_grad(requires_grad);
                 n += 1;
             }
@@ -132,10 +142,10 @@ impl Host for FakeHost {
     fn run_dir(&self) -> Option<std::path::PathBuf> {
         self.run_dir.clone()
     }
-    /// The fake knows one scorer, `accuracy` (arg-max of `y_pred` against `y_true`).
+    /// The fake knows one scorer, `accuracy` ([`crate::metrics::accuracy`]).
     fn score(&mut self, name: &str, y_true: &Tensor, y_pred: &Tensor) -> Result<f64> {
         match name {
-            "accuracy" => Ok(y_pred.f_argmax(-1, false)?.f_eq_tensor(y_true)?.f_to_kind(Kind::Double)?.f_mean(Kind::Double)?.f_double_value(&[])?),
+            "accuracy" => crate::metrics::accuracy(y_true, y_pred),
             other => Err(Error::msg(format!("FakeHost knows no scorer `{other}`"))),
         }
     }

@@ -1,8 +1,8 @@
 //! Every plugin library shipped in this repository: loads, reports metadata, accepts every event
 //! with a fake host, and survives `state()`/`load_state()` round trips.
 
-use torchfit_engine::plugins::Library;
-use torchfit_engine::registry::Registry;
+use torchfit::plugins::Library;
+use torchfit::registry::Registry;
 use torchfit_sdk::testing::{drive_one_epoch, FakeHost};
 use torchfit_sdk::{BuildContext, ComponentKind};
 

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 use tch::{Device, Kind, Tensor};
-use torchfit_engine::Registry;
+use torchfit::Registry;
 use torchfit_sdk::BuildContext;
 
 /// (criterion, its config, the PyTorch expression over the saved tensors)

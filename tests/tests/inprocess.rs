@@ -2,7 +2,7 @@
 //! finds them in-process, without loading anything.
 
 use custom_callback as _; // linking the crate is what registers its components
-use torchfit_engine::registry::{Origin, Registry};
+use torchfit::registry::{Origin, Registry};
 use torchfit_sdk::ComponentKind;
 
 #[test]
@@ -18,7 +18,7 @@ fn a_linked_callback_trains_with_the_library_api() {
     let _serial = torchfit_tests::serial();
     let x = tch::Tensor::randn([64, 4], (tch::Kind::Float, tch::Device::Cpu));
     let y = x.sum_dim_intlist(1, false, tch::Kind::Float).gt(0.0).to_kind(tch::Kind::Int64);
-    let mut net = torchfit_engine::NeuralNet::classifier();
+    let mut net = torchfit::classifier();
     net.set_params(&[("max_epochs", "2"), ("callbacks__print_log", "false"), ("callbacks__grad_norm__key", "gn")]).unwrap();
     net.fit(&x, &y).unwrap();
     assert!(net.history().last_f64("gn").unwrap() > 0.0);

@@ -3,9 +3,9 @@
 
 use std::cell::RefCell;
 use tch::{Device, Kind, Tensor};
-use torchfit_engine::readers::csv::{self, CsvConfig};
+use torchfit::readers::csv::{self, CsvConfig};
 use torchfit_sdk::Constructor;
-use torchfit_engine::{Error, NeuralNet};
+use torchfit::{Error, NeuralNet};
 use torchfit_sdk::{BatchOutput, BuildContext, Callback, DatasetReader, Flow, Host, Result as SdkResult, Task};
 
 fn digits() -> (Tensor, Tensor) {
@@ -18,7 +18,7 @@ fn digits() -> (Tensor, Tensor) {
 use torchfit_tests::serial;
 
 fn small_net(epochs: usize) -> NeuralNet {
-    let mut net = NeuralNet::classifier();
+    let mut net = torchfit::classifier();
     net.set_params(&[
         ("module__hidden", "[64]"),
         ("optimizer__lr", "0.1"),
@@ -72,7 +72,7 @@ fn an_invalid_parameter_is_refused_and_leaves_the_net_unchanged() {
     let mut net = small_net(2);
     let err = net.set_param("optimizer__lr", "fast").unwrap_err().to_string();
     assert!(err.contains("optimizer.lr"), "{err}");
-    assert_eq!(net.params().settings().unwrap().optimizer.lr, Some(0.1));
+    assert_eq!(net.params().settings().optimizer.lr, Some(0.1));
     assert!(net.set_param("iterator_train__batchsize", 3).is_err());
 }
 
@@ -111,7 +111,7 @@ fn a_regressor_fits_a_linear_function() {
     tch::manual_seed(0);
     let x = Tensor::randn([512, 3], (Kind::Float, Device::Cpu));
     let y = (x.matmul(&Tensor::from_slice(&[1.5f32, -2.0, 0.5]).view([3, 1])) + 0.3).view([512, 1]);
-    let mut net = NeuralNet::regressor();
+    let mut net = torchfit::regressor();
     net.set_params(&[("module__hidden", "[32]"), ("optimizer__name", "adam"), ("optimizer__lr", "0.01"), ("max_epochs", "40"), ("callbacks__print_log", "false")]).unwrap();
     net.fit(&x, &y).unwrap();
     assert!(net.history().last("valid_acc").is_none(), "no accuracy for regression");
@@ -258,7 +258,7 @@ fn an_error_in_a_callback_aborts_the_run_and_every_train_end_still_runs() {
 }
 
 /// A reader that logs `reset` calls and otherwise serves a small in-memory data set.
-struct LoggingReader(torchfit_engine::data::TensorDataset);
+struct LoggingReader(torchfit::data::TensorDataset);
 
 impl DatasetReader for LoggingReader {
     fn len(&self) -> usize {
@@ -280,11 +280,11 @@ impl DatasetReader for LoggingReader {
 fn readers_are_reset_with_the_epoch_and_seed_before_each_epoch() {
     let _serial = serial();
     let (x, y) = digits();
-    let mut reader = LoggingReader(torchfit_engine::data::TensorDataset::new(&x, &y).unwrap());
+    let mut reader = LoggingReader(torchfit::data::TensorDataset::new(&x, &y).unwrap());
     let mut net = small_net(3);
     net.set_param("seed", 7).unwrap();
     take_events();
-    net.fit_reader(&mut reader, None, false).unwrap();
+    net.fit_dataset(&mut reader, None, torchfit::net::Start::Fresh).unwrap();
     assert_eq!(take_events(), ["reset 1 7", "reset 2 7", "reset 3 7"]);
 }
 

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 use tch::{Device, Kind, Tensor};
-use torchfit_engine::optim::{Optimizer, OptimizerConfig};
+use torchfit::optim::{Optimizer, OptimizerConfig};
 
 /// (name, torchfit config, torch.optim class, kwargs, lr factor of the first param group)
 const CASES: &[(&str, &str, &str, &str)] = &[

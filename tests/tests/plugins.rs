@@ -171,11 +171,11 @@ fn save_on_train_end(config: &serde_json::Value, _ctx: &torchfit_sdk::BuildConte
 
 #[test]
 fn after_a_plugin_panics_the_run_ends_cleanly_and_train_end_state_is_saved() {
-    let lib = torchfit_engine::plugins::Library::load(&faulty()).unwrap();
+    let lib = torchfit::plugins::Library::load(&faulty()).unwrap();
     let state = temp_dir("saved-after-panic").join("state.json");
     let x = tch::Tensor::randn([64, 4], (tch::Kind::Float, tch::Device::Cpu));
     let y = x.sum_dim_intlist(1, false, tch::Kind::Float).gt(0.0).to_kind(tch::Kind::Int64);
-    let mut net = torchfit_engine::NeuralNet::classifier();
+    let mut net = torchfit::classifier();
     net.registry_mut().add_library(&lib).unwrap();
     net.registry_mut().add("save_on_train_end", "0.0.1", "test", torchfit_sdk::Constructor::Callback(save_on_train_end)).unwrap();
     net.set_params(&[("max_epochs", "5"), ("callbacks__print_log", "false"), ("callbacks__bad__type", "faulty"), ("callbacks__bad__hook", "on_epoch_end")]).unwrap();

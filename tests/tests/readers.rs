@@ -3,7 +3,7 @@
 //! read back against the `csv` reader, and trained on through the binary.
 
 use std::path::{Path, PathBuf};
-use torchfit_engine::readers::{csv, image_folder, npy};
+use torchfit::readers::{csv, image_folder, npy};
 use torchfit_sdk::tch::Tensor;
 use torchfit_sdk::{BuildContext, DatasetReader, Task};
 use torchfit_tests::{history_without, python, read_json, root, temp_dir, torchfit_env};

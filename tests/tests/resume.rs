@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
-use torchfit_engine::NeuralNet;
+use torchfit::NeuralNet;
 use torchfit_sdk::{BuildContext, Callback, Constructor, Flow, Host, Parts, Result};
 
 /// Saves everything on train end (what TrainEndCheckpoint does).
@@ -48,7 +48,7 @@ fn data() -> (Tensor, Tensor) {
 }
 
 fn net(epochs: usize, extra: &[(&str, &str)]) -> NeuralNet {
-    let mut net = NeuralNet::classifier();
+    let mut net = torchfit::classifier();
     net.registry_mut().add("save_at_end", "0", "test", Constructor::Callback(save_at_end)).unwrap();
     net.registry_mut().add("load_at_begin", "0", "test", Constructor::Callback(load_at_begin)).unwrap();
     net.set_params(&[

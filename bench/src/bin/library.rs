@@ -5,7 +5,6 @@
 use anyhow::Result;
 use std::time::Instant;
 use torchfit_bench::{mnist, report, split, Args, Workload};
-use torchfit_engine::NeuralNet;
 
 fn main() -> Result<()> {
     let args = Args::parse()?;
@@ -21,7 +20,7 @@ fn main() -> Result<()> {
         Workload::Mlp => "configs/mlp.toml",
         Workload::Cnn => "configs/cnn.toml",
     });
-    let mut net = NeuralNet::from_file(&config)?;
+    let mut net = torchfit::from_file(&config)?;
     let (batch, threads) = (args.batch.to_string(), args.threads.to_string());
     let device = if args.device == tch::Device::Cpu { "cpu" } else { "cuda" };
     net.set_params(&[("iterator_train__batch_size", &batch), ("iterator_valid__batch_size", &batch), ("threads", &threads), ("device", device)])?;

@@ -112,11 +112,11 @@ fn build_batch(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn
     Ok(Box::new(BatchScoring { s: setup(config, ctx)?, batches: Vec::new() }))
 }
 
-/// The mean of batch scores weighted by batch size (skorch's `BatchScoring` epoch value); NaN
-/// batches are left out.
-pub fn weighted_mean(batches: &[(f64, usize)]) -> Option<f64> {
-    let (sum, n) = batches.iter().filter(|(s, _)| !s.is_nan()).fold((0.0, 0), |(sum, n), (s, k)| (sum + s * *k as f64, n + k));
-    (n > 0).then(|| sum / n as f64)
+/// The epoch value of batch scores: their mean weighted by batch size (skorch's `BatchScoring`),
+/// NaN batches left out (a scorer may be undefined on a batch, as roc_auc on one class).
+pub fn epoch_value(batches: &[(f64, usize)]) -> Option<f64> {
+    let (scores, sizes): (Vec<f64>, Vec<f64>) = batches.iter().filter(|(s, _)| !s.is_nan()).map(|&(s, n)| (s, n as f64)).unzip();
+    torchfit_sdk::metrics::weighted_mean(&scores, &sizes)
 }
 
 impl Callback for BatchScoring {
@@ -135,7 +135,7 @@ impl Callback for BatchScoring {
     }
 
     fn on_epoch_end(&mut self, host: &mut dyn Host) -> Result<Flow> {
-        if let Some(score) = weighted_mean(&self.batches) {
+        if let Some(score) = epoch_value(&self.batches) {
             record_with_best(host, &self.s.key, score, self.s.lower_is_better)?;
         }
         Ok(Flow::Continue)
@@ -188,9 +188,9 @@ mod tests {
 
     #[test]
     fn the_epoch_value_of_batch_scores_is_weighted_by_batch_size() {
-        assert_eq!(weighted_mean(&[(1.0, 3), (0.0, 1)]), Some(0.75));
-        assert_eq!(weighted_mean(&[(f64::NAN, 3), (0.5, 1)]), Some(0.5));
-        assert_eq!(weighted_mean(&[]), None);
+        assert_eq!(epoch_value(&[(1.0, 3), (0.0, 1)]), Some(0.75));
+        assert_eq!(epoch_value(&[(f64::NAN, 3), (0.5, 1)]), Some(0.5));
+        assert_eq!(epoch_value(&[]), None);
     }
 
     fn batch_end(cb: &mut dyn Callback, host: &mut FakeHost, y: &[i64], logits: &[f32], training: bool) {

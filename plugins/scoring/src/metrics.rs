@@ -1,8 +1,11 @@
-//! The metrics, as pure functions over plain numbers (scikit-learn's definitions).
+//! The metrics, as pure functions over plain numbers (scikit-learn's definitions). Accuracy, R²
+//! and the class a row of outputs predicts are the SDK's ([`torchfit_sdk::metrics`]), which the
+//! engine uses too.
 //!
-//! Classification metrics take the true class of each sample and the model's raw outputs
-//! ([`Outputs`]: one row of logits per sample, or one logit per sample for a binary model);
-//! regression metrics take targets and predictions of equal length.
+//! Classification metrics take the true class of each sample and, where they need more than the
+//! predicted classes, the model's raw outputs ([`Outputs`]: one row of logits per sample, or one
+//! logit per sample for a binary model); regression metrics take targets and predictions of
+//! equal length.
 
 use std::collections::BTreeSet;
 
@@ -28,17 +31,6 @@ impl Outputs {
 
     fn row(&self, i: usize) -> &[f64] {
         &self.values[i * self.width..(i + 1) * self.width]
-    }
-
-    /// The predicted class of each sample: the arg-max (first on ties, as `torch.argmax`), or
-    /// `logit > 0` for a single binary logit.
-    pub fn classes(&self) -> Vec<i64> {
-        (0..self.len())
-            .map(|i| match self.row(i) {
-                [logit] => (*logit > 0.0) as i64,
-                row => row.iter().enumerate().fold((0, f64::NEG_INFINITY), |(bi, bv), (j, &v)| if v > bv { (j, v) } else { (bi, bv) }).0 as i64,
-            })
-            .collect()
     }
 
     /// Log-probabilities of each class per sample (log-softmax, or log-sigmoid for one logit).
@@ -84,11 +76,6 @@ pub enum Prf {
     Recall,
     /// The harmonic mean of both.
     F1,
-}
-
-/// Fraction of samples predicted right.
-pub fn accuracy(y: &[i64], pred: &[i64]) -> f64 {
-    y.iter().zip(pred).filter(|(a, b)| a == b).count() as f64 / y.len() as f64
 }
 
 /// The mean recall over the classes present in `y`.
@@ -200,25 +187,6 @@ pub fn mae(y: &[f64], pred: &[f64]) -> f64 {
     y.iter().zip(pred).map(|(a, b)| (a - b).abs()).sum::<f64>() / y.len() as f64
 }
 
-/// The coefficient of determination of each of `outputs` interleaved outputs, averaged
-/// (scikit-learn's `uniform_average`; a constant target scores 1 if predicted exactly, else 0).
-pub fn r2(y: &[f64], pred: &[f64], outputs: usize) -> f64 {
-    let k = outputs.max(1);
-    let column = |c: usize| {
-        let t: Vec<f64> = y.iter().skip(c).step_by(k).copied().collect();
-        let p: Vec<f64> = pred.iter().skip(c).step_by(k).copied().collect();
-        let mean = t.iter().sum::<f64>() / t.len() as f64;
-        let ss_res: f64 = t.iter().zip(&p).map(|(a, b)| (a - b) * (a - b)).sum();
-        let ss_tot: f64 = t.iter().map(|a| (a - mean) * (a - mean)).sum();
-        match (ss_tot == 0.0, ss_res == 0.0) {
-            (true, true) => 1.0,
-            (true, false) => 0.0,
-            _ => 1.0 - ss_res / ss_tot,
-        }
-    };
-    (0..k).map(column).sum::<f64>() / k as f64
-}
-
 #[cfg(test)]
 mod tests {
     //! Expected values are scikit-learn's documented examples and hand counts.
@@ -233,8 +201,7 @@ mod tests {
     }
 
     #[test]
-    fn accuracy_and_balanced_accuracy_match_scikit_learn() {
-        close(accuracy(&[0, 1, 2, 3], &[0, 2, 1, 3]), 0.5);
+    fn balanced_accuracy_matches_scikit_learn() {
         close(balanced_accuracy(&[0, 1, 0, 0, 1, 0], &[0, 1, 0, 0, 0, 1]), 0.625);
     }
 
@@ -288,7 +255,6 @@ mod tests {
         // One logit per sample: sigmoid.
         let single = Outputs { width: 1, values: vec![0.0, 2.0] };
         close(log_loss(&[1, 1], &single).unwrap(), (2f64.ln() + (1.0 + (-2f64).exp()).ln()) / 2.0);
-        assert_eq!(single.classes(), [0, 1]);
     }
 
     #[test]
@@ -296,16 +262,5 @@ mod tests {
         let (y, p) = ([3.0, -0.5, 2.0, 7.0], [2.5, 0.0, 2.0, 8.0]);
         close(mse(&y, &p), 0.375);
         close(mae(&y, &p), 0.5);
-        close(r2(&y, &p, 1), 0.9486081370449679);
-        // Two outputs: scikit-learn's r2_score([[0.5, 1], [-1, 1], [7, -6]], [[0, 2], [-1, 2], [8, -5]]) = 0.938...
-        let (y, p) = ([0.5, 1.0, -1.0, 1.0, 7.0, -6.0], [0.0, 2.0, -1.0, 2.0, 8.0, -5.0]);
-        close(r2(&y, &p, 2), 0.9368005266622779);
-        close(r2(&[1.0, 1.0], &[1.0, 1.0], 1), 1.0);
-        close(r2(&[1.0, 1.0], &[1.0, 2.0], 1), 0.0);
-    }
-
-    #[test]
-    fn arg_max_takes_the_first_of_equal_values() {
-        assert_eq!(Outputs { width: 3, values: vec![1.0, 3.0, 3.0, 0.0, 0.0, 0.0] }.classes(), [1, 0]);
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::metrics::{self, Average, Outputs, Prf};
 use torchfit_sdk::tch::{Kind, Tensor};
+use torchfit_sdk::metrics as shared;
 use torchfit_sdk::{BuildContext, Error, Result, Scorer};
 
 /// The scorers this plugin provides (scikit-learn's names, without the `neg_` of losses).
@@ -87,26 +88,22 @@ impl Metric {
     /// The score of outputs `y_pred` (logits for classification) against `y_true`.
     pub fn score(self, y_true: &Tensor, y_pred: &Tensor) -> Result<f64> {
         match self {
-            Metric::R2 | Metric::Mse | Metric::Mae => {
+            Metric::Accuracy => shared::accuracy(y_true, y_pred),
+            Metric::R2 => shared::r2(y_true, y_pred),
+            Metric::Mse | Metric::Mae => {
                 let (y, p) = (doubles(y_true)?, doubles(y_pred)?);
                 if y.len() != p.len() || y.is_empty() {
                     return Err(Error::msg(format!("{} targets but {} predictions", y.len(), p.len())));
                 }
-                let outputs = y.len() / y_true.size().first().copied().unwrap_or(1).max(1) as usize;
-                Ok(match self {
-                    Metric::R2 => metrics::r2(&y, &p, outputs),
-                    Metric::Mse => metrics::mse(&y, &p),
-                    _ => metrics::mae(&y, &p),
-                })
+                Ok(if self == Metric::Mse { metrics::mse(&y, &p) } else { metrics::mae(&y, &p) })
             }
             _ => {
                 let y = labels(y_true)?;
                 let out = outputs(y_pred, y.len())?;
-                let pred = || out.classes();
+                let pred = || labels(&shared::predicted_classes(y_pred)?);
                 match self {
-                    Metric::Accuracy => Ok(metrics::accuracy(&y, &pred())),
-                    Metric::BalancedAccuracy => Ok(metrics::balanced_accuracy(&y, &pred())),
-                    Metric::Prf(m, a) => metrics::prf(m, a, &y, &pred()).map_err(Error::msg),
+                    Metric::BalancedAccuracy => Ok(metrics::balanced_accuracy(&y, &pred()?)),
+                    Metric::Prf(m, a) => metrics::prf(m, a, &y, &pred()?).map_err(Error::msg),
                     Metric::RocAuc => Ok(metrics::roc_auc(&y, &out)),
                     _ => metrics::log_loss(&y, &out).map_err(Error::msg),
                 }

@@ -4,13 +4,15 @@
 //! `model.safetensors` (the final parameters and buffers) and `model.json` (the shapes the model
 //! was built for). Every file is written atomically, and only after training succeeded.
 
-use crate::config::{Params, SplitKind};
-use crate::data::{split_indices, Stream};
-use crate::fsutil::write_atomic;
-use crate::{EpochCount, Error, Evaluation, History, NeuralNet, Registry, Result, Valid};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use torchfit_engine::config::{ComponentSpec, Params, SplitKind};
+use torchfit_engine::data::{split_indices, Stream};
+use torchfit_engine::fsutil::write_atomic;
+use torchfit_engine::net::{Start, RESUME_PREFIX};
+use torchfit_engine::{EpochCount, Error, Evaluation, History, NeuralNet, Registry, Result, Valid};
+use torchfit_sdk::metrics::predicted_classes;
 use torchfit_sdk::{BuildContext, DatasetReader, Task};
 
 /// What a finished `train` reports.
@@ -48,8 +50,8 @@ pub fn load_params(config: &Path, sets: &[String]) -> Result<Params> {
     Ok(params)
 }
 
-fn reader(registry: &Registry, params: &Params, key: &str, spec: &crate::config::ComponentSpec) -> Result<Box<dyn DatasetReader>> {
-    let settings = params.settings()?;
+fn reader(registry: &Registry, params: &Params, key: &str, spec: &ComponentSpec) -> Result<Box<dyn DatasetReader>> {
+    let settings = params.settings();
     let ctx = BuildContext { name: key.into(), input_shape: vec![], n_outputs: 0, task: settings.task, device: tch::Device::Cpu, base_dir: params.base_dir().to_path_buf(), seed: settings.seed };
     registry.reader(&spec.name, &spec.json(), &ctx).map_err(|e| params.component_error(key, e))
 }
@@ -58,12 +60,12 @@ fn reader(registry: &Registry, params: &Params, key: &str, spec: &crate::config:
 /// continues the run in `out` from its train-end checkpoint up to `max_epochs` epochs in all.
 pub fn train(params: Params, out: Option<&Path>, resume: bool) -> Result<Outcome> {
     let start = Instant::now();
-    let settings = params.settings()?;
+    let settings = params.settings().clone();
     // Before the readers load anything: the heap is laid out for training from the start.
-    crate::malloc::apply(settings.malloc);
+    torchfit_engine::malloc::apply(settings.malloc);
     let spec = settings.dataset.clone().ok_or_else(|| params.config_error("dataset", "missing: `torchfit train` needs a [dataset] section".into()))?;
     check_run_dir(out, resume)?;
-    let registry = crate::plugins::registry_for(&params)?;
+    let registry = torchfit_engine::plugins::registry_for(&params)?;
     let mut data = reader(&registry, &params, "dataset", &spec)?;
     let n = data.len();
     if settings.test_dataset.is_some() && settings.test_split.is_some() {
@@ -80,7 +82,7 @@ pub fn train(params: Params, out: Option<&Path>, resume: bool) -> Result<Outcome
         }
         _ => ((0..n as i64).collect(), Vec::new()),
     };
-    let mut net = NeuralNet::with_registry(params.clone(), registry.clone());
+    let mut net = NeuralNet::with_registry(params.clone(), registry.clone()).with_defaults(crate::defaults());
     let mut valid = match settings.train_split.kind {
         SplitKind::Predefined => {
             let vspec = settings.valid_dataset.clone().ok_or_else(|| params.config_error("valid_dataset", "missing: train_split.kind = \"predefined\" needs a [valid_dataset] section".into()))?;
@@ -106,9 +108,9 @@ pub fn train(params: Params, out: Option<&Path>, resume: bool) -> Result<Outcome
     let fitted = match valid.as_mut() {
         Some(v) => {
             let all = (0..v.len() as i64).collect();
-            net.fit_readers(data.as_mut(), pool, Valid::Other(v.as_mut(), all), false)
+            net.fit_train_valid(data.as_mut(), pool, Valid::Other(v.as_mut(), all), Start::Fresh)
         }
-        None => net.fit_reader(data.as_mut(), Some(&pool), false),
+        None => net.fit_dataset(data.as_mut(), Some(&pool), Start::Fresh),
     };
     if let (Err(_), Some(dir), true) = (&fitted, out, created) {
         if std::fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false) {
@@ -135,9 +137,6 @@ pub fn train(params: Params, out: Option<&Path>, resume: bool) -> Result<Outcome
     }
     Ok(Outcome { history: net.history().clone(), test, seconds, fit_seconds })
 }
-
-/// Prefix of the checkpoint every run directory ends with, and `--resume` starts from.
-pub const RESUME_PREFIX: &str = "train_end_";
 
 /// A run directory is used only as asked: a non-empty one is continued with `resume` and never
 /// overwritten without it; `resume` needs a train-end checkpoint there.
@@ -170,7 +169,7 @@ fn write_run_dir(dir: &Path, net: &NeuralNet, params: &Params, test: Option<Eval
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let (input_shape, n_outputs) = net.shape().ok_or(Error::NotInitialized)?;
     let base_dir = std::fs::canonicalize(params.base_dir()).map_err(|e| Error::io(params.base_dir(), e))?;
-    let meta = ModelMeta { input_shape, n_outputs, task: params.settings()?.task, base_dir };
+    let meta = ModelMeta { input_shape, n_outputs, task: params.settings().task, base_dir };
     let json = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
     write_atomic(&dir.join("config.toml"), params.to_toml().as_bytes())?;
     net.history().save(&dir.join("history.json"))?;
@@ -200,20 +199,19 @@ pub fn predict(run: &Path, data: Option<&Path>, sets: &[String]) -> Result<Vec<S
         let abs = std::path::absolute(d).map_err(|e| Error::io(d, e))?;
         params.set("dataset.path", toml::Value::String(abs.display().to_string()), "--data")?;
     }
-    let settings = params.settings()?;
-    let spec = settings.dataset.clone().ok_or_else(|| params.config_error("dataset", "missing".into()))?;
-    let registry = crate::plugins::registry_for(&params)?;
+    let spec = params.settings().dataset.clone().ok_or_else(|| params.config_error("dataset", "missing".into()))?;
+    let registry = torchfit_engine::plugins::registry_for(&params)?;
     let mut reader = reader(&registry, &params, "dataset", &spec)?;
     if reader.sample_shape().iter().product::<i64>() != meta.input_shape.iter().product::<i64>() {
         return Err(Error::Data(format!("samples have shape {:?} but the model was trained on {:?}", reader.sample_shape(), meta.input_shape)));
     }
-    let mut net = NeuralNet::with_registry(params, registry);
+    let mut net = NeuralNet::with_registry(params, registry).with_defaults(crate::defaults());
     net.initialize(&meta.input_shape, meta.n_outputs)?;
     net.load_params(&run.join("model.safetensors"))?;
     let all: Vec<i64> = (0..reader.len() as i64).collect();
     let out = net.forward_reader(reader.as_mut(), &all)?;
     Ok(match meta.task {
-        Task::Classification => Vec::<i64>::try_from(out.f_argmax(-1, false)?)?.into_iter().map(|c| c.to_string()).collect(),
+        Task::Classification => Vec::<i64>::try_from(predicted_classes(&out)?)?.into_iter().map(|c| c.to_string()).collect(),
         Task::Regression => {
             let rows = out.f_view([out.size()[0], -1])?;
             let k = rows.size()[1] as usize;

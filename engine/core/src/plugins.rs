@@ -214,7 +214,7 @@ pub fn registry(config_dirs: &[PathBuf], files: &[PathBuf]) -> Result<Registry> 
 
 /// The registry for a config: its `plugin_dirs` and `plugins` resolved against its folder.
 pub fn registry_for(params: &Params) -> Result<Registry> {
-    let settings = params.settings()?;
+    let settings = params.settings();
     let resolve = |p: &String| params.base_dir().join(p);
     registry(&settings.plugin_dirs.iter().map(resolve).collect::<Vec<_>>(), &settings.plugins.iter().map(resolve).collect::<Vec<_>>())
 }

@@ -10,6 +10,7 @@
 //! Epochs without such batches (no validation data) record nothing.
 
 use serde::Deserialize;
+use torchfit_sdk::metrics::weighted_mean;
 use torchfit_sdk::{parse_config, scoring::record_with_best, BuildContext, Callback, Flow, Host, Result};
 
 #[derive(Deserialize)]
@@ -43,29 +44,11 @@ pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn C
     }))
 }
 
-/// Mean of `values` weighted by `weights`; `None` when there are none.
-pub fn weighted_mean(values: &[f64], weights: &[f64]) -> Option<f64> {
-    let total: f64 = weights.iter().sum();
-    (!values.is_empty() && values.len() == weights.len() && total > 0.0).then(|| values.iter().zip(weights).map(|(v, w)| v * w).sum::<f64>() / total)
-}
-
 impl Callback for Passthrough {
     fn on_epoch_end(&mut self, host: &mut dyn Host) -> Result<Flow> {
         let nums = |key: &str| host.history_batch_values(-1, key).iter().filter_map(serde_json::Value::as_f64).collect::<Vec<_>>();
         let Some(score) = weighted_mean(&nums(&self.key), &nums(self.size_key)) else { return Ok(Flow::Continue) };
         record_with_best(host, &self.key, score, self.lower_is_better)?;
         Ok(Flow::Continue)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::weighted_mean;
-
-    #[test]
-    fn a_short_last_batch_weighs_less() {
-        assert_eq!(weighted_mean(&[1.0, 4.0], &[3.0, 1.0]), Some(1.75));
-        assert_eq!(weighted_mean(&[], &[]), None);
-        assert_eq!(weighted_mean(&[1.0], &[1.0, 2.0]), None, "misaligned keys are not averaged");
     }
 }

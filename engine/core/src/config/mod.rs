@@ -2,8 +2,8 @@
 //! settings the engine reads from it.
 //!
 //! One tree serves the config file, `torchfit train --set K=V` and the library's `set_params`:
-//! `optimizer__lr` (or `optimizer.lr`) addresses `[optimizer] lr`, `callbacks__print_log__floatfmt`
-//! addresses `[callbacks.print_log] floatfmt`.
+//! `optimizer__lr` (or `optimizer.lr`) addresses `[optimizer] lr`, `callbacks__print_log__decimals`
+//! addresses `[callbacks.print_log] decimals`.
 
 mod settings;
 
@@ -13,9 +13,18 @@ use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
-/// The configuration tree of a net, with where each value came from.
+/// The configuration tree of a net, with where each value came from, and its typed
+/// [`Settings`], resolved once per change: a tree that does not resolve is refused when it is
+/// loaded or changed, so every `Params` holds valid settings.
 #[derive(Debug, Clone)]
 pub struct Params {
+    tree: Tree,
+    settings: Settings,
+}
+
+/// The TOML tree and the origin of its values.
+#[derive(Debug, Clone)]
+struct Tree {
     table: Table,
     source: String,
     base_dir: PathBuf,
@@ -35,11 +44,6 @@ pub fn parse_value(text: &str) -> Value {
 }
 
 impl Params {
-    /// An empty tree; relative paths resolve against the working directory.
-    pub fn new() -> Self {
-        Self { table: Table::new(), source: "set_params".into(), base_dir: PathBuf::from("."), overrides: Vec::new() }
-    }
-
     /// Reads a TOML config file; relative paths in it resolve against its folder.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -56,19 +60,22 @@ impl Params {
                 message: e.message().replace('\n', " "),
             }
         })?;
-        let params = Self { table, source: source.to_owned(), base_dir, overrides: Vec::new() };
-        params.settings()?;
-        Ok(params)
+        Self::resolved(Tree { table, source: source.to_owned(), base_dir, overrides: Vec::new() })
+    }
+
+    fn resolved(tree: Tree) -> Result<Self> {
+        let settings = tree.resolve()?;
+        Ok(Self { tree, settings })
     }
 
     /// The tree.
     pub fn table(&self) -> &Table {
-        &self.table
+        &self.tree.table
     }
 
     /// Folder that relative paths resolve against.
     pub fn base_dir(&self) -> &Path {
-        &self.base_dir
+        &self.tree.base_dir
     }
 
     /// Sets `key` (skorch routing) to `value`; `origin` names it in errors (`--set K=V`).
@@ -78,7 +85,7 @@ impl Params {
         if path.iter().any(String::is_empty) {
             return Err(Error::Config { origin: origin.into(), key: key.into(), message: "empty key segment".into() });
         }
-        let mut next = self.clone();
+        let mut next = self.tree.clone();
         let mut table = &mut next.table;
         for (i, part) in path[..path.len() - 1].iter().enumerate() {
             let entry = table.entry(part.clone()).or_insert_with(|| Value::Table(Table::new()));
@@ -92,8 +99,7 @@ impl Params {
         }
         table.insert(path[path.len() - 1].clone(), value);
         next.overrides.push((path, origin.to_owned()));
-        next.settings()?;
-        *self = next;
+        *self = Self::resolved(next)?;
         Ok(())
     }
 
@@ -104,8 +110,38 @@ impl Params {
         self.set(k.trim(), parse_value(v.trim()), &origin)
     }
 
-    /// The typed settings; errors name the file (or `--set`) and the dotted key.
-    pub fn settings(&self) -> Result<Settings> {
+    /// The typed settings of the tree.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// An [`Error::Config`] for `key`, attributed to the `--set` that touched it, else the file.
+    pub fn config_error(&self, key: &str, message: String) -> Error {
+        self.tree.config_error(key, message)
+    }
+
+    /// Re-attributes a component's config error to `section` of this tree (`module.hidden[1]`,
+    /// with the file or `--set` it came from); other errors pass through.
+    pub fn component_error(&self, section: &str, error: Error) -> Error {
+        match error {
+            Error::Component { source: torchfit_sdk::Error::Config { key, message }, .. } => {
+                let key = if key.is_empty() { section.to_owned() } else if key.starts_with('[') { format!("{section}{key}") } else { format!("{section}.{key}") };
+                self.config_error(&key, message)
+            }
+            other => other,
+        }
+    }
+
+    /// The tree as TOML text (the resolved config a run directory keeps).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(&self.tree.table).unwrap_or_default()
+    }
+}
+
+impl Tree {
+    /// Reads the typed settings from the tree; errors name the file (or `--set`) and the dotted
+    /// key.
+    fn resolve(&self) -> Result<Settings> {
         let value = Value::Table(self.table.clone());
         serde_path_to_error::deserialize::<_, Settings>(value).map_err(|e| {
             let mut key = e.path().to_string();
@@ -124,7 +160,7 @@ impl Params {
     }
 
     /// An [`Error::Config`] for `key`, attributed to the `--set` that touched it, else the file.
-    pub fn config_error(&self, key: &str, message: String) -> Error {
+    fn config_error(&self, key: &str, message: String) -> Error {
         let path = key_path(key);
         let source = self
             .overrides
@@ -136,28 +172,6 @@ impl Params {
         Error::Config { origin: source, key: key.to_owned(), message }
     }
 
-    /// Re-attributes a component's config error to `section` of this tree (`module.hidden[1]`,
-    /// with the file or `--set` it came from); other errors pass through.
-    pub fn component_error(&self, section: &str, error: Error) -> Error {
-        match error {
-            Error::Component { source: torchfit_sdk::Error::Config { key, message }, .. } => {
-                let key = if key.is_empty() { section.to_owned() } else if key.starts_with('[') { format!("{section}{key}") } else { format!("{section}.{key}") };
-                self.config_error(&key, message)
-            }
-            other => other,
-        }
-    }
-
-    /// The tree as TOML text (the resolved config a run directory keeps).
-    pub fn to_toml(&self) -> String {
-        toml::to_string(&self.table).unwrap_or_default()
-    }
-}
-
-impl Default for Params {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 #[cfg(test)]
@@ -172,12 +186,12 @@ mod tests {
     fn double_underscores_route_into_sections() {
         let mut p = base();
         p.set("optimizer__lr", Value::Float(0.05), "t").unwrap();
-        p.set_assignment("callbacks__print_log__floatfmt=3").unwrap();
+        p.set_assignment("callbacks__print_log__decimals=3").unwrap();
         p.set_assignment("iterator_train__batch_size=16").unwrap();
-        let s = p.settings().unwrap();
+        let s = p.settings();
         assert_eq!(s.optimizer.lr, Some(0.05));
         assert_eq!(s.iterator_train.batch_size, 16);
-        assert_eq!(p.table()["callbacks"]["print_log"]["floatfmt"].as_integer(), Some(3));
+        assert_eq!(p.table()["callbacks"]["print_log"]["decimals"].as_integer(), Some(3));
     }
 
     #[test]
@@ -192,14 +206,14 @@ mod tests {
         let mut p = base();
         let err = p.set_assignment("optimizer__lr=fast").unwrap_err().to_string();
         assert!(err.starts_with("--set optimizer__lr=fast: `optimizer.lr`"), "{err}");
-        assert_eq!(p.settings().unwrap().optimizer.lr, Some(0.1));
+        assert_eq!(p.settings().optimizer.lr, Some(0.1));
     }
 
     #[test]
     fn malloc_defaults_to_training_and_an_unknown_policy_names_the_key() {
         use crate::malloc::MallocPolicy;
-        assert_eq!(base().settings().unwrap().malloc, MallocPolicy::Training);
-        let s = Params::from_str("malloc = \"system\"\n[module]\nname='mlp'", "cfg.toml", ".".into()).unwrap().settings().unwrap();
+        assert_eq!(base().settings().malloc, MallocPolicy::Training);
+        let s = Params::from_str("malloc = \"system\"\n[module]\nname='mlp'", "cfg.toml", ".".into()).unwrap().settings().clone();
         assert_eq!(s.malloc, MallocPolicy::System);
         let err = Params::from_str("malloc = \"jemalloc\"\n[module]\nname='mlp'", "cfg.toml", ".".into()).unwrap_err().to_string();
         assert!(err.starts_with("cfg.toml: `malloc`"), "{err}");

@@ -4,7 +4,8 @@ use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use torchfit_engine::{fsutil::write_atomic, plugins, run, Error};
+use torchfit::run;
+use torchfit_engine::{fsutil::write_atomic, plugins, Error};
 
 /// Train and use neural networks from a config file.
 #[derive(Parser)]

@@ -16,6 +16,7 @@
 
 use serde::Deserialize;
 use tch::{Kind, Tensor};
+use torchfit_sdk::metrics::correct;
 use torchfit_sdk::{parse_config, scoring::record_with_best, BatchOutput, BuildContext, Callback, Flow, Host, Result};
 
 #[derive(Deserialize)]
@@ -51,8 +52,7 @@ impl Callback for AccuracyScoring {
 
     fn on_batch_end(&mut self, _host: &mut dyn Host, out: &BatchOutput<'_>) -> Result<Flow> {
         if out.batch.training == self.on_train {
-            let correct = out.y_pred.f_argmax(-1, false)?.f_eq_tensor(out.batch.y)?.f_sum(Kind::Int64)?;
-            self.cache.push((correct, out.batch.y.size()[0]));
+            self.cache.push((correct(out.batch.y, out.y_pred)?, out.batch.y.size()[0]));
         }
         Ok(Flow::Continue)
     }

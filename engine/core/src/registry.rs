@@ -195,17 +195,17 @@ mod tests {
 
     #[test]
     fn an_unknown_name_lists_the_known_ones() {
-        let ctx = BuildContext { name: "module".into(), input_shape: vec![2], n_outputs: 2, task: Default::default(), device: tch::Device::Cpu, base_dir: ".".into(), seed: 0 };
-        let err = Registry::builtin().model("resnet99", &serde_json::json!({}), &ctx).err().unwrap().to_string();
-        assert!(err.contains("resnet99") && err.contains("mlp"), "{err}");
+        let err = Registry::builtin().callback("print_lgo", &serde_json::json!({}), &torchfit_sdk::testing::context("cb")).err().unwrap().to_string();
+        assert!(err.contains("print_lgo") && err.contains("print_log"), "{err}");
     }
 
     #[test]
-    fn a_duplicate_name_is_refused_naming_both_origins() {
+    fn a_duplicate_name_is_refused_naming_both_origins_and_kinds_have_their_own_names() {
         let mut r = Registry::builtin();
-        let err = r.add("mlp", "1.0", "another mlp", Constructor::Model(crate::models::mlp::build)).unwrap_err().to_string();
-        assert!(err.contains("in-process (torchfit-plugin-models)") && err.contains("in-process (program)"), "{err}");
-        r.add("mlp", "1.0", "a criterion may share a model's name", Constructor::Criterion(crate::criteria::mse)).unwrap();
+        let err = r.add("print_log", "1.0", "another", Constructor::Callback(crate::callbacks::print_log::build)).unwrap_err().to_string();
+        assert!(err.contains("builtin") && err.contains("in-process (program)"), "{err}");
+        let scorer: torchfit_sdk::Ctor<dyn Scorer> = |_, _| Err(torchfit_sdk::Error::msg("unused"));
+        r.add("print_log", "1.0", "a scorer may share a callback's name", Constructor::Scorer(scorer)).unwrap();
     }
 
     #[test]

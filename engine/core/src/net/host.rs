@@ -1,5 +1,6 @@
 //! The [`Host`] the loop lends to callbacks: history, parameters and learning rates of the run.
 
+use crate::glob::Glob;
 use crate::{History, Optimizer};
 use serde_json::{Map, Value};
 use tch::Tensor;
@@ -21,9 +22,16 @@ pub(crate) struct RunHost<'a> {
 
 /// Scorer components built on first use in a run, by name.
 pub(crate) struct Scorers {
-    pub registry: crate::Registry,
-    pub ctx: torchfit_sdk::BuildContext,
-    pub built: std::collections::HashMap<String, Box<dyn torchfit_sdk::Scorer>>,
+    registry: crate::Registry,
+    ctx: torchfit_sdk::BuildContext,
+    built: std::collections::HashMap<String, Box<dyn torchfit_sdk::Scorer>>,
+}
+
+impl Scorers {
+    /// Builds scorers from `registry`, each with `ctx` under its own name.
+    pub fn new(registry: crate::Registry, ctx: torchfit_sdk::BuildContext) -> Self {
+        Self { registry, ctx, built: Default::default() }
+    }
 }
 
 impl Host for RunHost<'_> {
@@ -56,9 +64,10 @@ impl Host for RunHost<'_> {
     }
 
     fn set_requires_grad(&mut self, pattern: &str, requires_grad: bool) -> Result<usize> {
+        let glob = Glob::new(pattern).map_err(Error::msg)?;
         let mut n = 0;
         for (name, p) in self.model.parameters() {
-            if torchfit_sdk::glob::matches(pattern, &name) {
+            if glob.matches(&name) {
                 let _ = p.set_requires_grad(requires_grad);
                 n += 1;
             }

@@ -25,6 +25,7 @@ mod adam;
 mod rmsprop;
 mod sgd;
 
+use crate::glob::Glob;
 use crate::{Error, Result};
 use serde::Deserialize;
 use tch::Tensor;
@@ -259,11 +260,11 @@ impl Optimizer {
         for (g, gc) in config.param_groups.iter().enumerate() {
             let mut hyper = base.clone();
             hyper.apply(config.name, &gc.hyper(), &format!("param_groups[{g}]."))?;
-            let members: Vec<usize> = (0..params.len())
-                .filter(|&i| !assigned[i] && gc.params.iter().any(|p| torchfit_sdk::glob::matches(p, &params[i].0)))
-                .collect();
+            let key = format!("param_groups[{g}].params");
+            let globs = gc.params.iter().map(|p| Glob::new(p)).collect::<Result<Vec<_>, _>>().map_err(|message| Error::Config { origin: String::new(), key: key.clone(), message })?;
+            let members: Vec<usize> = (0..params.len()).filter(|&i| !assigned[i] && globs.iter().any(|p| p.matches(&params[i].0))).collect();
             if members.is_empty() {
-                return Err(Error::Config { origin: String::new(), key: format!("param_groups[{g}].params"), message: format!("{:?} matches no parameter that is not already in an earlier group", gc.params) });
+                return Err(Error::Config { origin: String::new(), key, message: format!("{:?} matches no parameter that is not already in an earlier group", gc.params) });
             }
             members.iter().for_each(|&i| assigned[i] = true);
             groups.push(Group { hyper, params: members });

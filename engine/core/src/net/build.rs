@@ -1,0 +1,155 @@
+//! Building what a run trains: model, criterion, optimizer and callbacks, from the settings and
+//! the registry (skorch's `initialize`).
+
+use super::host::Scorers;
+use crate::config::{Params, Settings};
+use super::Valid;
+use crate::{device, Error, Optimizer, Registry, Result};
+use std::path::PathBuf;
+use tch::{Device, Kind, Tensor};
+use torchfit_sdk::{BuildContext, Callback, ComponentKind, Criterion, DatasetReader, Model, Task};
+
+/// The choices a net falls back on where its config is silent and only the program composing
+/// the engine with components can choose: the engine names no model, criterion or reader of its
+/// own. (skorch keeps them in `NeuralNetClassifier` and `NeuralNetRegressor`, not in its
+/// generic net.) The `torchfit` package's presets fill them with its stock components.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Defaults {
+    /// The criterion of a classification net whose config has no `[criterion]`.
+    pub classification_criterion: Option<String>,
+    /// The criterion of a regression net whose config has no `[criterion]`.
+    pub regression_criterion: Option<String>,
+}
+
+impl Defaults {
+    /// The default criterion of `task`, if the program chose one.
+    pub fn criterion(&self, task: Task) -> Option<&str> {
+        match task {
+            Task::Classification => self.classification_criterion.as_deref(),
+            Task::Regression => self.regression_criterion.as_deref(),
+        }
+    }
+}
+
+/// Everything `initialize` builds: the components of one run and the settings they were built
+/// with.
+pub(super) struct Components {
+    pub settings: Settings,
+    pub device: Device,
+    pub model: Box<dyn Model>,
+    pub criterion: Box<dyn Criterion>,
+    pub optimizer: Optimizer,
+    /// In the order events reach them (`print_log` last), by their config name.
+    pub callbacks: Vec<(String, Box<dyn Callback>)>,
+    pub input_shape: Vec<i64>,
+    pub n_outputs: i64,
+    pub run_dir: Option<PathBuf>,
+    pub scorers: Scorers,
+}
+
+/// What a net is built from.
+pub(super) struct Recipe<'a> {
+    pub params: &'a Params,
+    pub registry: &'a Registry,
+    pub defaults: &'a Defaults,
+    pub run_dir: Option<PathBuf>,
+}
+
+impl Components {
+    /// Builds the components for samples of `input_shape` and `n_outputs` outputs. Seeds
+    /// libtorch first, so the same seed gives the same initial weights.
+    pub fn build(recipe: Recipe<'_>, input_shape: &[i64], n_outputs: i64) -> Result<Self> {
+        let Recipe { params, registry, defaults, run_dir } = recipe;
+        let settings = params.settings().clone();
+        if let Some(t) = settings.threads {
+            tch::set_num_threads(t);
+        }
+        crate::malloc::apply(settings.malloc);
+        let device = device::resolve(device::parse(&settings.device).map_err(|m| params.config_error("device", m))?)?;
+        tch::manual_seed(settings.seed as i64);
+        let ctx = |name: &str| BuildContext {
+            name: name.into(),
+            input_shape: input_shape.to_vec(),
+            n_outputs,
+            task: settings.task,
+            device,
+            base_dir: params.base_dir().to_path_buf(),
+            seed: settings.seed,
+        };
+        let module = &settings.module;
+        let model = registry.model(&module.name, &module.json(), &ctx("module")).map_err(|e| params.component_error("module", e))?;
+        let criterion = match (&settings.criterion, defaults.criterion(settings.task)) {
+            (Some(c), _) => registry.criterion(&c.name, &c.json(), &ctx("criterion")),
+            (None, Some(name)) => registry.criterion(name, &serde_json::json!({}), &ctx("criterion")),
+            (None, None) => {
+                let message = format!("missing: this net has no default criterion for {:?}; name one ([criterion] name = ...)", settings.task);
+                return Err(params.config_error("criterion", message));
+            }
+        }
+        .map_err(|e| params.component_error("criterion", e))?;
+        let optimizer = Optimizer::new(&settings.optimizer, model.parameters()).map_err(|e| match e {
+            Error::Config { key, message, .. } => params.config_error(format!("optimizer.{key}").trim_end_matches('.'), message),
+            other => other,
+        })?;
+        let overrides = settings.callback_overrides().map_err(|(k, m)| params.config_error(&k, m))?;
+        let mut callbacks = Vec::new();
+        for spec in crate::callbacks::resolve(crate::callbacks::defaults(settings.task), overrides) {
+            let section = format!("callbacks.{}", spec.name);
+            let mut cb = registry.callback(&spec.kind, &spec.params, &ctx(&spec.name)).map_err(|e| params.component_error(&section, e))?;
+            cb.initialize().map_err(|source| Error::Callback { name: spec.name.clone(), event: "initialize", source })?;
+            callbacks.push((spec.name, cb));
+        }
+        let scorers = Scorers::new(registry.clone(), ctx("scorer"));
+        Ok(Self { settings, device, model, criterion, optimizer, callbacks, input_shape: input_shape.to_vec(), n_outputs, run_dir, scorers })
+    }
+
+    /// The model's output for `x` (training mode when `train`).
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.model.forward(x, train).map_err(|source| Error::Component { kind: ComponentKind::Model, name: "module".into(), source })
+    }
+
+    /// The criterion's loss as a 0-dim tensor. It must hold a single value: backward and the
+    /// batch's history entry need one.
+    pub fn loss(&self, y_pred: &Tensor, y: &Tensor) -> Result<Tensor> {
+        let error = |source| Error::Component { kind: ComponentKind::Criterion, name: "criterion".into(), source };
+        let loss = self.criterion.loss(y_pred, y).map_err(error)?;
+        match (loss.dim(), loss.numel()) {
+            (0, _) => Ok(loss),
+            (_, 1) => Ok(loss.f_reshape([0i64; 0])?),
+            _ => {
+                let message = format!("the loss has shape {:?}; it must be a single value (reduce it, e.g. with its mean)", loss.size());
+                Err(error(torchfit_sdk::Error::msg(message)))
+            }
+        }
+    }
+}
+
+/// How many outputs the model needs for the training samples `train` of `reader` (and the
+/// validation samples): for classification one per class up to the largest label, for
+/// regression one per target column.
+pub(super) fn output_count(task: Task, reader: &mut dyn DatasetReader, train: &[i64], valid: &mut Valid<'_>) -> Result<i64> {
+    Ok(match task {
+        Task::Classification => {
+            let mut max = select(&class_labels(reader)?, train).into_iter().max().unwrap_or(0);
+            if let Valid::Other(r, idx) = valid {
+                max = max.max(select(&class_labels(*r)?, idx).into_iter().max().unwrap_or(0));
+            }
+            max + 1
+        }
+        Task::Regression => reader.targets()?.size().get(1).copied().unwrap_or(1),
+    })
+}
+
+/// The class label of every sample of `reader`.
+pub(super) fn class_labels(reader: &mut dyn DatasetReader) -> Result<Vec<i64>> {
+    let y = reader.targets()?;
+    if y.is_floating_point() {
+        return Err(Error::Data("classification needs integer class labels; set task = \"regression\" for real-valued targets".into()));
+    }
+    Ok(Vec::<i64>::try_from(y.f_to_kind(Kind::Int64)?.f_flatten(0, -1)?)?)
+}
+
+/// `values` at the positions `idx`.
+pub(super) fn select(values: &[i64], idx: &[i64]) -> Vec<i64> {
+    idx.iter().map(|&i| values[i as usize]).collect()
+}

@@ -1,0 +1,166 @@
+//! The training loop, as skorch chains it: [`partial_fit`] runs `on_train_begin`, [`fit_loop`]
+//! and, always, `on_train_end`; [`fit_loop`] runs epochs; [`run_single_epoch`] runs the batches
+//! of one pass, each through [`train_step`] or [`validation_step`].
+//!
+//! Each epoch the loop first opens the history record (`epoch`), reseeds libtorch's generator
+//! from `(seed, epoch)` and draws the batch order from `(seed, epoch)`, so any epoch can be
+//! replayed exactly; then callbacks run in order. Batch losses stay on the device during the
+//! epoch and are written to history (`train_loss`, `valid_loss` per batch) in one transfer
+//! before `on_epoch_end`.
+
+use super::actions::perform;
+use super::build::Components;
+use super::events::{notify, notify_train_end, Event};
+use super::{EpochCount, Valid};
+use crate::data::{batches, for_each_batch, Batches, SplitMix64, Stream};
+use crate::{Error, History, Result};
+use std::path::PathBuf;
+use tch::{Device, Kind, Tensor};
+use torchfit_sdk::checkpoint::Action;
+use torchfit_sdk::{Batch, BatchOutput, DatasetReader, Flow};
+
+/// `on_train_begin`, the epochs, then `on_train_end` on every callback, also after an error.
+/// With `resume`, everything is first restored from the checkpoint [`super::RESUME_PREFIX`] in
+/// that folder; `count` then decides how many epochs run.
+pub(super) fn partial_fit(
+    c: &mut Components,
+    history: &mut History,
+    resume: Option<PathBuf>,
+    count: EpochCount,
+    reader: &mut dyn DatasetReader,
+    train: &[i64],
+    valid: Valid<'_>,
+) -> Result<()> {
+    if let Some(dir) = resume {
+        perform(c, history, &Action::Load { dir, prefix: super::RESUME_PREFIX.into(), parts: torchfit_sdk::Parts::ALL })?;
+    }
+    let epochs = count.epochs_to_run(c.settings.max_epochs, history.len());
+    let result = match notify(c, history, (0, 0), &Event::TrainBegin) {
+        Ok(Flow::Continue) => fit_loop(c, history, reader, train, valid, epochs),
+        Ok(Flow::Stop) => Ok(()),
+        Err(e) => Err(e),
+    };
+    let end = notify_train_end(c, history);
+    result.and(end)
+}
+
+/// Runs up to `epochs` epochs: a training pass over `train`, a validation pass, the epoch's end.
+fn fit_loop(c: &mut Components, history: &mut History, reader: &mut dyn DatasetReader, train: &[i64], mut valid: Valid<'_>, epochs: usize) -> Result<()> {
+    let seed = c.settings.seed;
+    for _ in 0..epochs {
+        let epoch = history.len() + 1;
+        history.new_epoch();
+        history.record("epoch", epoch)?;
+        tch::manual_seed((SplitMix64::new(seed, Stream::Torch, epoch as u64).next_u64() >> 1) as i64);
+        reader.reset(epoch as u64, seed)?;
+        if let Valid::Other(r, _) = &mut valid {
+            r.reset(epoch as u64, seed)?;
+        }
+        let it = &c.settings.iterator_train;
+        let train_batches = batches(train, it.batch_size, it.shuffle.unwrap_or(true), seed, epoch as u64);
+        let iv = &c.settings.iterator_valid;
+        let valid_batches = match &valid {
+            Valid::None => Vec::new(),
+            Valid::Same(idx) | Valid::Other(_, idx) => batches(idx, iv.batch_size, iv.shuffle.unwrap_or(false), seed, epoch as u64),
+        };
+        let counts = (train_batches.len(), valid_batches.len());
+        let mut pending = Vec::with_capacity(2);
+        let mut flow = notify(c, history, counts, &Event::EpochBegin)?;
+        flow = flow.and(run_single_epoch(c, history, reader, &train_batches, true, counts, &mut pending)?);
+        if !valid_batches.is_empty() {
+            let valid_reader: &mut dyn DatasetReader = match &mut valid {
+                Valid::Other(r, _) => &mut **r,
+                _ => &mut *reader,
+            };
+            flow = flow.and(run_single_epoch(c, history, valid_reader, &valid_batches, false, counts, &mut pending)?);
+        }
+        record_losses(history, pending)?;
+        flow = flow.and(notify(c, history, counts, &Event::EpochEnd)?);
+        if flow == Flow::Stop {
+            log::info!("stopping after epoch {epoch}: a callback asked to stop");
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The batch losses of one pass, waiting on the device to be written into history at the end
+/// of the epoch: `values[i]` is the loss of the batch in history record `records[i]`.
+///
+/// The slots are one tensor allocated when the pass begins, so no batch syncs with the device
+/// and no per-batch tensor outlives its step (small long-lived tensors scattered through the
+/// heap make the allocator map fresh pages for the step's larger buffers; see bench/README.md).
+struct Pending {
+    key: &'static str,
+    records: Vec<usize>,
+    values: Tensor,
+}
+
+/// One pass over `batches`: training steps when `training`, else validation steps, each
+/// between `on_batch_begin` and `on_batch_end`.
+fn run_single_epoch(
+    c: &mut Components,
+    history: &mut History,
+    reader: &mut dyn DatasetReader,
+    batches: &Batches,
+    training: bool,
+    counts: (usize, usize),
+    pending: &mut Vec<Pending>,
+) -> Result<Flow> {
+    let (size_key, loss_key) = if training { ("train_batch_size", "train_loss") } else { ("valid_batch_size", "valid_loss") };
+    let mut flow = Flow::Continue;
+    let prefetch = if training { c.settings.iterator_train.prefetch } else { c.settings.iterator_valid.prefetch };
+    let slots = Tensor::f_zeros([batches.len() as i64], (Kind::Double, c.device))?;
+    let mut losses = Pending { key: loss_key, records: Vec::with_capacity(batches.len()), values: slots };
+    for_each_batch(reader, batches, prefetch, |index, idx, x, y| {
+        let (x, y) = (x.f_to_device(c.device)?, y.f_to_device(c.device)?);
+        let record = history.new_batch()?;
+        history.record_batch(size_key, idx.len())?;
+        let batch = Batch { x: &x, y: &y, training, index };
+        flow = flow.and(notify(c, history, counts, &Event::BatchBegin(&batch))?);
+        let (y_pred, loss) = if training {
+            let (y_pred, loss, f) = train_step(c, history, counts, &batch)?;
+            flow = flow.and(f);
+            (y_pred, loss)
+        } else {
+            validation_step(c, &batch)?
+        };
+        let out = BatchOutput { batch, y_pred: &y_pred, loss: &loss };
+        flow = flow.and(notify(c, history, counts, &Event::BatchEnd(&out))?);
+        losses.values.f_select(0, index as i64)?.f_copy_(&loss)?;
+        losses.records.push(record);
+        Ok::<_, Error>(())
+    })?;
+    pending.push(losses);
+    Ok(flow)
+}
+
+/// Forward, loss, backward, `on_grad_computed`, optimizer step. Returns the detached outputs.
+fn train_step(c: &mut Components, history: &mut History, counts: (usize, usize), batch: &Batch<'_>) -> Result<(Tensor, Tensor, Flow)> {
+    let y_pred = c.forward(batch.x, true)?;
+    let loss = c.loss(&y_pred, batch.y)?;
+    c.optimizer.zero_grad();
+    loss.f_backward()?;
+    let flow = notify(c, history, counts, &Event::GradComputed(batch))?;
+    c.optimizer.step()?;
+    Ok((y_pred.f_detach()?, loss.f_detach()?, flow))
+}
+
+/// Forward and loss in evaluation mode without gradients.
+fn validation_step(c: &Components, batch: &Batch<'_>) -> Result<(Tensor, Tensor)> {
+    let _guard = tch::no_grad_guard();
+    let y_pred = c.forward(batch.x, false)?;
+    let loss = c.loss(&y_pred, batch.y)?;
+    Ok((y_pred, loss))
+}
+
+/// Writes the epoch's batch losses into history with one device-to-host transfer.
+fn record_losses(history: &mut History, pending: Vec<Pending>) -> Result<()> {
+    for pass in pending {
+        let values = Vec::<f64>::try_from(pass.values.f_narrow(0, 0, pass.records.len() as i64)?.f_to_device(Device::Cpu)?)?;
+        for (record, v) in pass.records.iter().zip(values) {
+            history.record_batch_at(-1, *record, pass.key, v)?;
+        }
+    }
+    Ok(())
+}

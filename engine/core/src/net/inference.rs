@@ -1,0 +1,101 @@
+//! Using a trained net: its outputs, class probabilities and predictions, its score, and its
+//! loss on a data set. All run in evaluation mode without gradients.
+
+use super::NeuralNet;
+use crate::data::{batches, for_each_batch, TensorDataset};
+use crate::{Error, Result};
+use tch::{Device, Kind, Tensor};
+use torchfit_sdk::metrics::{correct, predicted_classes, r2};
+use torchfit_sdk::{DatasetReader, Task};
+
+/// Loss (and accuracy, for classification) of a model on a set of samples.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation {
+    /// Mean loss per sample.
+    pub loss: f64,
+    /// Fraction of samples predicted right (classification only).
+    pub accuracy: Option<f64>,
+    /// Number of samples.
+    pub samples: usize,
+}
+
+impl NeuralNet {
+    /// The model's outputs for samples `indices` of `reader`, on the CPU.
+    pub fn forward_reader(&mut self, reader: &mut dyn DatasetReader, indices: &[i64]) -> Result<Tensor> {
+        let c = self.components.as_ref().ok_or(Error::NotInitialized)?;
+        let _guard = tch::no_grad_guard();
+        let mut outs = Vec::new();
+        let iv = &c.settings.iterator_valid;
+        for_each_batch(reader, &batches(indices, iv.batch_size, false, 0, 0), iv.prefetch, |_, _, x, _| {
+            outs.push(c.forward(&x.f_to_device(c.device)?, false)?);
+            Ok::<_, Error>(())
+        })?;
+        Ok(Tensor::f_cat(&outs, 0)?.f_to_device(Device::Cpu)?)
+    }
+
+    /// The model's outputs for `x`, on the CPU.
+    fn forward_tensor(&mut self, x: &Tensor) -> Result<Tensor> {
+        let n = x.size().first().copied().unwrap_or(0);
+        let mut data = TensorDataset::new(x, &Tensor::zeros([n], (Kind::Int64, Device::Cpu)))?;
+        self.forward_reader(&mut data, &(0..n).collect::<Vec<_>>())
+    }
+
+    /// Class probabilities for classification (the softmax of the logits; for one logit per
+    /// sample, its sigmoid as the probability of class 1 beside that of class 0), the outputs
+    /// for regression.
+    pub fn predict_proba(&mut self, x: &Tensor) -> Result<Tensor> {
+        let out = self.forward_tensor(x)?;
+        match (self.task(), out.size().as_slice()) {
+            (Task::Regression, _) => Ok(out),
+            (Task::Classification, [n] | [n, 1]) => {
+                let p1 = out.f_sigmoid()?.f_view([*n, 1])?;
+                Ok(Tensor::f_cat(&[p1.f_neg()?.f_add_scalar(1.0)?, p1], 1)?)
+            }
+            (Task::Classification, _) => Ok(out.f_softmax(-1, Kind::Float)?),
+        }
+    }
+
+    /// Predicted classes for classification ([`predicted_classes`]), the outputs for regression.
+    pub fn predict(&mut self, x: &Tensor) -> Result<Tensor> {
+        let out = self.forward_tensor(x)?;
+        match self.task() {
+            Task::Classification => Ok(predicted_classes(&out)?),
+            Task::Regression => Ok(out),
+        }
+    }
+
+    /// Accuracy (classification) or R² (regression, scikit-learn's `r2_score`) on `x`, `y`.
+    pub fn score(&mut self, x: &Tensor, y: &Tensor) -> Result<f64> {
+        let out = self.forward_tensor(x)?;
+        match self.task() {
+            Task::Classification => Ok(torchfit_sdk::metrics::accuracy(y, &out)?),
+            Task::Regression => Ok(r2(y, &out)?),
+        }
+    }
+
+    /// Mean loss (and accuracy for classification) on samples `indices` of `reader`.
+    pub fn evaluate(&mut self, reader: &mut dyn DatasetReader, indices: &[i64]) -> Result<Evaluation> {
+        let c = self.components.as_ref().ok_or(Error::NotInitialized)?;
+        let classification = c.settings.task == Task::Classification;
+        let _guard = tch::no_grad_guard();
+        let (mut loss_sum, mut right) = (Tensor::zeros([], (Kind::Double, c.device)), Tensor::zeros([], (Kind::Int64, c.device)));
+        let iv = &c.settings.iterator_valid;
+        for_each_batch(reader, &batches(indices, iv.batch_size, false, 0, 0), iv.prefetch, |_, idx, x, y| {
+            let (x, y) = (x.f_to_device(c.device)?, y.f_to_device(c.device)?);
+            let out = c.forward(&x, false)?;
+            let loss = c.loss(&out, &y)?;
+            loss_sum = loss_sum.f_add(&loss.f_to_kind(Kind::Double)?.f_mul_scalar(idx.len() as f64)?)?;
+            if classification {
+                right = right.f_add(&correct(&y, &out)?)?;
+            }
+            Ok::<_, Error>(())
+        })?;
+        let n = indices.len().max(1) as f64;
+        let accuracy = if classification { Some(right.f_int64_value(&[])? as f64 / n) } else { None };
+        Ok(Evaluation { loss: loss_sum.f_double_value(&[])? / n, accuracy, samples: indices.len() })
+    }
+
+    fn task(&self) -> Task {
+        self.components.as_ref().map(|c| c.settings.task).unwrap_or_default()
+    }
+}
