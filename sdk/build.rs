@@ -11,9 +11,13 @@ fn main() {
     // download has build-version. The local part (+cu130, +cpu) does not change the C++ ABI.
     let root = std::path::Path::new(&lib).parent().map(|p| p.to_path_buf()).unwrap_or_default();
     let from_py = std::fs::read_to_string(root.join("version.py")).ok().and_then(|t| {
-        t.lines().find_map(|l| l.strip_prefix("__version__ = ").map(|v| v.trim_matches(|c| c == '\'' || c == '"').to_owned()))
+        t.lines().find_map(|l| {
+            l.strip_prefix("__version__ = ").map(|v| v.trim_matches(|c| c == '\'' || c == '"').to_owned())
+        })
     });
-    let version = from_py.or_else(|| std::fs::read_to_string(root.join("build-version")).ok()).unwrap_or_else(|| "unknown".into());
+    let version = from_py
+        .or_else(|| std::fs::read_to_string(root.join("build-version")).ok())
+        .unwrap_or_else(|| "unknown".into());
     let version = version.trim().split('+').next().unwrap_or("unknown").to_owned();
     println!("cargo:rustc-env=TORCHFIT_TORCH_VERSION={version}");
     println!("cargo:rerun-if-changed={}", root.join("version.py").display());

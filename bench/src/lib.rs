@@ -53,12 +53,26 @@ pub struct Args {
 impl Args {
     /// From `std::env::args`.
     pub fn parse() -> Result<Self> {
-        let mut args = Args { workload: Workload::Mlp, batch: 32, data: PathBuf::from("../shared/data/mnist"), device: Device::Cpu, threads: 2, train: TRAIN, valid: VALID };
+        let mut args = Args {
+            workload: Workload::Mlp,
+            batch: 32,
+            data: PathBuf::from("../shared/data/mnist"),
+            device: Device::Cpu,
+            threads: 2,
+            train: TRAIN,
+            valid: VALID,
+        };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
             let value = it.next().with_context(|| format!("{flag} needs a value"))?;
             match flag.as_str() {
-                "--workload" => args.workload = match value.as_str() { "mlp" => Workload::Mlp, "cnn" => Workload::Cnn, w => bail!("unknown workload {w}") },
+                "--workload" => {
+                    args.workload = match value.as_str() {
+                        "mlp" => Workload::Mlp,
+                        "cnn" => Workload::Cnn,
+                        w => bail!("unknown workload {w}"),
+                    }
+                }
                 "--batch" => args.batch = value.parse()?,
                 "--data" => args.data = value.into(),
                 "--device" => args.device = if value == "cpu" { Device::Cpu } else { Device::Cuda(0) },
@@ -77,8 +91,10 @@ impl Args {
 
 fn idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
     let mut bytes = Vec::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(path).with_context(|| path.display().to_string())?).read_to_end(&mut bytes)?;
-    let header = torchfit_plugin_readers::idx::parse_header(&bytes).map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
+    flate2::read::GzDecoder::new(std::fs::File::open(path).with_context(|| path.display().to_string())?)
+        .read_to_end(&mut bytes)?;
+    let header =
+        torchfit_plugin_readers::idx::parse_header(&bytes).map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
     Ok((header.dims, bytes[header.len..].to_vec()))
 }
 
@@ -94,7 +110,10 @@ pub fn mnist(dir: &Path) -> Result<(Tensor, Tensor)> {
 /// The training samples (the first `args.train`) and the validation samples (the first
 /// `args.valid` after the 48,000 training ones) of `mnist`'s tensors.
 pub fn split(args: &Args, x: &Tensor, y: &Tensor) -> ((Tensor, Tensor), (Tensor, Tensor)) {
-    ((x.narrow(0, 0, args.train), y.narrow(0, 0, args.train)), (x.narrow(0, TRAIN, args.valid), y.narrow(0, TRAIN, args.valid)))
+    (
+        (x.narrow(0, 0, args.train), y.narrow(0, 0, args.train)),
+        (x.narrow(0, TRAIN, args.valid), y.narrow(0, TRAIN, args.valid)),
+    )
 }
 
 /// Prints the report line.

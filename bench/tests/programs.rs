@@ -17,7 +17,11 @@ fn mnist() -> Option<PathBuf> {
 
 fn report(exe: &str, workload: &str) -> Option<serde_json::Value> {
     let data = mnist()?;
-    let o = std::process::Command::new(exe).args(["--workload", workload, "--batch", "256", "--data"]).arg(&data).output().unwrap();
+    let o = std::process::Command::new(exe)
+        .args(["--workload", workload, "--batch", "256", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{exe}: {}", String::from_utf8_lossy(&o.stderr));
     let line = String::from_utf8_lossy(&o.stdout).lines().last().unwrap().to_owned();
     Some(serde_json::from_str(&line).unwrap())
@@ -37,7 +41,11 @@ fn the_raw_loop_and_the_library_both_learn_the_mlp_in_one_epoch() {
 #[test]
 fn a_sample_count_outside_the_split_is_refused_before_any_data_is_read() {
     for bad in [["--train", "0"], ["--train", "48001"], ["--valid", "12001"]] {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_raw_tch")).args(bad).args(["--data", "/nonexistent"]).output().unwrap();
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_raw_tch"))
+            .args(bad)
+            .args(["--data", "/nonexistent"])
+            .output()
+            .unwrap();
         assert!(!o.status.success(), "{bad:?} was accepted");
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains("--train must be in 1..=48000 and --valid in 1..=12000"), "{bad:?}: {err}");

@@ -1,7 +1,7 @@
 //! A data set held in memory as two tensors.
 
-use tch::{Kind, Tensor};
 use crate::{DatasetReader, Result};
+use tch::{Kind, Tensor};
 
 /// Inputs `x` (first dimension = samples) and targets `y`, held in memory.
 #[derive(Debug)]

@@ -30,8 +30,13 @@ pub fn with_temp(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result
 
 /// Saves named tensors as safetensors (readable by `safetensors.torch.load_file`), atomically.
 pub fn save_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
-    let cpu: Vec<(String, Tensor)> = tensors.iter().map(|(n, t)| Ok((n.clone(), t.f_to_device(tch::Device::Cpu)?.f_contiguous()?))).collect::<Result<_>>()?;
-    with_temp(path, |tmp| Tensor::write_safetensors(&cpu, tmp).map_err(|e| Error::msg(format!("{}: {e}", path.display()))))
+    let cpu: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(n, t)| Ok((n.clone(), t.f_to_device(tch::Device::Cpu)?.f_contiguous()?)))
+        .collect::<Result<_>>()?;
+    with_temp(path, |tmp| {
+        Tensor::write_safetensors(&cpu, tmp).map_err(|e| Error::msg(format!("{}: {e}", path.display())))
+    })
 }
 
 /// Loads named tensors saved by [`save_tensors`], in the file's order.

@@ -49,13 +49,13 @@ pub use model::Model;
 pub use reader::DatasetReader;
 pub use scorer::Scorer;
 
+/// The `log` crate: a plugin's `log::info!` etc. are forwarded to the host's logger.
+pub use log;
+/// JSON values: configs, history values and callback state.
+pub use serde_json::{json, Map, Value};
 /// The `tch` crate this SDK is built against; plugins should use this re-export so that their
 /// tensors are the engine's tensors.
 pub use tch;
 /// Re-exported for [`export_plugin!`]; plugin crates need no direct dependency on these.
 #[doc(hidden)]
 pub use {abi_stable, inventory};
-/// The `log` crate: a plugin's `log::info!` etc. are forwarded to the host's logger.
-pub use log;
-/// JSON values: configs, history values and callback state.
-pub use serde_json::{json, Map, Value};

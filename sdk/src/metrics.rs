@@ -40,7 +40,9 @@ pub fn accuracy(y_true: &Tensor, y_pred: &Tensor) -> Result<f64> {
 /// (scikit-learn's `r2_score`): with several target columns, the mean over the columns
 /// (`uniform_average`); a constant column scores 1 if predicted exactly, else 0.
 pub fn r2(y_true: &Tensor, y_pred: &Tensor) -> Result<f64> {
-    let doubles = |t: &Tensor| -> Result<Vec<f64>> { Ok(Vec::<f64>::try_from(t.f_to_device(Device::Cpu)?.f_to_kind(Kind::Double)?.f_flatten(0, -1)?)?) };
+    let doubles = |t: &Tensor| -> Result<Vec<f64>> {
+        Ok(Vec::<f64>::try_from(t.f_to_device(Device::Cpu)?.f_to_kind(Kind::Double)?.f_flatten(0, -1)?)?)
+    };
     let (y, p) = (doubles(y_true)?, doubles(y_pred)?);
     if y.len() != p.len() || y.is_empty() {
         return Err(Error::msg(format!("{} targets but {} predictions", y.len(), p.len())));
@@ -73,7 +75,8 @@ fn r2_of_columns(y: &[f64], pred: &[f64], outputs: usize) -> f64 {
 /// is the rule.
 pub fn weighted_mean(values: &[f64], weights: &[f64]) -> Option<f64> {
     let total: f64 = weights.iter().sum();
-    (!values.is_empty() && values.len() == weights.len() && total > 0.0).then(|| values.iter().zip(weights).map(|(v, w)| v * w).sum::<f64>() / total)
+    (!values.is_empty() && values.len() == weights.len() && total > 0.0)
+        .then(|| values.iter().zip(weights).map(|(v, w)| v * w).sum::<f64>() / total)
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@
 /// than every earlier one. Because the earlier scores come from history, a run resumed from a
 /// checkpoint continues its `*_best` flags instead of starting over.
 pub fn is_best(previous: impl IntoIterator<Item = f64>, current: f64, lower_is_better: bool) -> bool {
-    let best = previous.into_iter().filter(|v| !v.is_nan()).reduce(|a, b| if lower_is_better { a.min(b) } else { a.max(b) });
+    let best =
+        previous.into_iter().filter(|v| !v.is_nan()).reduce(|a, b| if lower_is_better { a.min(b) } else { a.max(b) });
     match best {
         None => !current.is_nan(),
         Some(best) if lower_is_better => current < best,
@@ -16,8 +17,14 @@ pub fn is_best(previous: impl IntoIterator<Item = f64>, current: f64, lower_is_b
 
 /// Records `key = score` and `<key>_best` in the current epoch, comparing with the values of
 /// `key` in every earlier epoch of the history; returns whether it is a new best.
-pub fn record_with_best(host: &mut dyn crate::Host, key: &str, score: f64, lower_is_better: bool) -> crate::Result<bool> {
-    let previous: Vec<f64> = (0..host.epochs() as isize - 1).filter_map(|e| host.history_get(e, key)?.as_f64()).collect();
+pub fn record_with_best(
+    host: &mut dyn crate::Host,
+    key: &str,
+    score: f64,
+    lower_is_better: bool,
+) -> crate::Result<bool> {
+    let previous: Vec<f64> =
+        (0..host.epochs() as isize - 1).filter_map(|e| host.history_get(e, key)?.as_f64()).collect();
     let best = is_best(previous, score, lower_is_better);
     host.record(key, score.into())?;
     host.record(&format!("{key}_best"), best.into())?;

@@ -9,7 +9,15 @@ use tch::{Device, Kind, Tensor};
 /// to the working directory. Change fields with struct update syntax:
 /// `BuildContext { n_outputs: 10, ..context("module") }`.
 pub fn context(name: &str) -> BuildContext {
-    BuildContext { name: name.into(), input_shape: vec![2], n_outputs: 3, task: Task::Classification, device: Device::Cpu, base_dir: ".".into(), seed: 0 }
+    BuildContext {
+        name: name.into(),
+        input_shape: vec![2],
+        n_outputs: 3,
+        task: Task::Classification,
+        device: Device::Cpu,
+        base_dir: ".".into(),
+        seed: 0,
+    }
 }
 
 /// An in-memory [`Host`]: a history, two parameters with gradients, one parameter group.
@@ -37,7 +45,15 @@ impl Default for FakeHost {
             p.sum(Kind::Float).backward();
             p
         };
-        FakeHost { history: Vec::new(), params: vec![("fc.weight".into(), param(&[3, 2])), ("fc.bias".into(), param(&[3]))], lrs: vec![0.1], stop_requested: false, max_epochs: 10, actions: Vec::new(), run_dir: None }
+        FakeHost {
+            history: Vec::new(),
+            params: vec![("fc.weight".into(), param(&[3, 2])), ("fc.bias".into(), param(&[3]))],
+            lrs: vec![0.1],
+            stop_requested: false,
+            max_epochs: 10,
+            actions: Vec::new(),
+            run_dir: None,
+        }
     }
 }
 
@@ -102,7 +118,8 @@ impl Host for FakeHost {
     }
     fn set_requires_grad(&mut self, pattern: &str, requires_grad: bool) -> Result<usize> {
         // The engine's rule: Python's fnmatch syntax, `*` crossing dots.
-        let glob = glob::Pattern::new(pattern).map_err(|e| Error::msg(format!("{pattern:?} is not a glob pattern: {}", e.msg)))?;
+        let glob = glob::Pattern::new(pattern)
+            .map_err(|e| Error::msg(format!("{pattern:?} is not a glob pattern: {}", e.msg)))?;
         let mut n = 0;
         for (name, p) in &self.params {
             if glob.matches(name) {

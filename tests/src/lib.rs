@@ -14,13 +14,22 @@ pub fn torchfit_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
     let bin = dir.join("torchfit");
-    assert!(bin.exists(), "{} is missing: run `cargo test --workspace` (or `cargo build --bin torchfit` first)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test --workspace` (or `cargo build --bin torchfit` first)",
+        bin.display()
+    );
     bin
 }
 
 /// Runs `torchfit` with `args` from the repository root.
 pub fn torchfit(args: &[&str]) -> Output {
-    Command::new(torchfit_bin()).args(args).current_dir(root()).env("TORCHFIT_LOG", "warn").output().expect("run torchfit")
+    Command::new(torchfit_bin())
+        .args(args)
+        .current_dir(root())
+        .env("TORCHFIT_LOG", "warn")
+        .output()
+        .expect("run torchfit")
 }
 
 /// The venv's Python (with torch), installed by `.cargo/setup.sh`.

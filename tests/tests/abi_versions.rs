@@ -24,8 +24,14 @@ fn a_plugin_built_against_the_first_released_abi_loads_and_runs() {
         return;
     }
     let src = temp_dir("abi-v1-src");
-    let archive = git(&["archive", "--format=tar", ABI_V1, "Cargo.toml", "Cargo.lock", "sdk", "examples/custom-callback"]).expect("git archive");
-    let mut tar = Command::new("tar").args(["-x", "-C", src.to_str().unwrap()]).stdin(std::process::Stdio::piped()).spawn().expect("tar");
+    let archive =
+        git(&["archive", "--format=tar", ABI_V1, "Cargo.toml", "Cargo.lock", "sdk", "examples/custom-callback"])
+            .expect("git archive");
+    let mut tar = Command::new("tar")
+        .args(["-x", "-C", src.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("tar");
     std::io::Write::write_all(tar.stdin.as_mut().unwrap(), &archive.stdout).unwrap();
     assert!(tar.wait().unwrap().success());
 
@@ -37,19 +43,34 @@ fn a_plugin_built_against_the_first_released_abi_loads_and_runs() {
     let text = std::fs::read_to_string(&manifest).unwrap().replace("path = \"sdk\"", "path = \"sdk-abi-v1\"");
     let start = text.find("members = [").unwrap();
     let end = start + text[start..].find(']').unwrap() + 1;
-    std::fs::write(&manifest, format!("{}members = [\"sdk-abi-v1\", \"examples/custom-callback\"]{}", &text[..start], &text[end..])).unwrap();
+    std::fs::write(
+        &manifest,
+        format!("{}members = [\"sdk-abi-v1\", \"examples/custom-callback\"]{}", &text[..start], &text[end..]),
+    )
+    .unwrap();
     let example = src.join("examples/custom-callback/Cargo.toml");
-    let text = std::fs::read_to_string(&example).unwrap().replace("name = \"custom-callback\"", "name = \"custom-callback-abi-v1\"").replace("../../sdk\"", "../../sdk-abi-v1\"");
+    let text = std::fs::read_to_string(&example)
+        .unwrap()
+        .replace("name = \"custom-callback\"", "name = \"custom-callback-abi-v1\"")
+        .replace("../../sdk\"", "../../sdk-abi-v1\"");
     std::fs::write(&example, text).unwrap();
 
     // Same target dir and the same libtorch as the current build, so libtorch's bindings are reused.
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--quiet", "--offline", "-p", "custom-callback-abi-v1", "--manifest-path", manifest.to_str().unwrap()])
-        .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap())
-        .env("LIBTORCH", root().join(".venv/torch"))
-        .env("LIBTORCH_CXX11_ABI", "1");
+    cmd.args([
+        "build",
+        "--quiet",
+        "--offline",
+        "-p",
+        "custom-callback-abi-v1",
+        "--manifest-path",
+        manifest.to_str().unwrap(),
+    ])
+    .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap())
+    .env("LIBTORCH", root().join(".venv/torch"))
+    .env("LIBTORCH_CXX11_ABI", "1");
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }
@@ -60,7 +81,16 @@ fn a_plugin_built_against_the_first_released_abi_loads_and_runs() {
     let dir = torchfit_tests::plugin_dir("abi-v1", &lib, "libcustom_callback_abi_v1.so");
     let run = temp_dir("abi-v1-run").join("run");
     let o = torchfit_env(
-        &["train", "examples/digits/config.toml", "--set", "max_epochs=2", "--set", "callbacks__grad_norm__key=grad_norm", "--out", run.to_str().unwrap()],
+        &[
+            "train",
+            "examples/digits/config.toml",
+            "--set",
+            "max_epochs=2",
+            "--set",
+            "callbacks__grad_norm__key=grad_norm",
+            "--out",
+            run.to_str().unwrap(),
+        ],
         &[("TORCHFIT_PLUGIN_PATH", dir.to_str().unwrap())],
     );
     assert!(o.status.success(), "the current host refused the ABI v1 plugin: {}", String::from_utf8_lossy(&o.stderr));

@@ -36,10 +36,16 @@ fn resuming_in_a_new_process_equals_training_straight() {
     let (straight, first, second) = (root.join("straight"), root.join("first"), root.join("second"));
     train(&straight, &["max_epochs=6"]);
     // The plugins' own folder, apart from the checkpoint every run directory ends with.
-    train(&first, &["max_epochs=3", "callbacks__end__type=train_end_checkpoint", "callbacks__end__dirname=plugin-ckpt"]);
+    train(
+        &first,
+        &["max_epochs=3", "callbacks__end__type=train_end_checkpoint", "callbacks__end__dirname=plugin-ckpt"],
+    );
     assert!(first.join("plugin-ckpt/train_end_optimizer.safetensors").exists());
     let from = format!("callbacks__load__dirname={}", first.join("plugin-ckpt").display());
-    train(&second, &["max_epochs=3", "callbacks__load__type=load_init_state", &from, "callbacks__load__fn_prefix=train_end_"]);
+    train(
+        &second,
+        &["max_epochs=3", "callbacks__load__type=load_init_state", &from, "callbacks__load__fn_prefix=train_end_"],
+    );
     assert_eq!(losses(&second), losses(&straight));
     for ((na, a), (nb, b)) in params(&second).iter().zip(&params(&straight)) {
         assert_eq!(na, nb);
@@ -60,7 +66,11 @@ fn checkpoint_saves_the_best_epochs_into_the_run_directory() {
     let saved = read_json(&run.join("checkpoints/history.json"));
     let last_best = epochs.iter().rposition(|e| e["valid_loss_best"] == true).unwrap();
     assert_eq!(saved.as_array().unwrap().len(), last_best + 1, "the checkpoint is the last best epoch's");
-    let names: Vec<String> = tch::Tensor::read_safetensors(run.join("checkpoints/params.safetensors")).unwrap().into_iter().map(|(n, _)| n).collect();
+    let names: Vec<String> = tch::Tensor::read_safetensors(run.join("checkpoints/params.safetensors"))
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     assert!(names.contains(&"hidden.0.weight".to_string()) && names.contains(&"output.bias".to_string()), "{names:?}");
 }
 
@@ -69,7 +79,18 @@ fn a_missing_monitor_key_is_an_error_naming_it() {
     stock();
     let run = temp_dir("cp-monitor").join("run");
     let o = torchfit_env(
-        &["train", "examples/digits/config.toml", "--set", "max_epochs=1", "--set", "callbacks__cp__type=checkpoint", "--set", "callbacks__cp__monitor=valid_f1_best", "--out", run.to_str().unwrap()],
+        &[
+            "train",
+            "examples/digits/config.toml",
+            "--set",
+            "max_epochs=1",
+            "--set",
+            "callbacks__cp__type=checkpoint",
+            "--set",
+            "callbacks__cp__monitor=valid_f1_best",
+            "--out",
+            run.to_str().unwrap(),
+        ],
         &[],
     );
     assert_eq!(o.status.code(), Some(1));
@@ -84,7 +105,10 @@ fn pytorch_reads_the_checkpointed_params_with_the_models_names() {
     train(&run, &["max_epochs=2", "callbacks__end__type=train_end_checkpoint"]);
     let file = run.join("train_end_params.safetensors");
     let script = "import json, sys\nfrom safetensors.torch import load_file\nd = load_file(sys.argv[1])\nprint(json.dumps({k: list(v.shape) for k, v in d.items()}))";
-    let o = std::process::Command::new(torchfit_tests::python()).args(["-c", script, file.to_str().unwrap()]).output().unwrap();
+    let o = std::process::Command::new(torchfit_tests::python())
+        .args(["-c", script, file.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let shapes: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(shapes["hidden.0.weight"], serde_json::json!([128, 64]));
@@ -109,7 +133,14 @@ fn resuming_with_adam_dropout_shuffling_and_a_per_batch_cyclic_rate_is_exact() {
     run(&resumed, &["--resume"]);
     assert_eq!(losses(&resumed), losses(&straight));
     // The schedule continued: per-batch rates of epoch 4 are the same in both runs.
-    let rates = |run: &Path| read_json(&run.join("history.json"))[3]["batches"].as_array().unwrap().iter().filter_map(|b| b.get("event_lr").cloned()).collect::<Vec<_>>();
+    let rates = |run: &Path| {
+        read_json(&run.join("history.json"))[3]["batches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|b| b.get("event_lr").cloned())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(rates(&resumed), rates(&straight));
     assert_eq!(rates(&straight).len(), 36);
     for ((na, a), (nb, b)) in params(&resumed).iter().zip(&params(&straight)) {
@@ -130,8 +161,28 @@ fn a_run_killed_mid_epoch_resumes_from_the_last_epoch_checkpoint_and_ends_identi
     let plugins = format!("plugins=[{:?}]", faulty.display().to_string());
     let mut child = std::process::Command::new(torchfit_tests::torchfit_bin())
         .args(["train", "examples/digits/config.toml", "--out", killed.to_str().unwrap()])
-        .args(["--set", "max_epochs=6", "--set", "callbacks__cp__type=checkpoint", "--set", "callbacks__cp__monitor=false", "--set", "callbacks__cp__dirname=ckpt"])
-        .args(["--set", &plugins, "--set", "callbacks__hang__type=faulty", "--set", "callbacks__hang__hook=on_batch_end", "--set", "callbacks__hang__how=sleep", "--set", "callbacks__hang__epoch=4"])
+        .args([
+            "--set",
+            "max_epochs=6",
+            "--set",
+            "callbacks__cp__type=checkpoint",
+            "--set",
+            "callbacks__cp__monitor=false",
+            "--set",
+            "callbacks__cp__dirname=ckpt",
+        ])
+        .args([
+            "--set",
+            &plugins,
+            "--set",
+            "callbacks__hang__type=faulty",
+            "--set",
+            "callbacks__hang__hook=on_batch_end",
+            "--set",
+            "callbacks__hang__how=sleep",
+            "--set",
+            "callbacks__hang__epoch=4",
+        ])
         .current_dir(torchfit_tests::root())
         .env("TORCHFIT_LOG", "info")
         .env_remove("TORCHFIT_PLUGIN_PATH")
@@ -142,7 +193,10 @@ fn a_run_killed_mid_epoch_resumes_from_the_last_epoch_checkpoint_and_ends_identi
     let ckpt_history = killed.join("ckpt/history.json");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
-        let epochs = std::fs::read_to_string(&ckpt_history).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()).and_then(|h| h.as_array().map(Vec::len));
+        let epochs = std::fs::read_to_string(&ckpt_history)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|h| h.as_array().map(Vec::len));
         if epochs == Some(3) {
             break;
         }
@@ -155,7 +209,12 @@ fn a_run_killed_mid_epoch_resumes_from_the_last_epoch_checkpoint_and_ends_identi
     let status = child.wait().unwrap();
     assert!(!status.success());
     assert_eq!(read_json(&ckpt_history).as_array().unwrap().len(), 3, "the last epoch checkpoint is intact");
-    let leftovers: Vec<_> = std::fs::read_dir(killed.join("ckpt")).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains(".tmp")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(killed.join("ckpt"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 
     let from = format!("callbacks__load__dirname={}", killed.join("ckpt").display());

@@ -25,8 +25,12 @@ fn sample_config(name: &str) -> serde_json::Value {
         "freezer" | "unfreezer" => serde_json::json!({"patterns": "*.bias"}),
         "epoch_scoring" | "batch_scoring" => serde_json::json!({"scoring": "f1_macro"}),
         "gradient_norm_clipping" => serde_json::json!({"max_norm": 1.0}),
-        "csv_logger" => serde_json::json!({"filename": std::env::temp_dir().join(format!("conformance-{}.csv", std::process::id())), "batches": std::env::temp_dir().join(format!("conformance-b-{}.csv", std::process::id()))}),
-        "plot_history" => serde_json::json!({"filename": std::env::temp_dir().join(format!("conformance-{}.svg", std::process::id()))}),
+        "csv_logger" => {
+            serde_json::json!({"filename": std::env::temp_dir().join(format!("conformance-{}.csv", std::process::id())), "batches": std::env::temp_dir().join(format!("conformance-b-{}.csv", std::process::id()))})
+        }
+        "plot_history" => {
+            serde_json::json!({"filename": std::env::temp_dir().join(format!("conformance-{}.svg", std::process::id()))})
+        }
         _ => serde_json::json!({}),
     }
 }
@@ -34,7 +38,8 @@ fn sample_config(name: &str) -> serde_json::Value {
 #[test]
 fn every_shipped_plugin_conforms() {
     for (package, stem) in SHIPPED {
-        let lib = Library::load(&torchfit_tests::plugin_library(package, stem)).unwrap_or_else(|e| panic!("{package}: {e}"));
+        let lib =
+            Library::load(&torchfit_tests::plugin_library(package, stem)).unwrap_or_else(|e| panic!("{package}: {e}"));
         assert_eq!(lib.name(), *package);
         assert!(!lib.version().is_empty());
         assert!(!lib.components().is_empty(), "{package} provides nothing");
@@ -42,9 +47,19 @@ fn every_shipped_plugin_conforms() {
         registry.add_library(&lib).unwrap();
         for c in registry.components() {
             assert!(!c.summary.is_empty(), "{}: no summary", c.name);
-            let ctx = BuildContext { name: c.name.clone(), input_shape: vec![2], n_outputs: 3, task: Default::default(), device: tch::Device::Cpu, base_dir: ".".into(), seed: 0 };
+            let ctx = BuildContext {
+                name: c.name.clone(),
+                input_shape: vec![2],
+                n_outputs: 3,
+                task: Default::default(),
+                device: tch::Device::Cpu,
+                base_dir: ".".into(),
+                seed: 0,
+            };
             if c.kind == ComponentKind::Callback {
-                let mut cb = registry.callback(&c.name, &sample_config(&c.name), &ctx).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+                let mut cb = registry
+                    .callback(&c.name, &sample_config(&c.name), &ctx)
+                    .unwrap_or_else(|e| panic!("{}: {e}", c.name));
                 let mut host = FakeHost::default();
                 drive_one_epoch(cb.as_mut(), &mut host).unwrap_or_else(|e| panic!("{}: {e}", c.name));
                 drive_one_epoch(cb.as_mut(), &mut host).unwrap_or_else(|e| panic!("{} (second epoch): {e}", c.name));
@@ -61,13 +76,24 @@ fn the_example_records_a_gradient_norm_through_the_abi() {
     let lib = Library::load(&torchfit_tests::plugin_library("custom-callback", "custom_callback")).unwrap();
     let mut registry = Registry::default();
     registry.add_library(&lib).unwrap();
-    let ctx = BuildContext { name: "gn".into(), input_shape: vec![2], n_outputs: 3, task: Default::default(), device: tch::Device::Cpu, base_dir: ".".into(), seed: 0 };
+    let ctx = BuildContext {
+        name: "gn".into(),
+        input_shape: vec![2],
+        n_outputs: 3,
+        task: Default::default(),
+        device: tch::Device::Cpu,
+        base_dir: ".".into(),
+        seed: 0,
+    };
     let mut cb = registry.callback("grad_norm", &serde_json::json!({"key": "gn"}), &ctx).unwrap();
     let mut host = FakeHost::default();
     drive_one_epoch(cb.as_mut(), &mut host).unwrap();
     // FakeHost's gradients are ones over 6 + 3 values: norm 3.
     assert_eq!(host.history[0]["gn"], serde_json::json!(3.0));
-    assert!(registry.callback("grad_norm", &serde_json::json!({"nope": 1}), &ctx).is_err(), "config errors cross the ABI");
+    assert!(
+        registry.callback("grad_norm", &serde_json::json!({"nope": 1}), &ctx).is_err(),
+        "config errors cross the ABI"
+    );
 }
 
 /// The stock models, criteria and readers the engine links in-process also work as loaded
@@ -75,15 +101,43 @@ fn the_example_records_a_gradient_norm_through_the_abi() {
 #[test]
 fn the_linked_stock_components_work_through_the_abi() {
     let device = tch::Device::Cpu;
-    let ctx = |shape: &[i64], n: i64| BuildContext { name: "c".into(), input_shape: shape.to_vec(), n_outputs: n, task: Default::default(), device, base_dir: torchfit_tests::root(), seed: 0 };
+    let ctx = |shape: &[i64], n: i64| BuildContext {
+        name: "c".into(),
+        input_shape: shape.to_vec(),
+        n_outputs: n,
+        task: Default::default(),
+        device,
+        base_dir: torchfit_tests::root(),
+        seed: 0,
+    };
     let mut registry = Registry::default();
-    let lib = Library::load(&torchfit_tests::plugin_library("torchfit-testplugin-stock", "torchfit_testplugin_stock")).unwrap();
+    let lib = Library::load(&torchfit_tests::plugin_library("torchfit-testplugin-stock", "torchfit_testplugin_stock"))
+        .unwrap();
     registry.add_library(&lib).unwrap();
     let names: Vec<&str> = lib.components().iter().map(|c| c.name.as_str()).collect();
-    for n in ["mlp", "cnn", "resnet18", "small_resnet", "torchscript", "cross_entropy", "nll", "bce_with_logits", "mse", "l1", "smooth_l1", "huber", "csv", "idx"] {
+    for n in [
+        "mlp",
+        "cnn",
+        "resnet18",
+        "small_resnet",
+        "torchscript",
+        "cross_entropy",
+        "nll",
+        "bce_with_logits",
+        "mse",
+        "l1",
+        "smooth_l1",
+        "huber",
+        "csv",
+        "idx",
+    ] {
         assert!(names.contains(&n), "{n} not exported: {names:?}");
     }
-    let models = [("mlp", serde_json::json!({"hidden": [8], "batch_norm": true})), ("cnn", serde_json::json!({"conv": [{"channels": 4, "pool": 2}]})), ("small_resnet", serde_json::json!({"widths": [4], "blocks": [1]}))];
+    let models = [
+        ("mlp", serde_json::json!({"hidden": [8], "batch_norm": true})),
+        ("cnn", serde_json::json!({"conv": [{"channels": 4, "pool": 2}]})),
+        ("small_resnet", serde_json::json!({"widths": [4], "blocks": [1]})),
+    ];
     for (name, config) in models {
         let mut m = registry.model(name, &config, &ctx(&[1, 8, 8], 3)).unwrap_or_else(|e| panic!("{name}: {e}"));
         let y = m.forward(&tch::Tensor::ones([2, 1, 8, 8], (tch::Kind::Float, device)), true).unwrap();
@@ -93,9 +147,15 @@ fn the_linked_stock_components_work_through_the_abi() {
         assert!(!m.parameters().is_empty());
     }
     let logits = tch::Tensor::zeros([2, 3], (tch::Kind::Float, device));
-    let loss = registry.criterion("cross_entropy", &serde_json::json!({}), &ctx(&[3], 3)).unwrap().loss(&logits, &tch::Tensor::from_slice(&[0i64, 2])).unwrap();
+    let loss = registry
+        .criterion("cross_entropy", &serde_json::json!({}), &ctx(&[3], 3))
+        .unwrap()
+        .loss(&logits, &tch::Tensor::from_slice(&[0i64, 2]))
+        .unwrap();
     assert!((loss.double_value(&[]) - 3f64.ln()).abs() < 1e-6);
-    let mut reader = registry.reader("csv", &serde_json::json!({"path": "examples/digits/digits.csv.gz", "scale": 16.0}), &ctx(&[], 0)).unwrap();
+    let mut reader = registry
+        .reader("csv", &serde_json::json!({"path": "examples/digits/digits.csv.gz", "scale": 16.0}), &ctx(&[], 0))
+        .unwrap();
     assert_eq!((reader.len(), reader.sample_shape()), (1797, vec![64]));
     assert_eq!(reader.get(&[0, 5]).unwrap().0.size(), [2, 64]);
 }

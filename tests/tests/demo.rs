@@ -17,7 +17,14 @@ fn the_demo_reaches_95_percent_test_accuracy_and_writes_a_complete_run_directory
     assert!(stdout.lines().nth(2).unwrap().contains('*'), "first epoch is best in every score");
 
     // The final line and summary.json agree, and clear the bar.
-    let printed: f64 = stdout.lines().last().unwrap().strip_prefix("test_accuracy=").expect("last line is test_accuracy=").parse().unwrap();
+    let printed: f64 = stdout
+        .lines()
+        .last()
+        .unwrap()
+        .strip_prefix("test_accuracy=")
+        .expect("last line is test_accuracy=")
+        .parse()
+        .unwrap();
     let summary = read_json(&out.join("summary.json"));
     let acc = summary["test"]["accuracy"].as_f64().unwrap();
     assert!((acc - printed).abs() < 1e-6);
@@ -33,7 +40,9 @@ fn the_demo_reaches_95_percent_test_accuracy_and_writes_a_complete_run_directory
     assert_eq!(epochs.len(), 30);
     for (i, e) in epochs.iter().enumerate() {
         assert_eq!(e["epoch"], i + 1);
-        for key in ["dur", "train_loss", "valid_loss", "valid_acc", "train_loss_best", "valid_loss_best", "valid_acc_best"] {
+        for key in
+            ["dur", "train_loss", "valid_loss", "valid_acc", "train_loss_best", "valid_loss_best", "valid_acc_best"]
+        {
             assert!(!e[key].is_null(), "epoch {} lacks {key}", i + 1);
         }
         let batches = e["batches"].as_array().unwrap();
@@ -56,7 +65,8 @@ fn the_demo_reaches_95_percent_test_accuracy_and_writes_a_complete_run_directory
 #[test]
 fn predict_reads_the_run_directory_and_labels_every_sample() {
     let out = temp_dir("predict").join("run");
-    let o = torchfit(&["train", "examples/digits/config.toml", "--set", "max_epochs=10", "--out", out.to_str().unwrap()]);
+    let o =
+        torchfit(&["train", "examples/digits/config.toml", "--set", "max_epochs=10", "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let preds_file = out.parent().unwrap().join("preds.txt");
     let o = torchfit(&["predict", out.to_str().unwrap(), "--out", preds_file.to_str().unwrap()]);
@@ -64,8 +74,16 @@ fn predict_reads_the_run_directory_and_labels_every_sample() {
     let preds: Vec<i64> = std::fs::read_to_string(&preds_file).unwrap().lines().map(|l| l.parse().unwrap()).collect();
     assert_eq!(preds.len(), 1797);
     // Labels of the embedded data set: the last CSV column.
-    let csv = std::process::Command::new("gzip").args(["-dc", "examples/digits/digits.csv.gz"]).current_dir(torchfit_tests::root()).output().unwrap();
-    let labels: Vec<i64> = String::from_utf8(csv.stdout).unwrap().lines().map(|l| l.rsplit(',').next().unwrap().trim().parse().unwrap()).collect();
+    let csv = std::process::Command::new("gzip")
+        .args(["-dc", "examples/digits/digits.csv.gz"])
+        .current_dir(torchfit_tests::root())
+        .output()
+        .unwrap();
+    let labels: Vec<i64> = String::from_utf8(csv.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.rsplit(',').next().unwrap().trim().parse().unwrap())
+        .collect();
     let correct = preds.iter().zip(&labels).filter(|(p, l)| p == l).count();
     assert!(correct as f64 / 1797.0 > 0.93, "{correct}/1797 correct");
 }
@@ -75,8 +93,18 @@ fn plugins_lists_every_builtin_component_with_kind_version_and_origin() {
     let o = torchfit(&["plugins"]);
     assert!(o.status.success());
     let text = String::from_utf8_lossy(&o.stdout);
-    let stock = [("model", "mlp", "torchfit-plugin-models"), ("model", "cnn", "torchfit-plugin-models"), ("criterion", "huber", "torchfit-plugin-criteria"), ("reader", "idx", "torchfit-plugin-readers")];
-    for (kind, name, origin) in [("callback", "print_log", "builtin"), ("callback", "accuracy_scoring", "builtin")].into_iter().chain(stock) {
-        assert!(text.lines().any(|l| l.starts_with(kind) && l.contains(name) && l.contains(origin) && l.contains("0.1.0")), "{kind} {name} missing:\n{text}");
+    let stock = [
+        ("model", "mlp", "torchfit-plugin-models"),
+        ("model", "cnn", "torchfit-plugin-models"),
+        ("criterion", "huber", "torchfit-plugin-criteria"),
+        ("reader", "idx", "torchfit-plugin-readers"),
+    ];
+    for (kind, name, origin) in
+        [("callback", "print_log", "builtin"), ("callback", "accuracy_scoring", "builtin")].into_iter().chain(stock)
+    {
+        assert!(
+            text.lines().any(|l| l.starts_with(kind) && l.contains(name) && l.contains(origin) && l.contains("0.1.0")),
+            "{kind} {name} missing:\n{text}"
+        );
     }
 }

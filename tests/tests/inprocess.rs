@@ -19,7 +19,8 @@ fn a_linked_callback_trains_with_the_library_api() {
     let x = tch::Tensor::randn([64, 4], (tch::Kind::Float, tch::Device::Cpu));
     let y = x.sum_dim_intlist(1, false, tch::Kind::Float).gt(0.0).to_kind(tch::Kind::Int64);
     let mut net = torchfit::classifier();
-    net.set_params(&[("max_epochs", "2"), ("callbacks__print_log", "false"), ("callbacks__grad_norm__key", "gn")]).unwrap();
+    net.set_params(&[("max_epochs", "2"), ("callbacks__print_log", "false"), ("callbacks__grad_norm__key", "gn")])
+        .unwrap();
     net.fit(&x, &y).unwrap();
     assert!(net.history().last_f64("gn").unwrap() > 0.0);
 }

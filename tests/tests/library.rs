@@ -4,13 +4,14 @@
 use std::cell::RefCell;
 use tch::{Device, Kind, Tensor};
 use torchfit::readers::csv::{self, CsvConfig};
-use torchfit_sdk::Constructor;
 use torchfit::{Error, NeuralNet};
+use torchfit_sdk::Constructor;
 use torchfit_sdk::{BatchOutput, BuildContext, Callback, DatasetReader, Flow, Host, Result as SdkResult, Task};
 
 fn digits() -> (Tensor, Tensor) {
     let cfg: CsvConfig = torchfit_sdk::parse_config(&serde_json::json!({"path": "x", "scale": 16.0})).unwrap();
-    let mut ds = csv::read(&torchfit_tests::root().join("examples/digits/digits.csv.gz"), &cfg, Task::Classification).unwrap();
+    let mut ds =
+        csv::read(&torchfit_tests::root().join("examples/digits/digits.csv.gz"), &cfg, Task::Classification).unwrap();
     let all: Vec<i64> = (0..ds.len() as i64).collect();
     ds.get(&all).unwrap()
 }
@@ -99,7 +100,8 @@ fn fit_with_valid_validates_on_the_given_data() {
     let _serial = serial();
     let (x, y) = digits();
     let mut net = small_net(1);
-    net.fit_with_valid(&x.narrow(0, 0, 1000), &y.narrow(0, 0, 1000), &x.narrow(0, 1000, 300), &y.narrow(0, 1000, 300)).unwrap();
+    net.fit_with_valid(&x.narrow(0, 0, 1000), &y.narrow(0, 0, 1000), &x.narrow(0, 1000, 300), &y.narrow(0, 1000, 300))
+        .unwrap();
     let valid: u64 = net.history().batch_values(-1, "valid_batch_size").iter().map(|v| v.as_u64().unwrap()).sum();
     let train: u64 = net.history().batch_values(-1, "train_batch_size").iter().map(|v| v.as_u64().unwrap()).sum();
     assert_eq!((train, valid), (1000, 300));
@@ -112,7 +114,14 @@ fn a_regressor_fits_a_linear_function() {
     let x = Tensor::randn([512, 3], (Kind::Float, Device::Cpu));
     let y = (x.matmul(&Tensor::from_slice(&[1.5f32, -2.0, 0.5]).view([3, 1])) + 0.3).view([512, 1]);
     let mut net = torchfit::regressor();
-    net.set_params(&[("module__hidden", "[32]"), ("optimizer__name", "adam"), ("optimizer__lr", "0.01"), ("max_epochs", "40"), ("callbacks__print_log", "false")]).unwrap();
+    net.set_params(&[
+        ("module__hidden", "[32]"),
+        ("optimizer__name", "adam"),
+        ("optimizer__lr", "0.01"),
+        ("max_epochs", "40"),
+        ("callbacks__print_log", "false"),
+    ])
+    .unwrap();
     net.fit(&x, &y).unwrap();
     assert!(net.history().last("valid_acc").is_none(), "no accuracy for regression");
     let r2 = net.score(&x, &y).unwrap();
@@ -208,7 +217,14 @@ fn recorded_net(epochs: usize, callbacks: &[(&str, &str)]) -> NeuralNet {
 fn hooks_run_in_skorchs_order_with_validation_under_no_grad() {
     let _serial = serial();
     let (x, y) = digits();
-    let mut net = recorded_net(1, &[("callbacks__rec__type", "recorder"), ("iterator_train__batch_size", "1000"), ("iterator_valid__batch_size", "1000")]);
+    let mut net = recorded_net(
+        1,
+        &[
+            ("callbacks__rec__type", "recorder"),
+            ("iterator_train__batch_size", "1000"),
+            ("iterator_valid__batch_size", "1000"),
+        ],
+    );
     take_events();
     net.fit(&x.narrow(0, 0, 1000), &y.narrow(0, 0, 1000)).unwrap();
     // 800 training samples in one batch, 200 validation samples in one batch.
@@ -243,7 +259,14 @@ fn a_stop_request_ends_training_after_that_epoch_and_train_end_still_runs() {
 fn an_error_in_a_callback_aborts_the_run_and_every_train_end_still_runs() {
     let _serial = serial();
     let (x, y) = digits();
-    let mut net = recorded_net(10, &[("callbacks__bad__type", "recorder"), ("callbacks__bad__fail_at", "2"), ("callbacks__good__type", "recorder")]);
+    let mut net = recorded_net(
+        10,
+        &[
+            ("callbacks__bad__type", "recorder"),
+            ("callbacks__bad__fail_at", "2"),
+            ("callbacks__good__type", "recorder"),
+        ],
+    );
     take_events();
     let err = net.fit(&x, &y).err().expect("the run fails");
     match &err {
@@ -253,8 +276,14 @@ fn an_error_in_a_callback_aborts_the_run_and_every_train_end_still_runs() {
     assert!(err.to_string().contains("deliberate failure"));
     assert_eq!(net.history().len(), 2);
     let events = take_events();
-    assert!(events.contains(&"bad:train_end".to_string()) && events.contains(&"good:train_end".to_string()), "{events:?}");
-    assert!(!events.contains(&"good:epoch_end 2 valid_loss=true".to_string()), "callbacks after the failing one do not run");
+    assert!(
+        events.contains(&"bad:train_end".to_string()) && events.contains(&"good:train_end".to_string()),
+        "{events:?}"
+    );
+    assert!(
+        !events.contains(&"good:epoch_end 2 valid_loss=true".to_string()),
+        "callbacks after the failing one do not run"
+    );
 }
 
 /// A reader that logs `reset` calls and otherwise serves a small in-memory data set.
@@ -308,7 +337,9 @@ fn a_loss_of_more_than_one_value_is_an_error_naming_the_criterion_and_one_value_
     net.registry_mut().add("unreduced", "0.0.1", "per-sample loss", Constructor::Criterion(unreduced)).unwrap();
     net.set_params(&[("criterion__name", "\"unreduced\"")]).unwrap();
     match net.fit(&x.narrow(0, 0, 100), &y.narrow(0, 0, 100)).err().expect("an unreduced loss fails") {
-        Error::Component { kind: torchfit_sdk::ComponentKind::Criterion, source, .. } => assert!(source.to_string().contains("has shape [32]"), "{source}"),
+        Error::Component { kind: torchfit_sdk::ComponentKind::Criterion, source, .. } => {
+            assert!(source.to_string().contains("has shape [32]"), "{source}")
+        }
         other => panic!("unexpected error {other}"),
     }
     // Batches of one sample: the unreduced loss has shape [1], a single value.
@@ -316,14 +347,22 @@ fn a_loss_of_more_than_one_value_is_an_error_naming_the_criterion_and_one_value_
     net.fit(&x.narrow(0, 0, 20), &y.narrow(0, 0, 20)).unwrap();
     let batches = net.history().batches(-1);
     assert_eq!(batches.len(), 20);
-    assert!(batches.iter().all(|b| b.get("train_loss").or(b.get("valid_loss")).and_then(|v| v.as_f64()).is_some_and(f64::is_finite)));
+    assert!(batches.iter().all(|b| b
+        .get("train_loss")
+        .or(b.get("valid_loss"))
+        .and_then(|v| v.as_f64())
+        .is_some_and(f64::is_finite)));
 }
 
 /// Counts the batch losses history holds at each `on_batch_end` and at `on_epoch_end`.
 struct LossWatch;
 impl LossWatch {
     fn log_counts(event: &str, h: &dyn Host) {
-        log(format!("{event} {} {}", h.history_batch_values(-1, "train_loss").len(), h.history_batch_values(-1, "valid_loss").len()));
+        log(format!(
+            "{event} {} {}",
+            h.history_batch_values(-1, "train_loss").len(),
+            h.history_batch_values(-1, "valid_loss").len()
+        ));
     }
 }
 impl Callback for LossWatch {
@@ -347,7 +386,12 @@ fn batch_losses_reach_history_together_at_the_epoch_end_so_no_batch_waits_for_th
     let (x, y) = digits();
     let mut net = small_net(1);
     net.registry_mut().add("loss_watch", "0.0.1", "counts batch losses", Constructor::Callback(loss_watch)).unwrap();
-    net.set_params(&[("callbacks__watch__type", "\"loss_watch\""), ("iterator_train__batch_size", "100"), ("iterator_valid__batch_size", "100")]).unwrap();
+    net.set_params(&[
+        ("callbacks__watch__type", "\"loss_watch\""),
+        ("iterator_train__batch_size", "100"),
+        ("iterator_valid__batch_size", "100"),
+    ])
+    .unwrap();
     take_events();
     net.fit(&x.narrow(0, 0, 500), &y.narrow(0, 0, 500)).unwrap();
     // 400 training samples in 4 batches, 100 validation samples in 1.

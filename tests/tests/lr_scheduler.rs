@@ -66,7 +66,13 @@ fn every_policy_matches_torch_optim_lr_scheduler() {
     let cases: Vec<(&str, &str)> = CASES.iter().map(|(n, _, c)| (*n, *c)).collect();
     let metrics: Vec<f64> = (0..STEPS).map(metric).collect();
     let request = serde_json::json!({"cases": cases, "base": BASE, "steps": STEPS, "metric": metrics});
-    let mut child = Command::new(torchfit_tests::python()).args(["-c", PYTHON]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new(torchfit_tests::python())
+        .args(["-c", PYTHON])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -84,7 +90,9 @@ fn every_policy_matches_torch_optim_lr_scheduler() {
         }
     }
 
-    let cfg: PlateauConfig = serde_json::from_value(serde_json::json!({"patience": 3, "factor": 0.5, "cooldown": 2, "min_lr": 0.004})).unwrap();
+    let cfg: PlateauConfig =
+        serde_json::from_value(serde_json::json!({"patience": 3, "factor": 0.5, "cooldown": 2, "min_lr": 0.004}))
+            .unwrap();
     let mut plateau = Plateau::default();
     let mut lr = BASE;
     let theirs: Vec<f64> = reference["plateau"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();

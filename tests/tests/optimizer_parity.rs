@@ -9,13 +9,33 @@ use torchfit::optim::{Optimizer, OptimizerConfig};
 /// (name, torchfit config, torch.optim class, kwargs, lr factor of the first param group)
 const CASES: &[(&str, &str, &str, &str)] = &[
     ("sgd", "name='sgd'\nlr=0.1", "SGD", "{'lr': 0.1}"),
-    ("sgd_momentum", "name='sgd'\nlr=0.05\nmomentum=0.9\ndampening=0.1\nweight_decay=0.01", "SGD", "{'lr': 0.05, 'momentum': 0.9, 'dampening': 0.1, 'weight_decay': 0.01}"),
-    ("sgd_nesterov", "name='sgd'\nlr=0.05\nmomentum=0.9\nnesterov=true", "SGD", "{'lr': 0.05, 'momentum': 0.9, 'nesterov': True}"),
+    (
+        "sgd_momentum",
+        "name='sgd'\nlr=0.05\nmomentum=0.9\ndampening=0.1\nweight_decay=0.01",
+        "SGD",
+        "{'lr': 0.05, 'momentum': 0.9, 'dampening': 0.1, 'weight_decay': 0.01}",
+    ),
+    (
+        "sgd_nesterov",
+        "name='sgd'\nlr=0.05\nmomentum=0.9\nnesterov=true",
+        "SGD",
+        "{'lr': 0.05, 'momentum': 0.9, 'nesterov': True}",
+    ),
     ("adam", "name='adam'\nlr=0.01\nweight_decay=0.01", "Adam", "{'lr': 0.01, 'weight_decay': 0.01}"),
-    ("adam_betas", "name='adam'\nlr=0.02\nbetas=[0.8, 0.99]\neps=1e-6", "Adam", "{'lr': 0.02, 'betas': (0.8, 0.99), 'eps': 1e-6}"),
+    (
+        "adam_betas",
+        "name='adam'\nlr=0.02\nbetas=[0.8, 0.99]\neps=1e-6",
+        "Adam",
+        "{'lr': 0.02, 'betas': (0.8, 0.99), 'eps': 1e-6}",
+    ),
     ("adamw", "name='adamw'\nlr=0.01\nweight_decay=0.1", "AdamW", "{'lr': 0.01, 'weight_decay': 0.1}"),
     ("rmsprop", "name='rmsprop'\nlr=0.01", "RMSprop", "{'lr': 0.01}"),
-    ("rmsprop_centered", "name='rmsprop'\nlr=0.01\nmomentum=0.5\ncentered=true\nweight_decay=0.01\nalpha=0.9", "RMSprop", "{'lr': 0.01, 'momentum': 0.5, 'centered': True, 'weight_decay': 0.01, 'alpha': 0.9}"),
+    (
+        "rmsprop_centered",
+        "name='rmsprop'\nlr=0.01\nmomentum=0.5\ncentered=true\nweight_decay=0.01\nalpha=0.9",
+        "RMSprop",
+        "{'lr': 0.01, 'momentum': 0.5, 'centered': True, 'weight_decay': 0.01, 'alpha': 0.9}",
+    ),
 ];
 
 const STEPS: usize = 20;
@@ -53,7 +73,8 @@ fn data() -> (Tensor, Tensor, Tensor, Tensor) {
     let x = grid(5, 3, &|i, j| (0.3 * i as f64 + 0.1 * j as f64).sin());
     let t = grid(5, 4, &|i, j| (0.2 * i as f64 - 0.4 * j as f64).cos());
     let w = grid(3, 4, &|i, j| (0.37 * (4 * i + j) as f64).sin()).set_requires_grad(true);
-    let b = Tensor::from_slice(&(0..4).map(|j| (0.5 * j as f64).cos() as f32).collect::<Vec<_>>()).set_requires_grad(true);
+    let b =
+        Tensor::from_slice(&(0..4).map(|j| (0.5 * j as f64).cos() as f32).collect::<Vec<_>>()).set_requires_grad(true);
     (x, t, w, b)
 }
 
@@ -61,7 +82,8 @@ fn torchfit_run(config: &str) -> (Vec<f32>, Vec<f32>) {
     let (x, t, w, b) = data();
     let base: toml::Table = config.parse().unwrap();
     let lr = base["lr"].as_float().unwrap();
-    let cfg: OptimizerConfig = toml::from_str(&format!("{config}\n[[param_groups]]\nparams='w'\nlr={}", lr * 0.5)).unwrap();
+    let cfg: OptimizerConfig =
+        toml::from_str(&format!("{config}\n[[param_groups]]\nparams='w'\nlr={}", lr * 0.5)).unwrap();
     let mut opt = Optimizer::new(&cfg, vec![("w".into(), w.shallow_clone()), ("b".into(), b.shallow_clone())]).unwrap();
     for _ in 0..STEPS {
         opt.zero_grad();
@@ -90,9 +112,14 @@ fn every_optimizer_matches_torch_optim_over_20_steps() {
     for (name, config, _, _) in CASES {
         let (w, b) = torchfit_run(config);
         for (key, ours) in [("w", &w), ("b", &b)] {
-            let theirs: Vec<f64> = reference[name][key].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            let theirs: Vec<f64> =
+                reference[name][key].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
             assert_eq!(theirs.len(), ours.len());
-            let start: Vec<f32> = if key == "w" { (0..12).map(|i| (0.37 * i as f64).sin() as f32).collect() } else { (0..4).map(|j| (0.5 * j as f64).cos() as f32).collect() };
+            let start: Vec<f32> = if key == "w" {
+                (0..12).map(|i| (0.37 * i as f64).sin() as f32).collect()
+            } else {
+                (0..4).map(|j| (0.5 * j as f64).cos() as f32).collect()
+            };
             assert!(ours.iter().zip(&start).any(|(a, s)| a != s), "{name}: {key} did not move");
             for (i, (&a, &e)) in ours.iter().zip(&theirs).enumerate() {
                 let tol = 1e-5 * e.abs() + 1e-7;

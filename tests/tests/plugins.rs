@@ -30,7 +30,16 @@ fn a_third_party_callback_loads_from_the_plugin_path_and_runs() {
     let dir = plugin_dir("example", &example(), "libcustom_callback.so");
     let with = temp_dir("with-plugin").join("run");
     let o = torchfit_env(
-        &["train", "examples/digits/config.toml", "--set", "max_epochs=3", "--set", "callbacks__grad_norm__key=grad_norm", "--out", with.to_str().unwrap()],
+        &[
+            "train",
+            "examples/digits/config.toml",
+            "--set",
+            "max_epochs=3",
+            "--set",
+            "callbacks__grad_norm__key=grad_norm",
+            "--out",
+            with.to_str().unwrap(),
+        ],
         &[("TORCHFIT_PLUGIN_PATH", dir.to_str().unwrap())],
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -42,7 +51,10 @@ fn a_third_party_callback_loads_from_the_plugin_path_and_runs() {
     }
     // The plugin only observes: training is bit-identical to a run without it.
     let without = temp_dir("without-plugin").join("run");
-    let o = torchfit_env(&["train", "examples/digits/config.toml", "--set", "max_epochs=3", "--out", without.to_str().unwrap()], &[]);
+    let o = torchfit_env(
+        &["train", "examples/digits/config.toml", "--set", "max_epochs=3", "--out", without.to_str().unwrap()],
+        &[],
+    );
     assert!(o.status.success());
     assert_eq!(train_losses(&history), train_losses(&read_json(&without.join("history.json"))));
 }
@@ -59,7 +71,17 @@ fn plugins_lists_a_librarys_components_with_their_origin() {
 
 fn refused_with(plugin: &str, needles: &[&str]) {
     let out = temp_dir("refused").join("run");
-    let o = torchfit_env(&["train", "examples/digits/config.toml", "--set", &format!("plugins=[{plugin:?}]"), "--out", out.to_str().unwrap()], &[]);
+    let o = torchfit_env(
+        &[
+            "train",
+            "examples/digits/config.toml",
+            "--set",
+            &format!("plugins=[{plugin:?}]"),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let err = stderr(&o);
     assert_eq!(err.trim_end().lines().count(), 1, "a short message expected:\n{err}");
@@ -78,7 +100,10 @@ fn a_library_that_is_not_a_plugin_is_refused() {
 #[test]
 fn a_plugin_built_against_another_libtorch_is_refused() {
     let lib = plugin_library("torchfit-testplugin-wrong-torch", "torchfit_testplugin_wrong_torch");
-    refused_with(lib.to_str().unwrap(), &["libtorchfit_testplugin_wrong_torch.so", "libtorch 2.13.0", "libtorch 2.11.0"]);
+    refused_with(
+        lib.to_str().unwrap(),
+        &["libtorchfit_testplugin_wrong_torch.so", "libtorch 2.13.0", "libtorch 2.11.0"],
+    );
 }
 
 #[test]
@@ -89,10 +114,16 @@ fn a_plugin_with_an_incompatible_abi_is_refused_in_one_line() {
 
 #[test]
 fn a_missing_plugin_named_in_the_config_is_a_clear_error() {
-    let o = torchfit_env(&["train", "examples/digits/config.toml", "--set", "callbacks__cp__type=checkpoint_that_is_not_there"], &[]);
+    let o = torchfit_env(
+        &["train", "examples/digits/config.toml", "--set", "callbacks__cp__type=checkpoint_that_is_not_there"],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert!(err.contains("callbacks.cp") && err.contains("checkpoint_that_is_not_there") && err.contains("print_log"), "{err}");
+    assert!(
+        err.contains("callbacks.cp") && err.contains("checkpoint_that_is_not_there") && err.contains("print_log"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -109,9 +140,29 @@ fn the_same_name_from_two_libraries_is_refused_naming_both() {
 #[test]
 fn a_panic_in_any_hook_ends_the_run_with_an_error_naming_the_callback_and_the_hook() {
     let lib = faulty();
-    for hook in ["initialize", "on_train_begin", "on_epoch_begin", "on_batch_begin", "on_grad_computed", "on_batch_end", "on_epoch_end", "on_train_end"] {
+    for hook in [
+        "initialize",
+        "on_train_begin",
+        "on_epoch_begin",
+        "on_batch_begin",
+        "on_grad_computed",
+        "on_batch_end",
+        "on_epoch_end",
+        "on_train_end",
+    ] {
         let o = torchfit_env(
-            &["train", "examples/digits/config.toml", "--set", "max_epochs=2", "--set", &format!("plugins=[{:?}]", lib.display().to_string()), "--set", "callbacks__bad__type=faulty", "--set", &format!("callbacks__bad__hook={hook}")],
+            &[
+                "train",
+                "examples/digits/config.toml",
+                "--set",
+                "max_epochs=2",
+                "--set",
+                &format!("plugins=[{:?}]", lib.display().to_string()),
+                "--set",
+                "callbacks__bad__type=faulty",
+                "--set",
+                &format!("callbacks__bad__hook={hook}"),
+            ],
             &[],
         );
         assert_eq!(o.status.code(), Some(1), "{hook}: the host must exit with an error, not crash: {}", stderr(&o));
@@ -124,7 +175,18 @@ fn a_panic_in_any_hook_ends_the_run_with_an_error_naming_the_callback_and_the_ho
 fn a_plugin_error_is_reported_like_a_panic_without_one() {
     let lib = faulty();
     let o = torchfit_env(
-        &["train", "examples/digits/config.toml", "--set", &format!("plugins=[{:?}]", lib.display().to_string()), "--set", "callbacks__bad__type=faulty", "--set", "callbacks__bad__hook=on_epoch_end", "--set", "callbacks__bad__how=error"],
+        &[
+            "train",
+            "examples/digits/config.toml",
+            "--set",
+            &format!("plugins=[{:?}]", lib.display().to_string()),
+            "--set",
+            "callbacks__bad__type=faulty",
+            "--set",
+            "callbacks__bad__hook=on_epoch_end",
+            "--set",
+            "callbacks__bad__how=error",
+        ],
         &[],
     );
     assert_eq!(o.status.code(), Some(1));
@@ -136,10 +198,25 @@ fn a_plugin_error_is_reported_like_a_panic_without_one() {
 fn a_panic_in_a_plugin_criterion_or_constructor_is_an_error_not_a_crash() {
     let lib = faulty();
     let plugins = format!("plugins=[{:?}]", lib.display().to_string());
-    let o = torchfit_env(&["train", "examples/digits/config.toml", "--set", &plugins, "--set", "criterion__name=faulty_loss"], &[]);
+    let o = torchfit_env(
+        &["train", "examples/digits/config.toml", "--set", &plugins, "--set", "criterion__name=faulty_loss"],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(error_line(&o).contains("panicked in loss"), "{}", stderr(&o));
-    let o = torchfit_env(&["train", "examples/digits/config.toml", "--set", &plugins, "--set", "callbacks__bad__type=faulty", "--set", "callbacks__bad__hook=constructor"], &[]);
+    let o = torchfit_env(
+        &[
+            "train",
+            "examples/digits/config.toml",
+            "--set",
+            &plugins,
+            "--set",
+            "callbacks__bad__type=faulty",
+            "--set",
+            "callbacks__bad__hook=constructor",
+        ],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(error_line(&o).contains("panicked in build"), "{}", stderr(&o));
 }
@@ -148,7 +225,18 @@ fn a_panic_in_a_plugin_criterion_or_constructor_is_an_error_not_a_crash() {
 fn plugin_log_records_appear_in_the_hosts_output() {
     let lib = faulty();
     let o = torchfit_env(
-        &["train", "examples/digits/config.toml", "--set", "max_epochs=1", "--set", &format!("plugins=[{:?}]", lib.display().to_string()), "--set", "callbacks__bad__type=faulty", "--set", "callbacks__bad__hook=none"],
+        &[
+            "train",
+            "examples/digits/config.toml",
+            "--set",
+            "max_epochs=1",
+            "--set",
+            &format!("plugins=[{:?}]", lib.display().to_string()),
+            "--set",
+            "callbacks__bad__type=faulty",
+            "--set",
+            "callbacks__bad__hook=none",
+        ],
         &[("TORCHFIT_LOG", "info")],
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -165,7 +253,10 @@ impl torchfit_sdk::Callback for SaveOnTrainEnd {
     }
 }
 
-fn save_on_train_end(config: &serde_json::Value, _ctx: &torchfit_sdk::BuildContext) -> torchfit_sdk::Result<Box<dyn torchfit_sdk::Callback>> {
+fn save_on_train_end(
+    config: &serde_json::Value,
+    _ctx: &torchfit_sdk::BuildContext,
+) -> torchfit_sdk::Result<Box<dyn torchfit_sdk::Callback>> {
     Ok(Box::new(SaveOnTrainEnd(config["path"].as_str().unwrap().into())))
 }
 
@@ -177,8 +268,16 @@ fn after_a_plugin_panics_the_run_ends_cleanly_and_train_end_state_is_saved() {
     let y = x.sum_dim_intlist(1, false, tch::Kind::Float).gt(0.0).to_kind(tch::Kind::Int64);
     let mut net = torchfit::classifier();
     net.registry_mut().add_library(&lib).unwrap();
-    net.registry_mut().add("save_on_train_end", "0.0.1", "test", torchfit_sdk::Constructor::Callback(save_on_train_end)).unwrap();
-    net.set_params(&[("max_epochs", "5"), ("callbacks__print_log", "false"), ("callbacks__bad__type", "faulty"), ("callbacks__bad__hook", "on_epoch_end")]).unwrap();
+    net.registry_mut()
+        .add("save_on_train_end", "0.0.1", "test", torchfit_sdk::Constructor::Callback(save_on_train_end))
+        .unwrap();
+    net.set_params(&[
+        ("max_epochs", "5"),
+        ("callbacks__print_log", "false"),
+        ("callbacks__bad__type", "faulty"),
+        ("callbacks__bad__hook", "on_epoch_end"),
+    ])
+    .unwrap();
     net.set_param("callbacks__save__type", "save_on_train_end").unwrap();
     net.set_param("callbacks__save__path", state.to_str().unwrap()).unwrap();
     let err = net.fit(&x, &y).unwrap_err().to_string();
@@ -192,7 +291,22 @@ fn a_loaded_callback_scores_with_a_loaded_scorer_through_the_host() {
     let out = temp_dir("scorer").join("run");
     let plugins = format!("plugins=[{:?}]", lib.display().to_string());
     let o = torchfit_env(
-        &["train", "examples/digits/config.toml", "--set", "max_epochs=2", "--set", &plugins, "--set", "callbacks__s__type=faulty", "--set", "callbacks__s__hook=none", "--set", "callbacks__s__score=constant_half", "--out", out.to_str().unwrap()],
+        &[
+            "train",
+            "examples/digits/config.toml",
+            "--set",
+            "max_epochs=2",
+            "--set",
+            &plugins,
+            "--set",
+            "callbacks__s__type=faulty",
+            "--set",
+            "callbacks__s__hook=none",
+            "--set",
+            "callbacks__s__score=constant_half",
+            "--out",
+            out.to_str().unwrap(),
+        ],
         &[],
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -204,7 +318,20 @@ fn an_unknown_scorer_is_an_error_listing_the_known_ones() {
     let lib = faulty();
     let plugins = format!("plugins=[{:?}]", lib.display().to_string());
     let o = torchfit_env(
-        &["train", "examples/digits/config.toml", "--set", "max_epochs=1", "--set", &plugins, "--set", "callbacks__s__type=faulty", "--set", "callbacks__s__hook=none", "--set", "callbacks__s__score=f3"],
+        &[
+            "train",
+            "examples/digits/config.toml",
+            "--set",
+            "max_epochs=1",
+            "--set",
+            &plugins,
+            "--set",
+            "callbacks__s__type=faulty",
+            "--set",
+            "callbacks__s__hook=none",
+            "--set",
+            "callbacks__s__score=f3",
+        ],
         &[],
     );
     assert_eq!(o.status.code(), Some(1));

@@ -13,7 +13,15 @@ fn digits_csv() -> PathBuf {
 }
 
 fn ctx(dir: &Path) -> BuildContext {
-    BuildContext { name: "dataset".into(), input_shape: vec![], n_outputs: 0, task: Task::Classification, device: tch::Device::Cpu, base_dir: dir.to_path_buf(), seed: 0 }
+    BuildContext {
+        name: "dataset".into(),
+        input_shape: vec![],
+        n_outputs: 0,
+        task: Task::Classification,
+        device: tch::Device::Cpu,
+        base_dir: dir.to_path_buf(),
+        seed: 0,
+    }
 }
 
 /// The digits through the `csv` reader: `[1797, 64]` pixels in 0..16 and the labels.
@@ -64,7 +72,8 @@ fn an_image_folder_reads_the_pixels_and_classes_it_was_written_with() {
     let (fx, fy) = r.get(&all).unwrap();
     let targets = Vec::<i64>::try_from(r.targets().unwrap()).unwrap();
     assert_eq!(Vec::<i64>::try_from(&fy).unwrap(), targets);
-    let mut files: Vec<PathBuf> = (0..10).flat_map(|c| std::fs::read_dir(dir.join(c.to_string())).unwrap().map(|e| e.unwrap().path())).collect();
+    let mut files: Vec<PathBuf> =
+        (0..10).flat_map(|c| std::fs::read_dir(dir.join(c.to_string())).unwrap().map(|e| e.unwrap().path())).collect();
     files.sort();
     let (mut png_err, mut jpeg_err) = (0f64, 0f64);
     for (k, file) in files.iter().enumerate() {
@@ -72,7 +81,11 @@ fn an_image_folder_reads_the_pixels_and_classes_it_was_written_with() {
         assert_eq!(y.int64_value(&[row]), targets[k], "{}", file.display());
         let want = x.get(row).g_div_scalar(17.0); // 15 v / 255
         let err = (fx.get(k as i64).flatten(0, -1) - want).abs().max().double_value(&[]);
-        if file.extension().unwrap() == "png" { png_err = png_err.max(err) } else { jpeg_err = jpeg_err.max(err) }
+        if file.extension().unwrap() == "png" {
+            png_err = png_err.max(err)
+        } else {
+            jpeg_err = jpeg_err.max(err)
+        }
     }
     assert!(png_err < 1e-6, "PNG is lossless: {png_err}");
     assert!(jpeg_err > 0.0 && jpeg_err < 0.05, "JPEG at quality 100 is close: {jpeg_err}");
@@ -118,7 +131,13 @@ fn an_unreadable_image_or_an_empty_folder_is_named() {
     image::RgbImage::new(5, 4).save(dir.join("cat/b.png")).unwrap();
     let e = r.get(&[0, 1]).unwrap_err().to_string();
     assert!(e.contains("b.png") && e.contains("resize"), "a second size is refused: {e}");
-    let e = image_folder::build(&serde_json::json!({"root": dir, "transforms": [{"normalize": "imagenet"}, {"resize": 2}]}), &ctx(&dir)).err().unwrap().to_string();
+    let e = image_folder::build(
+        &serde_json::json!({"root": dir, "transforms": [{"normalize": "imagenet"}, {"resize": 2}]}),
+        &ctx(&dir),
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(e.contains("transforms") && e.contains("last"), "{e}");
 }
 
@@ -141,10 +160,17 @@ fn digits_train_from_an_image_folder_with_augmentation_and_prefetching_reproduci
     write_images(&dir.join("images"), 0);
     let dataset = "name = \"image_folder\"\nroot = \"images\"\ngrayscale = true\ntransforms = [{ random_resized_crop = { size = 8, scale = [0.85, 1.0], ratio = [0.9, 1.1] } }, { normalize = { mean = [0.3], std = [0.35] } }]";
     let inline = train(&write_config(&dir, &format!("{dataset}\nworkers = 1"), ""), &dir.join("inline"));
-    let prefetched = train(&write_config(&dir, &format!("{dataset}\nworkers = 2"), "prefetch = 4\n[iterator_valid]\nprefetch = 2"), &dir.join("prefetched"));
+    let prefetched = train(
+        &write_config(&dir, &format!("{dataset}\nworkers = 2"), "prefetch = 4\n[iterator_valid]\nprefetch = 2"),
+        &dir.join("prefetched"),
+    );
     let acc = inline.as_array().unwrap().last().unwrap()["valid_acc"].as_f64().unwrap();
     assert!(acc > 0.9, "valid_acc {acc}");
-    assert_eq!(history_without(&dir.join("inline"), &["dur"]), history_without(&dir.join("prefetched"), &["dur"]), "workers and prefetching change nothing but time");
+    assert_eq!(
+        history_without(&dir.join("inline"), &["dur"]),
+        history_without(&dir.join("prefetched"), &["dur"]),
+        "workers and prefetching change nothing but time"
+    );
     assert!(prefetched.as_array().unwrap().len() == 8);
 }
 
@@ -179,7 +205,11 @@ fn numpy_arrays_read_as_the_csv_does_whatever_their_dtype() {
         assert!((rx - &x / 16.0).abs().max().double_value(&[]) < 1e-7, "{cfg}");
         assert_eq!(Vec::<i64>::try_from(&ry).unwrap(), Vec::<i64>::try_from(&y).unwrap());
     }
-    let mut z = npy::build_npz(&serde_json::json!({"path": "digits.npz", "x": "images", "y": "labels", "shape": [1, 8, 8], "limit": 100}), &ctx(&dir)).unwrap();
+    let mut z = npy::build_npz(
+        &serde_json::json!({"path": "digits.npz", "x": "images", "y": "labels", "shape": [1, 8, 8], "limit": 100}),
+        &ctx(&dir),
+    )
+    .unwrap();
     assert_eq!((z.len(), z.sample_shape()), (100, vec![1, 8, 8]));
     let (zx, zy) = z.get(&[99, 3]).unwrap();
     assert_eq!(zx.flatten(1, -1), x.index_select(0, &Tensor::from_slice(&[99i64, 3])));
@@ -194,7 +224,10 @@ fn numpy_arrays_read_as_the_csv_does_whatever_their_dtype() {
 fn digits_train_from_a_streamed_npy_file() {
     let dir = temp_dir("numpy-train");
     numpy_files(&dir);
-    let h = train(&write_config(&dir, "name = \"npy\"\nx = \"x.npy\"\ny = \"y.npy\"\nscale = 16.0", "prefetch = 2"), &dir.join("run"));
+    let h = train(
+        &write_config(&dir, "name = \"npy\"\nx = \"x.npy\"\ny = \"y.npy\"\nscale = 16.0", "prefetch = 2"),
+        &dir.join("run"),
+    );
     let acc = h.as_array().unwrap().last().unwrap()["valid_acc"].as_f64().unwrap();
     assert!(acc > 0.9, "valid_acc {acc}");
 }

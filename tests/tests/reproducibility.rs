@@ -23,7 +23,8 @@ fn losses(history: &serde_json::Value) -> Vec<String> {
 
 fn run(name: &str, extra: &[&str]) -> (Vec<String>, Vec<(String, tch::Tensor)>) {
     let out = temp_dir(name).join("run");
-    let mut args = vec!["train", "examples/digits/config.toml", "--set", "max_epochs=4", "--out", out.to_str().unwrap()];
+    let mut args =
+        vec!["train", "examples/digits/config.toml", "--set", "max_epochs=4", "--out", out.to_str().unwrap()];
     args.extend_from_slice(extra);
     let o = torchfit(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

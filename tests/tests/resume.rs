@@ -71,7 +71,10 @@ fn net(epochs: usize, extra: &[(&str, &str)]) -> NeuralNet {
 
 fn losses(net: &NeuralNet) -> Vec<serde_json::Value> {
     let h = net.history();
-    (0..h.len() as isize).flat_map(|e| [h.get(e, "train_loss").cloned(), h.get(e, "valid_loss").cloned()]).map(Option::unwrap).collect()
+    (0..h.len() as isize)
+        .flat_map(|e| [h.get(e, "train_loss").cloned(), h.get(e, "valid_loss").cloned()])
+        .map(Option::unwrap)
+        .collect()
 }
 
 #[test]
@@ -86,7 +89,12 @@ fn three_epochs_a_checkpoint_and_three_more_equal_six_straight() {
 
     let mut first = net(3, &[("callbacks__save__type", "save_at_end"), ("callbacks__save__dir", ckpt_s)]);
     first.fit(&x, &y).unwrap();
-    for f in ["train_end_params.safetensors", "train_end_optimizer.safetensors", "train_end_callbacks.json", "train_end_history.json"] {
+    for f in [
+        "train_end_params.safetensors",
+        "train_end_optimizer.safetensors",
+        "train_end_callbacks.json",
+        "train_end_history.json",
+    ] {
         assert!(ckpt.join(f).exists(), "{f} missing");
     }
     drop(first);
@@ -115,7 +123,8 @@ fn a_missing_checkpoint_is_an_error_naming_the_callback_and_the_file() {
     let _serial = torchfit_tests::serial();
     let (x, y) = data();
     let missing = torchfit_tests::temp_dir("resume-missing").join("nothing-here");
-    let mut n = net(1, &[("callbacks__load__type", "load_at_begin"), ("callbacks__load__dir", missing.to_str().unwrap())]);
+    let mut n =
+        net(1, &[("callbacks__load__type", "load_at_begin"), ("callbacks__load__dir", missing.to_str().unwrap())]);
     let err = n.fit(&x, &y).unwrap_err().to_string();
     assert!(err.contains("callback `load`") && err.contains("train_end_history.json"), "{err}");
 }

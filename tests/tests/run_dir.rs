@@ -5,7 +5,8 @@ use std::path::Path;
 use torchfit_tests::{read_json, temp_dir, torchfit_env};
 
 fn train(out: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec!["train", "examples/digits/config.toml", "--set", "max_epochs=4", "--out", out.to_str().unwrap()];
+    let mut args =
+        vec!["train", "examples/digits/config.toml", "--set", "max_epochs=4", "--out", out.to_str().unwrap()];
     args.extend_from_slice(extra);
     torchfit_env(&args, &[])
 }

@@ -6,7 +6,8 @@ use torchfit_tests::{plugin_library, read_json, temp_dir, torchfit_env};
 
 fn train(out: &Path, sets: &[&str]) -> serde_json::Value {
     plugin_library("torchfit-plugin-scoring", "torchfit_plugin_scoring");
-    let mut args = vec!["train", "examples/digits/config.toml", "--out", out.to_str().unwrap(), "--set", "max_epochs=4"];
+    let mut args =
+        vec!["train", "examples/digits/config.toml", "--out", out.to_str().unwrap(), "--set", "max_epochs=4"];
     for s in sets {
         args.extend(["--set", s]);
     }
@@ -53,11 +54,23 @@ fn epoch_scoring_agrees_with_the_builtin_accuracy_and_records_other_scores_with_
 
 #[test]
 fn batch_scoring_records_every_batch_and_their_size_weighted_mean() {
-    let h = train(&temp_dir("batch-scoring").join("run"), &["callbacks__train_acc__type=batch_scoring", "callbacks__train_acc__scoring=accuracy", "callbacks__train_acc__on_train=true"]);
+    let h = train(
+        &temp_dir("batch-scoring").join("run"),
+        &[
+            "callbacks__train_acc__type=batch_scoring",
+            "callbacks__train_acc__scoring=accuracy",
+            "callbacks__train_acc__on_train=true",
+        ],
+    );
     for e in h.as_array().unwrap() {
         let batches = e["batches"].as_array().unwrap();
-        let scored: Vec<(f64, f64)> = batches.iter().filter_map(|b| Some((b["train_acc"].as_f64()?, b["train_batch_size"].as_f64()?))).collect();
-        assert_eq!(scored.len(), batches.iter().filter(|b| b.get("train_loss").is_some()).count(), "one score per training batch");
+        let scored: Vec<(f64, f64)> =
+            batches.iter().filter_map(|b| Some((b["train_acc"].as_f64()?, b["train_batch_size"].as_f64()?))).collect();
+        assert_eq!(
+            scored.len(),
+            batches.iter().filter(|b| b.get("train_loss").is_some()).count(),
+            "one score per training batch"
+        );
         assert!(scored.iter().all(|(s, _)| (0.0..=1.0).contains(s)));
         let n: f64 = scored.iter().map(|(_, k)| k).sum();
         let mean = scored.iter().map(|(s, k)| s * k).sum::<f64>() / n;
@@ -77,8 +90,14 @@ fn a_scorer_of_another_plugin_needs_its_direction_and_then_scores() {
     let o = torchfit_env(&args, &[]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("callbacks.half") && err.contains("lower_is_better") && err.contains("constant_half"), "{err}");
+    assert!(
+        err.contains("callbacks.half") && err.contains("lower_is_better") && err.contains("constant_half"),
+        "{err}"
+    );
     assert!(!out.exists(), "nothing written");
-    let h = train(&temp_dir("foreign-scorer-ok").join("run"), &[base[0], base[1], base[2], "callbacks__half__lower_is_better=false"]);
+    let h = train(
+        &temp_dir("foreign-scorer-ok").join("run"),
+        &[base[0], base[1], base[2], "callbacks__half__lower_is_better=false"],
+    );
     assert_eq!(column(&h, "half"), [0.5; 4]);
 }

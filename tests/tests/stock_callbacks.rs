@@ -22,7 +22,8 @@ fn early_stopping_ends_the_run_when_the_validation_loss_stalls() {
     let epochs = h.as_array().unwrap();
     assert!(epochs.len() < 60, "stopped early");
     // The last `patience` epochs did not improve on the best by the threshold.
-    let best = epochs[..epochs.len() - 3].iter().map(|e| e["valid_loss"].as_f64().unwrap()).fold(f64::INFINITY, f64::min);
+    let best =
+        epochs[..epochs.len() - 3].iter().map(|e| e["valid_loss"].as_f64().unwrap()).fold(f64::INFINITY, f64::min);
     for e in &epochs[epochs.len() - 3..] {
         assert!(e["valid_loss"].as_f64().unwrap() >= best * (1.0 - 1e-4));
     }
@@ -46,12 +47,29 @@ fn frozen_parameters_keep_their_initial_values() {
 #[test]
 fn clipping_bounds_the_gradient_norm_seen_by_later_callbacks() {
     plugin_library("torchfit-plugin-clipping", "torchfit_plugin_clipping");
-    let dir = plugin_dir("clip-grad-norm", &plugin_library("custom-callback", "custom_callback"), "libcustom_callback.so");
+    let dir =
+        plugin_dir("clip-grad-norm", &plugin_library("custom-callback", "custom_callback"), "libcustom_callback.so");
     let out = temp_dir("clip").join("run");
     let env = [("TORCHFIT_PLUGIN_PATH", dir.to_str().unwrap())];
-    train(&out, &["max_epochs=2", "callbacks__clip__type=gradient_norm_clipping", "callbacks__clip__max_norm=0.05", "callbacks__grad_norm__key=grad_norm"], &env);
+    train(
+        &out,
+        &[
+            "max_epochs=2",
+            "callbacks__clip__type=gradient_norm_clipping",
+            "callbacks__clip__max_norm=0.05",
+            "callbacks__grad_norm__key=grad_norm",
+        ],
+        &env,
+    );
     let h = read_json(&out.join("history.json"));
-    let norms: Vec<f64> = h.as_array().unwrap().iter().flat_map(|e| e["batches"].as_array().unwrap().iter().filter_map(|b| b["grad_norm"].as_f64()).collect::<Vec<_>>()).collect();
+    let norms: Vec<f64> = h
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|e| {
+            e["batches"].as_array().unwrap().iter().filter_map(|b| b["grad_norm"].as_f64()).collect::<Vec<_>>()
+        })
+        .collect();
     assert_eq!(norms.len(), 72);
     assert!(norms.iter().all(|&n| n <= 0.05 * (1.0 + 1e-4)), "max {:?}", norms.iter().cloned().fold(0.0, f64::max));
     assert!(norms.iter().any(|&n| n > 0.049), "the limit is reached, not undershot");
@@ -61,11 +79,24 @@ fn clipping_bounds_the_gradient_norm_seen_by_later_callbacks() {
 fn the_csv_logger_and_the_plot_write_into_the_run_directory() {
     plugin_library("torchfit-plugin-logging", "torchfit_plugin_logging");
     let out = temp_dir("logging").join("run");
-    train(&out, &["max_epochs=3", "callbacks__csv__type=csv_logger", "callbacks__csv__batches=batches.csv", "callbacks__plot__type=plot_history"], &[]);
+    train(
+        &out,
+        &[
+            "max_epochs=3",
+            "callbacks__csv__type=csv_logger",
+            "callbacks__csv__batches=batches.csv",
+            "callbacks__plot__type=plot_history",
+        ],
+        &[],
+    );
     let csv = std::fs::read_to_string(out.join("history.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 4, "a header and one row per epoch");
-    assert!(lines[0].starts_with("epoch,") && lines[0].contains("valid_acc") && !lines[0].contains("batches"), "{}", lines[0]);
+    assert!(
+        lines[0].starts_with("epoch,") && lines[0].contains("valid_acc") && !lines[0].contains("batches"),
+        "{}",
+        lines[0]
+    );
     let batches = std::fs::read_to_string(out.join("batches.csv")).unwrap();
     assert_eq!(batches.lines().count(), 1 + 3 * (36 + 3));
     let svg = std::fs::read_to_string(out.join("training_curves.svg")).unwrap();
@@ -74,7 +105,11 @@ fn the_csv_logger_and_the_plot_write_into_the_run_directory() {
 
 #[test]
 fn the_transfer_learning_example_fine_tunes_only_the_head_of_a_pretrained_net() {
-    for (package, stem) in [("torchfit-plugin-checkpoint", "torchfit_plugin_checkpoint"), ("torchfit-plugin-freezer", "torchfit_plugin_freezer"), ("torchfit-plugin-lr-scheduler", "torchfit_plugin_lr_scheduler")] {
+    for (package, stem) in [
+        ("torchfit-plugin-checkpoint", "torchfit_plugin_checkpoint"),
+        ("torchfit-plugin-freezer", "torchfit_plugin_freezer"),
+        ("torchfit-plugin-lr-scheduler", "torchfit_plugin_lr_scheduler"),
+    ] {
         plugin_library(package, stem);
     }
     let root = temp_dir("transfer");

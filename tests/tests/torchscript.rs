@@ -47,7 +47,8 @@ fn a_scripted_pytorch_model_trains_and_keeps_its_names() {
     let losses: Vec<f64> = h.as_array().unwrap().iter().map(|e| e["train_loss"].as_f64().unwrap()).collect();
     assert!(losses[4] < 0.5 * losses[0], "the loss falls: {losses:?}");
     assert!(h[4]["valid_acc"].as_f64().unwrap() > 0.9);
-    let mut names: Vec<String> = tch::Tensor::read_safetensors(out.join("model.safetensors")).unwrap().into_iter().map(|(n, _)| n).collect();
+    let mut names: Vec<String> =
+        tch::Tensor::read_safetensors(out.join("model.safetensors")).unwrap().into_iter().map(|(n, _)| n).collect();
     names.sort();
     assert_eq!(names, ["fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight"]);
 }
@@ -59,9 +60,24 @@ fn freezer_patterns_see_the_pytorch_names() {
     script(&dir);
     let (init, trained) = (dir.join("init"), dir.join("trained"));
     let cfg = config(&dir, "");
-    let o = torchfit_env(&["train", cfg.to_str().unwrap(), "--set", "max_epochs=0", "--out", init.to_str().unwrap()], &[]);
+    let o =
+        torchfit_env(&["train", cfg.to_str().unwrap(), "--set", "max_epochs=0", "--out", init.to_str().unwrap()], &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = torchfit_env(&["train", cfg.to_str().unwrap(), "--set", "max_epochs=2", "--set", "callbacks__fr__type=freezer", "--set", "callbacks__fr__patterns=[\"fc1.*\"]", "--out", trained.to_str().unwrap()], &[]);
+    let o = torchfit_env(
+        &[
+            "train",
+            cfg.to_str().unwrap(),
+            "--set",
+            "max_epochs=2",
+            "--set",
+            "callbacks__fr__type=freezer",
+            "--set",
+            "callbacks__fr__patterns=[\"fc1.*\"]",
+            "--out",
+            trained.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let load = |d: &std::path::Path| tch::Tensor::read_safetensors(d.join("model.safetensors")).unwrap();
     let (a, b) = (load(&init), load(&trained));

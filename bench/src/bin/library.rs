@@ -23,7 +23,12 @@ fn main() -> Result<()> {
     let mut net = torchfit::from_file(&config)?;
     let (batch, threads) = (args.batch.to_string(), args.threads.to_string());
     let device = if args.device == tch::Device::Cpu { "cpu" } else { "cuda" };
-    net.set_params(&[("iterator_train__batch_size", &batch), ("iterator_valid__batch_size", &batch), ("threads", &threads), ("device", device)])?;
+    net.set_params(&[
+        ("iterator_train__batch_size", &batch),
+        ("iterator_valid__batch_size", &batch),
+        ("threads", &threads),
+        ("device", device),
+    ])?;
     let start = Instant::now();
     net.fit_with_valid(&xt, &yt, &xv, &yv)?;
     let seconds = start.elapsed().as_secs_f64();

@@ -24,10 +24,10 @@ pub mod run;
 
 pub use presets::{classifier, defaults, from_file, net, regressor};
 pub use torchfit_engine::*;
-/// The stock models (`mlp`, `cnn`, `resnet18`, `small_resnet`, `torchscript`), linked in-process.
-pub use torchfit_plugin_models as models;
 /// The stock criteria (`cross_entropy`, `nll`, `bce_with_logits`, `mse`, `l1`, `smooth_l1`,
 /// `huber`), linked in-process.
 pub use torchfit_plugin_criteria as criteria;
+/// The stock models (`mlp`, `cnn`, `resnet18`, `small_resnet`, `torchscript`), linked in-process.
+pub use torchfit_plugin_models as models;
 /// The stock dataset readers (`csv`, `idx`, `npy`, `npz`, `image_folder`), linked in-process.
 pub use torchfit_plugin_readers as readers;

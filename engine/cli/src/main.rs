@@ -103,7 +103,9 @@ fn execute(command: Command) -> Result<(), Error> {
             let text = lines.join("\n") + "\n";
             match out {
                 Some(path) => write_atomic(&path, text.as_bytes()),
-                None => std::io::stdout().write_all(text.as_bytes()).map_err(|e| Error::io(std::path::Path::new("<stdout>"), e)),
+                None => std::io::stdout()
+                    .write_all(text.as_bytes())
+                    .map_err(|e| Error::io(std::path::Path::new("<stdout>"), e)),
             }
         }
         Command::Plugins { config } => {
@@ -113,7 +115,14 @@ fn execute(command: Command) -> Result<(), Error> {
             };
             let mut text = format!("{:<10} {:<20} {:<8} {:<10} summary\n", "kind", "name", "version", "origin");
             for c in registry.components() {
-                text += &format!("{:<10} {:<20} {:<8} {:<10} {}\n", c.kind.as_str(), c.name, c.version, c.origin, c.summary);
+                text += &format!(
+                    "{:<10} {:<20} {:<8} {:<10} {}\n",
+                    c.kind.as_str(),
+                    c.name,
+                    c.version,
+                    c.origin,
+                    c.summary
+                );
             }
             let _ = std::io::stdout().write_all(text.as_bytes());
             Ok(())

@@ -57,9 +57,11 @@ mod tests {
     #[test]
     fn a_duplicate_name_is_refused_naming_both_origins() {
         let mut r = Registry::builtin();
-        let err = r.add("mlp", "1.0", "another mlp", Constructor::Model(crate::models::mlp::build)).unwrap_err().to_string();
+        let err =
+            r.add("mlp", "1.0", "another mlp", Constructor::Model(crate::models::mlp::build)).unwrap_err().to_string();
         assert!(err.contains("in-process (torchfit-plugin-models)") && err.contains("in-process (program)"), "{err}");
-        r.add("mlp", "1.0", "a criterion may share a model's name", Constructor::Criterion(crate::criteria::mse)).unwrap();
+        r.add("mlp", "1.0", "a criterion may share a model's name", Constructor::Criterion(crate::criteria::mse))
+            .unwrap();
     }
 
     #[test]

@@ -52,7 +52,15 @@ pub fn load_params(config: &Path, sets: &[String]) -> Result<Params> {
 
 fn reader(registry: &Registry, params: &Params, key: &str, spec: &ComponentSpec) -> Result<Box<dyn DatasetReader>> {
     let settings = params.settings();
-    let ctx = BuildContext { name: key.into(), input_shape: vec![], n_outputs: 0, task: settings.task, device: tch::Device::Cpu, base_dir: params.base_dir().to_path_buf(), seed: settings.seed };
+    let ctx = BuildContext {
+        name: key.into(),
+        input_shape: vec![],
+        n_outputs: 0,
+        task: settings.task,
+        device: tch::Device::Cpu,
+        base_dir: params.base_dir().to_path_buf(),
+        seed: settings.seed,
+    };
     registry.reader(&spec.name, &spec.json(), &ctx).map_err(|e| params.component_error(key, e))
 }
 
@@ -63,7 +71,10 @@ pub fn train(params: Params, out: Option<&Path>, resume: bool) -> Result<Outcome
     let settings = params.settings().clone();
     // Before the readers load anything: the heap is laid out for training from the start.
     torchfit_engine::malloc::apply(settings.malloc);
-    let spec = settings.dataset.clone().ok_or_else(|| params.config_error("dataset", "missing: `torchfit train` needs a [dataset] section".into()))?;
+    let spec = settings
+        .dataset
+        .clone()
+        .ok_or_else(|| params.config_error("dataset", "missing: `torchfit train` needs a [dataset] section".into()))?;
     check_run_dir(out, resume)?;
     let registry = torchfit_engine::plugins::registry_for(&params)?;
     let mut data = reader(&registry, &params, "dataset", &spec)?;
@@ -77,7 +88,11 @@ pub fn train(params: Params, out: Option<&Path>, resume: bool) -> Result<Outcome
     };
     let (pool, test) = match &settings.test_split {
         Some(ts) if ts.kind == SplitKind::Fraction => {
-            let labels = if settings.stratify(ts) { Some(Vec::<i64>::try_from(data.targets()?.f_flatten(0, -1)?)?) } else { None };
+            let labels = if settings.stratify(ts) {
+                Some(Vec::<i64>::try_from(data.targets()?.f_flatten(0, -1)?)?)
+            } else {
+                None
+            };
             split_indices(n, labels.as_deref(), ts.fraction, settings.seed, Stream::TestSplit)
         }
         _ => ((0..n as i64).collect(), Vec::new()),
@@ -85,7 +100,12 @@ pub fn train(params: Params, out: Option<&Path>, resume: bool) -> Result<Outcome
     let mut net = NeuralNet::with_registry(params.clone(), registry.clone()).with_defaults(crate::defaults());
     let mut valid = match settings.train_split.kind {
         SplitKind::Predefined => {
-            let vspec = settings.valid_dataset.clone().ok_or_else(|| params.config_error("valid_dataset", "missing: train_split.kind = \"predefined\" needs a [valid_dataset] section".into()))?;
+            let vspec = settings.valid_dataset.clone().ok_or_else(|| {
+                params.config_error(
+                    "valid_dataset",
+                    "missing: train_split.kind = \"predefined\" needs a [valid_dataset] section".into(),
+                )
+            })?;
             Some(reader(&registry, &params, "valid_dataset", &vspec)?)
         }
         _ => None,
@@ -143,7 +163,9 @@ pub fn train(params: Params, out: Option<&Path>, resume: bool) -> Result<Outcome
 fn check_run_dir(out: Option<&Path>, resume: bool) -> Result<()> {
     let err = |dir: &Path, message: &str| Err(Error::RunDir { dir: dir.to_path_buf(), message: message.into() });
     match out {
-        None if resume => Err(Error::RunDir { dir: ".".into(), message: "--resume needs --out DIR, the run to continue".into() }),
+        None if resume => {
+            Err(Error::RunDir { dir: ".".into(), message: "--resume needs --out DIR, the run to continue".into() })
+        }
         None => Ok(()),
         Some(dir) if dir.exists() && !dir.is_dir() => err(dir, "exists and is not a directory"),
         Some(dir) if resume => {
@@ -165,7 +187,13 @@ fn check_run_dir(out: Option<&Path>, resume: bool) -> Result<()> {
     }
 }
 
-fn write_run_dir(dir: &Path, net: &NeuralNet, params: &Params, test: Option<Evaluation>, (seconds, fit_seconds): (f64, f64)) -> Result<()> {
+fn write_run_dir(
+    dir: &Path,
+    net: &NeuralNet,
+    params: &Params,
+    test: Option<Evaluation>,
+    (seconds, fit_seconds): (f64, f64),
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let (input_shape, n_outputs) = net.shape().ok_or(Error::NotInitialized)?;
     let base_dir = std::fs::canonicalize(params.base_dir()).map_err(|e| Error::io(params.base_dir(), e))?;
@@ -175,7 +203,8 @@ fn write_run_dir(dir: &Path, net: &NeuralNet, params: &Params, test: Option<Eval
     net.history().save(&dir.join("history.json"))?;
     net.save_params(&dir.join("model.safetensors"))?;
     write_atomic(&dir.join("model.json"), json(&serde_json::to_value(&meta).unwrap_or_default()).as_bytes())?;
-    let mut summary = serde_json::json!({ "epochs": net.history().len(), "seconds": seconds, "fit_seconds": fit_seconds });
+    let mut summary =
+        serde_json::json!({ "epochs": net.history().len(), "seconds": seconds, "fit_seconds": fit_seconds });
     if let Some(t) = test {
         summary["test"] = serde_json::json!({ "accuracy": t.accuracy, "loss": t.loss, "samples": t.samples });
     }
@@ -188,7 +217,8 @@ fn write_run_dir(dir: &Path, net: &NeuralNet, params: &Params, test: Option<Eval
 pub fn predict(run: &Path, data: Option<&Path>, sets: &[String]) -> Result<Vec<String>> {
     let meta_path = run.join("model.json");
     let meta_text = std::fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
-    let meta: ModelMeta = serde_json::from_str(&meta_text).map_err(|e| Error::Data(format!("{}: {e}", meta_path.display())))?;
+    let meta: ModelMeta =
+        serde_json::from_str(&meta_text).map_err(|e| Error::Data(format!("{}: {e}", meta_path.display())))?;
     let config = run.join("config.toml");
     let text = std::fs::read_to_string(&config).map_err(|e| Error::io(&config, e))?;
     let mut params = Params::from_str(&text, &config.display().to_string(), meta.base_dir.clone())?;
@@ -203,7 +233,11 @@ pub fn predict(run: &Path, data: Option<&Path>, sets: &[String]) -> Result<Vec<S
     let registry = torchfit_engine::plugins::registry_for(&params)?;
     let mut reader = reader(&registry, &params, "dataset", &spec)?;
     if reader.sample_shape().iter().product::<i64>() != meta.input_shape.iter().product::<i64>() {
-        return Err(Error::Data(format!("samples have shape {:?} but the model was trained on {:?}", reader.sample_shape(), meta.input_shape)));
+        return Err(Error::Data(format!(
+            "samples have shape {:?} but the model was trained on {:?}",
+            reader.sample_shape(),
+            meta.input_shape
+        )));
     }
     let mut net = NeuralNet::with_registry(params, registry).with_defaults(crate::defaults());
     net.initialize(&meta.input_shape, meta.n_outputs)?;
@@ -211,7 +245,9 @@ pub fn predict(run: &Path, data: Option<&Path>, sets: &[String]) -> Result<Vec<S
     let all: Vec<i64> = (0..reader.len() as i64).collect();
     let out = net.forward_reader(reader.as_mut(), &all)?;
     Ok(match meta.task {
-        Task::Classification => Vec::<i64>::try_from(predicted_classes(&out)?)?.into_iter().map(|c| c.to_string()).collect(),
+        Task::Classification => {
+            Vec::<i64>::try_from(predicted_classes(&out)?)?.into_iter().map(|c| c.to_string()).collect()
+        }
         Task::Regression => {
             let rows = out.f_view([out.size()[0], -1])?;
             let k = rows.size()[1] as usize;

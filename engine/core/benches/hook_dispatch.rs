@@ -46,12 +46,21 @@ fn main() {
 
     let mut direct: Box<dyn Callback> = Box::new(Noop);
     let mut adapted: Box<dyn Callback> = Box::new(DynCallback::wrap(Noop));
-    let lib_path = std::env::current_exe().ok().and_then(|e| Some(e.parent()?.parent()?.join("libtorchfit_testplugin_faulty.so")));
+    let lib_path =
+        std::env::current_exe().ok().and_then(|e| Some(e.parent()?.parent()?.join("libtorchfit_testplugin_faulty.so")));
     let mut loaded: Option<Box<dyn Callback>> = lib_path.filter(|p| p.exists()).map(|p| {
         let lib = Library::load(&p).expect("load the test plugin");
         let mut r = Registry::default();
         r.add_library(&lib).unwrap();
-        let ctx = BuildContext { name: "noop".into(), input_shape: vec![2], n_outputs: 2, task: Default::default(), device: Device::Cpu, base_dir: ".".into(), seed: 0 };
+        let ctx = BuildContext {
+            name: "noop".into(),
+            input_shape: vec![2],
+            n_outputs: 2,
+            task: Default::default(),
+            device: Device::Cpu,
+            base_dir: ".".into(),
+            seed: 0,
+        };
         r.callback("faulty", &serde_json::json!({"hook": "none"}), &ctx).unwrap()
     });
 
@@ -67,7 +76,12 @@ fn main() {
     println!("hook dispatch, on_batch_end, median of 7 runs of {CALLS} calls");
     println!("{:<44} {:>10} {:>8}", "path", "ns/call", "ratio");
     println!("{:<44} {:>10.1} {:>8.2}", "direct dyn Callback (builtin)", base, 1.0);
-    println!("{:<44} {:>10.1} {:>8.2}", "ABI adapters, same image (DynCallback::wrap)", median(a.clone()), median(a) / base);
+    println!(
+        "{:<44} {:>10.1} {:>8.2}",
+        "ABI adapters, same image (DynCallback::wrap)",
+        median(a.clone()),
+        median(a) / base
+    );
     match l.is_empty() {
         false => println!("{:<44} {:>10.1} {:>8.2}", "loaded from a plugin .so", median(l.clone()), median(l) / base),
         true => println!("(build torchfit-testplugin-faulty --release to measure the loaded path)"),

@@ -47,7 +47,8 @@ pub fn recover(dir: &Path, prefix: &str) -> Result<()> {
     let commit = commit_file(dir, prefix);
     if commit.exists() {
         let text = std::fs::read_to_string(&commit).map_err(|e| Error::io(&commit, e))?;
-        let names: Vec<String> = serde_json::from_str(&text).map_err(|e| Error::Data(format!("{}: {e}", commit.display())))?;
+        let names: Vec<String> =
+            serde_json::from_str(&text).map_err(|e| Error::Data(format!("{}: {e}", commit.display())))?;
         log::warn!("completing the checkpoint save interrupted in {}", dir.display());
         return finish(dir, prefix, &names.iter().map(|n| dir.join(n)).collect::<Vec<_>>());
     }
@@ -67,8 +68,12 @@ fn discard(paths: &[PathBuf]) {
 }
 
 fn mark(dir: &Path, prefix: &str, paths: &[PathBuf]) -> Result<()> {
-    let names: Vec<String> = paths.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
-    write_atomic(&commit_file(dir, prefix), serde_json::to_string(&names).map_err(|e| Error::Data(e.to_string()))?.as_bytes())
+    let names: Vec<String> =
+        paths.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
+    write_atomic(
+        &commit_file(dir, prefix),
+        serde_json::to_string(&names).map_err(|e| Error::Data(e.to_string()))?.as_bytes(),
+    )
 }
 
 fn finish(dir: &Path, prefix: &str, paths: &[PathBuf]) -> Result<()> {
@@ -110,7 +115,11 @@ mod tests {
     }
 
     fn leftovers(d: &Path) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".next") || n.ends_with(".commit")).collect();
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".next") || n.ends_with(".commit"))
+            .collect();
         v.sort();
         v
     }

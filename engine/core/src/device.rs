@@ -38,11 +38,19 @@ pub fn parse(text: &str) -> std::result::Result<DeviceSpec, String> {
 pub fn cuda_available() -> bool {
     static LOADED: OnceLock<bool> = OnceLock::new();
     *LOADED.get_or_init(|| {
-        let candidates = [std::path::PathBuf::from("libtorch_cuda.so"), std::path::Path::new(env!("TORCHFIT_LIBTORCH_LIB")).join("libtorch_cuda.so")];
+        let candidates = [
+            std::path::PathBuf::from("libtorch_cuda.so"),
+            std::path::Path::new(env!("TORCHFIT_LIBTORCH_LIB")).join("libtorch_cuda.so"),
+        ];
         for path in candidates {
             // SAFETY: loading libtorch's own CUDA library runs its static initializers, which
             // register the CUDA backend with the libtorch already loaded; nothing else runs.
-            let lib = unsafe { libloading::os::unix::Library::open(Some(&path), libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL) };
+            let lib = unsafe {
+                libloading::os::unix::Library::open(
+                    Some(&path),
+                    libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL,
+                )
+            };
             match lib {
                 Ok(lib) => {
                     std::mem::forget(lib); // never unloaded: libtorch keeps pointers into it
@@ -63,7 +71,9 @@ pub fn resolve(spec: DeviceSpec) -> Result<Device> {
         DeviceSpec::Auto => Ok(if cuda_available() { Device::Cuda(0) } else { Device::Cpu }),
         DeviceSpec::Cuda(n) => {
             if !cuda_available() {
-                return Err(Error::Device("CUDA was requested but is not available (no GPU, no driver, or libtorch_cuda.so not found)".into()));
+                return Err(Error::Device(
+                    "CUDA was requested but is not available (no GPU, no driver, or libtorch_cuda.so not found)".into(),
+                ));
             }
             let count = tch::Cuda::device_count() as usize;
             if n >= count {

@@ -83,7 +83,9 @@ impl Error {
     pub fn is_bad_input(&self) -> bool {
         match self {
             Error::Config { .. } | Error::Data(_) | Error::Io { .. } | Error::Plugin(_) | Error::RunDir { .. } => true,
-            Error::Component { source, .. } => matches!(source, torchfit_sdk::Error::Config { .. } | torchfit_sdk::Error::Io { .. }),
+            Error::Component { source, .. } => {
+                matches!(source, torchfit_sdk::Error::Config { .. } | torchfit_sdk::Error::Io { .. })
+            }
             _ => false,
         }
     }

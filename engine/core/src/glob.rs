@@ -6,7 +6,8 @@
 use glob::{MatchOptions, Pattern};
 
 /// Matching as `fnmatch.fnmatchcase`: case-sensitive, `*` crosses dots.
-const OPTIONS: MatchOptions = MatchOptions { case_sensitive: true, require_literal_separator: false, require_literal_leading_dot: false };
+const OPTIONS: MatchOptions =
+    MatchOptions { case_sensitive: true, require_literal_separator: false, require_literal_leading_dot: false };
 
 /// A compiled pattern.
 #[derive(Debug, Clone)]

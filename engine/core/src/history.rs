@@ -56,7 +56,10 @@ impl History {
         if key == BATCHES {
             return Err(Error::History("`batches` is reserved".into()));
         }
-        let epoch = self.epochs.last_mut().ok_or_else(|| Error::History(format!("cannot record `{key}` before the first epoch")))?;
+        let epoch = self
+            .epochs
+            .last_mut()
+            .ok_or_else(|| Error::History(format!("cannot record `{key}` before the first epoch")))?;
         epoch.insert(key.to_owned(), value.into());
         Ok(())
     }
@@ -64,14 +67,24 @@ impl History {
     /// Records `key = value` in the current (last) batch of the current epoch.
     pub fn record_batch(&mut self, key: &str, value: impl Into<Value>) -> Result<(), Error> {
         let last = self.batches_mut(-1)?.len().checked_sub(1);
-        let i = last.ok_or_else(|| Error::History(format!("cannot record batch key `{key}` before the first batch")))?;
+        let i =
+            last.ok_or_else(|| Error::History(format!("cannot record batch key `{key}` before the first batch")))?;
         self.record_batch_at(-1, i, key, value)
     }
 
     /// Records `key = value` in batch `batch` of epoch `epoch`.
-    pub fn record_batch_at(&mut self, epoch: isize, batch: usize, key: &str, value: impl Into<Value>) -> Result<(), Error> {
+    pub fn record_batch_at(
+        &mut self,
+        epoch: isize,
+        batch: usize,
+        key: &str,
+        value: impl Into<Value>,
+    ) -> Result<(), Error> {
         let batches = self.batches_mut(epoch)?;
-        let record = batches.get_mut(batch).and_then(Value::as_object_mut).ok_or_else(|| Error::History(format!("no batch {batch}")))?;
+        let record = batches
+            .get_mut(batch)
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| Error::History(format!("no batch {batch}")))?;
         record.insert(key.to_owned(), value.into());
         Ok(())
     }
@@ -137,7 +150,9 @@ impl History {
 
     /// A history from skorch's JSON list; every epoch must be an object with a `batches` list.
     pub fn from_json(value: Value) -> Result<Self, Error> {
-        let Value::Array(items) = value else { return Err(Error::History("a history is a JSON list of epochs".into())) };
+        let Value::Array(items) = value else {
+            return Err(Error::History("a history is a JSON list of epochs".into()));
+        };
         let epochs = items
             .into_iter()
             .enumerate()
@@ -238,7 +253,8 @@ mod tests {
         for (i, v) in values.iter().enumerate() {
             h.record(&format!("k{i}"), *v).unwrap();
         }
-        let back = History::from_json(serde_json::from_str(&serde_json::to_string(&h.to_json()).unwrap()).unwrap()).unwrap();
+        let back =
+            History::from_json(serde_json::from_str(&serde_json::to_string(&h.to_json()).unwrap()).unwrap()).unwrap();
         for (i, v) in values.iter().enumerate() {
             assert_eq!(back.get(-1, &format!("k{i}")).unwrap().as_f64().unwrap().to_bits(), v.to_bits());
         }

@@ -55,7 +55,9 @@ pub fn decide<'a>(policy: MallocPolicy, mut vars: impl Iterator<Item = (&'a str,
     if TRAINING.is_empty() {
         return Decision::Keep("not glibc");
     }
-    if vars.any(|(k, v)| (k.starts_with("MALLOC_") && k.ends_with('_')) || (k == "GLIBC_TUNABLES" && v.contains("glibc.malloc"))) {
+    if vars.any(|(k, v)| {
+        (k.starts_with("MALLOC_") && k.ends_with('_')) || (k == "GLIBC_TUNABLES" && v.contains("glibc.malloc"))
+    }) {
         return Decision::Keep("the environment sets glibc's malloc tunables");
     }
     Decision::Set(TRAINING.to_vec())
@@ -66,7 +68,9 @@ pub fn decide<'a>(policy: MallocPolicy, mut vars: impl Iterator<Item = (&'a str,
 pub fn apply(policy: MallocPolicy) -> &'static Decision {
     static DONE: std::sync::OnceLock<Decision> = std::sync::OnceLock::new();
     DONE.get_or_init(|| {
-        let vars: Vec<(String, String)> = std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect();
+        let vars: Vec<(String, String)> = std::env::vars_os()
+            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
+            .collect();
         let decision = decide(policy, vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         match &decision {
             Decision::Set(pairs) => {
@@ -126,10 +130,20 @@ mod tests {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fn tunables_from_the_environment_win() {
         let keep = Decision::Keep("the environment sets glibc's malloc tunables");
-        assert_eq!(decide(MallocPolicy::Training, [("MALLOC_ARENA_MAX", "2")].into_iter()), Decision::Set(TRAINING.to_vec()), "not a tunable: no trailing _");
+        assert_eq!(
+            decide(MallocPolicy::Training, [("MALLOC_ARENA_MAX", "2")].into_iter()),
+            Decision::Set(TRAINING.to_vec()),
+            "not a tunable: no trailing _"
+        );
         assert_eq!(decide(MallocPolicy::Training, [("MALLOC_MMAP_THRESHOLD_", "65536")].into_iter()), keep);
-        assert_eq!(decide(MallocPolicy::Training, [("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1")].into_iter()), keep);
-        assert_eq!(decide(MallocPolicy::Training, [("GLIBC_TUNABLES", "glibc.pthread.rseq=0")].into_iter()), Decision::Set(TRAINING.to_vec()));
+        assert_eq!(
+            decide(MallocPolicy::Training, [("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1")].into_iter()),
+            keep
+        );
+        assert_eq!(
+            decide(MallocPolicy::Training, [("GLIBC_TUNABLES", "glibc.pthread.rseq=0")].into_iter()),
+            Decision::Set(TRAINING.to_vec())
+        );
     }
 
     #[test]

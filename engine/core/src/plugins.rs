@@ -85,7 +85,10 @@ impl Library {
         let header = lib_header_from_path(&path).map_err(|e| classify(&path, e))?;
         let root = header.init_root_module::<PluginRoot_Ref>().map_err(|e| classify(&path, e))?;
         if root.abi_version() != ABI_VERSION {
-            return Err(LoadError::Abi { path, summary: format!("plugin ABI version {}, this torchfit speaks {ABI_VERSION}", root.abi_version()) });
+            return Err(LoadError::Abi {
+                path,
+                summary: format!("plugin ABI version {}, this torchfit speaks {ABI_VERSION}", root.abi_version()),
+            });
         }
         let tag = root.torch_tag().as_str();
         if tag != TORCH_TAG {
@@ -127,7 +130,9 @@ impl Library {
 fn classify(path: &Path, e: LibraryError) -> LoadError {
     let path = path.to_path_buf();
     match e {
-        LibraryError::OpenError { err, .. } => LoadError::Open { path, reason: err.to_string().lines().next().unwrap_or_default().to_owned() },
+        LibraryError::OpenError { err, .. } => {
+            LoadError::Open { path, reason: err.to_string().lines().next().unwrap_or_default().to_owned() }
+        }
         LibraryError::GetSymbolError { .. } => LoadError::NotAPlugin { path },
         LibraryError::AbiInstability(report) => {
             let report = report.to_string();
@@ -137,13 +142,24 @@ fn classify(path: &Path, e: LibraryError) -> LoadError {
             let tail: String = tail.chars().take(160).collect();
             LoadError::Abi { path, summary: format!("the root module's layout differs: ...{tail}") }
         }
-        LibraryError::IncompatibleVersionNumber { library_name, expected_version, actual_version } => {
-            LoadError::Abi { path, summary: format!("{library_name} {actual_version}, this torchfit expects {expected_version}") }
-        }
+        LibraryError::IncompatibleVersionNumber { library_name, expected_version, actual_version } => LoadError::Abi {
+            path,
+            summary: format!("{library_name} {actual_version}, this torchfit expects {expected_version}"),
+        },
         other => {
             let text = other.to_string();
             log::debug!("{}: {text}", path.display());
-            LoadError::Abi { path, summary: text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("unknown").chars().take(160).collect() }
+            LoadError::Abi {
+                path,
+                summary: text
+                    .lines()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty())
+                    .unwrap_or("unknown")
+                    .chars()
+                    .take(160)
+                    .collect(),
+            }
         }
     }
 }
@@ -170,7 +186,10 @@ pub fn discover(dirs: &[PathBuf]) -> Vec<PathBuf> {
         let mut found: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "so") && p.is_file())
-            .filter(|p| !only_stock || p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libtorchfit_plugin_")))
+            .filter(|p| {
+                !only_stock
+                    || p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libtorchfit_plugin_"))
+            })
             .collect();
         found.sort();
         for f in found {
@@ -204,7 +223,11 @@ pub fn registry(config_dirs: &[PathBuf], files: &[PathBuf]) -> Result<Registry> 
         if linked.contains(&lib.name()) {
             // A library of a plugin crate this program links (e.g. a stock callback crate used
             // in-process, whose cdylib cargo builds beside the program) is the same code.
-            log::debug!("{}: plugin {} is linked into this program; using the linked one", lib.path().display(), lib.name());
+            log::debug!(
+                "{}: plugin {} is linked into this program; using the linked one",
+                lib.path().display(),
+                lib.name()
+            );
             continue;
         }
         registry.add_library(&lib)?;
@@ -216,7 +239,10 @@ pub fn registry(config_dirs: &[PathBuf], files: &[PathBuf]) -> Result<Registry> 
 pub fn registry_for(params: &Params) -> Result<Registry> {
     let settings = params.settings();
     let resolve = |p: &String| params.base_dir().join(p);
-    registry(&settings.plugin_dirs.iter().map(resolve).collect::<Vec<_>>(), &settings.plugins.iter().map(resolve).collect::<Vec<_>>())
+    registry(
+        &settings.plugin_dirs.iter().map(resolve).collect::<Vec<_>>(),
+        &settings.plugins.iter().map(resolve).collect::<Vec<_>>(),
+    )
 }
 
 #[cfg(test)]
@@ -247,7 +273,8 @@ mod tests {
         for f in ["b.so", "a.so", "notes.txt"] {
             std::fs::write(dir.join(f), b"").unwrap();
         }
-        let names: Vec<String> = discover(&[dir.clone()]).iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        let names: Vec<String> =
+            discover(&[dir.clone()]).iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
         assert_eq!(names, ["a.so", "b.so"]);
         std::fs::remove_dir_all(dir).unwrap();
     }

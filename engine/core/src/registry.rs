@@ -8,7 +8,9 @@
 use crate::plugins::Library;
 use crate::{Error, Result};
 use std::path::PathBuf;
-use torchfit_sdk::ffi::{BuildContextFfi, ComponentFfi, DynCallback, DynCriterion, DynModel, DynReader, DynScorer, KindFfi};
+use torchfit_sdk::ffi::{
+    BuildContextFfi, ComponentFfi, DynCallback, DynCriterion, DynModel, DynReader, DynScorer, KindFfi,
+};
 use torchfit_sdk::{BuildContext, Callback, ComponentKind, Constructor, Criterion, DatasetReader, Model, Scorer};
 
 /// Where a component comes from.
@@ -68,18 +70,48 @@ impl Registry {
         use Constructor as C;
         let mut r = Registry::default();
         let builtins: [(&str, &str, Constructor); 5] = [
-            ("epoch_timer", "records `dur`, the epoch's wall time in seconds", C::Callback(crate::callbacks::epoch_timer::build)),
-            ("passthrough_scoring", "epoch mean of a batch-level key, weighted by batch size, with `<name>_best`", C::Callback(crate::callbacks::passthrough::build)),
-            ("accuracy_scoring", "the accuracy of the epoch's cached predictions as `<name>` and `<name>_best` (the default valid_acc)", C::Callback(crate::callbacks::accuracy_scoring::build)),
-            ("print_log", "prints the per-epoch table, best values marked", C::Callback(crate::callbacks::print_log::build)),
+            (
+                "epoch_timer",
+                "records `dur`, the epoch's wall time in seconds",
+                C::Callback(crate::callbacks::epoch_timer::build),
+            ),
+            (
+                "passthrough_scoring",
+                "epoch mean of a batch-level key, weighted by batch size, with `<name>_best`",
+                C::Callback(crate::callbacks::passthrough::build),
+            ),
+            (
+                "accuracy_scoring",
+                "the accuracy of the epoch's cached predictions as `<name>` and `<name>_best` (the default valid_acc)",
+                C::Callback(crate::callbacks::accuracy_scoring::build),
+            ),
+            (
+                "print_log",
+                "prints the per-epoch table, best values marked",
+                C::Callback(crate::callbacks::print_log::build),
+            ),
             ("progress_bar", "batch progress bar on a terminal", C::Callback(crate::callbacks::progress::build)),
         ];
         for (name, summary, ctor) in builtins {
-            r.components.push(Component { kind: ctor.kind(), name: name.into(), version: env!("CARGO_PKG_VERSION").into(), origin: Origin::Builtin, summary: summary.into(), source: Source::Static(ctor) });
+            r.components.push(Component {
+                kind: ctor.kind(),
+                name: name.into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                origin: Origin::Builtin,
+                summary: summary.into(),
+                source: Source::Static(ctor),
+            });
         }
         for reg in torchfit_sdk::ffi::export::registrations() {
             // Two linked crates registering one name is a programming error; report it at first use.
-            if let Err(e) = r.push(Component { kind: reg.ctor.kind(), name: reg.name.into(), version: reg.version.into(), origin: Origin::InProcess(reg.plugin.into()), summary: reg.summary.into(), source: Source::Static(reg.ctor) }) {
+            if let Err(e) = r.push(Component {
+                kind: reg.ctor.kind(),
+                name: reg.name.into(),
+                version: reg.version.into(),
+                origin: Origin::InProcess(reg.plugin.into()),
+                summary: reg.summary.into(),
+                source: Source::Static(reg.ctor),
+            }) {
                 log::error!("{e}");
             }
         }
@@ -88,7 +120,12 @@ impl Registry {
 
     fn push(&mut self, c: Component) -> Result<()> {
         if let Some(old) = self.components.iter().find(|o| o.kind == c.kind && o.name == c.name) {
-            return Err(Error::Plugin(crate::plugins::LoadError::Duplicate { kind: c.kind, name: c.name.clone(), first: old.origin.to_string(), second: c.origin.to_string() }));
+            return Err(Error::Plugin(crate::plugins::LoadError::Duplicate {
+                kind: c.kind,
+                name: c.name.clone(),
+                first: old.origin.to_string(),
+                second: c.origin.to_string(),
+            }));
         }
         self.components.push(c);
         Ok(())
@@ -97,7 +134,14 @@ impl Registry {
     /// Registers a component compiled into the calling program; a name already registered for
     /// the same kind is an error naming both origins.
     pub fn add(&mut self, name: &str, version: &str, summary: &str, ctor: Constructor) -> Result<()> {
-        self.push(Component { kind: ctor.kind(), name: name.into(), version: version.into(), origin: Origin::InProcess("program".into()), summary: summary.into(), source: Source::Static(ctor) })
+        self.push(Component {
+            kind: ctor.kind(),
+            name: name.into(),
+            version: version.into(),
+            origin: Origin::InProcess("program".into()),
+            summary: summary.into(),
+            source: Source::Static(ctor),
+        })
     }
 
     /// Registers every component of a loaded library.
@@ -123,7 +167,14 @@ impl Registry {
     fn find(&self, kind: ComponentKind, name: &str) -> Result<&Component> {
         self.components.iter().find(|c| c.kind == kind && c.name == name).ok_or_else(|| {
             let known: Vec<&str> = self.components.iter().filter(|c| c.kind == kind).map(|c| c.name.as_str()).collect();
-            Error::Component { kind, name: name.into(), source: torchfit_sdk::Error::Config { key: "name".into(), message: format!("no {kind} named `{name}`; known: {}", known.join(", ")) } }
+            Error::Component {
+                kind,
+                name: name.into(),
+                source: torchfit_sdk::Error::Config {
+                    key: "name".into(),
+                    message: format!("no {kind} named `{name}`; known: {}", known.join(", ")),
+                },
+            }
         })
     }
 
@@ -147,7 +198,10 @@ impl Registry {
                 build(KindFfi::from(kind), name.into(), config.to_string().as_str().into(), &BuildContextFfi::from(ctx))
                     .into_result()
                     .map_err(torchfit_sdk::Error::from)
-                    .and_then(|obj| wrap(obj).ok_or_else(|| torchfit_sdk::Error::msg("the library built a component of another kind")))
+                    .and_then(|obj| {
+                        wrap(obj)
+                            .ok_or_else(|| torchfit_sdk::Error::msg("the library built a component of another kind"))
+                    })
             }
         };
         built.map_err(|source| Error::Component { kind, name: display.into(), source })
@@ -156,35 +210,60 @@ impl Registry {
     /// Builds the model `name`.
     pub fn model(&self, name: &str, config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Model>> {
         let pick = |c| if let Constructor::Model(f) = c { Some(f) } else { None };
-        let wrap = |c| if let ComponentFfi::Model(m) = c { Some(Box::new(DynModel(m)) as Box<dyn Model>) } else { None };
+        let wrap =
+            |c| if let ComponentFfi::Model(m) = c { Some(Box::new(DynModel(m)) as Box<dyn Model>) } else { None };
         self.build(ComponentKind::Model, name, name, config, ctx, pick, wrap)
     }
 
     /// Builds the criterion `name`.
     pub fn criterion(&self, name: &str, config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Criterion>> {
         let pick = |c| if let Constructor::Criterion(f) = c { Some(f) } else { None };
-        let wrap = |c| if let ComponentFfi::Criterion(m) = c { Some(Box::new(DynCriterion(m)) as Box<dyn Criterion>) } else { None };
+        let wrap = |c| {
+            if let ComponentFfi::Criterion(m) = c {
+                Some(Box::new(DynCriterion(m)) as Box<dyn Criterion>)
+            } else {
+                None
+            }
+        };
         self.build(ComponentKind::Criterion, name, name, config, ctx, pick, wrap)
     }
 
     /// Builds the dataset reader `name`.
     pub fn reader(&self, name: &str, config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn DatasetReader>> {
         let pick = |c| if let Constructor::Reader(f) = c { Some(f) } else { None };
-        let wrap = |c| if let ComponentFfi::Reader(m) = c { Some(Box::new(DynReader(m)) as Box<dyn DatasetReader>) } else { None };
+        let wrap = |c| {
+            if let ComponentFfi::Reader(m) = c {
+                Some(Box::new(DynReader(m)) as Box<dyn DatasetReader>)
+            } else {
+                None
+            }
+        };
         self.build(ComponentKind::Reader, name, name, config, ctx, pick, wrap)
     }
 
     /// Builds the scorer `name`.
     pub fn scorer(&self, name: &str, config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Scorer>> {
         let pick = |c| if let Constructor::Scorer(f) = c { Some(f) } else { None };
-        let wrap = |c| if let ComponentFfi::Scorer(m) = c { Some(Box::new(DynScorer(m)) as Box<dyn Scorer>) } else { None };
+        let wrap =
+            |c| if let ComponentFfi::Scorer(m) = c { Some(Box::new(DynScorer(m)) as Box<dyn Scorer>) } else { None };
         self.build(ComponentKind::Scorer, name, name, config, ctx, pick, wrap)
     }
 
     /// Builds the callback type `kind_name` (configured under `ctx.name`).
-    pub fn callback(&self, kind_name: &str, config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Callback>> {
+    pub fn callback(
+        &self,
+        kind_name: &str,
+        config: &serde_json::Value,
+        ctx: &BuildContext,
+    ) -> Result<Box<dyn Callback>> {
         let pick = |c| if let Constructor::Callback(f) = c { Some(f) } else { None };
-        let wrap = |c| if let ComponentFfi::Callback(m) = c { Some(Box::new(DynCallback::new(m)) as Box<dyn Callback>) } else { None };
+        let wrap = |c| {
+            if let ComponentFfi::Callback(m) = c {
+                Some(Box::new(DynCallback::new(m)) as Box<dyn Callback>)
+            } else {
+                None
+            }
+        };
         self.build(ComponentKind::Callback, kind_name, &ctx.name, config, ctx, pick, wrap)
     }
 }
@@ -195,14 +274,21 @@ mod tests {
 
     #[test]
     fn an_unknown_name_lists_the_known_ones() {
-        let err = Registry::builtin().callback("print_lgo", &serde_json::json!({}), &torchfit_sdk::testing::context("cb")).err().unwrap().to_string();
+        let err = Registry::builtin()
+            .callback("print_lgo", &serde_json::json!({}), &torchfit_sdk::testing::context("cb"))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("print_lgo") && err.contains("print_log"), "{err}");
     }
 
     #[test]
     fn a_duplicate_name_is_refused_naming_both_origins_and_kinds_have_their_own_names() {
         let mut r = Registry::builtin();
-        let err = r.add("print_log", "1.0", "another", Constructor::Callback(crate::callbacks::print_log::build)).unwrap_err().to_string();
+        let err = r
+            .add("print_log", "1.0", "another", Constructor::Callback(crate::callbacks::print_log::build))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("builtin") && err.contains("in-process (program)"), "{err}");
         let scorer: torchfit_sdk::Ctor<dyn Scorer> = |_, _| Err(torchfit_sdk::Error::msg("unused"));
         r.add("print_log", "1.0", "a scorer may share a callback's name", Constructor::Scorer(scorer)).unwrap();

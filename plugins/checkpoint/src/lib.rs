@@ -27,7 +27,12 @@ fn parts_of(list: &[String]) -> Result<Parts> {
             "optimizer" => p.optimizer = true,
             "callbacks" => p.callbacks = true,
             "history" => p.history = true,
-            other => return Err(Error::Config { key: format!("parts[{i}]"), message: format!("unknown part {other:?}; expected params, optimizer, callbacks or history") }),
+            other => {
+                return Err(Error::Config {
+                    key: format!("parts[{i}]"),
+                    message: format!("unknown part {other:?}; expected params, optimizer, callbacks or history"),
+                })
+            }
         }
     }
     Ok(p)
@@ -89,9 +94,20 @@ pub struct Checkpoint {
 fn build_checkpoint(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
     let c: CheckpointConfig = parse_config(config)?;
     if let Monitor::Every(true) = c.monitor {
-        return Err(Error::Config { key: "monitor".into(), message: "a history key, or false to save every epoch".into() });
+        return Err(Error::Config {
+            key: "monitor".into(),
+            message: "a history key, or false to save every epoch".into(),
+        });
     }
-    Ok(Box::new(Checkpoint { parts: parts_of(&c.parts)?, monitor: c.monitor, dir: c.dirname.into(), prefix: c.fn_prefix.unwrap_or_default(), load_best: c.load_best, event_name: c.event_name, saved: false }))
+    Ok(Box::new(Checkpoint {
+        parts: parts_of(&c.parts)?,
+        monitor: c.monitor,
+        dir: c.dirname.into(),
+        prefix: c.fn_prefix.unwrap_or_default(),
+        load_best: c.load_best,
+        event_name: c.event_name,
+        saved: false,
+    }))
 }
 
 impl Callback for Checkpoint {
@@ -122,7 +138,9 @@ impl Callback for Checkpoint {
     }
 
     fn on_train_end(&mut self, host: &mut dyn Host) -> Result<()> {
-        let any_saved = self.saved || (0..host.epochs() as isize).any(|e| host.history_get(e, &self.event_name) == Some(serde_json::Value::Bool(true)));
+        let any_saved = self.saved
+            || (0..host.epochs() as isize)
+                .any(|e| host.history_get(e, &self.event_name) == Some(serde_json::Value::Bool(true)));
         if self.load_best && any_saved {
             host.load_checkpoint(&self.dir, &self.prefix, Parts::PARAMS)?;
         }
@@ -193,7 +211,14 @@ fn build_load(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn
 /// Whether a checkpoint with these parts exists under `dir` (pure, on the file system).
 pub fn checkpoint_exists(dir: &Path, prefix: &str, parts: Parts) -> bool {
     let f = Files::new(dir, prefix);
-    [(parts.params, &f.params), (parts.optimizer, &f.optimizer), (parts.callbacks, &f.callbacks), (parts.history, &f.history)].iter().all(|(want, p)| !want || f.present(p))
+    [
+        (parts.params, &f.params),
+        (parts.optimizer, &f.optimizer),
+        (parts.callbacks, &f.callbacks),
+        (parts.history, &f.history),
+    ]
+    .iter()
+    .all(|(want, p)| !want || f.present(p))
 }
 
 impl Callback for LoadInitState {
@@ -210,7 +235,11 @@ impl Callback for LoadInitState {
         if checkpoint_exists(&dir, &self.prefix, self.parts) {
             host.load_checkpoint(&self.dir, &self.prefix, self.parts)?;
         } else {
-            torchfit_sdk::log::info!("load_init_state: no checkpoint `{}` in {}, starting fresh", self.prefix, dir.display());
+            torchfit_sdk::log::info!(
+                "load_init_state: no checkpoint `{}` in {}, starting fresh",
+                self.prefix,
+                dir.display()
+            );
         }
         Ok(Flow::Continue)
     }
@@ -233,7 +262,15 @@ mod tests {
     use torchfit_sdk::testing::FakeHost;
 
     fn ctx() -> BuildContext {
-        BuildContext { name: "cp".into(), input_shape: vec![2], n_outputs: 2, task: Default::default(), device: torchfit_sdk::tch::Device::Cpu, base_dir: ".".into(), seed: 0 }
+        BuildContext {
+            name: "cp".into(),
+            input_shape: vec![2],
+            n_outputs: 2,
+            task: Default::default(),
+            device: torchfit_sdk::tch::Device::Cpu,
+            base_dir: ".".into(),
+            seed: 0,
+        }
     }
 
     #[test]
@@ -256,7 +293,9 @@ mod tests {
             assert_eq!(host.history_get(-1, "event_cp"), Some(json!(best)));
         }
         assert_eq!(host.actions.len(), 2);
-        assert!(matches!(&host.actions[0], Action::Save { dir, prefix, parts } if dir == Path::new("cps") && prefix.is_empty() && *parts == Parts::ALL));
+        assert!(
+            matches!(&host.actions[0], Action::Save { dir, prefix, parts } if dir == Path::new("cps") && prefix.is_empty() && *parts == Parts::ALL)
+        );
     }
 
     #[test]
@@ -285,7 +324,9 @@ mod tests {
         let mut cb = build_train_end(&json!({"parts": ["params", "history"]}), &ctx()).unwrap();
         let mut host = FakeHost::default();
         cb.on_train_end(&mut host).unwrap();
-        assert!(matches!(&host.actions[0], Action::Save { prefix, parts, .. } if prefix == "train_end_" && parts.params && parts.history && !parts.optimizer));
+        assert!(
+            matches!(&host.actions[0], Action::Save { prefix, parts, .. } if prefix == "train_end_" && parts.params && parts.history && !parts.optimizer)
+        );
     }
 
     #[test]

@@ -37,7 +37,11 @@ fn norm_type<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64,
 /// The `p`-norm of all entries of `t` (`p = inf`: the largest absolute value), in `f32`.
 fn vector_norm(t: &Tensor, p: f64) -> Result<Tensor> {
     let a = t.f_abs()?.f_to_kind(Kind::Float)?;
-    Ok(if p.is_infinite() { a.f_max()? } else { a.f_pow_tensor_scalar(p)?.f_sum(Kind::Float)?.f_pow_tensor_scalar(1.0 / p)? })
+    Ok(if p.is_infinite() {
+        a.f_max()?
+    } else {
+        a.f_pow_tensor_scalar(p)?.f_sum(Kind::Float)?.f_pow_tensor_scalar(1.0 / p)?
+    })
 }
 
 /// Clips `grads` in place to a total `norm_type`-norm of `max_norm` (`f64::INFINITY` for the
@@ -95,7 +99,15 @@ mod tests {
 
     #[test]
     fn norm_type_takes_numbers_and_inf() {
-        let ctx = BuildContext { name: "c".into(), input_shape: vec![], n_outputs: 1, task: Default::default(), device: torchfit_sdk::tch::Device::Cpu, base_dir: ".".into(), seed: 0 };
+        let ctx = BuildContext {
+            name: "c".into(),
+            input_shape: vec![],
+            n_outputs: 1,
+            task: Default::default(),
+            device: torchfit_sdk::tch::Device::Cpu,
+            base_dir: ".".into(),
+            seed: 0,
+        };
         assert!(build(&serde_json::json!({"max_norm": 1.0, "norm_type": "inf"}), &ctx).is_ok());
         assert!(build(&serde_json::json!({"max_norm": 1.0, "norm_type": 1}), &ctx).is_ok());
         assert!(build(&serde_json::json!({"max_norm": 1.0, "norm_type": "max"}), &ctx).is_err());

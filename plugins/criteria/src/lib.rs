@@ -50,7 +50,13 @@ pub fn cross_entropy(config: &serde_json::Value, ctx: &BuildContext) -> Result<B
 
 impl Criterion for CrossEntropy {
     fn loss(&self, y_pred: &Tensor, y: &Tensor) -> Result<Tensor> {
-        Ok(y_pred.f_cross_entropy_loss(y, self.weight.as_ref(), Reduction::Mean, self.ignore_index, self.label_smoothing)?)
+        Ok(y_pred.f_cross_entropy_loss(
+            y,
+            self.weight.as_ref(),
+            Reduction::Mean,
+            self.ignore_index,
+            self.label_smoothing,
+        )?)
     }
 }
 
@@ -171,7 +177,10 @@ pub fn smooth_l1(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<
 pub fn huber(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn Criterion>> {
     let c: DeltaConfig = parse_config(config)?;
     if c.delta <= 0.0 {
-        return Err(torchfit_sdk::Error::Config { key: "delta".into(), message: format!("must be positive, got {}", c.delta) });
+        return Err(torchfit_sdk::Error::Config {
+            key: "delta".into(),
+            message: format!("must be positive, got {}", c.delta),
+        });
     }
     Ok(Box::new(Pointwise::Huber(c.delta)))
 }
@@ -195,13 +204,22 @@ mod tests {
     use torchfit_sdk::tch::{Device, Kind};
 
     fn ctx() -> BuildContext {
-        BuildContext { name: "criterion".into(), input_shape: vec![], n_outputs: 3, task: torchfit_sdk::Task::Classification, device: Device::Cpu, base_dir: ".".into(), seed: 0 }
+        BuildContext {
+            name: "criterion".into(),
+            input_shape: vec![],
+            n_outputs: 3,
+            task: torchfit_sdk::Task::Classification,
+            device: Device::Cpu,
+            base_dir: ".".into(),
+            seed: 0,
+        }
     }
 
     #[test]
     fn cross_entropy_of_uniform_logits_is_log_of_the_class_count() {
         let c = cross_entropy(&serde_json::json!({}), &ctx()).unwrap();
-        let l = c.loss(&Tensor::zeros([4, 3], (Kind::Float, Device::Cpu)), &Tensor::from_slice(&[0i64, 1, 2, 0])).unwrap();
+        let l =
+            c.loss(&Tensor::zeros([4, 3], (Kind::Float, Device::Cpu)), &Tensor::from_slice(&[0i64, 1, 2, 0])).unwrap();
         assert!((l.double_value(&[]) - 3f64.ln()).abs() < 1e-6);
     }
 

@@ -52,7 +52,10 @@ impl Callback for ParamMapper {
         if applies(self.at, host.epochs()) {
             for p in &self.patterns {
                 if host.set_requires_grad(p, self.requires_grad)? == 0 {
-                    return Err(Error::Config { key: "patterns".into(), message: format!("{p:?} matches no parameter") });
+                    return Err(Error::Config {
+                        key: "patterns".into(),
+                        message: format!("{p:?} matches no parameter"),
+                    });
                 }
             }
         }
@@ -77,7 +80,19 @@ mod tests {
     fn the_freezer_applies_from_its_epoch_on() {
         assert!(!applies(3, 2));
         assert!(applies(3, 3) && applies(3, 7));
-        let mut cb = build_freezer(&serde_json::json!({"patterns": "*.bias", "at": 2}), &BuildContext { name: "f".into(), input_shape: vec![], n_outputs: 1, task: Default::default(), device: torchfit_sdk::tch::Device::Cpu, base_dir: ".".into(), seed: 0 }).unwrap();
+        let mut cb = build_freezer(
+            &serde_json::json!({"patterns": "*.bias", "at": 2}),
+            &BuildContext {
+                name: "f".into(),
+                input_shape: vec![],
+                n_outputs: 1,
+                task: Default::default(),
+                device: torchfit_sdk::tch::Device::Cpu,
+                base_dir: ".".into(),
+                seed: 0,
+            },
+        )
+        .unwrap();
         let mut host = FakeHost::default();
         host.new_epoch();
         cb.on_epoch_begin(&mut host).unwrap();
@@ -89,7 +104,19 @@ mod tests {
 
     #[test]
     fn a_pattern_that_matches_nothing_is_an_error() {
-        let mut cb = build_unfreezer(&serde_json::json!({"patterns": ["conv.*"]}), &BuildContext { name: "u".into(), input_shape: vec![], n_outputs: 1, task: Default::default(), device: torchfit_sdk::tch::Device::Cpu, base_dir: ".".into(), seed: 0 }).unwrap();
+        let mut cb = build_unfreezer(
+            &serde_json::json!({"patterns": ["conv.*"]}),
+            &BuildContext {
+                name: "u".into(),
+                input_shape: vec![],
+                n_outputs: 1,
+                task: Default::default(),
+                device: torchfit_sdk::tch::Device::Cpu,
+                base_dir: ".".into(),
+                seed: 0,
+            },
+        )
+        .unwrap();
         let mut host = FakeHost::default();
         host.new_epoch();
         assert!(cb.on_epoch_begin(&mut host).unwrap_err().to_string().contains("conv.*"));

@@ -45,7 +45,9 @@ pub struct BatchColumns {
 pub fn batches(per_epoch: &[BatchColumns]) -> String {
     let mut out = String::from("epoch,phase,batch,loss,batch_size\n");
     for (e, cols) in per_epoch.iter().enumerate() {
-        for (phase, losses, sizes) in [("train", &cols.train_loss, &cols.train_size), ("valid", &cols.valid_loss, &cols.valid_size)] {
+        for (phase, losses, sizes) in
+            [("train", &cols.train_loss, &cols.train_size), ("valid", &cols.valid_loss, &cols.valid_size)]
+        {
             for (i, loss) in losses.iter().enumerate() {
                 out += &format!("{},{phase},{i},{},{}\n", e + 1, cell(Some(loss)), cell(sizes.get(i)));
             }
@@ -68,7 +70,15 @@ mod tests {
 
     #[test]
     fn batch_rows_name_their_phase() {
-        let c = BatchColumns { train_loss: vec![json!(0.5), json!(0.25)], train_size: vec![json!(32), json!(8)], valid_loss: vec![json!(0.3)], valid_size: vec![json!(40)] };
-        assert_eq!(batches(&[c]), "epoch,phase,batch,loss,batch_size\n1,train,0,0.5,32\n1,train,1,0.25,8\n1,valid,0,0.3,40\n");
+        let c = BatchColumns {
+            train_loss: vec![json!(0.5), json!(0.25)],
+            train_size: vec![json!(32), json!(8)],
+            valid_loss: vec![json!(0.3)],
+            valid_size: vec![json!(40)],
+        };
+        assert_eq!(
+            batches(&[c]),
+            "epoch,phase,batch,loss,batch_size\n1,train,0,0.5,32\n1,train,1,0.25,8\n1,valid,0,0.3,40\n"
+        );
     }
 }

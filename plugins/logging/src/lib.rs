@@ -73,7 +73,10 @@ struct Plot(PlotConfig);
 fn build_plot(config: &Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
     let c: PlotConfig = parse_config(config)?;
     if !c.filename.ends_with(".svg") {
-        return Err(torchfit_sdk::Error::Config { key: "filename".into(), message: "the plot is SVG: the name must end in .svg".into() });
+        return Err(torchfit_sdk::Error::Config {
+            key: "filename".into(),
+            message: "the plot is SVG: the name must end in .svg".into(),
+        });
     }
     Ok(Box::new(Plot(c)))
 }

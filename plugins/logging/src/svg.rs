@@ -13,7 +13,8 @@ pub fn series(records: &[Map<String, Value>]) -> (Vec<String>, Vec<String>) {
     let mut keys: Vec<String> = Vec::new();
     for r in records {
         for (k, v) in r {
-            if v.is_number() && !matches!(k.as_str(), "epoch" | "dur") && !k.starts_with("event_") && !keys.contains(k) {
+            if v.is_number() && !matches!(k.as_str(), "epoch" | "dur") && !k.starts_with("event_") && !keys.contains(k)
+            {
                 keys.push(k.clone());
             }
         }
@@ -24,7 +25,13 @@ pub fn series(records: &[Map<String, Value>]) -> (Vec<String>, Vec<String>) {
 fn panel(records: &[Map<String, Value>], keys: &[String], x0: f64, title: &str) -> String {
     let points: Vec<Vec<(f64, f64)>> = keys
         .iter()
-        .map(|k| records.iter().enumerate().filter_map(|(i, r)| r.get(k).and_then(Value::as_f64).map(|v| ((i + 1) as f64, v))).collect())
+        .map(|k| {
+            records
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| r.get(k).and_then(Value::as_f64).map(|v| ((i + 1) as f64, v)))
+                .collect()
+        })
         .collect();
     let all: Vec<f64> = points.iter().flatten().map(|p| p.1).collect();
     let (lo, hi) = all.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
@@ -40,12 +47,21 @@ fn panel(records: &[Map<String, Value>], keys: &[String], x0: f64, title: &str) 
         H - 2.0 * PAD
     );
     s += &format!("<text x=\"{:.0}\" y=\"{:.0}\" font-size=\"10\">{hi:.4}</text><text x=\"{:.0}\" y=\"{:.0}\" font-size=\"10\">{lo:.4}</text>", x0 + 2.0, PAD + 4.0, x0 + 2.0, H - PAD);
-    s += &format!("<text x=\"{:.0}\" y=\"{:.0}\" font-size=\"10\">epoch 1..{}</text>", x0 + PAD, H - PAD + 14.0, records.len());
+    s += &format!(
+        "<text x=\"{:.0}\" y=\"{:.0}\" font-size=\"10\">epoch 1..{}</text>",
+        x0 + PAD,
+        H - PAD + 14.0,
+        records.len()
+    );
     for (i, (k, pts)) in keys.iter().zip(&points).enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
         let path: Vec<String> = pts.iter().map(|&(e, v)| format!("{:.1},{:.1}", x(e), y(v))).collect();
         s += &format!("<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"><title>{k}</title></polyline>", path.join(" "));
-        s += &format!("<text x=\"{:.0}\" y=\"{:.0}\" font-size=\"11\" fill=\"{colour}\">{k}</text>", x0 + W - PAD - 90.0, PAD + 14.0 * (i + 1) as f64);
+        s += &format!(
+            "<text x=\"{:.0}\" y=\"{:.0}\" font-size=\"11\" fill=\"{colour}\">{k}</text>",
+            x0 + W - PAD - 90.0,
+            PAD + 14.0 * (i + 1) as f64
+        );
     }
     s + "</g>"
 }

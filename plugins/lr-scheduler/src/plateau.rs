@@ -94,10 +94,17 @@ impl Plateau {
         if self.num_bad_epochs > cfg.patience {
             self.cooldown_counter = cfg.cooldown;
             self.num_bad_epochs = 0;
-            return lrs.iter().map(|&old| {
-                let new = (old * cfg.factor).max(cfg.min_lr);
-                if old - new > cfg.eps { new } else { old }
-            }).collect();
+            return lrs
+                .iter()
+                .map(|&old| {
+                    let new = (old * cfg.factor).max(cfg.min_lr);
+                    if old - new > cfg.eps {
+                        new
+                    } else {
+                        old
+                    }
+                })
+                .collect();
         }
         lrs.to_vec()
     }

@@ -148,9 +148,13 @@ impl Policy {
         let t = step as f64;
         match self {
             Policy::StepLR { step_size, gamma } => base * gamma.powi((step / step_size.max(&1)) as i32),
-            Policy::MultiStepLR { milestones, gamma } => base * gamma.powi(milestones.iter().filter(|&&m| m <= step).count() as i32),
+            Policy::MultiStepLR { milestones, gamma } => {
+                base * gamma.powi(milestones.iter().filter(|&&m| m <= step).count() as i32)
+            }
             Policy::ExponentialLR { gamma } => base * gamma.powf(t),
-            Policy::CosineAnnealingLR { t_max, eta_min } => eta_min + (base - eta_min) * (1.0 + (PI * t / *t_max as f64).cos()) / 2.0,
+            Policy::CosineAnnealingLR { t_max, eta_min } => {
+                eta_min + (base - eta_min) * (1.0 + (PI * t / *t_max as f64).cos()) / 2.0
+            }
             Policy::WarmRestart { t_0, t_mult, eta_min } => {
                 let (mut t_cur, mut t_i) = (step, *t_0);
                 while t_cur >= t_i {
@@ -175,12 +179,24 @@ impl Policy {
                             CyclicMode::ExpRange => gamma.powf(t),
                         }
             }
-            Policy::OneCycleLR { max_lr, total_steps, pct_start, anneal_strategy, div_factor, final_div_factor, three_phase } => {
+            Policy::OneCycleLR {
+                max_lr,
+                total_steps,
+                pct_start,
+                anneal_strategy,
+                div_factor,
+                final_div_factor,
+                three_phase,
+            } => {
                 let initial = max_lr / div_factor;
                 let min = initial / final_div_factor;
                 let total = *total_steps as f64;
                 let phases: Vec<(f64, f64, f64)> = if *three_phase {
-                    vec![(pct_start * total - 1.0, initial, *max_lr), (2.0 * pct_start * total - 2.0, *max_lr, initial), (total - 1.0, initial, min)]
+                    vec![
+                        (pct_start * total - 1.0, initial, *max_lr),
+                        (2.0 * pct_start * total - 2.0, *max_lr, initial),
+                        (total - 1.0, initial, min),
+                    ]
                 } else {
                     vec![(pct_start * total - 1.0, initial, *max_lr), (total - 1.0, *max_lr, min)]
                 };
@@ -205,12 +221,16 @@ impl Policy {
         let bad = |k: &str, m: &str| Err((k.to_owned(), m.to_owned()));
         match self {
             Policy::StepLR { step_size: 0, .. } => bad("step_size", "must be at least 1"),
-            Policy::MultiStepLR { milestones, .. } if milestones.windows(2).any(|w| w[0] >= w[1]) => bad("milestones", "must increase"),
+            Policy::MultiStepLR { milestones, .. } if milestones.windows(2).any(|w| w[0] >= w[1]) => {
+                bad("milestones", "must increase")
+            }
             Policy::CosineAnnealingLR { t_max: 0, .. } => bad("t_max", "must be at least 1"),
             Policy::WarmRestart { t_0: 0, .. } => bad("t_0", "must be at least 1"),
             Policy::CyclicLR { step_size_up: 0, .. } => bad("step_size_up", "must be at least 1"),
             Policy::OneCycleLR { total_steps: 0, .. } => bad("total_steps", "must be at least 1"),
-            Policy::OneCycleLR { pct_start, .. } if !(0.0..=1.0).contains(pct_start) => bad("pct_start", "must be in [0, 1]"),
+            Policy::OneCycleLR { pct_start, .. } if !(0.0..=1.0).contains(pct_start) => {
+                bad("pct_start", "must be in [0, 1]")
+            }
             _ => Ok(()),
         }
     }

@@ -93,14 +93,26 @@ pub struct Cnn {
 }
 
 fn check(cfg: &CnnConfig) -> Result<()> {
-    let p = |key: String, v: f64| if (0.0..1.0).contains(&v) { Ok(()) } else { Err(bad(key, format!("must be in [0, 1), got {v}"))) };
+    let p = |key: String, v: f64| {
+        if (0.0..1.0).contains(&v) {
+            Ok(())
+        } else {
+            Err(bad(key, format!("must be in [0, 1), got {v}")))
+        }
+    };
     p("dropout".into(), cfg.dropout)?;
     if cfg.conv.is_empty() {
         return Err(bad("conv", "needs at least one block"));
     }
     for (i, b) in cfg.conv.iter().enumerate() {
         p(format!("conv[{i}].dropout"), b.dropout)?;
-        for (k, v, min) in [("channels", b.channels, 1), ("kernel", b.kernel, 1), ("stride", b.stride, 1), ("padding", b.padding, 0), ("pool", b.pool, 0)] {
+        for (k, v, min) in [
+            ("channels", b.channels, 1),
+            ("kernel", b.kernel, 1),
+            ("stride", b.stride, 1),
+            ("padding", b.padding, 0),
+            ("pool", b.pool, 0),
+        ] {
             if v < min {
                 return Err(bad(format!("conv[{i}].{k}"), format!("must be at least {min}, got {v}")));
             }
@@ -126,12 +138,19 @@ pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn M
     let mut convs = Vec::new();
     let mut channels = image[0];
     for (i, b) in cfg.conv.iter().enumerate() {
-        let conv = nn::conv2d(&root / "conv" / i, channels, b.channels, b.kernel, nn::ConvConfig { stride: b.stride, padding: b.padding, ..Default::default() });
+        let conv = nn::conv2d(
+            &root / "conv" / i,
+            channels,
+            b.channels,
+            b.kernel,
+            nn::ConvConfig { stride: b.stride, padding: b.padding, ..Default::default() },
+        );
         let bn = b.batch_norm.then(|| nn::batch_norm2d(&root / "conv_bn" / i, b.channels, Default::default()));
         convs.push((conv, bn));
         channels = b.channels;
     }
-    let (_, h, w) = output_size(&cfg.conv, &image).map_err(|m| bad("conv", format!("the blocks do not fit a {image:?} image: {m}")))?;
+    let (_, h, w) = output_size(&cfg.conv, &image)
+        .map_err(|m| bad("conv", format!("the blocks do not fit a {image:?} image: {m}")))?;
     let (mut dense, mut width) = (Vec::new(), channels * h * w);
     for (i, &size) in cfg.dense.iter().enumerate() {
         dense.push(nn::linear(&root / "dense" / i, width, size, Default::default()));
@@ -199,7 +218,15 @@ mod tests {
     use torchfit_sdk::tch::{Device, Kind};
 
     fn ctx(shape: &[i64]) -> BuildContext {
-        BuildContext { name: "module".into(), input_shape: shape.to_vec(), n_outputs: 10, task: Default::default(), device: Device::Cpu, base_dir: ".".into(), seed: 0 }
+        BuildContext {
+            name: "module".into(),
+            input_shape: shape.to_vec(),
+            n_outputs: 10,
+            task: Default::default(),
+            device: Device::Cpu,
+            base_dir: ".".into(),
+            seed: 0,
+        }
     }
 
     fn poutyne() -> serde_json::Value {
@@ -212,7 +239,19 @@ mod tests {
         let count: i64 = m.parameters().iter().map(|(_, t)| t.numel() as i64).sum();
         assert_eq!(count, 206_922, "Poutyne's documented total");
         let names: Vec<String> = m.parameters().into_iter().map(|(n, _)| n).collect();
-        assert_eq!(names, ["conv.0.bias", "conv.0.weight", "conv.1.bias", "conv.1.weight", "dense.0.bias", "dense.0.weight", "output.bias", "output.weight"]);
+        assert_eq!(
+            names,
+            [
+                "conv.0.bias",
+                "conv.0.weight",
+                "conv.1.bias",
+                "conv.1.weight",
+                "dense.0.bias",
+                "dense.0.weight",
+                "output.bias",
+                "output.weight"
+            ]
+        );
         let y = m.forward(&Tensor::zeros([3, 1, 28, 28], (Kind::Float, Device::Cpu)), true).unwrap();
         assert_eq!(y.size(), [3, 10]);
     }
@@ -229,16 +268,25 @@ mod tests {
     #[test]
     fn output_sizes_follow_pytorchs_formulas() {
         let block = |v: serde_json::Value| -> Block { serde_json::from_value(v).unwrap() };
-        let b = [block(serde_json::json!({"channels": 16, "padding": 1, "pool": 2})), block(serde_json::json!({"channels": 32, "kernel": 5, "stride": 2}))];
+        let b = [
+            block(serde_json::json!({"channels": 16, "padding": 1, "pool": 2})),
+            block(serde_json::json!({"channels": 32, "kernel": 5, "stride": 2})),
+        ];
         assert_eq!(output_size(&b, &[1, 28, 28]), Ok((32, 5, 5))); // 28 -> 28 -> 14 -> (14 - 5) / 2 + 1 = 5
         assert_eq!(output_size(&b[..1], &[3, 7, 9]), Ok((16, 3, 4)));
     }
 
     #[test]
     fn blocks_that_shrink_the_image_away_name_the_problem() {
-        let e = build(&serde_json::json!({"conv": [{"channels": 4, "kernel": 9}]}), &ctx(&[1, 4, 4])).err().unwrap().to_string();
+        let e = build(&serde_json::json!({"conv": [{"channels": 4, "kernel": 9}]}), &ctx(&[1, 4, 4]))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("conv") && e.contains("[1, 4, 4]"), "{e}");
-        let e = build(&serde_json::json!({"conv": [{"channels": 4, "stride": 0}]}), &ctx(&[1, 4, 4])).err().unwrap().to_string();
+        let e = build(&serde_json::json!({"conv": [{"channels": 4, "stride": 0}]}), &ctx(&[1, 4, 4]))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("conv[0].stride"), "{e}");
     }
 }

@@ -51,7 +51,8 @@ pub struct Vars {
 impl Vars {
     /// Takes `vs` once all layers are created in it.
     pub fn new(vs: nn::VarStore) -> Self {
-        let mut trainable: Vec<String> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).map(|(n, _)| n).collect();
+        let mut trainable: Vec<String> =
+            vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).map(|(n, _)| n).collect();
         trainable.sort_by(|a, b| natural_cmp(a, b));
         Vars { vs, trainable }
     }
@@ -97,9 +98,17 @@ pub(crate) use vars_model;
 pub fn copy_state(target: &[(String, Tensor)], state: &[(String, Tensor)]) -> Result<()> {
     let _guard = tch::no_grad_guard();
     for (name, t) in target {
-        let src = state.iter().find(|(n, _)| n == name).map(|(_, s)| s).ok_or_else(|| Error::msg(format!("state has no tensor `{name}`")))?;
+        let src = state
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s)
+            .ok_or_else(|| Error::msg(format!("state has no tensor `{name}`")))?;
         if src.size() != t.size() {
-            return Err(Error::msg(format!("`{name}` has shape {:?} in the state but {:?} in the model", src.size(), t.size())));
+            return Err(Error::msg(format!(
+                "`{name}` has shape {:?} in the state but {:?} in the model",
+                src.size(),
+                t.size()
+            )));
         }
         t.shallow_clone().f_copy_(&src.f_to_kind(t.kind())?)?;
     }

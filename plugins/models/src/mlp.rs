@@ -98,7 +98,15 @@ mod tests {
     use torchfit_sdk::tch::{Device, Kind};
 
     fn ctx() -> BuildContext {
-        BuildContext { name: "module".into(), input_shape: vec![8, 8], n_outputs: 10, task: torchfit_sdk::Task::Classification, device: Device::Cpu, base_dir: ".".into(), seed: 0 }
+        BuildContext {
+            name: "module".into(),
+            input_shape: vec![8, 8],
+            n_outputs: 10,
+            task: torchfit_sdk::Task::Classification,
+            device: Device::Cpu,
+            base_dir: ".".into(),
+            seed: 0,
+        }
     }
 
     #[test]

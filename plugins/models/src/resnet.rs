@@ -35,7 +35,12 @@ fn conv(p: nn::Path<'_>, cin: i64, cout: i64, k: i64, stride: i64, padding: i64)
 
 impl BasicBlock {
     fn new(p: &nn::Path<'_>, cin: i64, cout: i64, stride: i64) -> Self {
-        let downsample = (stride != 1 || cin != cout).then(|| (conv(p / "downsample" / 0, cin, cout, 1, stride, 0), nn::batch_norm2d(p / "downsample" / 1, cout, Default::default())));
+        let downsample = (stride != 1 || cin != cout).then(|| {
+            (
+                conv(p / "downsample" / 0, cin, cout, 1, stride, 0),
+                nn::batch_norm2d(p / "downsample" / 1, cout, Default::default()),
+            )
+        });
         BasicBlock {
             conv1: conv(p / "conv1", cin, cout, 3, stride, 1),
             bn1: nn::batch_norm2d(p / "bn1", cout, Default::default()),
@@ -89,14 +94,21 @@ fn build(spec: Spec, ctx: &BuildContext) -> Result<Box<dyn Model>> {
     let image = image(ctx)?;
     let vs = nn::VarStore::new(ctx.device);
     let root = vs.root();
-    let conv1 = conv(&root / "conv1", image[0], spec.widths[0], spec.stem_kernel, spec.stem_stride, spec.stem_kernel / 2);
+    let conv1 =
+        conv(&root / "conv1", image[0], spec.widths[0], spec.stem_kernel, spec.stem_stride, spec.stem_kernel / 2);
     let bn1 = nn::batch_norm2d(&root / "bn1", spec.widths[0], Default::default());
     let mut stages = Vec::new();
     let mut cin = spec.widths[0];
     for (s, (&width, &n)) in spec.widths.iter().zip(&spec.blocks).enumerate() {
         let p = &root / format!("layer{}", s + 1);
         let stride = if s == 0 { 1 } else { 2 };
-        stages.push((0..n).map(|b| BasicBlock::new(&(&p / b), if b == 0 { cin } else { width }, width, if b == 0 { stride } else { 1 })).collect());
+        stages.push(
+            (0..n)
+                .map(|b| {
+                    BasicBlock::new(&(&p / b), if b == 0 { cin } else { width }, width, if b == 0 { stride } else { 1 })
+                })
+                .collect(),
+        );
         cin = width;
     }
     let fc = nn::linear(&root / "fc", cin, ctx.n_outputs, Default::default());
@@ -109,7 +121,10 @@ pub fn build_resnet18(config: &serde_json::Value, ctx: &BuildContext) -> Result<
     #[serde(deny_unknown_fields)]
     struct NoKeys {}
     let _: NoKeys = parse_config(config)?;
-    build(Spec { stem_kernel: 7, stem_stride: 2, max_pool: true, widths: vec![64, 128, 256, 512], blocks: vec![2; 4] }, ctx)
+    build(
+        Spec { stem_kernel: 7, stem_stride: 2, max_pool: true, widths: vec![64, 128, 256, 512], blocks: vec![2; 4] },
+        ctx,
+    )
 }
 
 /// Settings of `small_resnet`.
@@ -135,7 +150,10 @@ fn blocks() -> Vec<usize> {
 pub fn build_small(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Model>> {
     let c: SmallConfig = parse_config(config)?;
     if c.widths.is_empty() || c.widths.len() != c.blocks.len() {
-        return Err(bad("widths", format!("needs one entry per stage, like `blocks` ({} vs {})", c.widths.len(), c.blocks.len())));
+        return Err(bad(
+            "widths",
+            format!("needs one entry per stage, like `blocks` ({} vs {})", c.widths.len(), c.blocks.len()),
+        ));
     }
     if let Some(i) = c.widths.iter().position(|&w| w < 1) {
         return Err(bad(format!("widths[{i}]"), "must be at least 1"));
@@ -171,7 +189,15 @@ mod tests {
     use torchfit_sdk::tch::{Device, Kind};
 
     fn ctx(shape: &[i64], n: i64) -> BuildContext {
-        BuildContext { name: "module".into(), input_shape: shape.to_vec(), n_outputs: n, task: Default::default(), device: Device::Cpu, base_dir: ".".into(), seed: 0 }
+        BuildContext {
+            name: "module".into(),
+            input_shape: shape.to_vec(),
+            n_outputs: n,
+            task: Default::default(),
+            device: Device::Cpu,
+            base_dir: ".".into(),
+            seed: 0,
+        }
     }
 
     #[test]
@@ -180,17 +206,31 @@ mod tests {
         let count: i64 = m.parameters().iter().map(|(_, t)| t.numel() as i64).sum();
         assert_eq!(count, 11_689_512, "torchvision.models.resnet18().parameters()");
         let names: Vec<String> = m.state_dict().into_iter().map(|(n, _)| n).collect();
-        for n in ["conv1.weight", "bn1.running_mean", "layer1.0.conv1.weight", "layer2.0.downsample.0.weight", "layer2.0.downsample.1.running_var", "layer4.1.bn2.bias", "fc.weight"] {
+        for n in [
+            "conv1.weight",
+            "bn1.running_mean",
+            "layer1.0.conv1.weight",
+            "layer2.0.downsample.0.weight",
+            "layer2.0.downsample.1.running_var",
+            "layer4.1.bn2.bias",
+            "fc.weight",
+        ] {
             assert!(names.iter().any(|x| x == n), "{n} missing");
         }
-        assert_eq!(m.forward(&Tensor::zeros([2, 3, 64, 64], (Kind::Float, Device::Cpu)), false).unwrap().size(), [2, 1000]);
+        assert_eq!(
+            m.forward(&Tensor::zeros([2, 3, 64, 64], (Kind::Float, Device::Cpu)), false).unwrap().size(),
+            [2, 1000]
+        );
     }
 
     #[test]
     fn a_small_resnet_takes_mnist_images_and_checks_its_stages() {
         let m = build_small(&serde_json::json!({"widths": [8, 16], "blocks": [1, 1]}), &ctx(&[28, 28], 10)).unwrap();
         assert_eq!(m.forward(&Tensor::zeros([2, 784], (Kind::Float, Device::Cpu)), true).unwrap().size(), [2, 10]);
-        let e = build_small(&serde_json::json!({"widths": [8], "blocks": [1, 1]}), &ctx(&[28, 28], 10)).err().unwrap().to_string();
+        let e = build_small(&serde_json::json!({"widths": [8], "blocks": [1, 1]}), &ctx(&[28, 28], 10))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("widths"), "{e}");
     }
 }

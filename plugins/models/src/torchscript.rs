@@ -40,7 +40,8 @@ pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn M
     if !path.exists() {
         return Err(Error::Config { key: "path".into(), message: format!("{} does not exist", path.display()) });
     }
-    let module = CModule::load_on_device(&path, ctx.device).map_err(|e| Error::msg(format!("{}: not a TorchScript module: {e}", path.display())))?;
+    let module = CModule::load_on_device(&path, ctx.device)
+        .map_err(|e| Error::msg(format!("{}: not a TorchScript module: {e}", path.display())))?;
     let mut params = module.named_parameters()?;
     params.sort_by(|a, b| crate::natural_cmp(&a.0, &b.0));
     if params.is_empty() {
@@ -52,17 +53,26 @@ pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn M
 
 impl Model for TorchScript {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut guard = self.module.lock().map_err(|_| Error::msg("the TorchScript module was poisoned by an earlier panic"))?;
+        let mut guard =
+            self.module.lock().map_err(|_| Error::msg("the TorchScript module was poisoned by an earlier panic"))?;
         let (module, mode) = &mut *guard;
         if *mode != Some(train) {
-            if train { module.f_set_train()? } else { module.f_set_eval()? }
+            if train {
+                module.f_set_train()?
+            } else {
+                module.f_set_eval()?
+            }
             *mode = Some(train);
         }
         Ok(module.forward_ts(&[x])?)
     }
 
     fn parameters(&self) -> Vec<(String, Tensor)> {
-        self.params.iter().filter(|(n, _)| self.trainable.contains(n)).map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
+        self.params
+            .iter()
+            .filter(|(n, _)| self.trainable.contains(n))
+            .map(|(n, t)| (n.clone(), t.shallow_clone()))
+            .collect()
     }
 
     fn state_dict(&self) -> Vec<(String, Tensor)> {

@@ -9,11 +9,11 @@
 //! | `scale` | `1.0` | every feature is divided by this |
 //! | `shape` | `[]` | reshape each sample's features (e.g. `[1, 8, 8]` for a CNN); empty keeps a flat vector |
 
-use torchfit_sdk::TensorDataset;
 use serde::Deserialize;
 use std::io::Read;
 use std::path::Path;
 use torchfit_sdk::tch::Tensor;
+use torchfit_sdk::TensorDataset;
 use torchfit_sdk::{parse_config, BuildContext, DatasetReader, Error, Result, Task};
 
 /// Settings of the CSV reader.
@@ -97,7 +97,10 @@ pub fn read(path: &Path, cfg: &CsvConfig, task: Task) -> Result<TensorDataset> {
         shape.push(width as i64 - 1);
     } else {
         if cfg.shape.iter().product::<i64>() != width as i64 - 1 {
-            return Err(Error::Config { key: "shape".into(), message: format!("{:?} does not hold {} features", cfg.shape, width - 1) });
+            return Err(Error::Config {
+                key: "shape".into(),
+                message: format!("{:?} does not hold {} features", cfg.shape, width - 1),
+            });
         }
         shape.extend_from_slice(&cfg.shape);
     }
@@ -109,7 +112,9 @@ pub fn read(path: &Path, cfg: &CsvConfig, task: Task) -> Result<TensorDataset> {
             }
             Tensor::from_slice(&targets.iter().map(|&v| v as i64).collect::<Vec<_>>())
         }
-        Task::Regression => Tensor::from_slice(&targets.iter().map(|&v| v as f32).collect::<Vec<_>>()).f_view([n, 1])?,
+        Task::Regression => {
+            Tensor::from_slice(&targets.iter().map(|&v| v as f32).collect::<Vec<_>>()).f_view([n, 1])?
+        }
     };
     TensorDataset::new(&x, &y)
 }

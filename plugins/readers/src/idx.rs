@@ -15,12 +15,12 @@
 //! from the file, so a data set larger than memory trains. Labels are read whole (one byte each).
 //! Errors name the file and what is wrong with its header.
 
+use crate::values::{ByteConversion, Layout, Values};
 use serde::Deserialize;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use torchfit_sdk::tch::Tensor;
-use crate::values::{ByteConversion, Layout, Values};
 use torchfit_sdk::{parse_config, BuildContext, DatasetReader, Error, Result};
 
 /// Settings of the IDX reader.
@@ -59,7 +59,8 @@ pub fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> {
     if n == 0 || bytes.len() < len {
         return Err("truncated header".into());
     }
-    let dims = (0..n).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize).collect();
+    let dims =
+        (0..n).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize).collect();
     Ok(Header { dims, len })
 }
 
@@ -124,7 +125,12 @@ impl Idx {
         };
         let n = header.dims[0];
         if lh.dims.len() != 1 || lh.dims[0] != n {
-            return Err(Error::msg(format!("{}: {:?} labels for {n} images in {}", labels.display(), lh.dims, images.display())));
+            return Err(Error::msg(format!(
+                "{}: {:?} labels for {n} images in {}",
+                labels.display(),
+                lh.dims,
+                images.display()
+            )));
         }
         let sample: usize = header.dims[1..].iter().product();
         let expected = header.len + n * sample;
@@ -133,11 +139,22 @@ impl Idx {
             Source::File(f) => f.metadata().map_err(|e| Error::io(images, e))?.len() as usize,
         };
         if actual < expected || label_bytes.len() < lh.len + n {
-            return Err(Error::msg(format!("{}: truncated: {actual} bytes for {n} samples of {sample}", images.display())));
+            return Err(Error::msg(format!(
+                "{}: truncated: {actual} bytes for {n} samples of {sample}",
+                images.display()
+            )));
         }
         let layout = cfg.values.layout(255.0, &header.dims)?;
         let labels = label_bytes[lh.len..lh.len + layout.len].iter().map(|&b| b as i64).collect();
-        Ok(Idx { source, path: images.to_path_buf(), header, labels, sample, conversion: layout.byte_conversion(), layout })
+        Ok(Idx {
+            source,
+            path: images.to_path_buf(),
+            header,
+            labels,
+            sample,
+            conversion: layout.byte_conversion(),
+            layout,
+        })
     }
 
     /// Where sample `i`'s bytes start in the file, if `i` is in range.
@@ -155,7 +172,8 @@ impl Idx {
 
     /// Sample `i`'s bytes: a slice of the decompressed file, or read from the file into `buf`.
     fn sample_bytes<'a>(&'a self, i: i64, buf: &'a mut Vec<u8>) -> Result<&'a [u8]> {
-        let start = self.offset(i).ok_or_else(|| Error::msg(format!("{}: sample {i} out of range", self.path.display())))?;
+        let start =
+            self.offset(i).ok_or_else(|| Error::msg(format!("{}: sample {i} out of range", self.path.display())))?;
         match &self.source {
             Source::Memory(b) => Ok(&b[start..start + self.sample]),
             Source::File(f) => {
@@ -268,7 +286,8 @@ mod tests {
     #[test]
     fn normalisation_limits_and_mismatches() {
         let (i, l) = files("norm", false);
-        let mut r = Idx::open(&i, &l, cfg(serde_json::json!({"scale": 1.0, "mean": 10.0, "std": 2.0, "limit": 2}))).unwrap();
+        let mut r =
+            Idx::open(&i, &l, cfg(serde_json::json!({"scale": 1.0, "mean": 10.0, "std": 2.0, "limit": 2}))).unwrap();
         assert_eq!(r.len(), 2);
         assert_eq!(Vec::<f32>::try_from(r.get(&[1]).unwrap().0.flatten(0, -1)).unwrap(), [0.0, 5.0, 10.0, 15.0]);
         assert!(r.get(&[2]).is_err(), "beyond the limit");

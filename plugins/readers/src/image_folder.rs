@@ -72,12 +72,20 @@ pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn D
 
 /// Files under `dir` (recursively) whose extension is in `extensions`, sorted by path.
 fn images_under(dir: &Path, extensions: &[String], out: &mut Vec<PathBuf>) -> Result<()> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.map(|e| e.map(|e| e.path())).collect::<std::io::Result<_>>().map_err(|e| Error::io(dir, e))?;
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| Error::io(dir, e))?;
     entries.sort();
     for path in entries {
         if path.is_dir() {
             images_under(&path, extensions, out)?;
-        } else if path.extension().and_then(|e| e.to_str()).is_some_and(|e| extensions.iter().any(|x| x.eq_ignore_ascii_case(e))) {
+        } else if path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| extensions.iter().any(|x| x.eq_ignore_ascii_case(e)))
+        {
             out.push(path);
         }
     }
@@ -91,10 +99,16 @@ impl ImageFolder {
         transforms::validate(&cfg.transforms).map_err(|message| Error::Config { key: "transforms".into(), message })?;
         let channels = if cfg.grayscale { 1 } else { 3 };
         let normalize = match cfg.transforms.last() {
-            Some(Transform::Normalize(n)) => Some(n.values(channels).map_err(|message| Error::Config { key: "transforms.normalize".into(), message })?),
+            Some(Transform::Normalize(n)) => Some(
+                n.values(channels).map_err(|message| Error::Config { key: "transforms.normalize".into(), message })?,
+            ),
             _ => None,
         };
-        let mut classes: Vec<PathBuf> = std::fs::read_dir(root).map_err(|e| Error::io(root, e))?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+        let mut classes: Vec<PathBuf> = std::fs::read_dir(root)
+            .map_err(|e| Error::io(root, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
         classes.sort();
         let mut files = Vec::new();
         for (class, dir) in classes.iter().enumerate() {
@@ -104,14 +118,37 @@ impl ImageFolder {
         }
         files.truncate(cfg.limit.unwrap_or(usize::MAX));
         if files.is_empty() {
-            return Err(Error::msg(format!("{}: no images ({}) in class sub-folders", root.display(), cfg.extensions.join(", "))));
+            return Err(Error::msg(format!(
+                "{}: no images ({}) in class sub-folders",
+                root.display(),
+                cfg.extensions.join(", ")
+            )));
         }
         let workers = cfg.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
-        let classes = classes.iter().map(|c| c.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()).collect();
-        let mut reader = ImageFolder { files, classes, chain: cfg.transforms, normalize, grayscale: cfg.grayscale, workers, shape: Vec::new(), seed: 0, epoch: 0 };
+        let classes = classes
+            .iter()
+            .map(|c| c.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+            .collect();
+        let mut reader = ImageFolder {
+            files,
+            classes,
+            chain: cfg.transforms,
+            normalize,
+            grayscale: cfg.grayscale,
+            workers,
+            shape: Vec::new(),
+            seed: 0,
+            epoch: 0,
+        };
         let (c, h, w, _) = reader.decode(0)?;
         reader.shape = vec![c as i64, h as i64, w as i64];
-        log::debug!("{}: {} images in {} classes, samples of {:?}", root.display(), reader.files.len(), reader.classes.len(), reader.shape);
+        log::debug!(
+            "{}: {} images in {} classes, samples of {:?}",
+            root.display(),
+            reader.files.len(),
+            reader.classes.len(),
+            reader.shape
+        );
         Ok(reader)
     }
 
@@ -124,7 +161,12 @@ impl ImageFolder {
     fn decode(&self, i: usize) -> Result<(usize, u32, u32, Vec<f32>)> {
         let path = &self.files[i].0;
         let at = |m: String| Error::msg(format!("{}: {m}", path.display()));
-        let img = ImageReader::open(path).map_err(|e| Error::io(path, e))?.with_guessed_format().map_err(|e| Error::io(path, e))?.decode().map_err(|e| at(e.to_string()))?;
+        let img = ImageReader::open(path)
+            .map_err(|e| Error::io(path, e))?
+            .with_guessed_format()
+            .map_err(|e| Error::io(path, e))?
+            .decode()
+            .map_err(|e| at(e.to_string()))?;
         let mut rng = SampleRng::new(self.seed, self.epoch, i as u64);
         let (w, h, raw, c) = if self.grayscale {
             let img = transforms::apply(img.to_luma8(), &self.chain, &mut rng).map_err(at)?;
@@ -201,9 +243,15 @@ impl ImageFolder {
                 let jobs: Vec<_> = indices
                     .chunks(per_worker)
                     .zip(x.chunks_mut(per_worker * sample))
-                    .map(|(idx, out)| s.spawn(move || idx.iter().zip(out.chunks_mut(sample)).try_for_each(|(&i, o)| this.decode_into(i, o))))
+                    .map(|(idx, out)| {
+                        s.spawn(move || {
+                            idx.iter().zip(out.chunks_mut(sample)).try_for_each(|(&i, o)| this.decode_into(i, o))
+                        })
+                    })
                     .collect();
-                jobs.into_iter().try_for_each(|j| j.join().unwrap_or_else(|_| Err(Error::msg("image_folder: a decoding thread panicked"))))
+                jobs.into_iter().try_for_each(|j| {
+                    j.join().unwrap_or_else(|_| Err(Error::msg("image_folder: a decoding thread panicked")))
+                })
             })?;
         }
         Ok(())

@@ -20,7 +20,11 @@ use torchfit_sdk::tch::{Device, Kind, Tensor};
 ///
 /// Batches are built straight into the tensor's memory, without a `Vec<f32>` that
 /// `Tensor::from_slice` would copy: one allocation and one pass per batch instead of two.
-pub(crate) fn filled(n: usize, sample_shape: &[i64], fill: impl FnOnce(&mut [f32]) -> torchfit_sdk::Result<()>) -> torchfit_sdk::Result<Tensor> {
+pub(crate) fn filled(
+    n: usize,
+    sample_shape: &[i64],
+    fill: impl FnOnce(&mut [f32]) -> torchfit_sdk::Result<()>,
+) -> torchfit_sdk::Result<Tensor> {
     let shape: Vec<i64> = std::iter::once(n as i64).chain(sample_shape.iter().copied()).collect();
     let t = Tensor::f_empty(&shape, (Kind::Float, Device::Cpu))?;
     let n = shape.iter().product::<i64>() as usize;

@@ -16,11 +16,11 @@
 //! Inputs of any numeric dtype become `f32`. Integer or boolean targets become `i64` class
 //! indices, floating targets `f32` values. Errors name the file and what is wrong with it.
 
+use crate::values::{Layout, Values};
 use serde::Deserialize;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use torchfit_sdk::tch::{Kind, Tensor};
-use crate::values::{Layout, Values};
 use torchfit_sdk::{parse_config, BuildContext, DatasetReader, Error, Result};
 
 /// Settings of the `npy` reader.
@@ -92,7 +92,11 @@ impl Dtype {
             "<i8" => Dtype::I64,
             "<f4" => Dtype::F32,
             "<f8" => Dtype::F64,
-            other => return Err(format!("dtype '{other}' is not supported (little-endian bool, u1, i1, i2, i4, i8, f4 or f8)")),
+            other => {
+                return Err(format!(
+                    "dtype '{other}' is not supported (little-endian bool, u1, i1, i2, i4, i8, f4 or f8)"
+                ))
+            }
         })
     }
 
@@ -156,7 +160,12 @@ pub fn parse_npy_header(bytes: &[u8]) -> std::result::Result<NpyHeader, String> 
     }
     let shape = field("shape")?;
     let shape = shape.strip_prefix('(').and_then(|s| s.split(')').next()).ok_or("bad 'shape'")?;
-    let shape = shape.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|d| d.parse().map_err(|_| format!("bad dimension '{d}'"))).collect::<std::result::Result<Vec<usize>, _>>()?;
+    let shape = shape
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|d| d.parse().map_err(|_| format!("bad dimension '{d}'")))
+        .collect::<std::result::Result<Vec<usize>, _>>()?;
     if shape.is_empty() {
         return Err("a scalar array holds no samples".into());
     }
@@ -259,8 +268,11 @@ impl Npy {
                 let row = self.sample * header.dtype.size();
                 let mut bytes = vec![0u8; row];
                 for (&i, o) in indices.iter().zip(out.chunks_mut(self.sample.max(1))) {
-                    file.read_exact_at(&mut bytes, (header.len + i as usize * row) as u64).map_err(|e| Error::io(&self.path, e))?;
-                    o.iter_mut().zip(bytes.chunks_exact(header.dtype.size())).for_each(|(o, v)| *o = l.value(header.dtype.value(v)));
+                    file.read_exact_at(&mut bytes, (header.len + i as usize * row) as u64)
+                        .map_err(|e| Error::io(&self.path, e))?;
+                    o.iter_mut()
+                        .zip(bytes.chunks_exact(header.dtype.size()))
+                        .for_each(|(o, v)| *o = l.value(header.dtype.value(v)));
                 }
             }
             Inputs::Memory(x) => {
@@ -327,7 +339,8 @@ mod tests {
     fn configs_refuse_unknown_keys_and_take_the_shared_ones() {
         let c: NpzConfig = parse_config(&serde_json::json!({"path": "d.npz", "scale": 255.0, "limit": 3})).unwrap();
         assert_eq!((c.x.as_str(), c.values.scale, c.values.limit), ("x", Some(255.0), Some(3)));
-        let e = parse_config::<NpyConfig>(&serde_json::json!({"x": "a", "y": "b", "scael": 2.0})).unwrap_err().to_string();
+        let e =
+            parse_config::<NpyConfig>(&serde_json::json!({"x": "a", "y": "b", "scael": 2.0})).unwrap_err().to_string();
         assert!(e.contains("scael"), "{e}");
     }
 

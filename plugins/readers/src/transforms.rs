@@ -97,7 +97,10 @@ pub enum Transform {
 impl Transform {
     /// Whether it draws random numbers.
     pub fn is_random(&self) -> bool {
-        matches!(self, Transform::RandomResizedCrop { .. } | Transform::RandomHorizontalFlip(_) | Transform::RandomVerticalFlip(_))
+        matches!(
+            self,
+            Transform::RandomResizedCrop { .. } | Transform::RandomHorizontalFlip(_) | Transform::RandomVerticalFlip(_)
+        )
     }
 }
 
@@ -158,7 +161,8 @@ fn crop_dims(size: Size) -> (u32, u32) {
 
 /// The central `cw` x `ch` box of a `w` x `h` image (pure; torchvision rounds the offsets).
 pub fn center_box(w: u32, h: u32, cw: u32, ch: u32) -> Option<CropBox> {
-    (cw <= w && ch <= h).then(|| (((w - cw) as f64 / 2.0).round() as u32, ((h - ch) as f64 / 2.0).round() as u32, cw, ch))
+    (cw <= w && ch <= h)
+        .then(|| (((w - cw) as f64 / 2.0).round() as u32, ((h - ch) as f64 / 2.0).round() as u32, cw, ch))
 }
 
 /// torchvision's `RandomResizedCrop.get_params` (pure but for `rng`): up to ten draws of an area
@@ -192,7 +196,11 @@ pub fn random_resized_box(w: u32, h: u32, scale: [f64; 2], ratio: [f64; 2], rng:
 }
 
 /// Applies the geometric transforms of `chain` (all but `normalize`) to `img`.
-pub fn apply<P>(mut img: ImageBuffer<P, Vec<P::Subpixel>>, chain: &[Transform], rng: &mut SampleRng) -> Result<ImageBuffer<P, Vec<P::Subpixel>>, String>
+pub fn apply<P>(
+    mut img: ImageBuffer<P, Vec<P::Subpixel>>,
+    chain: &[Transform],
+    rng: &mut SampleRng,
+) -> Result<ImageBuffer<P, Vec<P::Subpixel>>, String>
 where
     P: Pixel + 'static,
 {
@@ -205,7 +213,8 @@ where
             }
             Transform::CenterCrop(size) => {
                 let (cw, ch) = crop_dims(*size);
-                let (x, y, cw, ch) = center_box(w, h, cw, ch).ok_or_else(|| format!("center_crop of {cw}x{ch} from a {w}x{h} image"))?;
+                let (x, y, cw, ch) =
+                    center_box(w, h, cw, ch).ok_or_else(|| format!("center_crop of {cw}x{ch} from a {w}x{h} image"))?;
                 imageops::crop_imm(&img, x, y, cw, ch).to_image()
             }
             Transform::RandomResizedCrop { size, scale, ratio } => {
@@ -214,10 +223,18 @@ where
                 imageops::resize(&imageops::crop_imm(&img, x, y, cw, ch).to_image(), tw, th, FilterType::Triangle)
             }
             Transform::RandomHorizontalFlip(p) => {
-                if rng.uniform(0.0, 1.0) < *p { imageops::flip_horizontal(&img) } else { img }
+                if rng.uniform(0.0, 1.0) < *p {
+                    imageops::flip_horizontal(&img)
+                } else {
+                    img
+                }
             }
             Transform::RandomVerticalFlip(p) => {
-                if rng.uniform(0.0, 1.0) < *p { imageops::flip_vertical(&img) } else { img }
+                if rng.uniform(0.0, 1.0) < *p {
+                    imageops::flip_vertical(&img)
+                } else {
+                    img
+                }
             }
             Transform::Normalize(_) => img,
         };
@@ -327,7 +344,10 @@ mod tests {
         .unwrap();
         assert_eq!(chain[0], Transform::Resize(Size::One(256)));
         assert_eq!(chain[1], Transform::CenterCrop(Size::Pair([224, 200])));
-        assert_eq!(chain[2], Transform::RandomResizedCrop { size: Size::One(32), scale: [0.5, 1.0], ratio: default_ratio() });
+        assert_eq!(
+            chain[2],
+            Transform::RandomResizedCrop { size: Size::One(32), scale: [0.5, 1.0], ratio: default_ratio() }
+        );
         assert!(chain[3].is_random() && !chain[4].is_random());
     }
 }

@@ -45,12 +45,19 @@ impl Values {
     pub fn layout(&self, default_scale: f64, dims: &[usize]) -> Result<Layout> {
         let scale = self.scale.unwrap_or(default_scale);
         if self.std == 0.0 || scale == 0.0 {
-            return Err(Error::Config { key: if self.std == 0.0 { "std" } else { "scale" }.into(), message: "must not be 0".into() });
+            return Err(Error::Config {
+                key: if self.std == 0.0 { "std" } else { "scale" }.into(),
+                message: "must not be 0".into(),
+            });
         }
         let sample: usize = dims[1..].iter().product();
-        let shape = if self.shape.is_empty() { dims[1..].iter().map(|&d| d as i64).collect() } else { self.shape.clone() };
+        let shape =
+            if self.shape.is_empty() { dims[1..].iter().map(|&d| d as i64).collect() } else { self.shape.clone() };
         if shape.iter().product::<i64>() != sample as i64 {
-            return Err(Error::Config { key: "shape".into(), message: format!("{shape:?} does not hold the {sample} values of a sample") });
+            return Err(Error::Config {
+                key: "shape".into(),
+                message: format!("{shape:?} does not hold the {sample} values of a sample"),
+            });
         }
         let len = self.limit.map_or(dims[0], |l| l.min(dims[0]));
         Ok(Layout { a: 1.0 / (scale * self.std), b: self.mean / self.std, shape, len })
@@ -114,7 +121,9 @@ mod tests {
     fn the_readers_default_scale_applies_unless_one_is_given() {
         let l = values(serde_json::json!({})).layout(255.0, &[4, 2]).unwrap();
         assert_eq!((l.value(255.0), l.shape.clone(), l.len), (1.0, vec![2], 4));
-        let l = values(serde_json::json!({"scale": 1.0, "mean": 10.0, "std": 2.0, "limit": 3})).layout(255.0, &[4, 2]).unwrap();
+        let l = values(serde_json::json!({"scale": 1.0, "mean": 10.0, "std": 2.0, "limit": 3}))
+            .layout(255.0, &[4, 2])
+            .unwrap();
         assert_eq!((l.value(20.0), l.len, l.shape.clone()), (5.0, 3, vec![2]));
     }
 

@@ -10,7 +10,10 @@ mod scorers;
 
 use serde::Deserialize;
 use torchfit_sdk::tch::Tensor;
-use torchfit_sdk::{export_plugin, parse_config, scoring::record_with_best, BatchOutput, BuildContext, Callback, Error, Flow, Host, Result};
+use torchfit_sdk::{
+    export_plugin, parse_config, scoring::record_with_best, BatchOutput, BuildContext, Callback, Error, Flow, Host,
+    Result,
+};
 
 pub use scorers::{Metric, UnknownScorer};
 
@@ -115,7 +118,8 @@ fn build_batch(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn
 /// The epoch value of batch scores: their mean weighted by batch size (skorch's `BatchScoring`),
 /// NaN batches left out (a scorer may be undefined on a batch, as roc_auc on one class).
 pub fn epoch_value(batches: &[(f64, usize)]) -> Option<f64> {
-    let (scores, sizes): (Vec<f64>, Vec<f64>) = batches.iter().filter(|(s, _)| !s.is_nan()).map(|&(s, n)| (s, n as f64)).unzip();
+    let (scores, sizes): (Vec<f64>, Vec<f64>) =
+        batches.iter().filter(|(s, _)| !s.is_nan()).map(|&(s, n)| (s, n as f64)).unzip();
     torchfit_sdk::metrics::weighted_mean(&scores, &sizes)
 }
 
@@ -173,7 +177,15 @@ mod tests {
     use torchfit_sdk::testing::FakeHost;
 
     fn ctx() -> BuildContext {
-        BuildContext { name: "valid_f1".into(), input_shape: vec![1], n_outputs: 3, task: Default::default(), device: torchfit_sdk::tch::Device::Cpu, base_dir: ".".into(), seed: 0 }
+        BuildContext {
+            name: "valid_f1".into(),
+            input_shape: vec![1],
+            n_outputs: 3,
+            task: Default::default(),
+            device: torchfit_sdk::tch::Device::Cpu,
+            base_dir: ".".into(),
+            seed: 0,
+        }
     }
 
     #[test]
@@ -198,7 +210,11 @@ mod tests {
         let y_pred = Tensor::from_slice(logits).view([y.size()[0], -1]);
         let x = Tensor::zeros([y.size()[0], 1], (torchfit_sdk::tch::Kind::Float, torchfit_sdk::tch::Device::Cpu));
         let loss = Tensor::from(0.0);
-        let out = BatchOutput { batch: torchfit_sdk::Batch { x: &x, y: &y, training, index: 0 }, y_pred: &y_pred, loss: &loss };
+        let out = BatchOutput {
+            batch: torchfit_sdk::Batch { x: &x, y: &y, training, index: 0 },
+            y_pred: &y_pred,
+            loss: &loss,
+        };
         cb.on_batch_end(host, &out).unwrap();
     }
 
@@ -221,7 +237,8 @@ mod tests {
 
     #[test]
     fn batch_scoring_writes_each_batch_and_the_weighted_epoch_mean() {
-        let mut cb = build_batch(&json!({"scoring": "accuracy", "on_train": true, "name": "train_acc"}), &ctx()).unwrap();
+        let mut cb =
+            build_batch(&json!({"scoring": "accuracy", "on_train": true, "name": "train_acc"}), &ctx()).unwrap();
         let mut host = FakeHost::default();
         host.new_epoch();
         cb.on_epoch_begin(&mut host).unwrap();

@@ -82,7 +82,8 @@ pub enum Prf {
 pub fn balanced_accuracy(y: &[i64], pred: &[i64]) -> f64 {
     let classes: BTreeSet<i64> = y.iter().copied().collect();
     let recalls = classes.iter().map(|&c| {
-        let (hit, all) = y.iter().zip(pred).filter(|(t, _)| **t == c).fold((0, 0), |(h, a), (_, p)| (h + (*p == c) as usize, a + 1));
+        let (hit, all) =
+            y.iter().zip(pred).filter(|(t, _)| **t == c).fold((0, 0), |(h, a), (_, p)| (h + (*p == c) as usize, a + 1));
         hit as f64 / all as f64
     });
     recalls.sum::<f64>() / classes.len() as f64
@@ -107,23 +108,32 @@ fn prf_of(metric: Prf, tp: usize, fp: usize, fn_: usize) -> f64 {
 /// Precision, recall or F1 averaged as `average`. `Binary` fails on labels other than 0 and 1.
 pub fn prf(metric: Prf, average: Average, y: &[i64], pred: &[i64]) -> Result<f64, String> {
     let counts = |c: i64| {
-        y.iter().zip(pred).fold((0, 0, 0), |(tp, fp, fn_), (&t, &p)| (tp + (t == c && p == c) as usize, fp + (t != c && p == c) as usize, fn_ + (t == c && p != c) as usize))
+        y.iter().zip(pred).fold((0, 0, 0), |(tp, fp, fn_), (&t, &p)| {
+            (tp + (t == c && p == c) as usize, fp + (t != c && p == c) as usize, fn_ + (t == c && p != c) as usize)
+        })
     };
     let labels: BTreeSet<i64> = y.iter().chain(pred).copied().collect();
     match average {
         Average::Binary => {
             if let Some(l) = labels.iter().find(|l| **l != 0 && **l != 1) {
-                return Err(format!("is binary (positive class 1) but label {l} occurs; use the _macro or _micro variant"));
+                return Err(format!(
+                    "is binary (positive class 1) but label {l} occurs; use the _macro or _micro variant"
+                ));
             }
             let (tp, fp, fn_) = counts(1);
             Ok(prf_of(metric, tp, fp, fn_))
         }
-        Average::Macro => Ok(labels.iter().map(|&c| {
-            let (tp, fp, fn_) = counts(c);
-            prf_of(metric, tp, fp, fn_)
-        }).sum::<f64>() / labels.len().max(1) as f64),
+        Average::Macro => Ok(labels
+            .iter()
+            .map(|&c| {
+                let (tp, fp, fn_) = counts(c);
+                prf_of(metric, tp, fp, fn_)
+            })
+            .sum::<f64>()
+            / labels.len().max(1) as f64),
         Average::Micro => {
-            let (tp, fp, fn_) = labels.iter().map(|&c| counts(c)).fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2));
+            let (tp, fp, fn_) =
+                labels.iter().map(|&c| counts(c)).fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2));
             Ok(prf_of(metric, tp, fp, fn_))
         }
     }
@@ -160,7 +170,12 @@ pub fn binary_auc(positive: &[bool], scores: &[f64]) -> f64 {
 pub fn roc_auc(y: &[i64], out: &Outputs) -> f64 {
     let probs: Vec<Vec<f64>> = out.log_probs().into_iter().map(|r| r.into_iter().map(f64::exp).collect()).collect();
     let classes = probs.first().map_or(0, |r| r.len());
-    let auc_of = |c: usize| binary_auc(&y.iter().map(|&t| t == c as i64).collect::<Vec<_>>(), &probs.iter().map(|r| r[c]).collect::<Vec<_>>());
+    let auc_of = |c: usize| {
+        binary_auc(
+            &y.iter().map(|&t| t == c as i64).collect::<Vec<_>>(),
+            &probs.iter().map(|r| r[c]).collect::<Vec<_>>(),
+        )
+    };
     if classes <= 2 {
         return auc_of(1);
     }
@@ -240,7 +255,13 @@ mod tests {
     fn roc_auc_of_three_classes_is_the_mean_one_vs_rest_auc() {
         // No ties across rows: equal probabilities in different rows need not survive the
         // round trip through logits exactly.
-        let out = probs_as_logits(&[&[0.8, 0.1, 0.1], &[0.3, 0.4, 0.3], &[0.2, 0.2, 0.6], &[0.5, 0.3, 0.2], &[0.05, 0.35, 0.6]]);
+        let out = probs_as_logits(&[
+            &[0.8, 0.1, 0.1],
+            &[0.3, 0.4, 0.3],
+            &[0.2, 0.2, 0.6],
+            &[0.5, 0.3, 0.2],
+            &[0.05, 0.35, 0.6],
+        ]);
         let y = [0, 1, 2, 1, 2];
         // Class 0: 0.8 beats all four negatives: 1. Class 1: positives 0.4 and 0.3 against
         // 0.1, 0.2, 0.35: 5 of 6 pairs. Class 2: 0.6 and 0.6 beat 0.1, 0.3, 0.2: 1.

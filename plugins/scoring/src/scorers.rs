@@ -1,8 +1,8 @@
 //! The scorer components: tensors in, [`crate::metrics`] on plain numbers, a score out.
 
 use crate::metrics::{self, Average, Outputs, Prf};
-use torchfit_sdk::tch::{Kind, Tensor};
 use torchfit_sdk::metrics as shared;
+use torchfit_sdk::tch::{Kind, Tensor};
 use torchfit_sdk::{BuildContext, Error, Result, Scorer};
 
 /// The scorers this plugin provides (scikit-learn's names, without the `neg_` of losses).
@@ -155,7 +155,24 @@ mod tests {
 
     #[test]
     fn every_exported_name_parses_to_its_metric_and_others_do_not() {
-        for name in ["accuracy", "balanced_accuracy", "f1", "f1_macro", "f1_micro", "precision", "precision_macro", "precision_micro", "recall", "recall_macro", "recall_micro", "roc_auc", "log_loss", "r2", "mse", "mae"] {
+        for name in [
+            "accuracy",
+            "balanced_accuracy",
+            "f1",
+            "f1_macro",
+            "f1_micro",
+            "precision",
+            "precision_macro",
+            "precision_micro",
+            "recall",
+            "recall_macro",
+            "recall_micro",
+            "roc_auc",
+            "log_loss",
+            "r2",
+            "mse",
+            "mae",
+        ] {
             assert!(name.parse::<Metric>().is_ok(), "{name}");
         }
         for name in ["accuracy_macro", "f1_weighted", "neg_log_loss", ""] {
@@ -173,7 +190,8 @@ mod tests {
 
     #[test]
     fn classification_scorers_refuse_real_valued_targets() {
-        let e = Metric::Accuracy.score(&Tensor::from_slice(&[0.5f32]), &Tensor::from_slice(&[1.0f32, 0.0])).unwrap_err();
+        let e =
+            Metric::Accuracy.score(&Tensor::from_slice(&[0.5f32]), &Tensor::from_slice(&[1.0f32, 0.0])).unwrap_err();
         assert!(e.to_string().contains("integer class labels"), "{e}");
     }
 }

@@ -87,16 +87,23 @@ impl<C: Callback> CallbackFfi for CallbackAdapter<C> {
         guard("on_epoch_begin", || self.0.on_epoch_begin(&mut HostProxy::new(host)).map(FlowFfi::from))
     }
     fn on_batch_begin(&mut self, host: HostFfi_TO<'_, RMut<'_, ()>>, batch: BatchFfi) -> RResult<FlowFfi, ErrorFfi> {
-        guard("on_batch_begin", || with_batch(batch, |b| self.0.on_batch_begin(&mut HostProxy::new(host), &b)).map(FlowFfi::from))
+        guard("on_batch_begin", || {
+            with_batch(batch, |b| self.0.on_batch_begin(&mut HostProxy::new(host), &b)).map(FlowFfi::from)
+        })
     }
     fn on_grad_computed(&mut self, host: HostFfi_TO<'_, RMut<'_, ()>>, batch: BatchFfi) -> RResult<FlowFfi, ErrorFfi> {
-        guard("on_grad_computed", || with_batch(batch, |b| self.0.on_grad_computed(&mut HostProxy::new(host), &b)).map(FlowFfi::from))
+        guard("on_grad_computed", || {
+            with_batch(batch, |b| self.0.on_grad_computed(&mut HostProxy::new(host), &b)).map(FlowFfi::from)
+        })
     }
     fn on_batch_end(&mut self, host: HostFfi_TO<'_, RMut<'_, ()>>, out: BatchOutputFfi) -> RResult<FlowFfi, ErrorFfi> {
         guard("on_batch_end", || {
             // SAFETY: lent by the host for this call (DynCallback::on_batch_end).
             let (y_pred, loss) = unsafe { (out.y_pred.borrow(), out.loss.borrow()) };
-            with_batch(out.batch, |batch| self.0.on_batch_end(&mut HostProxy::new(host), &BatchOutput { batch, y_pred: &y_pred, loss: &loss })).map(FlowFfi::from)
+            with_batch(out.batch, |batch| {
+                self.0.on_batch_end(&mut HostProxy::new(host), &BatchOutput { batch, y_pred: &y_pred, loss: &loss })
+            })
+            .map(FlowFfi::from)
         })
     }
     fn on_epoch_end(&mut self, host: HostFfi_TO<'_, RMut<'_, ()>>) -> RResult<FlowFfi, ErrorFfi> {
@@ -154,7 +161,11 @@ impl Callback for DynCallback {
         flow(self.inner.on_grad_computed(HostBridge::new(host).as_ffi(), BatchFfi::lend(batch)))
     }
     fn on_batch_end(&mut self, host: &mut dyn Host, out: &BatchOutput<'_>) -> Result<Flow> {
-        let ffi = BatchOutputFfi { batch: BatchFfi::lend(&out.batch), y_pred: RawTensor::lend(out.y_pred), loss: RawTensor::lend(out.loss) };
+        let ffi = BatchOutputFfi {
+            batch: BatchFfi::lend(&out.batch),
+            y_pred: RawTensor::lend(out.y_pred),
+            loss: RawTensor::lend(out.loss),
+        };
         flow(self.inner.on_batch_end(HostBridge::new(host).as_ffi(), ffi))
     }
     fn on_epoch_end(&mut self, host: &mut dyn Host) -> Result<Flow> {

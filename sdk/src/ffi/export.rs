@@ -2,7 +2,10 @@
 //! `inventory`, the library's root module, and log forwarding to the host.
 
 use super::callback::{CallbackAdapter, CallbackFfi_TO};
-use super::components::{CriterionAdapter, CriterionFfi_TO, ModelAdapter, ModelFfi_TO, ReaderAdapter, ReaderFfi_TO, ScorerAdapter, ScorerFfi_TO};
+use super::components::{
+    CriterionAdapter, CriterionFfi_TO, ModelAdapter, ModelFfi_TO, ReaderAdapter, ReaderFfi_TO, ScorerAdapter,
+    ScorerFfi_TO,
+};
 use super::{guard, BuildContextFfi, ComponentDescFfi, ComponentFfi, ErrorFfi, KindFfi};
 use crate::{BuildContext, ComponentKind, Constructor, Error};
 use abi_stable::sabi_trait::TD_Opaque;
@@ -34,24 +37,42 @@ pub fn registrations() -> impl Iterator<Item = &'static Registration> {
 
 /// Root-module function: this library's components.
 pub extern "C" fn components() -> RVec<ComponentDescFfi> {
-    registrations().map(|r| ComponentDescFfi { kind: r.ctor.kind().into(), name: r.name.into(), summary: r.summary.into() }).collect()
+    registrations()
+        .map(|r| ComponentDescFfi { kind: r.ctor.kind().into(), name: r.name.into(), summary: r.summary.into() })
+        .collect()
 }
 
 /// Root-module function: builds one of this library's components.
-pub extern "C" fn build(kind: KindFfi, name: RStr<'_>, config: RStr<'_>, ctx: &BuildContextFfi) -> RResult<ComponentFfi, ErrorFfi> {
+pub extern "C" fn build(
+    kind: KindFfi,
+    name: RStr<'_>,
+    config: RStr<'_>,
+    ctx: &BuildContextFfi,
+) -> RResult<ComponentFfi, ErrorFfi> {
     guard("build", || {
         let kind: ComponentKind = kind.into();
         let reg = registrations()
             .find(|r| r.ctor.kind() == kind && r.name == name.as_str())
             .ok_or_else(|| Error::msg(format!("this library has no {kind} named `{name}`")))?;
-        let config: serde_json::Value = serde_json::from_str(config.as_str()).map_err(|e| Error::msg(format!("invalid config JSON: {e}")))?;
+        let config: serde_json::Value =
+            serde_json::from_str(config.as_str()).map_err(|e| Error::msg(format!("invalid config JSON: {e}")))?;
         let ctx = BuildContext::from(ctx);
         Ok(match reg.ctor {
-            Constructor::Callback(f) => ComponentFfi::Callback(CallbackFfi_TO::from_value(CallbackAdapter(f(&config, &ctx)?), TD_Opaque)),
-            Constructor::Criterion(f) => ComponentFfi::Criterion(CriterionFfi_TO::from_value(CriterionAdapter(f(&config, &ctx)?), TD_Opaque)),
-            Constructor::Model(f) => ComponentFfi::Model(ModelFfi_TO::from_value(ModelAdapter(f(&config, &ctx)?), TD_Opaque)),
-            Constructor::Reader(f) => ComponentFfi::Reader(ReaderFfi_TO::from_value(ReaderAdapter(f(&config, &ctx)?), TD_Opaque)),
-            Constructor::Scorer(f) => ComponentFfi::Scorer(ScorerFfi_TO::from_value(ScorerAdapter(f(&config, &ctx)?), TD_Opaque)),
+            Constructor::Callback(f) => {
+                ComponentFfi::Callback(CallbackFfi_TO::from_value(CallbackAdapter(f(&config, &ctx)?), TD_Opaque))
+            }
+            Constructor::Criterion(f) => {
+                ComponentFfi::Criterion(CriterionFfi_TO::from_value(CriterionAdapter(f(&config, &ctx)?), TD_Opaque))
+            }
+            Constructor::Model(f) => {
+                ComponentFfi::Model(ModelFfi_TO::from_value(ModelAdapter(f(&config, &ctx)?), TD_Opaque))
+            }
+            Constructor::Reader(f) => {
+                ComponentFfi::Reader(ReaderFfi_TO::from_value(ReaderAdapter(f(&config, &ctx)?), TD_Opaque))
+            }
+            Constructor::Scorer(f) => {
+                ComponentFfi::Scorer(ScorerFfi_TO::from_value(ScorerAdapter(f(&config, &ctx)?), TD_Opaque))
+            }
         })
     })
 }
@@ -94,7 +115,9 @@ pub extern "C" fn host_log_sink(level: u8, target: RStr<'_>, message: RStr<'_>) 
         4 => log::Level::Debug,
         _ => log::Level::Trace,
     };
-    log::logger().log(&log::Record::builder().level(level).target(target.as_str()).args(format_args!("{}", message.as_str())).build());
+    log::logger().log(
+        &log::Record::builder().level(level).target(target.as_str()).args(format_args!("{}", message.as_str())).build(),
+    );
 }
 
 #[doc(hidden)]

@@ -228,10 +228,16 @@ impl Host for HostProxy<'_, '_> {
         self.ffi.request_stop()
     }
     fn save_checkpoint(&mut self, dir: &Path, prefix: &str, parts: crate::Parts) -> Result<()> {
-        self.ffi.save_checkpoint(dir.display().to_string().as_str().into(), prefix.into(), parts.into()).into_result().map_err(Error::from)
+        self.ffi
+            .save_checkpoint(dir.display().to_string().as_str().into(), prefix.into(), parts.into())
+            .into_result()
+            .map_err(Error::from)
     }
     fn load_checkpoint(&mut self, dir: &Path, prefix: &str, parts: crate::Parts) -> Result<()> {
-        self.ffi.load_checkpoint(dir.display().to_string().as_str().into(), prefix.into(), parts.into()).into_result().map_err(Error::from)
+        self.ffi
+            .load_checkpoint(dir.display().to_string().as_str().into(), prefix.into(), parts.into())
+            .into_result()
+            .map_err(Error::from)
     }
     fn run_dir(&self) -> Option<std::path::PathBuf> {
         self.ffi.run_dir().into_option().map(|s| s.into_string().into())

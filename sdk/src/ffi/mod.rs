@@ -34,7 +34,9 @@ pub mod host;
 pub mod tensor;
 
 pub use callback::{CallbackFfi, CallbackFfi_TO, DynCallback};
-pub use components::{CriterionFfi_TO, DynCriterion, DynModel, DynReader, DynScorer, ModelFfi_TO, ReaderFfi_TO, ScorerFfi_TO};
+pub use components::{
+    CriterionFfi_TO, DynCriterion, DynModel, DynReader, DynScorer, ModelFfi_TO, ReaderFfi_TO, ScorerFfi_TO,
+};
 pub use export::{LogSink, Registration};
 pub use host::{HostBridge, HostFfi, HostFfi_TO, HostProxy, PartsFfi};
 pub use tensor::{NamedTensor, RawTensor, TensorRef};
@@ -266,7 +268,11 @@ pub fn guard<T>(what: &str, f: impl FnOnce() -> crate::Result<T>) -> RResult<T, 
         Ok(Ok(v)) => RResult::ROk(v),
         Ok(Err(e)) => RResult::RErr(e.into()),
         Err(payload) => {
-            let msg = payload.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| payload.downcast_ref::<String>().cloned()).unwrap_or_else(|| "unknown panic".into());
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
             RResult::RErr(ErrorFfi { config_key: RNone, message: format!("panicked in {what}: {msg}").into() })
         }
     }

@@ -42,7 +42,10 @@ impl RawTensor {
     pub unsafe fn borrow<'a>(self) -> TensorRef<'a> {
         // SAFETY: the pointer is a live `at::Tensor*` (caller's contract); ManuallyDrop keeps
         // this wrapper from freeing the lender's tensor.
-        TensorRef { tensor: ManuallyDrop::new(unsafe { Tensor::from_ptr(self.ptr as *mut torch_sys::C_tensor) }), _lender: PhantomData }
+        TensorRef {
+            tensor: ManuallyDrop::new(unsafe { Tensor::from_ptr(self.ptr as *mut torch_sys::C_tensor) }),
+            _lender: PhantomData,
+        }
     }
 
     /// Takes ownership of a given tensor.

@@ -41,7 +41,12 @@ pub struct AccuracyScoring {
 /// Builds it.
 pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Callback>> {
     let c: Config = parse_config(config)?;
-    Ok(Box::new(AccuracyScoring { key: c.name.unwrap_or_else(|| ctx.name.clone()), on_train: c.on_train, lower_is_better: c.lower_is_better, cache: Vec::new() }))
+    Ok(Box::new(AccuracyScoring {
+        key: c.name.unwrap_or_else(|| ctx.name.clone()),
+        on_train: c.on_train,
+        lower_is_better: c.lower_is_better,
+        cache: Vec::new(),
+    }))
 }
 
 impl Callback for AccuracyScoring {

@@ -74,7 +74,10 @@ mod tests {
     fn a_classifier_gets_skorchs_defaults_with_print_log_last() {
         let v = resolve(defaults(Task::Classification), vec![]);
         assert_eq!(names(&v), ["epoch_timer", "train_loss", "valid_loss", "valid_acc", "progress_bar", "print_log"]);
-        assert_eq!(names(&resolve(defaults(Task::Regression), vec![])), ["epoch_timer", "train_loss", "valid_loss", "progress_bar", "print_log"]);
+        assert_eq!(
+            names(&resolve(defaults(Task::Regression), vec![])),
+            ["epoch_timer", "train_loss", "valid_loss", "progress_bar", "print_log"]
+        );
     }
 
     #[test]
@@ -89,7 +92,10 @@ mod tests {
     fn a_default_is_disabled_by_false_and_reconfigured_by_a_table() {
         let v = resolve(
             defaults(Task::Classification),
-            vec![("progress_bar".into(), None), ("valid_acc".into(), Some(spec("valid_acc", "valid_acc", json!({"on_train": true}))))],
+            vec![
+                ("progress_bar".into(), None),
+                ("valid_acc".into(), Some(spec("valid_acc", "valid_acc", json!({"on_train": true})))),
+            ],
         );
         assert_eq!(names(&v), ["epoch_timer", "train_loss", "valid_loss", "valid_acc", "print_log"]);
         assert_eq!(v[3].kind, "accuracy_scoring");
@@ -99,7 +105,10 @@ mod tests {
 
     #[test]
     fn a_default_given_another_type_is_replaced() {
-        let v = resolve(defaults(Task::Regression), vec![("print_log".into(), Some(spec("print_log", "my_log", json!({}))))]);
+        let v = resolve(
+            defaults(Task::Regression),
+            vec![("print_log".into(), Some(spec("print_log", "my_log", json!({}))))],
+        );
         assert_eq!(v.last().unwrap().kind, "my_log");
     }
 }

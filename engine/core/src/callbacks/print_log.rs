@@ -38,7 +38,12 @@ pub struct PrintLog {
 /// Builds it.
 pub fn build(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
     let c: Config = parse_config(config)?;
-    Ok(Box::new(PrintLog { keys_ignored: c.keys_ignored, decimals: c.decimals, color: std::io::stdout().is_terminal(), columns: Vec::new() }))
+    Ok(Box::new(PrintLog {
+        keys_ignored: c.keys_ignored,
+        decimals: c.decimals,
+        color: std::io::stdout().is_terminal(),
+        columns: Vec::new(),
+    }))
 }
 
 /// The columns to show for an epoch record, in display order.
@@ -63,7 +68,13 @@ pub fn cell(epoch: &Map<String, Value>, key: &str, decimals: usize, color: bool)
         None | Some(Value::Null) => String::new(),
         Some(Value::Number(n)) if n.is_f64() => format!("{:.*}", decimals, n.as_f64().unwrap_or(f64::NAN)),
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Bool(b)) => if *b { "+".into() } else { String::new() },
+        Some(Value::Bool(b)) => {
+            if *b {
+                "+".into()
+            } else {
+                String::new()
+            }
+        }
         Some(v) => v.to_string(),
     };
     let best = epoch.get(&format!("{key}_best")).and_then(Value::as_bool).unwrap_or(false);
@@ -90,7 +101,11 @@ fn visible_len(s: &str) -> usize {
 
 /// Formats one table line: cells right-aligned to `widths`.
 pub fn line(cells: &[String], widths: &[usize]) -> String {
-    let parts: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{}{}", " ".repeat(w.saturating_sub(visible_len(c))), c)).collect();
+    let parts: Vec<String> = cells
+        .iter()
+        .zip(widths)
+        .map(|(c, w)| format!("{}{}", " ".repeat(w.saturating_sub(visible_len(c))), c))
+        .collect();
     parts.join("  ")
 }
 
@@ -108,7 +123,8 @@ impl Callback for PrintLog {
         if cols != self.columns {
             text += &line(&cols, &widths);
             text.push('\n');
-            text += &line(&cols.iter().map(|c| "-".repeat(c.len().max(self.decimals + 3))).collect::<Vec<_>>(), &widths);
+            text +=
+                &line(&cols.iter().map(|c| "-".repeat(c.len().max(self.decimals + 3))).collect::<Vec<_>>(), &widths);
             text.push('\n');
             self.columns = cols.clone();
         }
@@ -136,7 +152,10 @@ mod tests {
     #[test]
     fn columns_put_epoch_and_losses_first_and_dur_last() {
         assert_eq!(columns(&epoch(), &[]), ["epoch", "train_loss", "valid_loss", "valid_acc", "event_lr", "dur"]);
-        assert_eq!(columns(&epoch(), &["event_lr".to_string()]), ["epoch", "train_loss", "valid_loss", "valid_acc", "dur"]);
+        assert_eq!(
+            columns(&epoch(), &["event_lr".to_string()]),
+            ["epoch", "train_loss", "valid_loss", "valid_acc", "dur"]
+        );
     }
 
     #[test]

@@ -25,7 +25,11 @@ impl Callback for Progress {
         if std::io::stderr().is_terminal() {
             let (train, valid) = host.batch_counts();
             let bar = ProgressBar::with_draw_target(Some((train + valid) as u64), ProgressDrawTarget::stderr());
-            bar.set_style(ProgressStyle::with_template("epoch {msg} [{bar:30}] {pos}/{len} batches {elapsed}<{eta}").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
+            bar.set_style(
+                ProgressStyle::with_template("epoch {msg} [{bar:30}] {pos}/{len} batches {elapsed}<{eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
             bar.set_message(host.epochs().to_string());
             self.bar = Some(bar);
         }

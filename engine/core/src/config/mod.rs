@@ -40,7 +40,10 @@ pub fn key_path(key: &str) -> Vec<String> {
 /// Parses the right-hand side of `K=V` as a TOML value; anything that is not TOML (a bare word
 /// such as `adam`) is taken as a string.
 pub fn parse_value(text: &str) -> Value {
-    toml::from_str::<Table>(&format!("v = {text}")).ok().and_then(|mut t| t.remove("v")).unwrap_or_else(|| Value::String(text.to_owned()))
+    toml::from_str::<Table>(&format!("v = {text}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| Value::String(text.to_owned()))
 }
 
 impl Params {
@@ -55,7 +58,8 @@ impl Params {
     pub fn from_str(text: &str, source: &str, base_dir: PathBuf) -> Result<Self> {
         let table: Table = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| text[..s.start].lines().count().max(1));
-            Error::Config { origin: source.to_owned(),
+            Error::Config {
+                origin: source.to_owned(),
                 key: line.map(|l| format!("line {l}")).unwrap_or_default(),
                 message: e.message().replace('\n', " "),
             }
@@ -92,7 +96,8 @@ impl Params {
             if let Value::Boolean(true) = entry {
                 *entry = Value::Table(Table::new());
             }
-            table = entry.as_table_mut().ok_or_else(|| Error::Config { origin: origin.into(),
+            table = entry.as_table_mut().ok_or_else(|| Error::Config {
+                origin: origin.into(),
                 key: path[..=i].join("."),
                 message: "is not a table, cannot set a key inside it".into(),
             })?;
@@ -106,7 +111,11 @@ impl Params {
     /// Applies `K=V` (as given to `--set`).
     pub fn set_assignment(&mut self, assignment: &str) -> Result<()> {
         let origin = format!("--set {assignment}");
-        let (k, v) = assignment.split_once('=').ok_or_else(|| Error::Config { origin: origin.clone(), key: assignment.into(), message: "expected KEY=VALUE".into() })?;
+        let (k, v) = assignment.split_once('=').ok_or_else(|| Error::Config {
+            origin: origin.clone(),
+            key: assignment.into(),
+            message: "expected KEY=VALUE".into(),
+        })?;
         self.set(k.trim(), parse_value(v.trim()), &origin)
     }
 
@@ -125,7 +134,13 @@ impl Params {
     pub fn component_error(&self, section: &str, error: Error) -> Error {
         match error {
             Error::Component { source: torchfit_sdk::Error::Config { key, message }, .. } => {
-                let key = if key.is_empty() { section.to_owned() } else if key.starts_with('[') { format!("{section}{key}") } else { format!("{section}.{key}") };
+                let key = if key.is_empty() {
+                    section.to_owned()
+                } else if key.starts_with('[') {
+                    format!("{section}{key}")
+                } else {
+                    format!("{section}.{key}")
+                };
                 self.config_error(&key, message)
             }
             other => other,
@@ -143,20 +158,21 @@ impl Tree {
     /// key.
     fn resolve(&self) -> Result<Settings> {
         let value = Value::Table(self.table.clone());
-        serde_path_to_error::deserialize::<_, Settings>(value).map_err(|e| {
-            let mut key = e.path().to_string();
-            let message = e.inner().to_string().lines().next().unwrap_or_default().to_owned();
-            if let Some(field) = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next()) {
-                if key == "." {
-                    key = field.to_owned();
-                } else if !key.ends_with(field) {
-                    key = format!("{key}.{field}");
+        serde_path_to_error::deserialize::<_, Settings>(value)
+            .map_err(|e| {
+                let mut key = e.path().to_string();
+                let message = e.inner().to_string().lines().next().unwrap_or_default().to_owned();
+                if let Some(field) = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next()) {
+                    if key == "." {
+                        key = field.to_owned();
+                    } else if !key.ends_with(field) {
+                        key = format!("{key}.{field}");
+                    }
                 }
-            }
-            self.config_error(&key, message)
-        })?
-        .validated()
-        .map_err(|(key, message)| self.config_error(&key, message))
+                self.config_error(&key, message)
+            })?
+            .validated()
+            .map_err(|(key, message)| self.config_error(&key, message))
     }
 
     /// An [`Error::Config`] for `key`, attributed to the `--set` that touched it, else the file.
@@ -171,7 +187,6 @@ impl Tree {
             .unwrap_or_else(|| self.source.clone());
         Error::Config { origin: source, key: key.to_owned(), message }
     }
-
 }
 
 #[cfg(test)]
@@ -179,7 +194,8 @@ mod tests {
     use super::*;
 
     fn base() -> Params {
-        Params::from_str("max_epochs = 3\n[module]\nname = 'mlp'\n[optimizer]\nlr = 0.1\n", "cfg.toml", ".".into()).unwrap()
+        Params::from_str("max_epochs = 3\n[module]\nname = 'mlp'\n[optimizer]\nlr = 0.1\n", "cfg.toml", ".".into())
+            .unwrap()
     }
 
     #[test]
@@ -213,9 +229,14 @@ mod tests {
     fn malloc_defaults_to_training_and_an_unknown_policy_names_the_key() {
         use crate::malloc::MallocPolicy;
         assert_eq!(base().settings().malloc, MallocPolicy::Training);
-        let s = Params::from_str("malloc = \"system\"\n[module]\nname='mlp'", "cfg.toml", ".".into()).unwrap().settings().clone();
+        let s = Params::from_str("malloc = \"system\"\n[module]\nname='mlp'", "cfg.toml", ".".into())
+            .unwrap()
+            .settings()
+            .clone();
         assert_eq!(s.malloc, MallocPolicy::System);
-        let err = Params::from_str("malloc = \"jemalloc\"\n[module]\nname='mlp'", "cfg.toml", ".".into()).unwrap_err().to_string();
+        let err = Params::from_str("malloc = \"jemalloc\"\n[module]\nname='mlp'", "cfg.toml", ".".into())
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("cfg.toml: `malloc`"), "{err}");
     }
 

@@ -205,7 +205,10 @@ impl Settings {
             .iter()
             .map(|(name, v)| match v {
                 Value::Boolean(false) => Ok((name.clone(), None)),
-                Value::Boolean(true) => Ok((name.clone(), Some(CallbackSpec { name: name.clone(), kind: name.clone(), params: serde_json::json!({}) }))),
+                Value::Boolean(true) => Ok((
+                    name.clone(),
+                    Some(CallbackSpec { name: name.clone(), kind: name.clone(), params: serde_json::json!({}) }),
+                )),
                 Value::Table(t) => {
                     let mut params = t.clone();
                     let kind = match params.remove("type") {
@@ -213,10 +216,13 @@ impl Settings {
                         Some(Value::String(s)) => s,
                         Some(_) => return Err((format!("callbacks.{name}.type"), "must be a string".into())),
                     };
-                    let params = serde_json::to_value(&params).map_err(|e| (format!("callbacks.{name}"), e.to_string()))?;
+                    let params =
+                        serde_json::to_value(&params).map_err(|e| (format!("callbacks.{name}"), e.to_string()))?;
                     Ok((name.clone(), Some(CallbackSpec { name: name.clone(), kind, params })))
                 }
-                _ => Err((format!("callbacks.{name}"), "must be a table, or false to disable a default callback".into())),
+                _ => {
+                    Err((format!("callbacks.{name}"), "must be a table, or false to disable a default callback".into()))
+                }
             })
             .collect()
     }

@@ -65,7 +65,8 @@ where
 }
 
 fn read(reader: &mut dyn DatasetReader, idx: &[i64]) -> Result<(Tensor, Tensor)> {
-    catch_unwind(AssertUnwindSafe(|| reader.get(idx))).unwrap_or_else(|_| Err(Error::msg(format!("the reader panicked reading a batch of {} samples", idx.len()))))
+    catch_unwind(AssertUnwindSafe(|| reader.get(idx)))
+        .unwrap_or_else(|_| Err(Error::msg(format!("the reader panicked reading a batch of {} samples", idx.len()))))
 }
 
 #[cfg(test)]
@@ -127,10 +128,19 @@ mod tests {
             assert!(e.unwrap_err().to_string().contains("panicked"), "prefetch {prefetch}");
             assert_eq!(steps, 2);
             let mut steps = 0;
-            let e = for_each_batch::<Error>(&mut dataset(40), &(0..40).map(|i| vec![i]).collect(), prefetch, |i, _, _, _| {
-                steps += 1;
-                if i == 1 { Err(Error::msg("step failed")) } else { Ok(()) }
-            });
+            let e = for_each_batch::<Error>(
+                &mut dataset(40),
+                &(0..40).map(|i| vec![i]).collect(),
+                prefetch,
+                |i, _, _, _| {
+                    steps += 1;
+                    if i == 1 {
+                        Err(Error::msg("step failed"))
+                    } else {
+                        Ok(())
+                    }
+                },
+            );
             assert_eq!((e.unwrap_err().to_string(), steps), ("step failed".to_owned(), 2));
         }
     }

@@ -4,7 +4,7 @@ pub mod loader;
 pub mod rng;
 pub mod split;
 
-pub use torchfit_sdk::TensorDataset;
 pub use loader::{batches, for_each_batch, Batches};
 pub use rng::{SplitMix64, Stream};
 pub use split::split_indices;
+pub use torchfit_sdk::TensorDataset;

@@ -7,7 +7,13 @@ use super::rng::{SplitMix64, Stream};
 /// With `labels`, the split is stratified: each class contributes to the held-out part in
 /// proportion to its size (largest remainders get the leftover places), so class frequencies
 /// match in both parts. The choice depends only on `seed` and `stream`.
-pub fn split_indices(n: usize, labels: Option<&[i64]>, fraction: f64, seed: u64, stream: Stream) -> (Vec<i64>, Vec<i64>) {
+pub fn split_indices(
+    n: usize,
+    labels: Option<&[i64]>,
+    fraction: f64,
+    seed: u64,
+    stream: Stream,
+) -> (Vec<i64>, Vec<i64>) {
     let mut rng = SplitMix64::new(seed, stream, 0);
     let n_out = ((fraction * n as f64).round() as usize).min(n);
     let mut held: Vec<i64> = match labels {
@@ -22,14 +28,14 @@ pub fn split_indices(n: usize, labels: Option<&[i64]>, fraction: f64, seed: u64,
             let mut classes: Vec<i64> = labels.to_vec();
             classes.sort_unstable();
             classes.dedup();
-            let mut groups: Vec<Vec<i64>> = classes
-                .iter()
-                .map(|c| (0..n as i64).filter(|&i| labels[i as usize] == *c).collect())
-                .collect();
+            let mut groups: Vec<Vec<i64>> =
+                classes.iter().map(|c| (0..n as i64).filter(|&i| labels[i as usize] == *c).collect()).collect();
             let exact: Vec<f64> = groups.iter().map(|g| g.len() as f64 * n_out as f64 / n as f64).collect();
             let mut quota: Vec<usize> = exact.iter().map(|q| q.floor() as usize).collect();
             let mut order: Vec<usize> = (0..groups.len()).collect();
-            order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())).then(a.cmp(&b)));
+            order.sort_by(|&a, &b| {
+                (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())).then(a.cmp(&b))
+            });
             let missing = n_out - quota.iter().sum::<usize>();
             for &g in order.iter().take(missing) {
                 quota[g] += 1;
@@ -65,7 +71,17 @@ mod tests {
 
     #[test]
     fn a_stratified_split_keeps_class_proportions() {
-        let labels: Vec<i64> = (0..1000).map(|i| if i < 600 { 0 } else if i < 900 { 1 } else { 2 }).collect();
+        let labels: Vec<i64> = (0..1000)
+            .map(|i| {
+                if i < 600 {
+                    0
+                } else if i < 900 {
+                    1
+                } else {
+                    2
+                }
+            })
+            .collect();
         let (kept, held) = split_indices(1000, Some(&labels), 0.2, 0, Stream::ValidSplit);
         assert_eq!(held.len(), 200);
         assert_eq!(kept.len(), 800);

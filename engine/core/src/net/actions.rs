@@ -67,7 +67,11 @@ fn load(c: &mut Components, history: &mut History, dir: &Path, prefix: &str, par
         let states = load_json(&files.callbacks).map_err(sdk_error)?;
         for (name, cb) in &mut c.callbacks {
             if let Some(state) = states.get(name.as_str()) {
-                cb.load_state(state.clone()).map_err(|source| Error::Callback { name: name.clone(), event: "load_state", source })?;
+                cb.load_state(state.clone()).map_err(|source| Error::Callback {
+                    name: name.clone(),
+                    event: "load_state",
+                    source,
+                })?;
             }
         }
     }

@@ -2,8 +2,8 @@
 //! the registry (skorch's `initialize`).
 
 use super::host::Scorers;
-use crate::config::{Params, Settings};
 use super::Valid;
+use crate::config::{Params, Settings};
 use crate::{device, Error, Optimizer, Registry, Result};
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
@@ -77,35 +77,63 @@ impl Components {
             seed: settings.seed,
         };
         let module = &settings.module;
-        let model = registry.model(&module.name, &module.json(), &ctx("module")).map_err(|e| params.component_error("module", e))?;
+        let model = registry
+            .model(&module.name, &module.json(), &ctx("module"))
+            .map_err(|e| params.component_error("module", e))?;
         let criterion = match (&settings.criterion, defaults.criterion(settings.task)) {
             (Some(c), _) => registry.criterion(&c.name, &c.json(), &ctx("criterion")),
             (None, Some(name)) => registry.criterion(name, &serde_json::json!({}), &ctx("criterion")),
             (None, None) => {
-                let message = format!("missing: this net has no default criterion for {:?}; name one ([criterion] name = ...)", settings.task);
+                let message = format!(
+                    "missing: this net has no default criterion for {:?}; name one ([criterion] name = ...)",
+                    settings.task
+                );
                 return Err(params.config_error("criterion", message));
             }
         }
         .map_err(|e| params.component_error("criterion", e))?;
         let optimizer = Optimizer::new(&settings.optimizer, model.parameters()).map_err(|e| match e {
-            Error::Config { key, message, .. } => params.config_error(format!("optimizer.{key}").trim_end_matches('.'), message),
+            Error::Config { key, message, .. } => {
+                params.config_error(format!("optimizer.{key}").trim_end_matches('.'), message)
+            }
             other => other,
         })?;
         let overrides = settings.callback_overrides().map_err(|(k, m)| params.config_error(&k, m))?;
         let mut callbacks = Vec::new();
         for spec in crate::callbacks::resolve(crate::callbacks::defaults(settings.task), overrides) {
             let section = format!("callbacks.{}", spec.name);
-            let mut cb = registry.callback(&spec.kind, &spec.params, &ctx(&spec.name)).map_err(|e| params.component_error(&section, e))?;
-            cb.initialize().map_err(|source| Error::Callback { name: spec.name.clone(), event: "initialize", source })?;
+            let mut cb = registry
+                .callback(&spec.kind, &spec.params, &ctx(&spec.name))
+                .map_err(|e| params.component_error(&section, e))?;
+            cb.initialize().map_err(|source| Error::Callback {
+                name: spec.name.clone(),
+                event: "initialize",
+                source,
+            })?;
             callbacks.push((spec.name, cb));
         }
         let scorers = Scorers::new(registry.clone(), ctx("scorer"));
-        Ok(Self { settings, device, model, criterion, optimizer, callbacks, input_shape: input_shape.to_vec(), n_outputs, run_dir, scorers })
+        Ok(Self {
+            settings,
+            device,
+            model,
+            criterion,
+            optimizer,
+            callbacks,
+            input_shape: input_shape.to_vec(),
+            n_outputs,
+            run_dir,
+            scorers,
+        })
     }
 
     /// The model's output for `x` (training mode when `train`).
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.model.forward(x, train).map_err(|source| Error::Component { kind: ComponentKind::Model, name: "module".into(), source })
+        self.model.forward(x, train).map_err(|source| Error::Component {
+            kind: ComponentKind::Model,
+            name: "module".into(),
+            source,
+        })
     }
 
     /// The criterion's loss as a 0-dim tensor. It must hold a single value: backward and the
@@ -117,7 +145,10 @@ impl Components {
             (0, _) => Ok(loss),
             (_, 1) => Ok(loss.f_reshape([0i64; 0])?),
             _ => {
-                let message = format!("the loss has shape {:?}; it must be a single value (reduce it, e.g. with its mean)", loss.size());
+                let message = format!(
+                    "the loss has shape {:?}; it must be a single value (reduce it, e.g. with its mean)",
+                    loss.size()
+                );
                 Err(error(torchfit_sdk::Error::msg(message)))
             }
         }
@@ -127,7 +158,12 @@ impl Components {
 /// How many outputs the model needs for the training samples `train` of `reader` (and the
 /// validation samples): for classification one per class up to the largest label, for
 /// regression one per target column.
-pub(super) fn output_count(task: Task, reader: &mut dyn DatasetReader, train: &[i64], valid: &mut Valid<'_>) -> Result<i64> {
+pub(super) fn output_count(
+    task: Task,
+    reader: &mut dyn DatasetReader,
+    train: &[i64],
+    valid: &mut Valid<'_>,
+) -> Result<i64> {
     Ok(match task {
         Task::Classification => {
             let mut max = select(&class_labels(reader)?, train).into_iter().max().unwrap_or(0);
@@ -144,7 +180,9 @@ pub(super) fn output_count(task: Task, reader: &mut dyn DatasetReader, train: &[
 pub(super) fn class_labels(reader: &mut dyn DatasetReader) -> Result<Vec<i64>> {
     let y = reader.targets()?;
     if y.is_floating_point() {
-        return Err(Error::Data("classification needs integer class labels; set task = \"regression\" for real-valued targets".into()));
+        return Err(Error::Data(
+            "classification needs integer class labels; set task = \"regression\" for real-valued targets".into(),
+        ));
     }
     Ok(Vec::<i64>::try_from(y.f_to_kind(Kind::Int64)?.f_flatten(0, -1)?)?)
 }

@@ -56,7 +56,12 @@ enum OnError {
 
 /// Sends `event` to every callback; a failing callback aborts the event. `counts` are the
 /// epoch's training and validation batch counts.
-pub(super) fn notify(c: &mut Components, history: &mut History, counts: (usize, usize), event: &Event<'_>) -> Result<Flow> {
+pub(super) fn notify(
+    c: &mut Components,
+    history: &mut History,
+    counts: (usize, usize),
+    event: &Event<'_>,
+) -> Result<Flow> {
     dispatch(c, history, counts, event, OnError::Abort)
 }
 
@@ -67,7 +72,13 @@ pub(super) fn notify_train_end(c: &mut Components, history: &mut History) -> Res
 }
 
 /// Sends `event` to every callback, then carries out the checkpoint requests they made.
-fn dispatch(c: &mut Components, history: &mut History, counts: (usize, usize), event: &Event<'_>, on_error: OnError) -> Result<Flow> {
+fn dispatch(
+    c: &mut Components,
+    history: &mut History,
+    counts: (usize, usize),
+    event: &Event<'_>,
+    on_error: OnError,
+) -> Result<Flow> {
     let (mut flow, mut requested, mut first) = (Flow::Continue, Vec::new(), None);
     let mut fail = |e: Error| match on_error {
         OnError::Abort => Err(e),

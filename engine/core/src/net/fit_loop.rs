@@ -32,7 +32,11 @@ pub(super) fn partial_fit(
     valid: Valid<'_>,
 ) -> Result<()> {
     if let Some(dir) = resume {
-        perform(c, history, &Action::Load { dir, prefix: super::RESUME_PREFIX.into(), parts: torchfit_sdk::Parts::ALL })?;
+        perform(
+            c,
+            history,
+            &Action::Load { dir, prefix: super::RESUME_PREFIX.into(), parts: torchfit_sdk::Parts::ALL },
+        )?;
     }
     let epochs = count.epochs_to_run(c.settings.max_epochs, history.len());
     let result = match notify(c, history, (0, 0), &Event::TrainBegin) {
@@ -45,7 +49,14 @@ pub(super) fn partial_fit(
 }
 
 /// Runs up to `epochs` epochs: a training pass over `train`, a validation pass, the epoch's end.
-fn fit_loop(c: &mut Components, history: &mut History, reader: &mut dyn DatasetReader, train: &[i64], mut valid: Valid<'_>, epochs: usize) -> Result<()> {
+fn fit_loop(
+    c: &mut Components,
+    history: &mut History,
+    reader: &mut dyn DatasetReader,
+    train: &[i64],
+    mut valid: Valid<'_>,
+    epochs: usize,
+) -> Result<()> {
     let seed = c.settings.seed;
     for _ in 0..epochs {
         let epoch = history.len() + 1;
@@ -61,7 +72,9 @@ fn fit_loop(c: &mut Components, history: &mut History, reader: &mut dyn DatasetR
         let iv = &c.settings.iterator_valid;
         let valid_batches = match &valid {
             Valid::None => Vec::new(),
-            Valid::Same(idx) | Valid::Other(_, idx) => batches(idx, iv.batch_size, iv.shuffle.unwrap_or(false), seed, epoch as u64),
+            Valid::Same(idx) | Valid::Other(_, idx) => {
+                batches(idx, iv.batch_size, iv.shuffle.unwrap_or(false), seed, epoch as u64)
+            }
         };
         let counts = (train_batches.len(), valid_batches.len());
         let mut pending = Vec::with_capacity(2);
@@ -107,7 +120,8 @@ fn run_single_epoch(
     counts: (usize, usize),
     pending: &mut Vec<Pending>,
 ) -> Result<Flow> {
-    let (size_key, loss_key) = if training { ("train_batch_size", "train_loss") } else { ("valid_batch_size", "valid_loss") };
+    let (size_key, loss_key) =
+        if training { ("train_batch_size", "train_loss") } else { ("valid_batch_size", "valid_loss") };
     let mut flow = Flow::Continue;
     let prefetch = if training { c.settings.iterator_train.prefetch } else { c.settings.iterator_valid.prefetch };
     let slots = Tensor::f_zeros([batches.len() as i64], (Kind::Double, c.device))?;
@@ -136,7 +150,12 @@ fn run_single_epoch(
 }
 
 /// Forward, loss, backward, `on_grad_computed`, optimizer step. Returns the detached outputs.
-fn train_step(c: &mut Components, history: &mut History, counts: (usize, usize), batch: &Batch<'_>) -> Result<(Tensor, Tensor, Flow)> {
+fn train_step(
+    c: &mut Components,
+    history: &mut History,
+    counts: (usize, usize),
+    batch: &Batch<'_>,
+) -> Result<(Tensor, Tensor, Flow)> {
     let y_pred = c.forward(batch.x, true)?;
     let loss = c.loss(&y_pred, batch.y)?;
     c.optimizer.zero_grad();
@@ -157,7 +176,8 @@ fn validation_step(c: &Components, batch: &Batch<'_>) -> Result<(Tensor, Tensor)
 /// Writes the epoch's batch losses into history with one device-to-host transfer.
 fn record_losses(history: &mut History, pending: Vec<Pending>) -> Result<()> {
     for pass in pending {
-        let values = Vec::<f64>::try_from(pass.values.f_narrow(0, 0, pass.records.len() as i64)?.f_to_device(Device::Cpu)?)?;
+        let values =
+            Vec::<f64>::try_from(pass.values.f_narrow(0, 0, pass.records.len() as i64)?.f_to_device(Device::Cpu)?)?;
         for (record, v) in pass.records.iter().zip(values) {
             history.record_batch_at(-1, *record, pass.key, v)?;
         }

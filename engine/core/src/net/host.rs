@@ -3,8 +3,8 @@
 use crate::glob::Glob;
 use crate::{History, Optimizer};
 use serde_json::{Map, Value};
-use tch::Tensor;
 use std::path::{Path, PathBuf};
+use tch::Tensor;
 use torchfit_sdk::checkpoint::Action;
 use torchfit_sdk::{Error, Host, Model, Parts, Result};
 
@@ -104,12 +104,20 @@ impl Host for RunHost<'_> {
     }
 
     fn save_checkpoint(&mut self, dir: &Path, prefix: &str, parts: Parts) -> Result<()> {
-        self.actions.push(Action::Save { dir: torchfit_sdk::host::in_run_dir(self, dir), prefix: prefix.into(), parts });
+        self.actions.push(Action::Save {
+            dir: torchfit_sdk::host::in_run_dir(self, dir),
+            prefix: prefix.into(),
+            parts,
+        });
         Ok(())
     }
 
     fn load_checkpoint(&mut self, dir: &Path, prefix: &str, parts: Parts) -> Result<()> {
-        self.actions.push(Action::Load { dir: torchfit_sdk::host::in_run_dir(self, dir), prefix: prefix.into(), parts });
+        self.actions.push(Action::Load {
+            dir: torchfit_sdk::host::in_run_dir(self, dir),
+            prefix: prefix.into(),
+            parts,
+        });
         Ok(())
     }
 

@@ -78,7 +78,8 @@ impl NeuralNet {
         let c = self.components.as_ref().ok_or(Error::NotInitialized)?;
         let classification = c.settings.task == Task::Classification;
         let _guard = tch::no_grad_guard();
-        let (mut loss_sum, mut right) = (Tensor::zeros([], (Kind::Double, c.device)), Tensor::zeros([], (Kind::Int64, c.device)));
+        let (mut loss_sum, mut right) =
+            (Tensor::zeros([], (Kind::Double, c.device)), Tensor::zeros([], (Kind::Int64, c.device)));
         let iv = &c.settings.iterator_valid;
         for_each_batch(reader, &batches(indices, iv.batch_size, false, 0, 0), iv.prefetch, |_, idx, x, y| {
             let (x, y) = (x.f_to_device(c.device)?, y.f_to_device(c.device)?);

@@ -110,7 +110,16 @@ impl NeuralNet {
     /// A net over a config tree, with the components of `registry` and no [`Defaults`].
     pub fn with_registry(params: Params, registry: Registry) -> Self {
         let defaults = Defaults::default();
-        Self { params, registry, defaults, history: History::new(), components: None, run_dir: None, resume_from: None, epochs: EpochCount::PerCall }
+        Self {
+            params,
+            registry,
+            defaults,
+            history: History::new(),
+            components: None,
+            run_dir: None,
+            resume_from: None,
+            epochs: EpochCount::PerCall,
+        }
     }
 
     /// The same net, falling back on `defaults` where its config is silent.
@@ -226,7 +235,12 @@ impl NeuralNet {
     /// `n_outputs` outputs, and clears the history. Seeds libtorch first, so the same seed gives
     /// the same initial weights.
     pub fn initialize(&mut self, input_shape: &[i64], n_outputs: i64) -> Result<&mut Self> {
-        let recipe = Recipe { params: &self.params, registry: &self.registry, defaults: &self.defaults, run_dir: self.run_dir.clone() };
+        let recipe = Recipe {
+            params: &self.params,
+            registry: &self.registry,
+            defaults: &self.defaults,
+            run_dir: self.run_dir.clone(),
+        };
         let components = Components::build(recipe, input_shape, n_outputs)?;
         self.history = History::new();
         self.components = Some(components);
@@ -270,8 +284,18 @@ impl NeuralNet {
                 return Err(self.params.config_error("train_split.kind", message.into()));
             }
             SplitKind::Fraction => {
-                let labels = if settings.stratify(&settings.train_split) { Some(select(&class_labels(reader)?, &pool)) } else { None };
-                let (kept, held) = split_indices(pool.len(), labels.as_deref(), settings.train_split.fraction, settings.seed, Stream::ValidSplit);
+                let labels = if settings.stratify(&settings.train_split) {
+                    Some(select(&class_labels(reader)?, &pool))
+                } else {
+                    None
+                };
+                let (kept, held) = split_indices(
+                    pool.len(),
+                    labels.as_deref(),
+                    settings.train_split.fraction,
+                    settings.seed,
+                    Stream::ValidSplit,
+                );
                 (select(&pool, &kept), Valid::Same(select(&pool, &held)))
             }
         };
@@ -279,7 +303,13 @@ impl NeuralNet {
     }
 
     /// Fits on the training samples `train` of `reader`, validating as `valid` says (no split).
-    pub fn fit_train_valid(&mut self, reader: &mut dyn DatasetReader, train: Vec<i64>, mut valid: Valid<'_>, start: Start) -> Result<()> {
+    pub fn fit_train_valid(
+        &mut self,
+        reader: &mut dyn DatasetReader,
+        train: Vec<i64>,
+        mut valid: Valid<'_>,
+        start: Start,
+    ) -> Result<()> {
         if train.is_empty() {
             return Err(Error::Data("no training samples".into()));
         }

@@ -173,7 +173,11 @@ impl Hyper {
             if ok.contains(&name) {
                 Ok(())
             } else {
-                Err(Error::Config { origin: String::new(), key: format!("{at}{key}"), message: format!("does not apply to {name:?}").to_lowercase() })
+                Err(Error::Config {
+                    origin: String::new(),
+                    key: format!("{at}{key}"),
+                    message: format!("does not apply to {name:?}").to_lowercase(),
+                })
             }
         };
         macro_rules! set {
@@ -193,7 +197,9 @@ impl Hyper {
         set!(eps, &[Adam, Adamw, Rmsprop]);
         set!(alpha, &[Rmsprop]);
         set!(centered, &[Rmsprop]);
-        let bad = |key: &str, message: &str| Err(Error::Config { origin: String::new(), key: format!("{at}{key}"), message: message.into() });
+        let bad = |key: &str, message: &str| {
+            Err(Error::Config { origin: String::new(), key: format!("{at}{key}"), message: message.into() })
+        };
         if !(self.lr >= 0.0) {
             return bad("lr", "must be >= 0");
         }
@@ -261,10 +267,20 @@ impl Optimizer {
             let mut hyper = base.clone();
             hyper.apply(config.name, &gc.hyper(), &format!("param_groups[{g}]."))?;
             let key = format!("param_groups[{g}].params");
-            let globs = gc.params.iter().map(|p| Glob::new(p)).collect::<Result<Vec<_>, _>>().map_err(|message| Error::Config { origin: String::new(), key: key.clone(), message })?;
-            let members: Vec<usize> = (0..params.len()).filter(|&i| !assigned[i] && globs.iter().any(|p| p.matches(&params[i].0))).collect();
+            let globs = gc
+                .params
+                .iter()
+                .map(|p| Glob::new(p))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|message| Error::Config { origin: String::new(), key: key.clone(), message })?;
+            let members: Vec<usize> =
+                (0..params.len()).filter(|&i| !assigned[i] && globs.iter().any(|p| p.matches(&params[i].0))).collect();
             if members.is_empty() {
-                return Err(Error::Config { origin: String::new(), key, message: format!("{:?} matches no parameter that is not already in an earlier group", gc.params) });
+                return Err(Error::Config {
+                    origin: String::new(),
+                    key,
+                    message: format!("{:?} matches no parameter that is not already in an earlier group", gc.params),
+                });
             }
             members.iter().for_each(|&i| assigned[i] = true);
             groups.push(Group { hyper, params: members });
@@ -328,7 +344,13 @@ impl Optimizer {
                 let state = &mut self.state[i];
                 state.step += 1;
                 match self.name {
-                    OptimizerName::Sgd => sgd::update(p, grad, state, &group.hyper, neg_lr.get_or_insert_with(|| Tensor::from(-group.hyper.lr)))?,
+                    OptimizerName::Sgd => sgd::update(
+                        p,
+                        grad,
+                        state,
+                        &group.hyper,
+                        neg_lr.get_or_insert_with(|| Tensor::from(-group.hyper.lr)),
+                    )?,
                     OptimizerName::Adam => adam::update(p, grad, state, &group.hyper, false)?,
                     OptimizerName::Adamw => adam::update(p, grad, state, &group.hyper, true)?,
                     OptimizerName::Rmsprop => rmsprop::update(p, grad, state, &group.hyper)?,
@@ -396,7 +418,8 @@ mod tests {
 
     #[test]
     fn groups_take_matching_parameters_and_the_rest_go_last() {
-        let opt = Optimizer::new(&config("name='sgd'\nlr=0.1\n[[param_groups]]\nparams='*.bias'\nlr=0.5"), params()).unwrap();
+        let opt =
+            Optimizer::new(&config("name='sgd'\nlr=0.1\n[[param_groups]]\nparams='*.bias'\nlr=0.5"), params()).unwrap();
         assert_eq!(opt.groups().len(), 2);
         assert_eq!(opt.groups()[0].params, vec![1, 3]);
         assert_eq!(opt.lr(0), Some(0.5));

@@ -13,7 +13,11 @@ pub(super) fn update(p: &mut Tensor, grad: Tensor, state: &mut ParamState, h: &H
         let buf = state.buffer("momentum_buffer", || Ok(d.f_detach_copy()?))?;
         if !fresh {
             let _ = buf.f_mul_scalar_(h.momentum)?;
-            let _ = if h.dampening == 0.0 { buf.f_add_(&d)? } else { buf.f_addcmul_(&d, &Tensor::from(1.0 - h.dampening))? };
+            let _ = if h.dampening == 0.0 {
+                buf.f_add_(&d)?
+            } else {
+                buf.f_addcmul_(&d, &Tensor::from(1.0 - h.dampening))?
+            };
         }
         d = if h.nesterov { d.f_add(&buf.f_mul_scalar(h.momentum)?)? } else { buf.shallow_clone() };
     }

@@ -1,6 +1,9 @@
 //! Components that misbehave on purpose, for the loading-failure tests.
 use serde::Deserialize;
-use torchfit_sdk::{export_plugin, parse_config, tch::Tensor, Batch, BatchOutput, BuildContext, Callback, Criterion, Error, Flow, Host, Result};
+use torchfit_sdk::{
+    export_plugin, parse_config, tch::Tensor, Batch, BatchOutput, BuildContext, Callback, Criterion, Error, Flow, Host,
+    Result,
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

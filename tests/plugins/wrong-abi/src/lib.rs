@@ -4,7 +4,9 @@
 use abi_stable::library::RootModule;
 use abi_stable::sabi_types::VersionStrings;
 use abi_stable::std_types::RStr;
-use abi_stable::{declare_root_module_statics, export_root_module, package_version_strings, prefix_type::PrefixTypeTrait, StableAbi};
+use abi_stable::{
+    declare_root_module_statics, export_root_module, package_version_strings, prefix_type::PrefixTypeTrait, StableAbi,
+};
 
 #[repr(C)]
 #[derive(StableAbi)]
