@@ -40,7 +40,7 @@ pub struct Batch<'a> {
 /// A batch after its forward pass: what `on_batch_end` receives.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchOutput<'a> {
-    /// The batch.
+    /// The batch these outputs are for.
     pub batch: Batch<'a>,
     /// The model's output for the batch (detached).
     pub y_pred: &'a Tensor,

@@ -12,7 +12,7 @@ pub struct Parts {
     pub optimizer: bool,
     /// The state of every callback (schedulers included), by callback name.
     pub callbacks: bool,
-    /// The history.
+    /// The history (`history.json`).
     pub history: bool,
 }
 
@@ -24,7 +24,9 @@ impl Parts {
 }
 
 /// The files of checkpoint `prefix` under `dir` (skorch's names with `fn_prefix`; tensors in
-/// safetensors).
+/// safetensors). The engine writes them as one set: a save interrupted by a crash leaves the old
+/// set or the new one whole, and the engine completes or discards such a save before it reads
+/// the files again or starts a run in that folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Files {
     /// `<prefix>params.safetensors`: readable by `safetensors.torch.load_file`.
@@ -35,9 +37,6 @@ pub struct Files {
     pub callbacks: PathBuf,
     /// `<prefix>history.json`: skorch's format.
     pub history: PathBuf,
-    /// `<prefix>checkpoint.commit`: present only while a save is between its commit point and
-    /// its last rename.
-    pub commit: PathBuf,
 }
 
 impl Files {
@@ -48,26 +47,27 @@ impl Files {
             optimizer: dir.join(format!("{prefix}optimizer.safetensors")),
             callbacks: dir.join(format!("{prefix}callbacks.json")),
             history: dir.join(format!("{prefix}history.json")),
-            commit: dir.join(format!("{prefix}checkpoint.commit")),
         }
     }
 
-    /// Whether `path` (one of these files) holds a checkpoint: it exists, or a save that passed
-    /// its commit point left it staged (the engine completes such a save before reading it).
-    pub fn present(&self, path: &Path) -> bool {
-        path.exists() || (self.commit.exists() && staged(path).exists())
+    /// The files that hold `parts`.
+    pub fn of(&self, parts: Parts) -> Vec<&Path> {
+        [
+            (parts.params, &self.params),
+            (parts.optimizer, &self.optimizer),
+            (parts.callbacks, &self.callbacks),
+            (parts.history, &self.history),
+        ]
+        .into_iter()
+        .filter(|(wanted, _)| *wanted)
+        .map(|(_, p)| p.as_path())
+        .collect()
     }
-}
 
-/// The name a checkpoint file has while a save is writing it: `<file>.next`.
-///
-/// A save writes every file staged, then writes `<prefix>checkpoint.commit` (its commit point),
-/// then renames the staged files over the old ones and removes the commit file; see the engine's
-/// `checkpoint` module.
-pub fn staged(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".next");
-    PathBuf::from(s)
+    /// Whether the checkpoint holds `parts`: every file of them exists.
+    pub fn exist(&self, parts: Parts) -> bool {
+        self.of(parts).iter().all(|p| p.exists())
+    }
 }
 
 /// A request a callback made during a hook, carried out by the engine once the event has

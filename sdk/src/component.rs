@@ -87,7 +87,7 @@ pub struct BuildContext {
     pub input_shape: Vec<i64>,
     /// Number of model outputs: classes for classification, target columns for regression.
     pub n_outputs: i64,
-    /// The task.
+    /// Classification or regression.
     pub task: Task,
     /// Device the run trains on.
     pub device: tch::Device,

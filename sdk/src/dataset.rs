@@ -24,12 +24,12 @@ impl TensorDataset {
         Ok(Self { x, y })
     }
 
-    /// The inputs.
+    /// The inputs, one row per sample.
     pub fn x(&self) -> &Tensor {
         &self.x
     }
 
-    /// The targets.
+    /// The targets, one row per sample.
     pub fn y(&self) -> &Tensor {
         &self.y
     }

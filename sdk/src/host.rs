@@ -34,7 +34,8 @@ pub trait Host {
     /// gradient clipping, act on the model), in a fixed order.
     fn parameters(&self) -> Vec<(String, Tensor)>;
 
-    /// Sets `requires_grad` on every parameter whose name matches the glob `pattern`; returns
+    /// Sets `requires_grad` on every parameter whose name matches the glob `pattern` (Python's
+    /// `fnmatch` syntax: `*` spans dots, `?` is one character, `[seq]` a class); returns
     /// how many matched. Parameters with `requires_grad = false` are skipped by the optimizer.
     fn set_requires_grad(&mut self, pattern: &str, requires_grad: bool) -> Result<usize>;
 

@@ -1,8 +1,10 @@
 //! # torchfit-sdk
 //!
 //! The interfaces between the torchfit engine and its plugins: [`Callback`], [`Criterion`],
-//! [`Model`] and [`DatasetReader`], the [`Host`] services the engine lends to a callback during a
-//! hook, and the [`Error`] type every fallible call returns.
+//! [`Model`], [`DatasetReader`] and [`Scorer`], the [`Host`] services the engine lends to a
+//! callback during a hook, the [`Error`] type every fallible call returns, the metrics the engine
+//! and plugins share ([`metrics`]), and fakes to test a component without the engine
+//! ([`testing`]). A plugin lists its components in one [`export_plugin!`] call.
 //!
 //! Plugin authors implement these traits in ordinary Rust. The engine only ever talks to a plugin
 //! through them, so a component built into the engine, linked in-process, or loaded from a shared

@@ -97,6 +97,20 @@ pub fn torchfit_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().expect("run torchfit")
 }
 
+/// Runs `torchfit train examples/digits/config.toml` with each of `sets` as a `--set KEY=VALUE`,
+/// into the run directory `out` when given, with extra environment variables.
+pub fn train_digits(sets: &[&str], out: Option<&Path>, env: &[(&str, &str)]) -> Output {
+    let mut args = vec!["train", "examples/digits/config.toml"];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let out = out.map(|p| p.to_str().expect("a UTF-8 path"));
+    if let Some(out) = out {
+        args.extend(["--out", out]);
+    }
+    torchfit_env(&args, env)
+}
+
 /// libtorch has one random generator per process, reseeded by every `fit`: nets trained at the
 /// same time in threads of one process perturb each other's dropout. Tests that train in-process
 /// hold this lock.

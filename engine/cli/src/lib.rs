@@ -4,7 +4,7 @@
 //! shape. This package composes the engine ([`torchfit_engine`], re-exported here whole) with the
 //! stock models ([`models`]), criteria ([`criteria`]) and dataset readers ([`readers`]), linked
 //! in-process; provides the classifier and regressor presets ([`classifier`], [`regressor`],
-//! [`net`]); and runs the `torchfit` command ([`run`]).
+//! [`from_params`], [`from_file`]); and runs the `torchfit` command ([`run`]).
 //!
 //! ```no_run
 //! # fn main() -> Result<(), torchfit::Error> {
@@ -22,7 +22,7 @@
 mod presets;
 pub mod run;
 
-pub use presets::{classifier, defaults, from_file, net, regressor};
+pub use presets::{classifier, defaults, from_file, from_params, regressor};
 pub use torchfit_engine::*;
 /// The stock criteria (`cross_entropy`, `nll`, `bce_with_logits`, `mse`, `l1`, `smooth_l1`,
 /// `huber`), linked in-process.

@@ -7,9 +7,11 @@ use std::process::ExitCode;
 use torchfit::run;
 use torchfit_engine::{fsutil::write_atomic, plugins, Error};
 
-/// Train and use neural networks from a config file.
+/// torchfit trains neural networks on libtorch from a TOML config, with skorch's semantics
+/// (validation split, callbacks, checkpoints, exact resume), and predicts with the trained model.
+/// Its components come from plugins: `torchfit plugins` lists them.
 #[derive(Parser)]
-#[command(name = "torchfit", version, about)]
+#[command(name = "torchfit", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -113,17 +115,7 @@ fn execute(command: Command) -> Result<(), Error> {
                 Some(c) => plugins::registry_for(&run::load_params(&c, &[])?)?,
                 None => plugins::registry(&[], &[])?,
             };
-            let mut text = format!("{:<10} {:<20} {:<8} {:<10} summary\n", "kind", "name", "version", "origin");
-            for c in registry.components() {
-                text += &format!(
-                    "{:<10} {:<20} {:<8} {:<10} {}\n",
-                    c.kind.as_str(),
-                    c.name,
-                    c.version,
-                    c.origin,
-                    c.summary
-                );
-            }
+            let text = run::component_table(registry.components());
             let _ = std::io::stdout().write_all(text.as_bytes());
             Ok(())
         }

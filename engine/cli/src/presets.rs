@@ -13,13 +13,13 @@ pub fn defaults() -> Defaults {
 
 /// A net over `params` with the builtin components, every plugin crate linked into the program
 /// (the stock models, criteria and readers among them) and the stock [`defaults`].
-pub fn net(params: Params) -> NeuralNet {
+pub fn from_params(params: Params) -> NeuralNet {
     NeuralNet::new(params).with_defaults(defaults())
 }
 
-/// A [`net`] from a TOML config file.
+/// A [`from_params`] net from a TOML config file.
 pub fn from_file(path: &Path) -> Result<NeuralNet> {
-    Ok(net(Params::from_file(path)?))
+    Ok(from_params(Params::from_file(path)?))
 }
 
 /// A classification net: an `mlp` module (set `module__hidden` and the rest with `set_params`),
@@ -35,7 +35,7 @@ pub fn regressor() -> NeuralNet {
 
 fn for_task(task: &str) -> NeuralNet {
     let text = format!("task = \"{task}\"\n[module]\nname = \"mlp\"\n");
-    net(Params::from_str(&text, "defaults", ".".into()).expect("the preset config is valid"))
+    from_params(Params::from_str(&text, "defaults", ".".into()).expect("the preset config is valid"))
 }
 
 #[cfg(test)]

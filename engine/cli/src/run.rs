@@ -11,6 +11,7 @@ use torchfit_engine::config::{ComponentSpec, Params, SplitKind};
 use torchfit_engine::data::{split_indices, Stream};
 use torchfit_engine::fsutil::write_atomic;
 use torchfit_engine::net::{Start, RESUME_PREFIX};
+use torchfit_engine::registry::Component;
 use torchfit_engine::{EpochCount, Error, Evaluation, History, NeuralNet, Registry, Result, Valid};
 use torchfit_sdk::metrics::predicted_classes;
 use torchfit_sdk::{BuildContext, DatasetReader, Task};
@@ -35,7 +36,7 @@ pub struct ModelMeta {
     pub input_shape: Vec<i64>,
     /// Number of outputs.
     pub n_outputs: i64,
-    /// The task.
+    /// The task the model was trained for.
     pub task: Task,
     /// Folder the config's relative paths resolve against (absolute).
     pub base_dir: PathBuf,
@@ -169,8 +170,8 @@ fn check_run_dir(out: Option<&Path>, resume: bool) -> Result<()> {
         None => Ok(()),
         Some(dir) if dir.exists() && !dir.is_dir() => err(dir, "exists and is not a directory"),
         Some(dir) if resume => {
-            let files = torchfit_sdk::checkpoint::Files::new(dir, RESUME_PREFIX);
-            if files.present(&files.history) {
+            torchfit_engine::checkpoint::recover(dir, RESUME_PREFIX)?;
+            if torchfit_sdk::checkpoint::Files::new(dir, RESUME_PREFIX).history.exists() {
                 Ok(())
             } else {
                 err(dir, "has no train_end_ checkpoint to resume from (it is written when a run with --out ends)")
@@ -255,4 +256,65 @@ pub fn predict(run: &Path, data: Option<&Path>, sets: &[String]) -> Result<Vec<S
             flat.chunks(k).map(|r| r.iter().map(f32::to_string).collect::<Vec<_>>().join(",")).collect()
         }
     })
+}
+
+/// `torchfit plugins`: one line per component, sorted by kind then name, in aligned columns
+/// (kind, name, version, origin, summary).
+pub fn component_table(components: &[Component]) -> String {
+    let mut rows: Vec<[String; 5]> = components
+        .iter()
+        .map(|c| {
+            [c.kind.as_str().to_owned(), c.name.clone(), c.version.clone(), c.origin.to_string(), c.summary.clone()]
+        })
+        .collect();
+    rows.sort_by(|a, b| (&a[0], &a[1]).cmp(&(&b[0], &b[1])));
+    let header = ["kind", "name", "version", "origin", "summary"].map(str::to_owned);
+    let mut widths = [0; 4];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    std::iter::once(&header)
+        .chain(&rows)
+        .map(|r| {
+            format!(
+                "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}\n",
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2],
+                w3 = widths[3]
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_component_table_is_sorted_by_kind_then_name_in_aligned_columns() {
+        let text = component_table(Registry::builtin().components());
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("kind") && lines[0].ends_with("summary"), "{}", lines[0]);
+        let keys: Vec<(&str, &str)> = lines[1..]
+            .iter()
+            .map(|l| {
+                let mut w = l.split_whitespace();
+                (w.next().unwrap(), w.next().unwrap())
+            })
+            .collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+        assert!(keys.contains(&("model", "mlp")) && keys.contains(&("callback", "print_log")), "{keys:?}");
+        let column = |l: &str| l.find(l.split_whitespace().nth(2).unwrap()).unwrap();
+        assert!(lines.iter().all(|l| column(l) == column(lines[0])), "the version column is aligned:\n{text}");
+    }
 }

@@ -52,15 +52,7 @@ fn main() {
         let lib = Library::load(&p).expect("load the test plugin");
         let mut r = Registry::default();
         r.add_library(&lib).unwrap();
-        let ctx = BuildContext {
-            name: "noop".into(),
-            input_shape: vec![2],
-            n_outputs: 2,
-            task: Default::default(),
-            device: Device::Cpu,
-            base_dir: ".".into(),
-            seed: 0,
-        };
+        let ctx = BuildContext { n_outputs: 2, ..torchfit_sdk::testing::context("noop") };
         r.callback("faulty", &serde_json::json!({"hook": "none"}), &ctx).unwrap()
     });
 

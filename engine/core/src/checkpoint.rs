@@ -8,29 +8,41 @@
 //! 2. `<prefix>checkpoint.commit`, listing those files, is written atomically: the commit point;
 //! 3. each `.next` is renamed over its file, the folder is synced, and the commit file removed.
 //!
-//! [`recover`] runs before every load and save of the prefix: with a commit file it finishes
-//! step 3 (the new set wins); without one it deletes stray `.next` files (the old set wins). So
-//! whenever the process dies, the next reader sees one whole checkpoint, old or new.
+//! [`recover`] runs before every load and save of the prefix, and [`recover_all`] before a run
+//! starts in a folder: with a commit file it finishes step 3 (the new set wins); without one it
+//! deletes stray `.next` files (the old set wins). So whenever the process dies, the next reader
+//! sees one whole checkpoint, old or new.
 //! (A tool that reads the files directly, such as PyTorch, can see a mix only while a save is
 //! between steps 2 and 3.)
 
 use crate::fsutil::write_atomic;
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
-use torchfit_sdk::checkpoint::{staged, Files};
+use torchfit_sdk::checkpoint::{Files, Parts};
 
 /// Writes one file of a set to the path it is given.
-pub type Write<'a> = Box<dyn FnOnce(&Path) -> Result<()> + 'a>;
+pub(crate) type Write<'a> = Box<dyn FnOnce(&Path) -> Result<()> + 'a>;
 
 /// A file of the set and how to write it.
-pub type Writer<'a> = (PathBuf, Write<'a>);
+pub(crate) type Writer<'a> = (PathBuf, Write<'a>);
+
+/// Suffix of the commit file, `<prefix>checkpoint.commit`: present only while a save is between
+/// its commit point and its last rename.
+const COMMIT: &str = "checkpoint.commit";
 
 fn commit_file(dir: &Path, prefix: &str) -> PathBuf {
-    Files::new(dir, prefix).commit
+    dir.join(format!("{prefix}{COMMIT}"))
+}
+
+/// The name a checkpoint file has while a save writes it: `<file>.next`.
+fn staged(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".next");
+    PathBuf::from(s)
 }
 
 /// Writes `files` as one checkpoint `prefix` under `dir` (see the module docs).
-pub fn save(dir: &Path, prefix: &str, files: Vec<Writer<'_>>) -> Result<()> {
+pub(crate) fn save(dir: &Path, prefix: &str, files: Vec<Writer<'_>>) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     recover(dir, prefix)?;
     let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
@@ -52,9 +64,18 @@ pub fn recover(dir: &Path, prefix: &str) -> Result<()> {
         log::warn!("completing the checkpoint save interrupted in {}", dir.display());
         return finish(dir, prefix, &names.iter().map(|n| dir.join(n)).collect::<Vec<_>>());
     }
-    let f = Files::new(dir, prefix);
-    discard(&[f.params, f.optimizer, f.callbacks, f.history]);
+    let paths: Vec<PathBuf> = Files::new(dir, prefix).of(Parts::ALL).into_iter().map(Path::to_path_buf).collect();
+    discard(&paths);
     Ok(())
+}
+
+/// [`recover`] for every checkpoint under `dir` whose save was interrupted after its commit
+/// point (a missing `dir` has none).
+pub fn recover_all(dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    let prefixes: Vec<String> =
+        entries.filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(COMMIT).map(str::to_owned)).collect();
+    prefixes.iter().try_for_each(|prefix| recover(dir, prefix))
 }
 
 fn stage(files: Vec<Writer<'_>>) -> Result<()> {
@@ -171,6 +192,21 @@ mod tests {
         assert!(err.contains("p_history.json") && err.contains("disk full"), "{err}");
         assert_eq!(contents(&d), ["1", "1", "1"]);
         assert!(leftovers(&d).is_empty());
+    }
+
+    #[test]
+    fn an_interrupted_first_save_is_completed_before_a_run_starts_in_the_folder() {
+        let d = dir("first");
+        let files = set(&d, "1");
+        let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+        stage(files).unwrap();
+        mark(&d, "p_", &paths).unwrap(); // killed at the commit point: no file renamed yet
+        assert!(!Files::new(&d, "p_").exist(Parts::PARAMS));
+        recover_all(&d).unwrap();
+        assert!(Files::new(&d, "p_").exist(Parts::PARAMS));
+        assert_eq!(contents(&d), ["1", "1", "1"]);
+        assert!(leftovers(&d).is_empty());
+        recover_all(&d.join("missing")).unwrap();
     }
 
     #[test]

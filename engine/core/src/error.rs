@@ -45,9 +45,9 @@ pub enum Error {
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
-        /// The file.
+        /// The file or folder at fault.
         path: PathBuf,
-        /// The cause.
+        /// The operating system's error.
         source: std::io::Error,
     },
     /// libtorch reported an error.
@@ -62,9 +62,9 @@ pub enum Error {
     /// A run directory cannot be used as asked.
     #[error("{}: {message}", dir.display())]
     RunDir {
-        /// The directory.
+        /// The run directory (`--out`).
         dir: PathBuf,
-        /// Why.
+        /// Why it cannot be used.
         message: String,
     },
     /// The net was used before `fit` initialized it.

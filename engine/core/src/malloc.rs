@@ -5,9 +5,8 @@
 //! with a fresh `mmap` and gives a heap top above its trim threshold back to the kernel, and
 //! either way the next step faults the pages in again. The mmap threshold starts at 128 KiB and
 //! glibc raises it as such blocks are freed, so how often a run pays depends on the order of
-//! its frees: the same MNIST CNN epoch (batch 32) took 270,000 page faults in some runs and
-//! 1,000,000 in others, 7.5 s against 11 s. With fixed thresholds it takes about 149,000 every
-//! time.
+//! its frees, and the same epoch can take several times the page faults from one run to the
+//! next (measurements in `bench/README.md`). With fixed thresholds every run takes the same.
 //!
 //! [`apply`] fixes them once per process: mmap threshold 32 MiB (the most `mallopt` accepts) and
 //! trim threshold 64 MiB. `torchfit train` applies it before its readers load the data,

@@ -23,7 +23,7 @@ pub enum LoadError {
     /// The file could not be opened as a shared library.
     #[error("{}: cannot be loaded: {reason}", path.display())]
     Open {
-        /// The file.
+        /// The library file refused.
         path: PathBuf,
         /// The loader's message.
         reason: String,
@@ -31,13 +31,13 @@ pub enum LoadError {
     /// A shared library without torchfit's root module.
     #[error("{}: not a torchfit plugin (it exports no plugin root module)", path.display())]
     NotAPlugin {
-        /// The file.
+        /// The library file refused.
         path: PathBuf,
     },
     /// Built against an incompatible torchfit SDK.
     #[error("{}: built against an incompatible torchfit plugin ABI ({summary}); rebuild it against torchfit-sdk {}", path.display(), env!("CARGO_PKG_VERSION"))]
     Abi {
-        /// The file.
+        /// The library file refused.
         path: PathBuf,
         /// What differs, in a few words.
         summary: String,
@@ -47,17 +47,17 @@ pub enum LoadError {
     Duplicate {
         /// Kind of component.
         kind: torchfit_sdk::ComponentKind,
-        /// The name.
+        /// The component's name.
         name: String,
-        /// The first origin.
+        /// Where the first registration came from.
         first: String,
-        /// The second origin.
+        /// Where the second came from.
         second: String,
     },
     /// Built against another tch/libtorch.
     #[error("{}: built against {plugin}, but this torchfit uses {host}; rebuild the plugin", path.display())]
     Torch {
-        /// The file.
+        /// The library file refused.
         path: PathBuf,
         /// The plugin's tag.
         plugin: String,
@@ -273,8 +273,10 @@ mod tests {
         for f in ["b.so", "a.so", "notes.txt"] {
             std::fs::write(dir.join(f), b"").unwrap();
         }
-        let names: Vec<String> =
-            discover(&[dir.clone()]).iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        let names: Vec<String> = discover(std::slice::from_ref(&dir))
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
         assert_eq!(names, ["a.so", "b.so"]);
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -178,13 +178,13 @@ impl Registry {
         })
     }
 
-    /// Builds component `name` of `kind`, configured under `display` (a callback's config name):
-    /// `pick` takes the kind's constructor, `wrap` the kind's object from a library.
+    /// Builds component `name` of `kind`: `pick` takes the kind's constructor, `wrap` the kind's
+    /// object from a library. Errors name a callback by its config name (`ctx.name`), other
+    /// components by their registered name.
     fn build<T: ?Sized>(
         &self,
         kind: ComponentKind,
         name: &str,
-        display: &str,
         config: &serde_json::Value,
         ctx: &BuildContext,
         pick: fn(Constructor) -> Option<torchfit_sdk::Ctor<T>>,
@@ -204,6 +204,7 @@ impl Registry {
                     })
             }
         };
+        let display = if kind == ComponentKind::Callback { &ctx.name } else { name };
         built.map_err(|source| Error::Component { kind, name: display.into(), source })
     }
 
@@ -212,7 +213,7 @@ impl Registry {
         let pick = |c| if let Constructor::Model(f) = c { Some(f) } else { None };
         let wrap =
             |c| if let ComponentFfi::Model(m) = c { Some(Box::new(DynModel(m)) as Box<dyn Model>) } else { None };
-        self.build(ComponentKind::Model, name, name, config, ctx, pick, wrap)
+        self.build(ComponentKind::Model, name, config, ctx, pick, wrap)
     }
 
     /// Builds the criterion `name`.
@@ -225,7 +226,7 @@ impl Registry {
                 None
             }
         };
-        self.build(ComponentKind::Criterion, name, name, config, ctx, pick, wrap)
+        self.build(ComponentKind::Criterion, name, config, ctx, pick, wrap)
     }
 
     /// Builds the dataset reader `name`.
@@ -238,7 +239,7 @@ impl Registry {
                 None
             }
         };
-        self.build(ComponentKind::Reader, name, name, config, ctx, pick, wrap)
+        self.build(ComponentKind::Reader, name, config, ctx, pick, wrap)
     }
 
     /// Builds the scorer `name`.
@@ -246,7 +247,7 @@ impl Registry {
         let pick = |c| if let Constructor::Scorer(f) = c { Some(f) } else { None };
         let wrap =
             |c| if let ComponentFfi::Scorer(m) = c { Some(Box::new(DynScorer(m)) as Box<dyn Scorer>) } else { None };
-        self.build(ComponentKind::Scorer, name, name, config, ctx, pick, wrap)
+        self.build(ComponentKind::Scorer, name, config, ctx, pick, wrap)
     }
 
     /// Builds the callback type `kind_name` (configured under `ctx.name`).
@@ -264,7 +265,7 @@ impl Registry {
                 None
             }
         };
-        self.build(ComponentKind::Callback, kind_name, &ctx.name, config, ctx, pick, wrap)
+        self.build(ComponentKind::Callback, kind_name, config, ctx, pick, wrap)
     }
 }
 

@@ -4,7 +4,7 @@
 #![deny(missing_docs)]
 
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use torchfit_sdk::checkpoint::Files;
 use torchfit_sdk::{export_plugin, parse_config, BuildContext, Callback, Error, Flow, Host, Parts, Result};
 
@@ -68,12 +68,16 @@ fn event_cp() -> String {
     "event_cp".into()
 }
 
+/// The monitored key is not in the epoch's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MissingKey;
+
 /// Whether epoch `value` of the monitored key asks for a checkpoint (pure decision).
-pub fn should_save(monitor: &Monitor, value: Option<&serde_json::Value>) -> std::result::Result<bool, ()> {
+pub fn should_save(monitor: &Monitor, value: Option<&serde_json::Value>) -> std::result::Result<bool, MissingKey> {
     match monitor {
         Monitor::Every(_) => Ok(true),
         Monitor::Key(_) => match value {
-            None => Err(()),
+            None => Err(MissingKey),
             Some(serde_json::Value::Bool(b)) => Ok(*b),
             Some(v) => Ok(v.as_f64().is_some_and(|x| x != 0.0)),
         },
@@ -121,7 +125,7 @@ impl Callback for Checkpoint {
             Monitor::Key(k) => host.history_get(-1, k),
             Monitor::Every(_) => None,
         };
-        let save = should_save(&self.monitor, value.as_ref()).map_err(|()| Error::MissingHistoryKey {
+        let save = should_save(&self.monitor, value.as_ref()).map_err(|MissingKey| Error::MissingHistoryKey {
             key: match &self.monitor {
                 Monitor::Key(k) => k.clone(),
                 Monitor::Every(_) => String::new(),
@@ -208,19 +212,6 @@ fn build_load(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn
     Ok(Box::new(LoadInitState { parts: parts_of(&c.parts)?, dir: c.dirname.into(), prefix: c.fn_prefix, done: false }))
 }
 
-/// Whether a checkpoint with these parts exists under `dir` (pure, on the file system).
-pub fn checkpoint_exists(dir: &Path, prefix: &str, parts: Parts) -> bool {
-    let f = Files::new(dir, prefix);
-    [
-        (parts.params, &f.params),
-        (parts.optimizer, &f.optimizer),
-        (parts.callbacks, &f.callbacks),
-        (parts.history, &f.history),
-    ]
-    .iter()
-    .all(|(want, p)| !want || f.present(p))
-}
-
 impl Callback for LoadInitState {
     fn initialize(&mut self) -> Result<()> {
         self.done = false;
@@ -232,7 +223,7 @@ impl Callback for LoadInitState {
             return Ok(Flow::Continue);
         }
         let dir = torchfit_sdk::host::in_run_dir(host, &self.dir);
-        if checkpoint_exists(&dir, &self.prefix, self.parts) {
+        if Files::new(&dir, &self.prefix).exist(self.parts) {
             host.load_checkpoint(&self.dir, &self.prefix, self.parts)?;
         } else {
             torchfit_sdk::log::info!(
@@ -258,19 +249,12 @@ export_plugin! {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::path::Path;
     use torchfit_sdk::checkpoint::Action;
     use torchfit_sdk::testing::FakeHost;
 
     fn ctx() -> BuildContext {
-        BuildContext {
-            name: "cp".into(),
-            input_shape: vec![2],
-            n_outputs: 2,
-            task: Default::default(),
-            device: torchfit_sdk::tch::Device::Cpu,
-            base_dir: ".".into(),
-            seed: 0,
-        }
+        BuildContext { n_outputs: 2, ..torchfit_sdk::testing::context("cp") }
     }
 
     #[test]
@@ -278,7 +262,7 @@ mod tests {
         let key = Monitor::Key("valid_loss_best".into());
         assert_eq!(should_save(&key, Some(&json!(true))), Ok(true));
         assert_eq!(should_save(&key, Some(&json!(false))), Ok(false));
-        assert_eq!(should_save(&key, None), Err(()));
+        assert_eq!(should_save(&key, None), Err(MissingKey));
         assert_eq!(should_save(&Monitor::Every(false), None), Ok(true));
     }
 

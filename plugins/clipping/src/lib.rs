@@ -60,7 +60,7 @@ struct Clipping(Config);
 
 fn build(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
     let c: Config = parse_config(config)?;
-    if !(c.max_norm > 0.0) {
+    if c.max_norm.is_nan() || c.max_norm <= 0.0 {
         return Err(Error::Config { key: "max_norm".into(), message: "must be > 0".into() });
     }
     Ok(Box::new(Clipping(c)))
@@ -99,15 +99,7 @@ mod tests {
 
     #[test]
     fn norm_type_takes_numbers_and_inf() {
-        let ctx = BuildContext {
-            name: "c".into(),
-            input_shape: vec![],
-            n_outputs: 1,
-            task: Default::default(),
-            device: torchfit_sdk::tch::Device::Cpu,
-            base_dir: ".".into(),
-            seed: 0,
-        };
+        let ctx = BuildContext { input_shape: vec![], n_outputs: 1, ..torchfit_sdk::testing::context("c") };
         assert!(build(&serde_json::json!({"max_norm": 1.0, "norm_type": "inf"}), &ctx).is_ok());
         assert!(build(&serde_json::json!({"max_norm": 1.0, "norm_type": 1}), &ctx).is_ok());
         assert!(build(&serde_json::json!({"max_norm": 1.0, "norm_type": "max"}), &ctx).is_err());

@@ -204,15 +204,7 @@ mod tests {
     use torchfit_sdk::tch::{Device, Kind};
 
     fn ctx() -> BuildContext {
-        BuildContext {
-            name: "criterion".into(),
-            input_shape: vec![],
-            n_outputs: 3,
-            task: torchfit_sdk::Task::Classification,
-            device: Device::Cpu,
-            base_dir: ".".into(),
-            seed: 0,
-        }
+        BuildContext { input_shape: vec![], ..torchfit_sdk::testing::context("criterion") }
     }
 
     #[test]

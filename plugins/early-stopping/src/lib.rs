@@ -111,7 +111,7 @@ pub fn judge(cfg: &Config, state: &mut State, epoch: usize, score: f64) -> Verdi
     }
 }
 
-/// The callback.
+/// The `early_stopping` callback: its settings and its counters.
 pub struct EarlyStopping {
     cfg: Config,
     state: State,

@@ -82,15 +82,7 @@ mod tests {
         assert!(applies(3, 3) && applies(3, 7));
         let mut cb = build_freezer(
             &serde_json::json!({"patterns": "*.bias", "at": 2}),
-            &BuildContext {
-                name: "f".into(),
-                input_shape: vec![],
-                n_outputs: 1,
-                task: Default::default(),
-                device: torchfit_sdk::tch::Device::Cpu,
-                base_dir: ".".into(),
-                seed: 0,
-            },
+            &BuildContext { input_shape: vec![], n_outputs: 1, ..torchfit_sdk::testing::context("f") },
         )
         .unwrap();
         let mut host = FakeHost::default();
@@ -106,15 +98,7 @@ mod tests {
     fn a_pattern_that_matches_nothing_is_an_error() {
         let mut cb = build_unfreezer(
             &serde_json::json!({"patterns": ["conv.*"]}),
-            &BuildContext {
-                name: "u".into(),
-                input_shape: vec![],
-                n_outputs: 1,
-                task: Default::default(),
-                device: torchfit_sdk::tch::Device::Cpu,
-                base_dir: ".".into(),
-                seed: 0,
-            },
+            &BuildContext { input_shape: vec![], n_outputs: 1, ..torchfit_sdk::testing::context("u") },
         )
         .unwrap();
         let mut host = FakeHost::default();

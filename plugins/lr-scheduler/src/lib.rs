@@ -39,7 +39,7 @@ struct State {
     plateau: Plateau,
 }
 
-/// The callback.
+/// The `lr_scheduler` callback: its schedule and the steps taken.
 pub struct LrScheduler {
     schedule: Schedule,
     step_every: StepEvery,

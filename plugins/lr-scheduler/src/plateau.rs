@@ -9,9 +9,9 @@ pub struct PlateauConfig {
     /// History key to watch.
     #[serde(default = "valid_loss")]
     pub monitor: String,
-    /// `min` or `max`.
-    #[serde(default = "min")]
-    pub mode: String,
+    /// Whether the monitored value should fall (`min`) or rise (`max`).
+    #[serde(default)]
+    pub mode: Mode,
     /// Multiplier on a reduction.
     #[serde(default = "tenth")]
     pub factor: f64,
@@ -21,9 +21,9 @@ pub struct PlateauConfig {
     /// Improvement threshold.
     #[serde(default = "threshold")]
     pub threshold: f64,
-    /// `rel` or `abs`.
-    #[serde(default = "rel")]
-    pub threshold_mode: String,
+    /// Whether `threshold` is relative to the best value (`rel`) or absolute (`abs`).
+    #[serde(default)]
+    pub threshold_mode: ThresholdMode,
     /// Epochs to wait after a reduction.
     #[serde(default)]
     pub cooldown: u64,
@@ -38,12 +38,6 @@ pub struct PlateauConfig {
 fn valid_loss() -> String {
     "valid_loss".into()
 }
-fn min() -> String {
-    "min".into()
-}
-fn rel() -> String {
-    "rel".into()
-}
 fn tenth() -> f64 {
     0.1
 }
@@ -55,6 +49,28 @@ fn threshold() -> f64 {
 }
 fn eps() -> f64 {
     1e-8
+}
+
+/// The direction of improvement (torch's `mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Lower is better (a loss).
+    #[default]
+    Min,
+    /// Higher is better (an accuracy).
+    Max,
+}
+
+/// How `threshold` measures an improvement (torch's `threshold_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThresholdMode {
+    /// Better than `best * (1 ∓ threshold)`.
+    #[default]
+    Rel,
+    /// Better than `best ∓ threshold`.
+    Abs,
 }
 
 /// Counters, checkpointed.
@@ -71,11 +87,11 @@ pub struct Plateau {
 impl Plateau {
     fn better(cfg: &PlateauConfig, a: f64, best: Option<f64>) -> bool {
         let Some(best) = best else { return true };
-        match (cfg.mode.as_str(), cfg.threshold_mode.as_str()) {
-            ("min", "rel") => a < best * (1.0 - cfg.threshold),
-            ("min", _) => a < best - cfg.threshold,
-            (_, "rel") => a > best * (cfg.threshold + 1.0),
-            _ => a > best + cfg.threshold,
+        match (cfg.mode, cfg.threshold_mode) {
+            (Mode::Min, ThresholdMode::Rel) => a < best * (1.0 - cfg.threshold),
+            (Mode::Min, ThresholdMode::Abs) => a < best - cfg.threshold,
+            (Mode::Max, ThresholdMode::Rel) => a > best * (cfg.threshold + 1.0),
+            (Mode::Max, ThresholdMode::Abs) => a > best + cfg.threshold,
         }
     }
 
@@ -107,5 +123,57 @@ impl Plateau {
                 .collect();
         }
         lrs.to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(json: serde_json::Value) -> PlateauConfig {
+        torchfit_sdk::parse_config(&json).unwrap()
+    }
+
+    #[test]
+    fn a_misspelt_mode_is_refused_by_name() {
+        for (key, value) in [("mode", "mni"), ("threshold_mode", "relative")] {
+            let err = torchfit_sdk::parse_config::<PlateauConfig>(&serde_json::json!({ key: value })).unwrap_err();
+            match err {
+                torchfit_sdk::Error::Config { key: k, message } => {
+                    assert_eq!(k, key);
+                    assert!(message.contains(value), "{message}");
+                }
+                other => panic!("{other}"),
+            }
+        }
+        assert_eq!(config(serde_json::json!({})).mode, Mode::Min);
+        assert_eq!(
+            config(serde_json::json!({"mode": "max", "threshold_mode": "abs"})).threshold_mode,
+            ThresholdMode::Abs
+        );
+    }
+
+    #[test]
+    fn the_rate_is_cut_once_patience_runs_out_then_cools_down() {
+        let cfg = config(serde_json::json!({"patience": 1, "factor": 0.5, "cooldown": 1}));
+        let mut p = Plateau::default();
+        let mut lr = vec![1.0];
+        let mut seen = Vec::new();
+        for value in [1.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5] {
+            lr = p.step(&cfg, value, &lr);
+            seen.push(lr[0]);
+        }
+        // Two epochs without improvement (more than patience 1) cut the rate; the epoch after a
+        // cut is cooldown, so counting starts again after it.
+        assert_eq!(seen, [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25]);
+    }
+
+    #[test]
+    fn max_mode_counts_a_rise_as_an_improvement() {
+        let cfg = config(serde_json::json!({"mode": "max", "patience": 0, "factor": 0.1}));
+        let mut p = Plateau::default();
+        assert_eq!(p.step(&cfg, 0.5, &[1.0]), [1.0]);
+        assert_eq!(p.step(&cfg, 0.6, &[1.0]), [1.0], "a rise is an improvement");
+        assert_eq!(p.step(&cfg, 0.55, &[1.0]), [0.1], "a fall is not");
     }
 }

@@ -244,3 +244,83 @@ impl Policy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Each policy's closed form at the steps where it is known by hand; the whole sequences are
+    //! compared with `torch.optim.lr_scheduler` in `tests/tests/parity/lr_scheduler.rs`.
+    use super::*;
+
+    fn policy(json: serde_json::Value) -> Policy {
+        torchfit_sdk::parse_config(&json).unwrap()
+    }
+
+    fn rates(p: &Policy, base: f64, steps: u64) -> Vec<f64> {
+        (0..=steps).map(|s| p.lr(base, s)).collect()
+    }
+
+    fn close(a: &[f64], b: &[f64]) {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() < 1e-12, "{a:?} != {b:?}");
+        }
+    }
+
+    #[test]
+    fn step_and_multistep_decay_at_their_steps() {
+        close(
+            &rates(&policy(serde_json::json!({"policy": "StepLR", "step_size": 3, "gamma": 0.5})), 1.0, 6),
+            &[1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25],
+        );
+        let multi = policy(serde_json::json!({"policy": "MultiStepLR", "milestones": [2, 5]}));
+        close(&rates(&multi, 1.0, 5), &[1.0, 1.0, 0.1, 0.1, 0.1, 0.01]);
+        close(&rates(&policy(serde_json::json!({"policy": "ExponentialLR", "gamma": 0.9})), 2.0, 2), &[2.0, 1.8, 1.62]);
+    }
+
+    #[test]
+    fn cosine_falls_from_the_base_to_eta_min_over_t_max() {
+        let p = policy(serde_json::json!({"policy": "CosineAnnealingLR", "t_max": 10, "eta_min": 0.1}));
+        close(&[p.lr(1.1, 0), p.lr(1.1, 5), p.lr(1.1, 10)], &[1.1, 0.6, 0.1]);
+    }
+
+    #[test]
+    fn warm_restarts_go_back_to_the_base_with_longer_periods() {
+        let p = policy(serde_json::json!({"policy": "WarmRestart", "t_0": 2, "t_mult": 2}));
+        // Periods of 2 and 4 steps: restarts at steps 2 and 6; halfway down at 1 and 4.
+        let half = |x: f64| (1.0 + x.cos()) / 2.0;
+        let pi = std::f64::consts::PI;
+        close(&rates(&p, 1.0, 6), &[1.0, 0.5, 1.0, half(pi / 4.0), 0.5, half(3.0 * pi / 4.0), 1.0]);
+    }
+
+    #[test]
+    fn cyclic_rises_and_falls_between_its_bounds() {
+        let p = policy(serde_json::json!({"policy": "CyclicLR", "base_lr": 0.1, "max_lr": 1.0, "step_size_up": 2}));
+        close(&rates(&p, 0.5, 4), &[0.1, 0.55, 1.0, 0.55, 0.1]);
+        let halved = policy(
+            serde_json::json!({"policy": "CyclicLR", "base_lr": 0.1, "max_lr": 1.0, "step_size_up": 2, "mode": "triangular2"}),
+        );
+        close(&[halved.lr(0.5, 2), halved.lr(0.5, 6)], &[1.0, 0.55]);
+        assert_eq!(p.overrides_base(), Some(0.1), "the cycle starts at base_lr, not the optimizer's rate");
+    }
+
+    #[test]
+    fn one_cycle_starts_at_max_over_div_and_ends_at_its_minimum() {
+        let p = policy(serde_json::json!({"policy": "OneCycleLR", "max_lr": 1.0, "total_steps": 11}));
+        let r = rates(&p, 0.04, 10);
+        close(&[r[0], r[10]], &[0.04, 0.04 / 1e4]);
+        assert!(r.iter().all(|&x| x <= 1.0) && r.iter().cloned().fold(0.0, f64::max) > 0.9, "{r:?}");
+        assert_eq!(p.overrides_base(), Some(0.04));
+    }
+
+    #[test]
+    fn settings_torch_refuses_are_refused_by_key() {
+        let key = |json| policy(json).validate().unwrap_err().0;
+        assert_eq!(key(serde_json::json!({"policy": "StepLR", "step_size": 0})), "step_size");
+        assert_eq!(key(serde_json::json!({"policy": "MultiStepLR", "milestones": [5, 2]})), "milestones");
+        assert_eq!(
+            key(serde_json::json!({"policy": "OneCycleLR", "max_lr": 1.0, "total_steps": 10, "pct_start": 1.5})),
+            "pct_start"
+        );
+        assert!(torchfit_sdk::parse_config::<Policy>(&serde_json::json!({"policy": "StepLr", "step_size": 1})).is_err());
+    }
+}

@@ -81,7 +81,7 @@ fn one() -> i64 {
     1
 }
 
-/// The network.
+/// The convolutional network and its parameters.
 #[derive(Debug)]
 pub struct Cnn {
     vars: Vars,
@@ -218,15 +218,7 @@ mod tests {
     use torchfit_sdk::tch::{Device, Kind};
 
     fn ctx(shape: &[i64]) -> BuildContext {
-        BuildContext {
-            name: "module".into(),
-            input_shape: shape.to_vec(),
-            n_outputs: 10,
-            task: Default::default(),
-            device: Device::Cpu,
-            base_dir: ".".into(),
-            seed: 0,
-        }
+        BuildContext { input_shape: shape.to_vec(), n_outputs: 10, ..torchfit_sdk::testing::context("module") }
     }
 
     fn poutyne() -> serde_json::Value {

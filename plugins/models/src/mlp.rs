@@ -39,7 +39,7 @@ fn default_hidden() -> Vec<i64> {
     vec![100]
 }
 
-/// The network.
+/// The multi-layer perceptron and its parameters.
 #[derive(Debug)]
 pub struct Mlp {
     vars: Vars,
@@ -98,15 +98,7 @@ mod tests {
     use torchfit_sdk::tch::{Device, Kind};
 
     fn ctx() -> BuildContext {
-        BuildContext {
-            name: "module".into(),
-            input_shape: vec![8, 8],
-            n_outputs: 10,
-            task: torchfit_sdk::Task::Classification,
-            device: Device::Cpu,
-            base_dir: ".".into(),
-            seed: 0,
-        }
+        BuildContext { input_shape: vec![8, 8], n_outputs: 10, ..torchfit_sdk::testing::context("module") }
     }
 
     #[test]

@@ -189,15 +189,7 @@ mod tests {
     use torchfit_sdk::tch::{Device, Kind};
 
     fn ctx(shape: &[i64], n: i64) -> BuildContext {
-        BuildContext {
-            name: "module".into(),
-            input_shape: shape.to_vec(),
-            n_outputs: n,
-            task: Default::default(),
-            device: Device::Cpu,
-            base_dir: ".".into(),
-            seed: 0,
-        }
+        BuildContext { input_shape: shape.to_vec(), n_outputs: n, ..torchfit_sdk::testing::context("module") }
     }
 
     #[test]

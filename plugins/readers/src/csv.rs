@@ -20,7 +20,7 @@ use torchfit_sdk::{parse_config, BuildContext, DatasetReader, Error, Result, Tas
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CsvConfig {
-    /// The file.
+    /// The CSV file (`.gz` read compressed), relative to the config file.
     pub path: String,
     /// Target column.
     #[serde(default = "default_target")]

@@ -70,7 +70,7 @@ enum Source {
     File(std::fs::File),
 }
 
-/// The reader.
+/// An IDX images file and its labels file, read sample by sample (plain or gzip-compressed).
 pub struct Idx {
     source: Source,
     path: PathBuf,

@@ -49,7 +49,7 @@ fn default_extensions() -> Vec<String> {
     ["png", "jpg", "jpeg"].map(String::from).to_vec()
 }
 
-/// The reader.
+/// A folder of class folders of images, decoded per batch.
 pub struct ImageFolder {
     files: Vec<(PathBuf, i64)>,
     classes: Vec<String>,
@@ -235,7 +235,7 @@ impl ImageFolder {
     /// Decodes the samples `indices` into `x` (`sample` values each), on `workers` threads.
     fn decode_batch(&self, indices: &[i64], sample: usize, x: &mut [f32]) -> Result<()> {
         let per_worker = indices.len().div_ceil(self.workers).max(1);
-        let this = &*self;
+        let this = self;
         if per_worker >= indices.len() {
             indices.iter().zip(x.chunks_mut(sample)).try_for_each(|(&i, o)| this.decode_into(i, o))?;
         } else {

@@ -40,7 +40,7 @@ pub struct NpyConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NpzConfig {
-    /// The archive.
+    /// The `.npz` archive, relative to the config file.
     pub path: String,
     /// Name of the inputs array.
     #[serde(default = "x_name")]

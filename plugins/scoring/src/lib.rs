@@ -177,15 +177,7 @@ mod tests {
     use torchfit_sdk::testing::FakeHost;
 
     fn ctx() -> BuildContext {
-        BuildContext {
-            name: "valid_f1".into(),
-            input_shape: vec![1],
-            n_outputs: 3,
-            task: Default::default(),
-            device: torchfit_sdk::tch::Device::Cpu,
-            base_dir: ".".into(),
-            seed: 0,
-        }
+        BuildContext { input_shape: vec![1], ..torchfit_sdk::testing::context("valid_f1") }
     }
 
     #[test]

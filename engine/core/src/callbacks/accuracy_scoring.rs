@@ -14,37 +14,27 @@
 //! with one device synchronisation. Writes `<name>` and `<name>_best`; an epoch without batches
 //! of its phase (no validation data) records nothing.
 
-use serde::Deserialize;
+use super::ScoringConfig;
 use tch::{Kind, Tensor};
 use torchfit_sdk::metrics::correct;
 use torchfit_sdk::{parse_config, scoring::record_with_best, BatchOutput, BuildContext, Callback, Flow, Host, Result};
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Config {
-    name: Option<String>,
-    #[serde(default)]
-    on_train: bool,
-    #[serde(default)]
-    lower_is_better: bool,
-}
-
-/// The callback.
-pub struct AccuracyScoring {
+/// Its settings, and per batch of its phase the count of right predictions (a device scalar) and
+/// the batch size.
+pub(crate) struct AccuracyScoring {
     key: String,
     on_train: bool,
     lower_is_better: bool,
-    /// Per batch: number of correct predictions (a device scalar) and batch size.
     cache: Vec<(Tensor, i64)>,
 }
 
 /// Builds it.
-pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Callback>> {
-    let c: Config = parse_config(config)?;
+pub(crate) fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Callback>> {
+    let c: ScoringConfig = parse_config(config)?;
     Ok(Box::new(AccuracyScoring {
-        key: c.name.unwrap_or_else(|| ctx.name.clone()),
+        key: c.key(ctx),
         on_train: c.on_train,
-        lower_is_better: c.lower_is_better,
+        lower_is_better: c.lower_is_better.unwrap_or(false),
         cache: Vec::new(),
     }))
 }

@@ -7,14 +7,14 @@ use torchfit_sdk::{parse_config, BuildContext, Callback, Flow, Host, Result};
 #[serde(deny_unknown_fields)]
 struct Config {}
 
-/// The callback.
+/// The start of the current epoch.
 #[derive(Default)]
-pub struct EpochTimer {
+pub(crate) struct EpochTimer {
     start: Option<Instant>,
 }
 
 /// Builds it (no keys).
-pub fn build(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
+pub(crate) fn build(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
     let _: Config = parse_config(config)?;
     Ok(Box::new(EpochTimer::default()))
 }

@@ -11,16 +11,37 @@ pub mod passthrough;
 pub mod print_log;
 pub mod progress;
 
-use crate::config::CallbackSpec;
+use crate::config::{CallbackOverride, CallbackSpec};
+use serde::Deserialize;
 use serde_json::json;
-use torchfit_sdk::Task;
+use torchfit_sdk::{BuildContext, Task};
+
+/// The keys of the builtin scoring callbacks, skorch's: `name` (the history key written; the
+/// callback's config name by default), `on_train` (score the training batches instead of the
+/// validation batches) and `lower_is_better` (the direction of `<name>_best`; each callback has
+/// its default).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScoringConfig {
+    name: Option<String>,
+    #[serde(default)]
+    pub on_train: bool,
+    pub lower_is_better: Option<bool>,
+}
+
+impl ScoringConfig {
+    /// The history key written.
+    pub fn key(&self, ctx: &BuildContext) -> String {
+        self.name.clone().unwrap_or_else(|| ctx.name.clone())
+    }
+}
 
 fn spec(name: &str, kind: &str, params: serde_json::Value) -> CallbackSpec {
     CallbackSpec { name: name.into(), kind: kind.into(), params }
 }
 
 /// The default callbacks for `task`, skorch's list plus a progress bar.
-pub fn defaults(task: Task) -> Vec<CallbackSpec> {
+pub(crate) fn defaults(task: Task) -> Vec<CallbackSpec> {
     let mut v = vec![
         spec("epoch_timer", "epoch_timer", json!({})),
         spec("train_loss", "passthrough_scoring", json!({"on_train": true})),
@@ -36,7 +57,7 @@ pub fn defaults(task: Task) -> Vec<CallbackSpec> {
 
 /// The callbacks of a run: defaults reconfigured or disabled by `overrides`, user callbacks after
 /// the defaults, `print_log` last.
-pub fn resolve(defaults: Vec<CallbackSpec>, overrides: Vec<(String, Option<CallbackSpec>)>) -> Vec<CallbackSpec> {
+pub(crate) fn resolve(defaults: Vec<CallbackSpec>, overrides: Vec<CallbackOverride>) -> Vec<CallbackSpec> {
     let mut list: Vec<Option<CallbackSpec>> = defaults.into_iter().map(Some).collect();
     for (name, over) in overrides {
         match list.iter().position(|s| s.as_ref().is_some_and(|s| s.name == name)) {

@@ -9,38 +9,24 @@
 //! Reads batch keys `<name>` and `{train,valid}_batch_size`; writes `<name>` and `<name>_best`.
 //! Epochs without such batches (no validation data) record nothing.
 
-use serde::Deserialize;
+use super::ScoringConfig;
 use torchfit_sdk::metrics::weighted_mean;
 use torchfit_sdk::{parse_config, scoring::record_with_best, BuildContext, Callback, Flow, Host, Result};
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Config {
-    name: Option<String>,
-    #[serde(default)]
-    on_train: bool,
-    #[serde(default = "yes")]
-    lower_is_better: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// The callback.
-pub struct Passthrough {
+/// The key averaged and written, and the batch-size key that weighs it.
+pub(crate) struct Passthrough {
     key: String,
     size_key: &'static str,
     lower_is_better: bool,
 }
 
 /// Builds it.
-pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Callback>> {
-    let c: Config = parse_config(config)?;
+pub(crate) fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Callback>> {
+    let c: ScoringConfig = parse_config(config)?;
     Ok(Box::new(Passthrough {
-        key: c.name.unwrap_or_else(|| ctx.name.clone()),
+        key: c.key(ctx),
         size_key: if c.on_train { "train_batch_size" } else { "valid_batch_size" },
-        lower_is_better: c.lower_is_better,
+        lower_is_better: c.lower_is_better.unwrap_or(true),
     }))
 }
 

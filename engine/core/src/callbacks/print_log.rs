@@ -27,8 +27,8 @@ fn four() -> usize {
     4
 }
 
-/// The callback.
-pub struct PrintLog {
+/// The table's settings, and its columns once the first epoch has fixed them.
+pub(crate) struct PrintLog {
     keys_ignored: Vec<String>,
     decimals: usize,
     color: bool,
@@ -36,7 +36,7 @@ pub struct PrintLog {
 }
 
 /// Builds it.
-pub fn build(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
+pub(crate) fn build(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
     let c: Config = parse_config(config)?;
     Ok(Box::new(PrintLog {
         keys_ignored: c.keys_ignored,
@@ -47,7 +47,7 @@ pub fn build(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn 
 }
 
 /// The columns to show for an epoch record, in display order.
-pub fn columns(epoch: &Map<String, Value>, ignored: &[String]) -> Vec<String> {
+pub(crate) fn columns(epoch: &Map<String, Value>, ignored: &[String]) -> Vec<String> {
     let shown = |k: &&String| !k.ends_with("_best") && k.as_str() != "batches" && !ignored.contains(k);
     let mut keys: Vec<String> = epoch.keys().filter(shown).cloned().collect();
     let rank = |k: &str| match k {
@@ -63,7 +63,7 @@ pub fn columns(epoch: &Map<String, Value>, ignored: &[String]) -> Vec<String> {
 }
 
 /// One cell: numbers with `decimals` digits (integers as they are), best values marked.
-pub fn cell(epoch: &Map<String, Value>, key: &str, decimals: usize, color: bool) -> String {
+pub(crate) fn cell(epoch: &Map<String, Value>, key: &str, decimals: usize, color: bool) -> String {
     let text = match epoch.get(key) {
         None | Some(Value::Null) => String::new(),
         Some(Value::Number(n)) if n.is_f64() => format!("{:.*}", decimals, n.as_f64().unwrap_or(f64::NAN)),
@@ -100,7 +100,7 @@ fn visible_len(s: &str) -> usize {
 }
 
 /// Formats one table line: cells right-aligned to `widths`.
-pub fn line(cells: &[String], widths: &[usize]) -> String {
+pub(crate) fn line(cells: &[String], widths: &[usize]) -> String {
     let parts: Vec<String> = cells
         .iter()
         .zip(widths)

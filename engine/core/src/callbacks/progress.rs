@@ -8,14 +8,14 @@ use torchfit_sdk::{parse_config, BatchOutput, BuildContext, Callback, Flow, Host
 #[serde(deny_unknown_fields)]
 struct Config {}
 
-/// The callback.
+/// The bar of the current pass (none off a terminal).
 #[derive(Default)]
-pub struct Progress {
+pub(crate) struct Progress {
     bar: Option<ProgressBar>,
 }
 
 /// Builds it (no keys).
-pub fn build(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
+pub(crate) fn build(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
     let _: Config = parse_config(config)?;
     Ok(Box::new(Progress::default()))
 }

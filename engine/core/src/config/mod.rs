@@ -7,7 +7,7 @@
 
 mod settings;
 
-pub use settings::{CallbackSpec, ComponentSpec, IteratorConfig, Settings, SplitConfig, SplitKind};
+pub use settings::{CallbackOverride, CallbackSpec, ComponentSpec, IteratorConfig, Settings, SplitConfig, SplitKind};
 
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -72,7 +72,7 @@ impl Params {
         Ok(Self { tree, settings })
     }
 
-    /// The tree.
+    /// The TOML tree, as loaded and changed.
     pub fn table(&self) -> &Table {
         &self.tree.table
     }

@@ -54,12 +54,12 @@ pub struct Settings {
     /// The validation set when `train_split.kind = "predefined"` (a reader component).
     #[serde(default)]
     pub valid_dataset: Option<ComponentSpec>,
-    /// The model.
+    /// The model: the `name` of a model component and its keys.
     pub module: ComponentSpec,
     /// The loss; defaults to `cross_entropy` (classification) or `mse` (regression).
     #[serde(default)]
     pub criterion: Option<ComponentSpec>,
-    /// The optimizer.
+    /// The optimizer and its hyper-parameters ([`crate::optim`]).
     #[serde(default)]
     pub optimizer: OptimizerConfig,
     /// Training batches.
@@ -162,6 +162,9 @@ impl Default for IteratorConfig {
     }
 }
 
+/// A callback's name and its configuration, or `None` to disable a default callback of that name.
+pub type CallbackOverride = (String, Option<CallbackSpec>);
+
 /// One configured callback.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallbackSpec {
@@ -200,7 +203,7 @@ impl Settings {
 
     /// The `[callbacks]` table as `(name, Some(spec))` to configure or add, `(name, None)` to
     /// disable, in config order.
-    pub fn callback_overrides(&self) -> Result<Vec<(String, Option<CallbackSpec>)>, (String, String)> {
+    pub fn callback_overrides(&self) -> Result<Vec<CallbackOverride>, (String, String)> {
         self.callbacks
             .iter()
             .map(|(name, v)| match v {

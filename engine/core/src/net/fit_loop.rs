@@ -20,7 +20,8 @@ use torchfit_sdk::checkpoint::Action;
 use torchfit_sdk::{Batch, BatchOutput, DatasetReader, Flow};
 
 /// `on_train_begin`, the epochs, then `on_train_end` on every callback, also after an error.
-/// With `resume`, everything is first restored from the checkpoint [`super::RESUME_PREFIX`] in
+/// Checkpoint saves in the run directory that a crash interrupted are completed or discarded
+/// first, so callbacks find whole checkpoints there. With `resume`, everything is first restored from the checkpoint [`super::RESUME_PREFIX`] in
 /// that folder; `count` then decides how many epochs run.
 pub(super) fn partial_fit(
     c: &mut Components,
@@ -31,6 +32,9 @@ pub(super) fn partial_fit(
     train: &[i64],
     valid: Valid<'_>,
 ) -> Result<()> {
+    if let Some(run_dir) = &c.run_dir {
+        crate::checkpoint::recover_all(run_dir)?;
+    }
     if let Some(dir) = resume {
         perform(
             c,

@@ -200,7 +200,7 @@ impl Hyper {
         let bad = |key: &str, message: &str| {
             Err(Error::Config { origin: String::new(), key: format!("{at}{key}"), message: message.into() })
         };
-        if !(self.lr >= 0.0) {
+        if self.lr.is_nan() || self.lr < 0.0 {
             return bad("lr", "must be >= 0");
         }
         if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {

@@ -1,4 +1,4 @@
-//! The engine's linked stock crates as one loadable library: their components are registered in
+//! The `torchfit` package's linked stock crates as one loadable library: their components are registered in
 //! this image by linking them, and the root module lists every registration of the image.
 
 use torchfit_plugin_criteria as _;

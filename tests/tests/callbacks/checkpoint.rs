@@ -2,7 +2,7 @@
 //! resuming in a new process equals training straight, and checkpoints land in the run directory.
 
 use std::path::Path;
-use torchfit_tests::{plugin_library, read_json, temp_dir, torchfit_env};
+use torchfit_tests::{plugin_library, read_json, temp_dir, torchfit_env, train_digits};
 
 /// Builds the stock plugin into the binary's folder, where the host finds it.
 fn stock() {
@@ -78,19 +78,9 @@ fn checkpoint_saves_the_best_epochs_into_the_run_directory() {
 fn a_missing_monitor_key_is_an_error_naming_it() {
     stock();
     let run = temp_dir("cp-monitor").join("run");
-    let o = torchfit_env(
-        &[
-            "train",
-            "examples/digits/config.toml",
-            "--set",
-            "max_epochs=1",
-            "--set",
-            "callbacks__cp__type=checkpoint",
-            "--set",
-            "callbacks__cp__monitor=valid_f1_best",
-            "--out",
-            run.to_str().unwrap(),
-        ],
+    let o = train_digits(
+        &["max_epochs=1", "callbacks__cp__type=checkpoint", "callbacks__cp__monitor=valid_f1_best"],
+        Some(&run),
         &[],
     );
     assert_eq!(o.status.code(), Some(1));

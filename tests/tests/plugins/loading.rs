@@ -2,7 +2,7 @@
 //! short message; a plugin that panics ends the run with an error, never a crash.
 
 use std::path::PathBuf;
-use torchfit_tests::{plugin_dir, plugin_library, read_json, temp_dir, torchfit_env};
+use torchfit_tests::{plugin_dir, plugin_library, read_json, temp_dir, torchfit_env, train_digits};
 
 fn example() -> PathBuf {
     plugin_library("custom-callback", "custom_callback")
@@ -29,17 +29,9 @@ fn train_losses(history: &serde_json::Value) -> Vec<String> {
 fn a_third_party_callback_loads_from_the_plugin_path_and_runs() {
     let dir = plugin_dir("example", &example(), "libcustom_callback.so");
     let with = temp_dir("with-plugin").join("run");
-    let o = torchfit_env(
-        &[
-            "train",
-            "examples/digits/config.toml",
-            "--set",
-            "max_epochs=3",
-            "--set",
-            "callbacks__grad_norm__key=grad_norm",
-            "--out",
-            with.to_str().unwrap(),
-        ],
+    let o = train_digits(
+        &["max_epochs=3", "callbacks__grad_norm__key=grad_norm"],
+        Some(&with),
         &[("TORCHFIT_PLUGIN_PATH", dir.to_str().unwrap())],
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -114,10 +106,7 @@ fn a_plugin_with_an_incompatible_abi_is_refused_in_one_line() {
 
 #[test]
 fn a_missing_plugin_named_in_the_config_is_a_clear_error() {
-    let o = torchfit_env(
-        &["train", "examples/digits/config.toml", "--set", "callbacks__cp__type=checkpoint_that_is_not_there"],
-        &[],
-    );
+    let o = train_digits(&["callbacks__cp__type=checkpoint_that_is_not_there"], None, &[]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
     assert!(
@@ -204,19 +193,7 @@ fn a_panic_in_a_plugin_criterion_or_constructor_is_an_error_not_a_crash() {
     );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(error_line(&o).contains("panicked in loss"), "{}", stderr(&o));
-    let o = torchfit_env(
-        &[
-            "train",
-            "examples/digits/config.toml",
-            "--set",
-            &plugins,
-            "--set",
-            "callbacks__bad__type=faulty",
-            "--set",
-            "callbacks__bad__hook=constructor",
-        ],
-        &[],
-    );
+    let o = train_digits(&[&plugins, "callbacks__bad__type=faulty", "callbacks__bad__hook=constructor"], None, &[]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(error_line(&o).contains("panicked in build"), "{}", stderr(&o));
 }
@@ -290,23 +267,15 @@ fn a_loaded_callback_scores_with_a_loaded_scorer_through_the_host() {
     let lib = faulty();
     let out = temp_dir("scorer").join("run");
     let plugins = format!("plugins=[{:?}]", lib.display().to_string());
-    let o = torchfit_env(
+    let o = train_digits(
         &[
-            "train",
-            "examples/digits/config.toml",
-            "--set",
             "max_epochs=2",
-            "--set",
             &plugins,
-            "--set",
             "callbacks__s__type=faulty",
-            "--set",
             "callbacks__s__hook=none",
-            "--set",
             "callbacks__s__score=constant_half",
-            "--out",
-            out.to_str().unwrap(),
         ],
+        Some(&out),
         &[],
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -317,21 +286,9 @@ fn a_loaded_callback_scores_with_a_loaded_scorer_through_the_host() {
 fn an_unknown_scorer_is_an_error_listing_the_known_ones() {
     let lib = faulty();
     let plugins = format!("plugins=[{:?}]", lib.display().to_string());
-    let o = torchfit_env(
-        &[
-            "train",
-            "examples/digits/config.toml",
-            "--set",
-            "max_epochs=1",
-            "--set",
-            &plugins,
-            "--set",
-            "callbacks__s__type=faulty",
-            "--set",
-            "callbacks__s__hook=none",
-            "--set",
-            "callbacks__s__score=f3",
-        ],
+    let o = train_digits(
+        &["max_epochs=1", &plugins, "callbacks__s__type=faulty", "callbacks__s__hook=none", "callbacks__s__score=f3"],
+        None,
         &[],
     );
     assert_eq!(o.status.code(), Some(1));

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use torchfit_tests::{read_json, root, temp_dir, torchfit_env};
+use torchfit_tests::{read_json, root, temp_dir, train_digits};
 
 /// The commit whose `sdk/` is torchfit's first released plugin ABI (`ABI_VERSION` 1).
 const ABI_V1: &str = "938d1c7c9671434ff14c57b0e230cdf34232897e";
@@ -80,17 +80,9 @@ fn a_plugin_built_against_the_first_released_abi_loads_and_runs() {
 
     let dir = torchfit_tests::plugin_dir("abi-v1", &lib, "libcustom_callback_abi_v1.so");
     let run = temp_dir("abi-v1-run").join("run");
-    let o = torchfit_env(
-        &[
-            "train",
-            "examples/digits/config.toml",
-            "--set",
-            "max_epochs=2",
-            "--set",
-            "callbacks__grad_norm__key=grad_norm",
-            "--out",
-            run.to_str().unwrap(),
-        ],
+    let o = train_digits(
+        &["max_epochs=2", "callbacks__grad_norm__key=grad_norm"],
+        Some(&run),
         &[("TORCHFIT_PLUGIN_PATH", dir.to_str().unwrap())],
     );
     assert!(o.status.success(), "the current host refused the ABI v1 plugin: {}", String::from_utf8_lossy(&o.stderr));

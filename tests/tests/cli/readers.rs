@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use torchfit::readers::{csv, image_folder, npy};
 use torchfit_sdk::tch::Tensor;
-use torchfit_sdk::{BuildContext, DatasetReader, Task};
+use torchfit_sdk::{BuildContext, DatasetReader};
 use torchfit_tests::{history_without, python, read_json, root, temp_dir, torchfit_env};
 
 fn digits_csv() -> PathBuf {
@@ -14,13 +14,10 @@ fn digits_csv() -> PathBuf {
 
 fn ctx(dir: &Path) -> BuildContext {
     BuildContext {
-        name: "dataset".into(),
         input_shape: vec![],
         n_outputs: 0,
-        task: Task::Classification,
-        device: tch::Device::Cpu,
         base_dir: dir.to_path_buf(),
-        seed: 0,
+        ..torchfit_sdk::testing::context("dataset")
     }
 }
 

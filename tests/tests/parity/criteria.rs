@@ -52,15 +52,7 @@ fn every_criterion_equals_pytorchs_loss() {
     let expected: Vec<f64> = serde_json::from_slice(&out.stdout).unwrap();
     let get = |n: &str| t.iter().find(|(k, _)| k == n).unwrap().1.shallow_clone();
     let registry = Registry::builtin();
-    let ctx = BuildContext {
-        name: "criterion".into(),
-        input_shape: vec![4],
-        n_outputs: 4,
-        task: Default::default(),
-        device: Device::Cpu,
-        base_dir: ".".into(),
-        seed: 0,
-    };
+    let ctx = BuildContext { input_shape: vec![4], n_outputs: 4, ..torchfit_sdk::testing::context("criterion") };
     for ((name, config, expr), want) in CASES.iter().zip(expected) {
         let c = registry.criterion(name, &serde_json::from_str(config).unwrap(), &ctx).unwrap();
         let (pred, y) = match *name {
@@ -77,15 +69,7 @@ fn every_criterion_equals_pytorchs_loss() {
 #[test]
 fn integer_labels_train_a_single_logit_binary_classifier() {
     let registry = Registry::builtin();
-    let ctx = BuildContext {
-        name: "criterion".into(),
-        input_shape: vec![1],
-        n_outputs: 1,
-        task: Default::default(),
-        device: Device::Cpu,
-        base_dir: ".".into(),
-        seed: 0,
-    };
+    let ctx = BuildContext { input_shape: vec![1], n_outputs: 1, ..torchfit_sdk::testing::context("criterion") };
     let c = registry.criterion("bce_with_logits", &serde_json::json!({}), &ctx).unwrap();
     let l = c.loss(&Tensor::zeros([4, 1], (Kind::Float, Device::Cpu)), &Tensor::from_slice(&[0i64, 1, 1, 0])).unwrap();
     assert!((l.double_value(&[]) - 2f64.ln()).abs() < 1e-6);

@@ -47,15 +47,7 @@ fn every_shipped_plugin_conforms() {
         registry.add_library(&lib).unwrap();
         for c in registry.components() {
             assert!(!c.summary.is_empty(), "{}: no summary", c.name);
-            let ctx = BuildContext {
-                name: c.name.clone(),
-                input_shape: vec![2],
-                n_outputs: 3,
-                task: Default::default(),
-                device: tch::Device::Cpu,
-                base_dir: ".".into(),
-                seed: 0,
-            };
+            let ctx = torchfit_sdk::testing::context(&c.name);
             if c.kind == ComponentKind::Callback {
                 let mut cb = registry
                     .callback(&c.name, &sample_config(&c.name), &ctx)
@@ -76,15 +68,7 @@ fn the_example_records_a_gradient_norm_through_the_abi() {
     let lib = Library::load(&torchfit_tests::plugin_library("custom-callback", "custom_callback")).unwrap();
     let mut registry = Registry::default();
     registry.add_library(&lib).unwrap();
-    let ctx = BuildContext {
-        name: "gn".into(),
-        input_shape: vec![2],
-        n_outputs: 3,
-        task: Default::default(),
-        device: tch::Device::Cpu,
-        base_dir: ".".into(),
-        seed: 0,
-    };
+    let ctx = torchfit_sdk::testing::context("gn");
     let mut cb = registry.callback("grad_norm", &serde_json::json!({"key": "gn"}), &ctx).unwrap();
     let mut host = FakeHost::default();
     drive_one_epoch(cb.as_mut(), &mut host).unwrap();
@@ -96,19 +80,17 @@ fn the_example_records_a_gradient_norm_through_the_abi() {
     );
 }
 
-/// The stock models, criteria and readers the engine links in-process also work as loaded
+/// The stock models, criteria and readers the `torchfit` package links in-process also work as loaded
 /// libraries, through the ABI, like a third party's.
 #[test]
 fn the_linked_stock_components_work_through_the_abi() {
     let device = tch::Device::Cpu;
     let ctx = |shape: &[i64], n: i64| BuildContext {
-        name: "c".into(),
         input_shape: shape.to_vec(),
         n_outputs: n,
-        task: Default::default(),
         device,
         base_dir: torchfit_tests::root(),
-        seed: 0,
+        ..torchfit_sdk::testing::context("c")
     };
     let mut registry = Registry::default();
     let lib = Library::load(&torchfit_tests::plugin_library("torchfit-testplugin-stock", "torchfit_testplugin_stock"))

@@ -128,6 +128,37 @@ fn a_regressor_fits_a_linear_function() {
     assert!(r2 > 0.95, "R² {r2}");
 }
 
+/// R² as scikit-learn's `r2_score` defines it for several outputs: each column's own R², then
+/// their mean (not the R² of the pooled values, which weighs the column with the wider spread).
+fn uniform_average_r2(y: &Tensor, pred: &Tensor) -> f64 {
+    let ss_res = (y - pred).square().sum_dim_intlist(0, false, Kind::Double);
+    let ss_tot = (y - y.mean_dim(0, true, Kind::Float)).square().sum_dim_intlist(0, false, Kind::Double);
+    1.0 - (ss_res / ss_tot).mean(Kind::Double).double_value(&[])
+}
+
+#[test]
+fn score_of_a_two_output_regressor_is_the_mean_of_the_columns_r2() {
+    let _serial = serial();
+    tch::manual_seed(1);
+    let x = Tensor::randn([256, 3], (Kind::Float, Device::Cpu));
+    // Two targets of very different spread: pooling them would weigh the second tenfold.
+    let w = Tensor::from_slice(&[1.0f32, 10.0, -2.0, 5.0, 0.5, -8.0]).view([3, 2]);
+    let y = x.matmul(&w) * Tensor::from_slice(&[0.1f32, 1.0]) + x.square().narrow(1, 0, 2);
+    let mut net = torchfit::regressor();
+    net.set_params(&[
+        ("module__hidden", "[16]"),
+        ("optimizer__name", "adam"),
+        ("max_epochs", "5"),
+        ("callbacks__print_log", "false"),
+    ])
+    .unwrap();
+    net.fit(&x, &y).unwrap();
+    let pred = net.predict(&x).unwrap();
+    let expected = uniform_average_r2(&y, &pred);
+    let score = net.score(&x, &y).unwrap();
+    assert!((score - expected).abs() < 1e-6, "score {score}, scikit-learn's uniform average {expected}");
+}
+
 #[test]
 fn the_same_seed_gives_the_same_history_in_one_process() {
     let _serial = serial();
@@ -268,7 +299,7 @@ fn an_error_in_a_callback_aborts_the_run_and_every_train_end_still_runs() {
         ],
     );
     take_events();
-    let err = net.fit(&x, &y).err().expect("the run fails");
+    let err = net.fit(&x, &y).expect_err("the run fails");
     match &err {
         Error::Callback { name, event, .. } => assert_eq!((name.as_str(), *event), ("bad", "on_epoch_end")),
         other => panic!("unexpected error {other}"),
@@ -336,7 +367,7 @@ fn a_loss_of_more_than_one_value_is_an_error_naming_the_criterion_and_one_value_
     let mut net = small_net(1);
     net.registry_mut().add("unreduced", "0.0.1", "per-sample loss", Constructor::Criterion(unreduced)).unwrap();
     net.set_params(&[("criterion__name", "\"unreduced\"")]).unwrap();
-    match net.fit(&x.narrow(0, 0, 100), &y.narrow(0, 0, 100)).err().expect("an unreduced loss fails") {
+    match net.fit(&x.narrow(0, 0, 100), &y.narrow(0, 0, 100)).expect_err("an unreduced loss fails") {
         Error::Component { kind: torchfit_sdk::ComponentKind::Criterion, source, .. } => {
             assert!(source.to_string().contains("has shape [32]"), "{source}")
         }
