@@ -56,7 +56,8 @@ pub struct Settings {
     pub valid_dataset: Option<ComponentSpec>,
     /// The model: the `name` of a model component and its keys.
     pub module: ComponentSpec,
-    /// The loss; defaults to `cross_entropy` (classification) or `mse` (regression).
+    /// The loss; without it the net's [`crate::Defaults`] choose by task (the `torchfit`
+    /// presets: `cross_entropy` or `mse`).
     #[serde(default)]
     pub criterion: Option<ComponentSpec>,
     /// The optimizer and its hyper-parameters ([`crate::optim`]).

@@ -1,4 +1,5 @@
-//! Data: splits and seeded batch order (the readers are plugins: `torchfit-plugin-readers`).
+//! Data: splits and seeded batch order. Readers are components ([`torchfit_sdk::DatasetReader`]),
+//! built through the registry; [`TensorDataset`] serves in-memory tensors.
 
 pub mod loader;
 pub mod rng;
