@@ -4,23 +4,30 @@ use crate::{Host, Result};
 use tch::Tensor;
 
 /// What a hook asks of the loop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord)]
 pub enum Flow {
     /// Go on.
     #[default]
     Continue,
-    /// Stop training after the current epoch; `on_train_end` still runs.
+    /// Stop training after the current epoch: the epoch ends as usual (validation,
+    /// `on_epoch_end`), then `on_train_end` runs.
     Stop,
+    /// Stop training after the current batch (SDK 1.1): the rest of the epoch's training
+    /// batches and its validation pass are skipped, `on_epoch_end` is not sent for the cut
+    /// epoch (its history record keeps the batches that ran), then `on_train_end` runs. A 1.0
+    /// host, which knows only [`Flow::Stop`], stops after the epoch instead.
+    StopAfterBatch,
 }
 
 impl Flow {
-    /// `Stop` if either is `Stop`.
+    /// The stronger of the two requests: `StopAfterBatch` over `Stop` over `Continue`.
     pub fn and(self, other: Flow) -> Flow {
-        if self == Flow::Stop || other == Flow::Stop {
-            Flow::Stop
-        } else {
-            Flow::Continue
-        }
+        self.max(other)
+    }
+
+    /// Whether training stops (after this batch or after this epoch).
+    pub fn stops(self) -> bool {
+        self != Flow::Continue
     }
 }
 
@@ -55,7 +62,8 @@ pub struct BatchOutput<'a> {
 /// events it cares about. The engine runs its own bookkeeping first, then callbacks in config
 /// order, the print-log callback last.
 ///
-/// Returning `Ok(Flow::Stop)` from any hook stops training after the current epoch;
+/// Returning `Ok(Flow::Stop)` from any hook stops training after the current epoch
+/// (`Flow::StopAfterBatch` after the current batch);
 /// returning `Err` aborts the run at once (after `on_train_end` has run on every callback) and
 /// the error is reported with this callback's name.
 pub trait Callback: Send {
@@ -72,16 +80,27 @@ pub trait Callback: Send {
     fn on_epoch_begin(&mut self, _host: &mut dyn Host) -> Result<Flow> {
         Ok(Flow::Continue)
     }
-    /// Before each training or validation batch.
+    /// Before each training or validation batch. [`Host::replace_batch`] (SDK 1.1) gives the
+    /// step other inputs and targets (mixup, cutmix).
     fn on_batch_begin(&mut self, _host: &mut dyn Host, _batch: &Batch<'_>) -> Result<Flow> {
         Ok(Flow::Continue)
     }
+    /// Between the loss and `backward()` (training batches only; SDK 1.1): `out.loss` and
+    /// `out.y_pred` still carry their autograd graph. [`Host::add_to_loss`] adds a term to what
+    /// is differentiated (a penalty, an auxiliary loss; skorch's `get_loss`, fastai's
+    /// `after_loss`); [`Host::skip_step`] skips backward and the optimizer step for this batch.
+    /// The batch's recorded `train_loss` is the loss with the terms added.
+    fn on_loss_computed(&mut self, _host: &mut dyn Host, _out: &BatchOutput<'_>) -> Result<Flow> {
+        Ok(Flow::Continue)
+    }
     /// After `backward()` and before the optimizer step (training batches only): gradients are
-    /// readable and may be modified (clipping) through [`Host::parameters`].
+    /// readable and may be modified (clipping) through [`Host::parameters`];
+    /// [`Host::skip_step`] (SDK 1.1) skips the optimizer step for this batch.
     fn on_grad_computed(&mut self, _host: &mut dyn Host, _batch: &Batch<'_>) -> Result<Flow> {
         Ok(Flow::Continue)
     }
-    /// After each training or validation batch.
+    /// After each training or validation batch (for a training batch, after the optimizer
+    /// step), with the detached outputs and loss.
     fn on_batch_end(&mut self, _host: &mut dyn Host, _out: &BatchOutput<'_>) -> Result<Flow> {
         Ok(Flow::Continue)
     }
@@ -102,6 +121,23 @@ pub trait Callback: Send {
     fn load_state(&mut self, _state: serde_json::Value) -> Result<()> {
         Ok(())
     }
+    /// Tensor run state to checkpoint beside [`Callback::state`] (SDK 1.1): saved in the
+    /// checkpoint's `<prefix>callbacks.safetensors` under `<callback name>/<tensor name>`, in
+    /// their dtype, so that averaged weights or moments resume exactly. Empty by default.
+    fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(Vec::new())
+    }
+    /// Restores what [`Callback::state_tensors`] returned (after [`Callback::load_state`]).
+    fn load_state_tensors(&mut self, _tensors: Vec<(String, Tensor)>) -> Result<()> {
+        Ok(())
+    }
+    /// The oldest host SDK this callback can run with. A host of an older SDK refuses to build
+    /// it, in one line naming this version, instead of running it without the hooks and
+    /// services it relies on. 1.0 by default: a callback that only adds to what 1.0 does (an
+    /// optional hook, a service it can do without) runs on a 1.0 host without the addition.
+    fn requires_sdk(&self) -> crate::SdkVersion {
+        crate::SdkVersion::V1_0
+    }
 }
 
 /// A boxed callback is a callback (the engine and the ABI adapters hold them boxed).
@@ -117,6 +153,9 @@ impl<C: Callback + ?Sized> Callback for Box<C> {
     }
     fn on_batch_begin(&mut self, host: &mut dyn Host, batch: &Batch<'_>) -> Result<Flow> {
         (**self).on_batch_begin(host, batch)
+    }
+    fn on_loss_computed(&mut self, host: &mut dyn Host, out: &BatchOutput<'_>) -> Result<Flow> {
+        (**self).on_loss_computed(host, out)
     }
     fn on_grad_computed(&mut self, host: &mut dyn Host, batch: &Batch<'_>) -> Result<Flow> {
         (**self).on_grad_computed(host, batch)
@@ -135,5 +174,14 @@ impl<C: Callback + ?Sized> Callback for Box<C> {
     }
     fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
         (**self).load_state(state)
+    }
+    fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        (**self).state_tensors()
+    }
+    fn load_state_tensors(&mut self, tensors: Vec<(String, Tensor)>) -> Result<()> {
+        (**self).load_state_tensors(tensors)
+    }
+    fn requires_sdk(&self) -> crate::SdkVersion {
+        (**self).requires_sdk()
     }
 }

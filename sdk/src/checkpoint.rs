@@ -37,6 +37,10 @@ pub struct Files {
     pub callbacks: PathBuf,
     /// `<prefix>history.json`: skorch's format.
     pub history: PathBuf,
+    /// `<prefix>callbacks.safetensors`: the callbacks' tensor state (SDK 1.1), under
+    /// `<callback name>/<tensor name>`. Written with `callbacks`; a checkpoint from before 1.1
+    /// has none, and restores without it.
+    pub callback_tensors: PathBuf,
 }
 
 impl Files {
@@ -47,10 +51,11 @@ impl Files {
             optimizer: dir.join(format!("{prefix}optimizer.safetensors")),
             callbacks: dir.join(format!("{prefix}callbacks.json")),
             history: dir.join(format!("{prefix}history.json")),
+            callback_tensors: dir.join(format!("{prefix}callbacks.safetensors")),
         }
     }
 
-    /// The files that hold `parts`.
+    /// The files that must exist for `parts`.
     pub fn of(&self, parts: Parts) -> Vec<&Path> {
         [
             (parts.params, &self.params),
@@ -62,6 +67,15 @@ impl Files {
         .filter(|(wanted, _)| *wanted)
         .map(|(_, p)| p.as_path())
         .collect()
+    }
+
+    /// Every file a checkpoint with `parts` may have: [`Files::of`] and the optional ones.
+    pub fn all_of(&self, parts: Parts) -> Vec<&Path> {
+        let mut files = self.of(parts);
+        if parts.callbacks {
+            files.push(&self.callback_tensors);
+        }
+        files
     }
 
     /// Whether the checkpoint holds `parts`: every file of them exists.

@@ -98,6 +98,105 @@ pub trait Host {
     fn load_json(&self, path: &std::path::Path) -> Result<Value> {
         crate::io::load_json(path)
     }
+
+    // SDK 1.1. Each has a default that reports it unsupported, which is what a callback sees
+    // on a 1.0 host.
+
+    /// The SDK version of the host: what it provides.
+    fn sdk_version(&self) -> crate::SdkVersion {
+        crate::SdkVersion::V1_0
+    }
+
+    /// Adds `term` to the loss that is differentiated for this batch (in
+    /// [`crate::Callback::on_loss_computed`] only; the terms of every callback are summed).
+    fn add_to_loss(&mut self, _term: &Tensor) -> Result<()> {
+        Err(crate::Error::unsupported("add_to_loss", crate::SdkVersion::V1_1))
+    }
+
+    /// Skips the optimizer step for this batch (in `on_loss_computed`, also backward; in
+    /// `on_grad_computed`, the step only). The batch still counts and is recorded.
+    fn skip_step(&mut self) -> Result<()> {
+        Err(crate::Error::unsupported("skip_step", crate::SdkVersion::V1_1))
+    }
+
+    /// Replaces the batch's inputs and targets for the step and the hooks after
+    /// `on_batch_begin` (in `on_batch_begin` only). The targets may be class probabilities
+    /// (`f32`, one row per sample), which `cross_entropy` accepts as `torch.nn.CrossEntropyLoss`
+    /// does. Callbacks after this one in the same `on_batch_begin` still see the original batch.
+    fn replace_batch(&mut self, _x: &Tensor, _y: &Tensor) -> Result<()> {
+        Err(crate::Error::unsupported("replace_batch", crate::SdkVersion::V1_1))
+    }
+
+    /// The parameter names of optimizer group `group`, in the group's order. Groups are those of
+    /// `[[optimizer.param_groups]]` in config order, then the default group of every other
+    /// trainable parameter (as in skorch).
+    fn group_parameters(&self, _group: usize) -> Result<Vec<String>> {
+        Err(crate::Error::unsupported("group_parameters", crate::SdkVersion::V1_1))
+    }
+
+    /// Hyper-parameter `name` of optimizer group `group` by its `torch.optim` name (`lr`,
+    /// `momentum`, `dampening`, `weight_decay`, `nesterov`, `betas`, `eps`, `alpha`, `centered`),
+    /// as JSON (`betas` is a pair). A name the optimizer does not have is an error.
+    fn hyper(&self, _group: usize, _name: &str) -> Result<Value> {
+        Err(crate::Error::unsupported("hyper", crate::SdkVersion::V1_1))
+    }
+
+    /// Sets hyper-parameter `name` of optimizer group `group` (see [`Host::hyper`]); the next
+    /// step uses it, and checkpoints keep it.
+    fn set_hyper(&mut self, _group: usize, _name: &str, _value: Value) -> Result<()> {
+        Err(crate::Error::unsupported("set_hyper", crate::SdkVersion::V1_1))
+    }
+
+    /// The optimizer's state tensors (step counts, moments) by name, as in its checkpoint file:
+    /// shallow handles, to read.
+    fn optimizer_state(&self) -> Result<Vec<(String, Tensor)>> {
+        Err(crate::Error::unsupported("optimizer_state", crate::SdkVersion::V1_1))
+    }
+
+    /// The model's buffers (batch-norm running statistics and counts): its state dict without
+    /// its parameters, by name, as shallow handles.
+    fn buffers(&self) -> Result<Vec<(String, Tensor)>> {
+        Err(crate::Error::unsupported("buffers", crate::SdkVersion::V1_1))
+    }
+
+    /// The model's whole state dict (parameters and buffers, frozen parameters included) by
+    /// name, as shallow handles.
+    fn state_dict(&self) -> Result<Vec<(String, Tensor)>> {
+        Err(crate::Error::unsupported("state_dict", crate::SdkVersion::V1_1))
+    }
+
+    /// Copies `state` into the model, as `Model::load_state_dict` does: every name of the
+    /// state dict, with its shape.
+    fn load_state_dict(&mut self, _state: &[(String, Tensor)]) -> Result<()> {
+        Err(crate::Error::unsupported("load_state_dict", crate::SdkVersion::V1_1))
+    }
+
+    /// Runs the model on `x` (on the run's device) as `mode` says, and returns its output.
+    fn forward(&mut self, _x: &Tensor, _mode: Forward) -> Result<Tensor> {
+        Err(crate::Error::unsupported("forward", crate::SdkVersion::V1_1))
+    }
+
+    /// The device the run trains on.
+    fn device(&self) -> Result<tch::Device> {
+        Err(crate::Error::unsupported("device", crate::SdkVersion::V1_1))
+    }
+
+    /// The direction of scorer component `name`, if it declares one
+    /// ([`crate::Scorer::lower_is_better`]).
+    fn scorer_lower_is_better(&mut self, _name: &str) -> Result<Option<bool>> {
+        Err(crate::Error::unsupported("scorer_lower_is_better", crate::SdkVersion::V1_1))
+    }
+}
+
+/// How [`Host::forward`] runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Forward {
+    /// Training behaviour (dropout on, batch-norm statistics updated) instead of evaluation
+    /// behaviour.
+    pub train: bool,
+    /// Record the autograd graph (for gradients to the input: saliency, adversarial examples),
+    /// also during validation, where the loop runs without it.
+    pub grad: bool,
 }
 
 /// `path` inside the run directory when it is relative and the run has one (where callbacks keep

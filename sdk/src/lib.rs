@@ -38,6 +38,7 @@ pub mod reader;
 pub mod scorer;
 pub mod scoring;
 pub mod testing;
+pub mod version;
 
 pub use callback::{Batch, BatchOutput, Callback, Flow};
 pub use checkpoint::Parts;
@@ -46,10 +47,11 @@ pub use config::parse_config;
 pub use criterion::Criterion;
 pub use dataset::TensorDataset;
 pub use error::{Error, Result};
-pub use host::Host;
+pub use host::{Forward, Host};
 pub use model::Model;
 pub use reader::DatasetReader;
 pub use scorer::Scorer;
+pub use version::SdkVersion;
 
 /// The `log` crate: a plugin's `log::info!` etc. are forwarded to the host's logger.
 pub use log;

@@ -64,7 +64,7 @@ pub fn recover(dir: &Path, prefix: &str) -> Result<()> {
         log::warn!("completing the checkpoint save interrupted in {}", dir.display());
         return finish(dir, prefix, &names.iter().map(|n| dir.join(n)).collect::<Vec<_>>());
     }
-    let paths: Vec<PathBuf> = Files::new(dir, prefix).of(Parts::ALL).into_iter().map(Path::to_path_buf).collect();
+    let paths: Vec<PathBuf> = Files::new(dir, prefix).all_of(Parts::ALL).into_iter().map(Path::to_path_buf).collect();
     discard(&paths);
     Ok(())
 }

@@ -15,7 +15,9 @@ use crate::{Registry, Result};
 use abi_stable::library::{lib_header_from_path, LibraryError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use torchfit_sdk::ffi::ext::{ExtHeader, SdkExtFfi, EXT_SYMBOL};
 use torchfit_sdk::ffi::{ComponentDescFfi, LogSink, PluginRoot_Ref, ABI_VERSION, TORCH_TAG};
+use torchfit_sdk::SdkVersion;
 
 /// Why a library was refused.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -69,6 +71,8 @@ pub enum LoadError {
 struct Inner {
     path: PathBuf,
     root: PluginRoot_Ref,
+    /// The SDK 1.1 extension root, when the plugin has one (built with SDK 1.1 or later).
+    ext: Option<&'static SdkExtFfi>,
     name: String,
     version: String,
     components: Vec<ComponentDescFfi>,
@@ -94,11 +98,27 @@ impl Library {
         if tag != TORCH_TAG {
             return Err(LoadError::Torch { path, plugin: tag.into(), host: TORCH_TAG.into() });
         }
+        let ext = extension_root(&path)?;
         (root.set_logger())(LogSink { log: torchfit_sdk::ffi::export::host_log_sink });
         let components = (root.components())().into_vec();
         let (name, version) = (root.name().to_string(), root.version().to_string());
-        log::debug!("loaded plugin {name} {version} from {} ({} components)", path.display(), components.len());
-        Ok(Library(Arc::new(Inner { path, root, name, version, components })))
+        let sdk = ext.map_or(SdkVersion::V1_0, |e| SdkVersion::v1(e.sdk_minor));
+        log::debug!(
+            "loaded plugin {name} {version} (SDK {sdk}) from {} ({} components)",
+            path.display(),
+            components.len()
+        );
+        Ok(Library(Arc::new(Inner { path, root, ext, name, version, components })))
+    }
+
+    /// The SDK version the plugin was built with.
+    pub fn sdk_version(&self) -> SdkVersion {
+        self.0.ext.map_or(SdkVersion::V1_0, |e| SdkVersion::v1(e.sdk_minor))
+    }
+
+    /// Its extension root (SDK 1.1 and later plugins).
+    pub fn ext(&self) -> Option<&'static SdkExtFfi> {
+        self.0.ext
     }
 
     /// The file it was loaded from.
@@ -125,6 +145,26 @@ impl Library {
     pub fn root(&self) -> PluginRoot_Ref {
         self.0.root
     }
+}
+
+/// The extension root of the library at `path`, checked against this host's (SDK 1.1 and
+/// later); `None` for a 1.0 plugin, which has no [`EXT_SYMBOL`].
+fn extension_root(path: &Path) -> Result<Option<&'static SdkExtFfi>, LoadError> {
+    // SAFETY: the library is already loaded and initialized by abi_stable (this only takes
+    // another reference to it); the symbol, when present, has the SDK's signature.
+    let lib = unsafe { libloading::Library::new(path) }
+        .map_err(|e| LoadError::Open { path: path.to_path_buf(), reason: e.to_string() })?;
+    let header = match unsafe { lib.get::<extern "C" fn() -> ExtHeader>(EXT_SYMBOL) } {
+        Ok(f) => f(),
+        Err(_) => return Ok(None),
+    };
+    // Libraries are never unloaded (see the module docs).
+    std::mem::forget(lib);
+    // SAFETY: the header comes from the plugin's extension symbol.
+    unsafe { torchfit_sdk::ffi::ext::check(header) }.map(Some).map_err(|summary| LoadError::Abi {
+        path: path.to_path_buf(),
+        summary: format!("its SDK extension root differs: {summary}"),
+    })
 }
 
 fn classify(path: &Path, e: LibraryError) -> LoadError {

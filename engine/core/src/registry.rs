@@ -7,7 +7,9 @@
 
 use crate::plugins::Library;
 use crate::{Error, Result};
+use abi_stable::std_types::RBox;
 use std::path::PathBuf;
+use torchfit_sdk::ffi::ext::{requests, ComponentExtFfi, DynCallbackExt, RequestsFfi_TO, SDK_MINOR};
 use torchfit_sdk::ffi::{
     BuildContextFfi, ComponentFfi, DynCallback, DynCriterion, DynModel, DynReader, DynScorer, KindFfi,
 };
@@ -179,7 +181,8 @@ impl Registry {
     }
 
     /// Builds component `name` of `kind`: `pick` takes the kind's constructor, `wrap` the kind's
-    /// object from a library. Errors name a callback by its config name (`ctx.name`), other
+    /// object from a library (built through its extension root when it has one, SDK 1.1, else
+    /// through its 1.0 root). Errors name a callback by its config name (`ctx.name`), other
     /// components by their registered name.
     fn build<T: ?Sized>(
         &self,
@@ -188,20 +191,22 @@ impl Registry {
         config: &serde_json::Value,
         ctx: &BuildContext,
         pick: fn(Constructor) -> Option<torchfit_sdk::Ctor<T>>,
-        wrap: fn(ComponentFfi) -> Option<Box<T>>,
+        wrap: fn(Built) -> Option<Box<T>>,
     ) -> Result<Box<T>> {
         let c = self.find(kind, name)?;
         let built = match &c.source {
             Source::Static(ctor) => pick(*ctor).expect("find filters by kind")(config, ctx),
             Source::Library(lib) => {
-                let build = lib.root().build();
-                build(KindFfi::from(kind), name.into(), config.to_string().as_str().into(), &BuildContextFfi::from(ctx))
-                    .into_result()
-                    .map_err(torchfit_sdk::Error::from)
-                    .and_then(|obj| {
-                        wrap(obj)
-                            .ok_or_else(|| torchfit_sdk::Error::msg("the library built a component of another kind"))
-                    })
+                let (kind, config, ctx) = (KindFfi::from(kind), config.to_string(), BuildContextFfi::from(ctx));
+                let built = match lib.ext() {
+                    Some(ext) => {
+                        (ext.build)(kind, name.into(), config.as_str().into(), &ctx, SDK_MINOR).map(Built::Ext)
+                    }
+                    None => (lib.root().build())(kind, name.into(), config.as_str().into(), &ctx).map(Built::V1),
+                };
+                built.into_result().map_err(torchfit_sdk::Error::from).and_then(|obj| {
+                    wrap(obj).ok_or_else(|| torchfit_sdk::Error::msg("the library built a component of another kind"))
+                })
             }
         };
         let display = if kind == ComponentKind::Callback { &ctx.name } else { name };
@@ -211,20 +216,19 @@ impl Registry {
     /// Builds the model `name`.
     pub fn model(&self, name: &str, config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Model>> {
         let pick = |c| if let Constructor::Model(f) = c { Some(f) } else { None };
-        let wrap =
-            |c| if let ComponentFfi::Model(m) = c { Some(Box::new(DynModel(m)) as Box<dyn Model>) } else { None };
+        let wrap = |b: Built| match b.base()? {
+            ComponentFfi::Model(m) => Some(Box::new(DynModel(m)) as Box<dyn Model>),
+            _ => None,
+        };
         self.build(ComponentKind::Model, name, config, ctx, pick, wrap)
     }
 
     /// Builds the criterion `name`.
     pub fn criterion(&self, name: &str, config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Criterion>> {
         let pick = |c| if let Constructor::Criterion(f) = c { Some(f) } else { None };
-        let wrap = |c| {
-            if let ComponentFfi::Criterion(m) = c {
-                Some(Box::new(DynCriterion(m)) as Box<dyn Criterion>)
-            } else {
-                None
-            }
+        let wrap = |b: Built| match b.base()? {
+            ComponentFfi::Criterion(m) => Some(Box::new(DynCriterion(m)) as Box<dyn Criterion>),
+            _ => None,
         };
         self.build(ComponentKind::Criterion, name, config, ctx, pick, wrap)
     }
@@ -232,12 +236,9 @@ impl Registry {
     /// Builds the dataset reader `name`.
     pub fn reader(&self, name: &str, config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn DatasetReader>> {
         let pick = |c| if let Constructor::Reader(f) = c { Some(f) } else { None };
-        let wrap = |c| {
-            if let ComponentFfi::Reader(m) = c {
-                Some(Box::new(DynReader(m)) as Box<dyn DatasetReader>)
-            } else {
-                None
-            }
+        let wrap = |b: Built| match b.base()? {
+            ComponentFfi::Reader(m) => Some(Box::new(DynReader(m)) as Box<dyn DatasetReader>),
+            _ => None,
         };
         self.build(ComponentKind::Reader, name, config, ctx, pick, wrap)
     }
@@ -245,8 +246,14 @@ impl Registry {
     /// Builds the scorer `name`.
     pub fn scorer(&self, name: &str, config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Scorer>> {
         let pick = |c| if let Constructor::Scorer(f) = c { Some(f) } else { None };
-        let wrap =
-            |c| if let ComponentFfi::Scorer(m) = c { Some(Box::new(DynScorer(m)) as Box<dyn Scorer>) } else { None };
+        let wrap = |b: Built| match b {
+            Built::Ext(ComponentExtFfi::Other(ComponentFfi::Scorer(m), mut requests)) => {
+                let lower_is_better = describe(&mut requests).and_then(|d| d["lower_is_better"].as_bool());
+                Some(Box::new(DynScorer(m, lower_is_better)) as Box<dyn Scorer>)
+            }
+            Built::V1(ComponentFfi::Scorer(m)) => Some(Box::new(DynScorer(m, None)) as Box<dyn Scorer>),
+            _ => None,
+        };
         self.build(ComponentKind::Scorer, name, config, ctx, pick, wrap)
     }
 
@@ -258,14 +265,35 @@ impl Registry {
         ctx: &BuildContext,
     ) -> Result<Box<dyn Callback>> {
         let pick = |c| if let Constructor::Callback(f) = c { Some(f) } else { None };
-        let wrap = |c| {
-            if let ComponentFfi::Callback(m) = c {
-                Some(Box::new(DynCallback::new(m)) as Box<dyn Callback>)
-            } else {
-                None
-            }
+        let wrap = |b: Built| match b {
+            Built::Ext(ComponentExtFfi::Callback(c)) => Some(Box::new(DynCallbackExt::new(c)) as Box<dyn Callback>),
+            Built::V1(ComponentFfi::Callback(c)) => Some(Box::new(DynCallback::new(c)) as Box<dyn Callback>),
+            _ => None,
         };
         self.build(ComponentKind::Callback, kind_name, config, ctx, pick, wrap)
+    }
+}
+
+/// What a component built through the extension root says of itself: its `describe` reply.
+fn describe(requests: &mut RequestsFfi_TO<'static, RBox<()>>) -> Option<serde_json::Value> {
+    let reply = requests.call(requests::DESCRIBE.into(), "null".into(), Default::default()).into_result().ok()?;
+    // SAFETY: the plugin's requests give their reply's tensors.
+    unsafe { reply.take() }.ok().map(|(json, _)| json)
+}
+
+/// A component a library built: through its 1.0 root, or through its extension root.
+enum Built {
+    V1(ComponentFfi),
+    Ext(ComponentExtFfi),
+}
+
+impl Built {
+    /// The component behind its 1.0 interface (every kind but a 1.1 callback).
+    fn base(self) -> Option<ComponentFfi> {
+        match self {
+            Built::V1(c) | Built::Ext(ComponentExtFfi::Other(c, _)) => Some(c),
+            Built::Ext(ComponentExtFfi::Callback(_)) => None,
+        }
     }
 }
 

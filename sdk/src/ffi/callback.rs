@@ -35,7 +35,8 @@ pub struct BatchOutputFfi {
 }
 
 impl BatchFfi {
-    fn lend(b: &Batch<'_>) -> Self {
+    /// Lends the tensors of `b` for one call.
+    pub fn lend(b: &Batch<'_>) -> Self {
         BatchFfi { x: RawTensor::lend(b.x), y: RawTensor::lend(b.y), training: b.training, index: b.index }
     }
 }

@@ -1,7 +1,7 @@
 //! Criteria, models and dataset readers across the boundary, each with a plugin-side adapter
 //! (`*Adapter`) and a host-side wrapper (`Dyn*`) that implements the SDK trait again.
 
-use super::{guard, ErrorFfi, NamedTensor, RawTensor};
+use super::{guard_in, ErrorFfi, ErrorForm, NamedTensor, RawTensor};
 use crate::{Criterion, DatasetReader, Error, Model, Result, Scorer};
 use abi_stable::sabi_trait;
 use abi_stable::std_types::{RBox, RResult, RSlice, RVec, Tuple2};
@@ -20,12 +20,12 @@ pub trait CriterionFfi: Send {
 }
 
 /// Plugin side of a criterion.
-pub struct CriterionAdapter<C>(pub C);
+pub struct CriterionAdapter<C>(pub C, pub ErrorForm);
 
 impl<C: Criterion> CriterionFfi for CriterionAdapter<C> {
     fn loss(&self, y_pred: RawTensor, y: RawTensor) -> RResult<RawTensor, ErrorFfi> {
         // SAFETY: both lent by DynCriterion::loss for this call.
-        guard("loss", || unsafe { self.0.loss(&y_pred.borrow(), &y.borrow()) }.map(RawTensor::give))
+        guard_in(self.1, "loss", || unsafe { self.0.loss(&y_pred.borrow(), &y.borrow()) }.map(RawTensor::give))
     }
 }
 
@@ -54,22 +54,26 @@ pub trait ModelFfi: Send {
 }
 
 /// Plugin side of a model.
-pub struct ModelAdapter<M>(pub M);
+pub struct ModelAdapter<M>(pub M, pub ErrorForm);
 
 impl<M: Model> ModelFfi for ModelAdapter<M> {
     fn forward(&self, x: RawTensor, train: bool) -> RResult<RawTensor, ErrorFfi> {
         // SAFETY: lent by DynModel::forward for this call.
-        guard("forward", || unsafe { self.0.forward(&x.borrow(), train) }.map(RawTensor::give))
+        guard_in(self.1, "forward", || unsafe { self.0.forward(&x.borrow(), train) }.map(RawTensor::give))
     }
     fn parameters(&self) -> RVec<NamedTensor> {
-        guard("parameters", || Ok(NamedTensor::give_all(self.0.parameters()))).into_result().unwrap_or_default()
+        guard_in(self.1, "parameters", || Ok(NamedTensor::give_all(self.0.parameters())))
+            .into_result()
+            .unwrap_or_default()
     }
     fn state_dict(&self) -> RVec<NamedTensor> {
-        guard("state_dict", || Ok(NamedTensor::give_all(self.0.state_dict()))).into_result().unwrap_or_default()
+        guard_in(self.1, "state_dict", || Ok(NamedTensor::give_all(self.0.state_dict())))
+            .into_result()
+            .unwrap_or_default()
     }
     fn load_state_dict(&mut self, state: RVec<NamedTensor>) -> RResult<(), ErrorFfi> {
         // SAFETY: lent by DynModel::load_state_dict for this call.
-        guard("load_state_dict", || self.0.load_state_dict(&unsafe { NamedTensor::copy_lent(&state) }))
+        guard_in(self.1, "load_state_dict", || self.0.load_state_dict(&unsafe { NamedTensor::copy_lent(&state) }))
     }
 }
 
@@ -111,23 +115,25 @@ pub trait ReaderFfi: Send {
 }
 
 /// Plugin side of a reader.
-pub struct ReaderAdapter<R>(pub R);
+pub struct ReaderAdapter<R>(pub R, pub ErrorForm);
 
 impl<R: DatasetReader> ReaderFfi for ReaderAdapter<R> {
     fn len(&self) -> usize {
-        guard("len", || Ok(self.0.len())).into_result().unwrap_or(0)
+        guard_in(self.1, "len", || Ok(self.0.len())).into_result().unwrap_or(0)
     }
     fn sample_shape(&self) -> RVec<i64> {
-        guard("sample_shape", || Ok(self.0.sample_shape().into())).into_result().unwrap_or_default()
+        guard_in(self.1, "sample_shape", || Ok(self.0.sample_shape().into())).into_result().unwrap_or_default()
     }
     fn get(&mut self, indices: RSlice<'_, i64>) -> RResult<Tuple2<RawTensor, RawTensor>, ErrorFfi> {
-        guard("get", || self.0.get(indices.as_slice()).map(|(x, y)| Tuple2(RawTensor::give(x), RawTensor::give(y))))
+        guard_in(self.1, "get", || {
+            self.0.get(indices.as_slice()).map(|(x, y)| Tuple2(RawTensor::give(x), RawTensor::give(y)))
+        })
     }
     fn targets(&mut self) -> RResult<RawTensor, ErrorFfi> {
-        guard("targets", || self.0.targets().map(RawTensor::give))
+        guard_in(self.1, "targets", || self.0.targets().map(RawTensor::give))
     }
     fn reset(&mut self, epoch: u64, seed: u64) -> RResult<(), ErrorFfi> {
-        guard("reset", || self.0.reset(epoch, seed))
+        guard_in(self.1, "reset", || self.0.reset(epoch, seed))
     }
 }
 
@@ -163,20 +169,23 @@ pub trait ScorerFfi: Send {
 }
 
 /// Plugin side of a scorer.
-pub struct ScorerAdapter<S>(pub S);
+pub struct ScorerAdapter<S>(pub S, pub ErrorForm);
 
 impl<S: Scorer> ScorerFfi for ScorerAdapter<S> {
     fn score(&self, y_true: RawTensor, y_pred: RawTensor) -> RResult<f64, ErrorFfi> {
         // SAFETY: both lent by DynScorer::score for this call.
-        guard("score", || unsafe { self.0.score(&y_true.borrow(), &y_pred.borrow()) })
+        guard_in(self.1, "score", || unsafe { self.0.score(&y_true.borrow(), &y_pred.borrow()) })
     }
 }
 
-/// Host side of a loaded scorer.
-pub struct DynScorer(pub ScorerFfi_TO<'static, RBox<()>>);
+/// Host side of a loaded scorer, with its direction when the library told it (SDK 1.1).
+pub struct DynScorer(pub ScorerFfi_TO<'static, RBox<()>>, pub Option<bool>);
 
 impl Scorer for DynScorer {
     fn score(&self, y_true: &Tensor, y_pred: &Tensor) -> Result<f64> {
         ok(self.0.score(RawTensor::lend(y_true), RawTensor::lend(y_pred)))
+    }
+    fn lower_is_better(&self) -> Option<bool> {
+        self.1
     }
 }

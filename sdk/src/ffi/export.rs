@@ -6,8 +6,12 @@ use super::components::{
     CriterionAdapter, CriterionFfi_TO, ModelAdapter, ModelFfi_TO, ReaderAdapter, ReaderFfi_TO, ScorerAdapter,
     ScorerFfi_TO,
 };
-use super::{guard, BuildContextFfi, ComponentDescFfi, ComponentFfi, ErrorFfi, KindFfi};
-use crate::{BuildContext, ComponentKind, Constructor, Error};
+use super::ext::{
+    CallbackExtAdapter, CallbackExtFfi_TO, ComponentExtFfi, ExtHeader, RequestsAdapter, RequestsFfi_TO, SdkExtFfi,
+    SDK_MINOR,
+};
+use super::{guard, guard_in, BuildContextFfi, ComponentDescFfi, ComponentFfi, ErrorFfi, ErrorForm, KindFfi};
+use crate::{BuildContext, ComponentKind, Constructor, Error, SdkVersion};
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RBox, RResult, RStr, RVec};
 use abi_stable::StableAbi;
@@ -42,7 +46,55 @@ pub extern "C" fn components() -> RVec<ComponentDescFfi> {
         .collect()
 }
 
-/// Root-module function: builds one of this library's components.
+/// Looks up the registration of component `name` of `kind` and parses its config.
+fn find(kind: KindFfi, name: RStr<'_>, config: RStr<'_>) -> Result<(&'static Registration, serde_json::Value), Error> {
+    let kind: ComponentKind = kind.into();
+    let reg = registrations()
+        .find(|r| r.ctor.kind() == kind && r.name == name.as_str())
+        .ok_or_else(|| Error::msg(format!("this library has no {kind} named `{name}`")))?;
+    let config = serde_json::from_str(config.as_str()).map_err(|e| Error::msg(format!("invalid config JSON: {e}")))?;
+    Ok((reg, config))
+}
+
+/// A callback that needs a newer host than one of SDK `host` is refused, naming the version.
+fn check_host(name: &str, cb: &dyn crate::Callback, host: SdkVersion) -> Result<(), Error> {
+    let needs = cb.requires_sdk();
+    if needs > host {
+        return Err(Error::msg(format!(
+            "callback `{name}` needs a torchfit host with SDK {needs} or later; this host has SDK {host} (update torchfit)"
+        )));
+    }
+    Ok(())
+}
+
+/// A 1.0 component behind its 1.0 interface, errors in `form`.
+fn component(
+    ctor: Constructor,
+    config: &serde_json::Value,
+    ctx: &BuildContext,
+    form: ErrorForm,
+) -> Result<ComponentFfi, Error> {
+    Ok(match ctor {
+        Constructor::Callback(f) => {
+            ComponentFfi::Callback(CallbackFfi_TO::from_value(CallbackAdapter(f(config, ctx)?), TD_Opaque))
+        }
+        Constructor::Criterion(f) => {
+            ComponentFfi::Criterion(CriterionFfi_TO::from_value(CriterionAdapter(f(config, ctx)?, form), TD_Opaque))
+        }
+        Constructor::Model(f) => {
+            ComponentFfi::Model(ModelFfi_TO::from_value(ModelAdapter(f(config, ctx)?, form), TD_Opaque))
+        }
+        Constructor::Reader(f) => {
+            ComponentFfi::Reader(ReaderFfi_TO::from_value(ReaderAdapter(f(config, ctx)?, form), TD_Opaque))
+        }
+        Constructor::Scorer(f) => {
+            ComponentFfi::Scorer(ScorerFfi_TO::from_value(ScorerAdapter(f(config, ctx)?, form), TD_Opaque))
+        }
+    })
+}
+
+/// Root-module function: builds one of this library's components for a 1.0 host (a host of SDK
+/// 1.1 or later builds through [`build_ext`]).
 pub extern "C" fn build(
     kind: KindFfi,
     name: RStr<'_>,
@@ -50,31 +102,59 @@ pub extern "C" fn build(
     ctx: &BuildContextFfi,
 ) -> RResult<ComponentFfi, ErrorFfi> {
     guard("build", || {
-        let kind: ComponentKind = kind.into();
-        let reg = registrations()
-            .find(|r| r.ctor.kind() == kind && r.name == name.as_str())
-            .ok_or_else(|| Error::msg(format!("this library has no {kind} named `{name}`")))?;
-        let config: serde_json::Value =
-            serde_json::from_str(config.as_str()).map_err(|e| Error::msg(format!("invalid config JSON: {e}")))?;
+        let (reg, config) = find(kind, name, config)?;
+        let ctx = BuildContext::from(ctx);
+        if let Constructor::Callback(f) = reg.ctor {
+            let cb = f(&config, &ctx)?;
+            check_host(reg.name, cb.as_ref(), SdkVersion::V1_0)?;
+            return Ok(ComponentFfi::Callback(CallbackFfi_TO::from_value(CallbackAdapter(cb), TD_Opaque)));
+        }
+        component(reg.ctor, &config, &ctx, ErrorForm::V1_0)
+    })
+}
+
+/// Extension-root function: builds one of this library's components with the extension
+/// interfaces, for a host of SDK minor `host_minor`.
+pub extern "C" fn build_ext(
+    kind: KindFfi,
+    name: RStr<'_>,
+    config: RStr<'_>,
+    ctx: &BuildContextFfi,
+    host_minor: u32,
+) -> RResult<ComponentExtFfi, ErrorFfi> {
+    guard_in(ErrorForm::WithKind, "build", || {
+        let (reg, config) = find(kind, name, config)?;
         let ctx = BuildContext::from(ctx);
         Ok(match reg.ctor {
             Constructor::Callback(f) => {
-                ComponentFfi::Callback(CallbackFfi_TO::from_value(CallbackAdapter(f(&config, &ctx)?), TD_Opaque))
-            }
-            Constructor::Criterion(f) => {
-                ComponentFfi::Criterion(CriterionFfi_TO::from_value(CriterionAdapter(f(&config, &ctx)?), TD_Opaque))
-            }
-            Constructor::Model(f) => {
-                ComponentFfi::Model(ModelFfi_TO::from_value(ModelAdapter(f(&config, &ctx)?), TD_Opaque))
-            }
-            Constructor::Reader(f) => {
-                ComponentFfi::Reader(ReaderFfi_TO::from_value(ReaderAdapter(f(&config, &ctx)?), TD_Opaque))
+                let cb = f(&config, &ctx)?;
+                check_host(reg.name, cb.as_ref(), SdkVersion::v1(host_minor))?;
+                ComponentExtFfi::Callback(CallbackExtFfi_TO::from_value(CallbackExtAdapter(cb), TD_Opaque))
             }
             Constructor::Scorer(f) => {
-                ComponentFfi::Scorer(ScorerFfi_TO::from_value(ScorerAdapter(f(&config, &ctx)?), TD_Opaque))
+                let scorer = f(&config, &ctx)?;
+                let description = serde_json::json!({"lower_is_better": scorer.lower_is_better()});
+                let base = ComponentFfi::Scorer(ScorerFfi_TO::from_value(
+                    ScorerAdapter(scorer, ErrorForm::WithKind),
+                    TD_Opaque,
+                ));
+                ComponentExtFfi::Other(base, RequestsFfi_TO::from_value(RequestsAdapter { description }, TD_Opaque))
+            }
+            other => {
+                let base = component(other, &config, &ctx, ErrorForm::WithKind)?;
+                let description = serde_json::json!({});
+                ComponentExtFfi::Other(base, RequestsFfi_TO::from_value(RequestsAdapter { description }, TD_Opaque))
             }
         })
     })
+}
+
+/// The extension root every plugin library exports (through [`EXT_SYMBOL`](super::ext::EXT_SYMBOL)).
+pub static SDK_EXT: SdkExtFfi = SdkExtFfi { sdk_minor: SDK_MINOR, build: build_ext };
+
+/// What the library's extension symbol returns.
+pub extern "C" fn ext_header() -> ExtHeader {
+    super::ext::header(&SDK_EXT)
 }
 
 /// The host's log sink, handed to each library at load time (a library's `log` calls would
@@ -167,6 +247,14 @@ macro_rules! export_plugin {
                 build: $crate::ffi::export::build,
             }
             .leak_into_prefix()
+        }
+
+        /// The SDK 1.1 extension root (see `torchfit_sdk::ffi::ext`).
+        #[cfg(feature = "export")]
+        #[no_mangle]
+        #[doc(hidden)]
+        pub extern "C" fn torchfit_sdk_ext() -> $crate::ffi::ext::ExtHeader {
+            $crate::ffi::export::ext_header()
         }
 
         #[cfg(feature = "export")]

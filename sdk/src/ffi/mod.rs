@@ -31,6 +31,7 @@ pub mod callback;
 #[allow(clippy::len_without_is_empty)]
 pub mod components;
 pub mod export;
+pub mod ext;
 pub mod host;
 pub mod tensor;
 
@@ -66,6 +67,7 @@ pub struct ErrorFfi {
 }
 
 impl From<Error> for ErrorFfi {
+    /// The 1.0 form: a config error keeps its key, anything else becomes its message.
     fn from(e: Error) -> Self {
         match e {
             Error::Config { key, message } => ErrorFfi { config_key: RSome(key.into()), message: message.into() },
@@ -74,11 +76,58 @@ impl From<Error> for ErrorFfi {
     }
 }
 
+/// Marks the message of an [`ErrorFfi`] that carries its kind (SDK 1.1): what follows is JSON.
+/// Components built through the extension root send this form, which only hosts of SDK 1.1 and
+/// later ask for; a 1.0 host gets the 1.0 form.
+const KIND_MARK: char = '\u{1}';
+
+impl ErrorFfi {
+    /// The SDK 1.1 form: the error's kind (data, I/O, libtorch, unsupported, missing history key)
+    /// and its whole text cross, so that the host reports it as it reports its own.
+    pub fn with_kind(e: Error) -> Self {
+        let json = match &e {
+            Error::Config { .. } => return ErrorFfi::from(e),
+            Error::Data(m) => serde_json::json!({"kind": "data", "message": m}),
+            Error::Io { path, source } => {
+                serde_json::json!({"kind": "io", "path": path, "message": source.to_string()})
+            }
+            Error::Torch(t) => serde_json::json!({"kind": "torch", "message": t.to_string()}),
+            Error::Unsupported { what, needs } => {
+                serde_json::json!({"kind": "unsupported", "what": what, "needs": [needs.major, needs.minor]})
+            }
+            Error::MissingHistoryKey { key, epoch, writer } => {
+                serde_json::json!({"kind": "missing_key", "key": key, "epoch": epoch, "writer": writer})
+            }
+            Error::Msg(m) => return ErrorFfi { config_key: RNone, message: m.as_str().into() },
+        };
+        ErrorFfi { config_key: RNone, message: format!("{KIND_MARK}{json}").into() }
+    }
+}
+
+/// The error of either form.
 impl From<ErrorFfi> for Error {
     fn from(e: ErrorFfi) -> Self {
-        match e.config_key {
-            RSome(key) => Error::Config { key: key.into_string(), message: e.message.into_string() },
-            RNone => Error::Msg(e.message.into_string()),
+        if let RSome(key) = e.config_key {
+            return Error::Config { key: key.into_string(), message: e.message.into_string() };
+        }
+        let text = e.message.into_string();
+        let Some(json) = text.strip_prefix(KIND_MARK) else { return Error::Msg(text) };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else { return Error::Msg(text) };
+        let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+        match v["kind"].as_str() {
+            Some("data") => Error::Data(s("message")),
+            Some("io") => Error::Io { path: s("path"), source: std::io::Error::other(s("message")) },
+            Some("torch") => Error::Torch(tch::TchError::Torch(s("message"))),
+            Some("unsupported") => {
+                let minor = v["needs"][1].as_u64().unwrap_or(0) as u32;
+                Error::Unsupported { what: s("what"), needs: crate::SdkVersion::v1(minor) }
+            }
+            Some("missing_key") => Error::MissingHistoryKey {
+                key: s("key"),
+                epoch: v["epoch"].as_u64().unwrap_or(0) as usize,
+                writer: s("writer"),
+            },
+            _ => Error::Msg(s("message")),
         }
     }
 }
@@ -94,10 +143,11 @@ pub enum FlowFfi {
 }
 
 impl From<Flow> for FlowFfi {
+    /// A 1.0 host knows no stop after the batch: it gets a stop after the epoch.
     fn from(f: Flow) -> Self {
         match f {
             Flow::Continue => FlowFfi::Continue,
-            Flow::Stop => FlowFfi::Stop,
+            Flow::Stop | Flow::StopAfterBatch => FlowFfi::Stop,
         }
     }
 }
@@ -263,11 +313,37 @@ impl RootModule for PluginRoot_Ref {
     const VERSION_STRINGS: VersionStrings = package_version_strings!();
 }
 
+/// Which form errors take across the boundary: [`ErrorFfi::from`] for a 1.0 host,
+/// [`ErrorFfi::with_kind`] for a host that built the component through the extension root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorForm {
+    /// Config errors keep their key; the rest become messages.
+    #[default]
+    V1_0,
+    /// Every error keeps its kind.
+    WithKind,
+}
+
+impl ErrorForm {
+    /// `e` in this form.
+    pub fn encode(self, e: Error) -> ErrorFfi {
+        match self {
+            ErrorForm::V1_0 => ErrorFfi::from(e),
+            ErrorForm::WithKind => ErrorFfi::with_kind(e),
+        }
+    }
+}
+
 /// Runs `f`, turning a panic into an error that names `what`: nothing unwinds across the ABI.
 pub fn guard<T>(what: &str, f: impl FnOnce() -> crate::Result<T>) -> RResult<T, ErrorFfi> {
+    guard_in(ErrorForm::V1_0, what, f)
+}
+
+/// [`guard`] with errors in `form`.
+pub fn guard_in<T>(form: ErrorForm, what: &str, f: impl FnOnce() -> crate::Result<T>) -> RResult<T, ErrorFfi> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ok(v)) => RResult::ROk(v),
-        Ok(Err(e)) => RResult::RErr(e.into()),
+        Ok(Err(e)) => RResult::RErr(form.encode(e)),
         Err(payload) => {
             let msg = payload
                 .downcast_ref::<&str>()

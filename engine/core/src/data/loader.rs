@@ -2,6 +2,7 @@
 //! batches from a reader, optionally on a thread of its own ahead of the training loop.
 
 use super::rng::{SplitMix64, Stream};
+use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::sync_channel;
 use tch::Tensor;
@@ -25,14 +26,14 @@ pub fn batches(indices: &[i64], batch_size: usize, shuffle: bool, seed: u64, epo
 ///
 /// With `prefetch == 0` each batch is read in line, just before its step. Otherwise a loader
 /// thread reads the batches in the same order and keeps up to `prefetch` of them ready, so that
-/// reading (decoding, disk) overlaps the steps; what the steps see is the same either way. The
-/// first error, from the reader or from a step, ends the pass and is returned; a panicking
-/// reader is reported as an error.
+/// reading (decoding, disk) overlaps the steps; what the steps see is the same either way. A step
+/// that returns `ControlFlow::Break` ends the pass after it. The first error, from the reader or
+/// from a step, ends the pass and is returned; a panicking reader is reported as an error.
 pub fn for_each_batch<E>(
     reader: &mut dyn DatasetReader,
     batches: &Batches,
     prefetch: usize,
-    mut step: impl FnMut(usize, &[i64], Tensor, Tensor) -> std::result::Result<(), E>,
+    mut step: impl FnMut(usize, &[i64], Tensor, Tensor) -> std::result::Result<ControlFlow<()>, E>,
 ) -> std::result::Result<(), E>
 where
     E: From<Error>,
@@ -40,7 +41,9 @@ where
     if prefetch == 0 {
         for (index, idx) in batches.iter().enumerate() {
             let (x, y) = read(reader, idx)?;
-            step(index, idx, x, y)?;
+            if step(index, idx, x, y)?.is_break() {
+                break;
+            }
         }
         return Ok(());
     }
@@ -58,7 +61,9 @@ where
         });
         for (index, idx) in batches.iter().enumerate() {
             let (x, y) = rx.recv().map_err(|_| Error::msg("the loader thread stopped"))??;
-            step(index, idx, x, y)?;
+            if step(index, idx, x, y)?.is_break() {
+                break;
+            }
         }
         Ok(())
     })
@@ -84,7 +89,7 @@ mod tests {
         let b = batches(&(0..23).collect::<Vec<_>>(), 5, true, 9, 1);
         for_each_batch::<Error>(&mut dataset(23), &b, prefetch, |i, idx, x, _| {
             out.push((i, idx.to_vec(), Vec::<f32>::try_from(x.flatten(0, -1)).unwrap()));
-            Ok(())
+            Ok(ControlFlow::Continue(()))
         })
         .unwrap();
         out
@@ -123,7 +128,7 @@ mod tests {
             let mut steps = 0;
             let e = for_each_batch::<Error>(&mut Panicky, &b, prefetch, |_, _, _, _| {
                 steps += 1;
-                Ok(())
+                Ok(ControlFlow::Continue(()))
             });
             assert!(e.unwrap_err().to_string().contains("panicked"), "prefetch {prefetch}");
             assert_eq!(steps, 2);
@@ -137,7 +142,7 @@ mod tests {
                     if i == 1 {
                         Err(Error::msg("step failed"))
                     } else {
-                        Ok(())
+                        Ok(ControlFlow::Continue(()))
                     }
                 },
             );
@@ -166,5 +171,19 @@ mod tests {
         let idx: Vec<i64> = (0..50).collect();
         assert_eq!(batches(&idx, 50, true, 3, 1), batches(&idx, 50, true, 3, 1));
         assert_ne!(batches(&idx, 50, true, 3, 1), batches(&idx, 50, true, 3, 2));
+    }
+
+    #[test]
+    fn a_step_that_breaks_ends_the_pass_after_it() {
+        let b: Batches = (0..10).map(|i| vec![i]).collect();
+        for prefetch in [0, 3] {
+            let mut steps = Vec::new();
+            for_each_batch::<Error>(&mut dataset(10), &b, prefetch, |i, _, _, _| {
+                steps.push(i);
+                Ok(if i == 3 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+            })
+            .unwrap();
+            assert_eq!(steps, [0, 1, 2, 3], "prefetch {prefetch}");
+        }
     }
 }

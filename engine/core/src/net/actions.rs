@@ -34,13 +34,17 @@ fn save(c: &Components, history: &History, dir: &Path, prefix: &str, parts: torc
         set.push((files.optimizer, Box::new(move |p: &Path| save_tensors(p, &state).map_err(sdk_error))));
     }
     if parts.callbacks {
-        let mut states = serde_json::Map::new();
+        let (mut states, mut tensors) = (serde_json::Map::new(), Vec::new());
         for (name, cb) in &c.callbacks {
-            let state = cb.state().map_err(|source| Error::Callback { name: name.clone(), event: "state", source })?;
-            states.insert(name.clone(), state);
+            let name: &str = name;
+            let error = |event| move |source| Error::Callback { name: name.to_owned(), event, source };
+            states.insert(name.to_owned(), cb.state().map_err(error("state"))?);
+            let own = cb.state_tensors().map_err(error("state_tensors"))?;
+            tensors.extend(own.into_iter().map(|(t, v)| (format!("{name}/{t}"), v)));
         }
         let states = serde_json::Value::Object(states);
         set.push((files.callbacks, Box::new(move |p: &Path| save_json(p, &states).map_err(sdk_error))));
+        set.push((files.callback_tensors, Box::new(move |p: &Path| save_tensors(p, &tensors).map_err(sdk_error))));
     }
     if parts.history {
         set.push((files.history, Box::new(move |p: &Path| history.save(p))));
@@ -65,13 +69,24 @@ fn load(c: &mut Components, history: &mut History, dir: &Path, prefix: &str, par
     }
     if parts.callbacks {
         let states = load_json(&files.callbacks).map_err(sdk_error)?;
+        // A checkpoint from before SDK 1.1 has no tensor state.
+        let tensors = match files.callback_tensors.exists() {
+            true => load_tensors(&files.callback_tensors).map_err(sdk_error)?,
+            false => Vec::new(),
+        };
         for (name, cb) in &mut c.callbacks {
-            if let Some(state) = states.get(name.as_str()) {
-                cb.load_state(state.clone()).map_err(|source| Error::Callback {
-                    name: name.clone(),
-                    event: "load_state",
-                    source,
-                })?;
+            let name: &str = name;
+            let error = |event| move |source| Error::Callback { name: name.to_owned(), event, source };
+            if let Some(state) = states.get(name) {
+                cb.load_state(state.clone()).map_err(error("load_state"))?;
+            }
+            let prefix = format!("{name}/");
+            let own: Vec<(String, tch::Tensor)> = tensors
+                .iter()
+                .filter_map(|(k, t)| k.strip_prefix(&prefix).map(|k| (k.to_owned(), t.shallow_clone())))
+                .collect();
+            if !own.is_empty() {
+                cb.load_state_tensors(own).map_err(error("load_state_tensors"))?;
             }
         }
     }

@@ -3,8 +3,9 @@
 
 use super::actions::perform;
 use super::build::Components;
-use super::host::RunHost;
+use super::host::{Requests, RunHost};
 use crate::{Error, History, Result};
+use tch::Tensor;
 use torchfit_sdk::{Batch, BatchOutput, Callback, Flow, Host};
 
 /// An event of the loop, as sent to every callback.
@@ -12,6 +13,7 @@ pub(super) enum Event<'a> {
     TrainBegin,
     EpochBegin,
     BatchBegin(&'a Batch<'a>),
+    LossComputed(&'a BatchOutput<'a>),
     GradComputed(&'a Batch<'a>),
     BatchEnd(&'a BatchOutput<'a>),
     EpochEnd,
@@ -19,11 +21,13 @@ pub(super) enum Event<'a> {
 }
 
 impl Event<'_> {
-    fn name(&self) -> &'static str {
+    /// The hook's name.
+    pub(super) fn name(&self) -> &'static str {
         match self {
             Event::TrainBegin => "on_train_begin",
             Event::EpochBegin => "on_epoch_begin",
             Event::BatchBegin(_) => "on_batch_begin",
+            Event::LossComputed(_) => "on_loss_computed",
             Event::GradComputed(_) => "on_grad_computed",
             Event::BatchEnd(_) => "on_batch_end",
             Event::EpochEnd => "on_epoch_end",
@@ -36,6 +40,7 @@ impl Event<'_> {
             Event::TrainBegin => cb.on_train_begin(host),
             Event::EpochBegin => cb.on_epoch_begin(host),
             Event::BatchBegin(b) => cb.on_batch_begin(host, b),
+            Event::LossComputed(o) => cb.on_loss_computed(host, o),
             Event::GradComputed(b) => cb.on_grad_computed(host, b),
             Event::BatchEnd(o) => cb.on_batch_end(host, o),
             Event::EpochEnd => cb.on_epoch_end(host),
@@ -54,6 +59,20 @@ enum OnError {
     Continue,
 }
 
+/// What the callbacks asked of the loop during one event, besides checkpoints (which the bus
+/// carries out itself).
+#[derive(Default)]
+pub(super) struct Asked {
+    /// The strongest flow asked for.
+    pub flow: Flow,
+    /// Terms to add to the loss, in callback order.
+    pub loss_terms: Vec<Tensor>,
+    /// Whether to skip the optimizer step.
+    pub skip_step: bool,
+    /// The batch to train on instead (the last callback's that asked).
+    pub batch: Option<(Tensor, Tensor)>,
+}
+
 /// Sends `event` to every callback; a failing callback aborts the event. `counts` are the
 /// epoch's training and validation batch counts.
 pub(super) fn notify(
@@ -62,6 +81,16 @@ pub(super) fn notify(
     counts: (usize, usize),
     event: &Event<'_>,
 ) -> Result<Flow> {
+    dispatch(c, history, counts, event, OnError::Abort).map(|asked| asked.flow)
+}
+
+/// [`notify`], returning everything the callbacks asked for.
+pub(super) fn ask(
+    c: &mut Components,
+    history: &mut History,
+    counts: (usize, usize),
+    event: &Event<'_>,
+) -> Result<Asked> {
     dispatch(c, history, counts, event, OnError::Abort)
 }
 
@@ -78,8 +107,8 @@ fn dispatch(
     counts: (usize, usize),
     event: &Event<'_>,
     on_error: OnError,
-) -> Result<Flow> {
-    let (mut flow, mut requested, mut first) = (Flow::Continue, Vec::new(), None);
+) -> Result<Asked> {
+    let (mut asked, mut actions, mut first) = (Asked::default(), Vec::new(), None);
     let mut fail = |e: Error| match on_error {
         OnError::Abort => Err(e),
         OnError::Continue => {
@@ -89,34 +118,40 @@ fn dispatch(
         }
     };
     {
-        let Components { callbacks, model, optimizer, settings, run_dir, scorers, .. } = &mut *c;
+        let Components { callbacks, model, optimizer, settings, run_dir, scorers, device, .. } = &mut *c;
         for (name, cb) in callbacks.iter_mut() {
-            let (mut stop, mut actions) = (false, Vec::new());
+            let mut requests = Requests::default();
             let mut host = RunHost {
                 history: &mut *history,
-                model: model.as_ref(),
+                model: model.as_mut(),
                 optimizer: &mut *optimizer,
+                device: *device,
                 max_epochs: settings.max_epochs,
                 batch_counts: counts,
-                stop: &mut stop,
-                actions: &mut actions,
+                event,
+                requests: &mut requests,
                 run_dir: run_dir.as_deref(),
                 scorers: &mut *scorers,
             };
             match event.send(cb.as_mut(), &mut host) {
-                Ok(f) => flow = flow.and(f),
+                Ok(f) => asked.flow = asked.flow.and(f),
                 Err(source) => fail(Error::Callback { name: name.clone(), event: event.name(), source })?,
             }
-            if stop {
-                flow = Flow::Stop;
+            if requests.stop {
+                asked.flow = asked.flow.and(Flow::Stop);
             }
-            requested.extend(actions.into_iter().map(|a| (name.clone(), a)));
+            asked.loss_terms.append(&mut requests.loss_terms);
+            asked.skip_step |= requests.skip_step;
+            if let Some(b) = requests.batch {
+                asked.batch = Some(b);
+            }
+            actions.extend(requests.actions.into_iter().map(|a| (name.clone(), a)));
         }
     }
-    for (name, action) in requested {
+    for (name, action) in actions {
         if let Err(e) = perform(c, history, &action) {
             fail(Error::Callback { name, event: event.name(), source: torchfit_sdk::Error::msg(e) })?;
         }
     }
-    first.map_or(Ok(flow), Err)
+    first.map_or(Ok(asked), Err)
 }

@@ -2,6 +2,10 @@
 //! and, always, `on_train_end`; [`fit_loop`] runs epochs; [`run_single_epoch`] runs the batches
 //! of one pass, each through [`train_step`] or [`validation_step`].
 //!
+//! A stop asked during an epoch ([`Flow::Stop`]) ends the run after the epoch; a stop after the
+//! batch ([`Flow::StopAfterBatch`]) ends the pass after the batch, skips the epoch's validation
+//! and `on_epoch_end` (the epoch's record keeps the batches that ran), and ends the run.
+//!
 //! Each epoch the loop first opens the history record (`epoch`), reseeds libtorch's generator
 //! from `(seed, epoch)` and draws the batch order from `(seed, epoch)`, so any epoch can be
 //! replayed exactly; then callbacks run in order. Batch losses stay on the device during the
@@ -10,10 +14,11 @@
 
 use super::actions::perform;
 use super::build::Components;
-use super::events::{notify, notify_train_end, Event};
+use super::events::{ask, notify, notify_train_end, Event};
 use super::{EpochCount, Valid};
 use crate::data::{batches, for_each_batch, Batches, SplitMix64, Stream};
 use crate::{Error, History, Result};
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 use torchfit_sdk::checkpoint::Action;
@@ -45,7 +50,7 @@ pub(super) fn partial_fit(
     let epochs = count.epochs_to_run(c.settings.max_epochs, history.len());
     let result = match notify(c, history, (0, 0), &Event::TrainBegin) {
         Ok(Flow::Continue) => fit_loop(c, history, reader, train, valid, epochs),
-        Ok(Flow::Stop) => Ok(()),
+        Ok(Flow::Stop | Flow::StopAfterBatch) => Ok(()),
         Err(e) => Err(e),
     };
     let end = notify_train_end(c, history);
@@ -84,7 +89,7 @@ fn fit_loop(
         let mut pending = Vec::with_capacity(2);
         let mut flow = notify(c, history, counts, &Event::EpochBegin)?;
         flow = flow.and(run_single_epoch(c, history, reader, &train_batches, true, counts, &mut pending)?);
-        if !valid_batches.is_empty() {
+        if !valid_batches.is_empty() && flow != Flow::StopAfterBatch {
             let valid_reader: &mut dyn DatasetReader = match &mut valid {
                 Valid::Other(r, _) => &mut **r,
                 _ => &mut *reader,
@@ -92,8 +97,13 @@ fn fit_loop(
             flow = flow.and(run_single_epoch(c, history, valid_reader, &valid_batches, false, counts, &mut pending)?);
         }
         record_losses(history, pending)?;
+        if flow == Flow::StopAfterBatch {
+            let batches = history.batches(-1).len();
+            log::info!("stopping in epoch {epoch} after batch {batches}: a callback asked to stop after the batch");
+            break;
+        }
         flow = flow.and(notify(c, history, counts, &Event::EpochEnd)?);
-        if flow == Flow::Stop {
+        if flow.stops() {
             log::info!("stopping after epoch {epoch}: a callback asked to stop");
             break;
         }
@@ -134,8 +144,13 @@ fn run_single_epoch(
         let (x, y) = (x.f_to_device(c.device)?, y.f_to_device(c.device)?);
         let record = history.new_batch()?;
         history.record_batch(size_key, idx.len())?;
+        let replaced = {
+            let asked = ask(c, history, counts, &Event::BatchBegin(&Batch { x: &x, y: &y, training, index }))?;
+            flow = flow.and(asked.flow);
+            asked.batch
+        };
+        let (x, y) = replaced.unwrap_or((x, y));
         let batch = Batch { x: &x, y: &y, training, index };
-        flow = flow.and(notify(c, history, counts, &Event::BatchBegin(&batch))?);
         let (y_pred, loss) = if training {
             let (y_pred, loss, f) = train_step(c, history, counts, &batch)?;
             flow = flow.and(f);
@@ -147,13 +162,15 @@ fn run_single_epoch(
         flow = flow.and(notify(c, history, counts, &Event::BatchEnd(&out))?);
         losses.values.f_select(0, index as i64)?.f_copy_(&loss)?;
         losses.records.push(record);
-        Ok::<_, Error>(())
+        Ok::<_, Error>(if flow == Flow::StopAfterBatch { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
     })?;
     pending.push(losses);
     Ok(flow)
 }
 
-/// Forward, loss, backward, `on_grad_computed`, optimizer step. Returns the detached outputs.
+/// Forward, loss, `on_loss_computed` (terms added to the loss), backward, `on_grad_computed`,
+/// optimizer step; a callback may skip the step (and, from `on_loss_computed`, backward).
+/// Returns the detached outputs and loss.
 fn train_step(
     c: &mut Components,
     history: &mut History,
@@ -161,11 +178,22 @@ fn train_step(
     batch: &Batch<'_>,
 ) -> Result<(Tensor, Tensor, Flow)> {
     let y_pred = c.forward(batch.x, true)?;
-    let loss = c.loss(&y_pred, batch.y)?;
-    c.optimizer.zero_grad();
-    loss.f_backward()?;
-    let flow = notify(c, history, counts, &Event::GradComputed(batch))?;
-    c.optimizer.step()?;
+    let mut loss = c.loss(&y_pred, batch.y)?;
+    let asked =
+        ask(c, history, counts, &Event::LossComputed(&BatchOutput { batch: *batch, y_pred: &y_pred, loss: &loss }))?;
+    let mut flow = asked.flow;
+    for term in asked.loss_terms {
+        loss = loss.f_add(&term.f_reshape([0i64; 0])?)?;
+    }
+    if !asked.skip_step {
+        c.optimizer.zero_grad();
+        loss.f_backward()?;
+        let asked = ask(c, history, counts, &Event::GradComputed(batch))?;
+        flow = flow.and(asked.flow);
+        if !asked.skip_step {
+            c.optimizer.step()?;
+        }
+    }
     Ok((y_pred.f_detach()?, loss.f_detach()?, flow))
 }
 

@@ -1,21 +1,41 @@
-//! The [`Host`] the loop lends to callbacks: history, parameters and learning rates of the run.
+//! The [`Host`] the loop lends to a callback during a hook: the run's history, model, optimizer
+//! and scorers, and the requests the callback makes (checkpoints, stops, a loss term, a skipped
+//! step, a replaced batch), which the loop carries out once the event has reached every callback.
 
+use super::events::Event;
 use crate::glob::Glob;
 use crate::{History, Optimizer};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
-use tch::Tensor;
+use tch::{Device, Tensor};
 use torchfit_sdk::checkpoint::Action;
-use torchfit_sdk::{Error, Host, Model, Parts, Result};
+use torchfit_sdk::{Error, Forward, Host, Model, Parts, Result, SdkVersion};
 
-pub(crate) struct RunHost<'a> {
+/// What one callback asked for during one event.
+#[derive(Default)]
+pub(super) struct Requests {
+    /// Stop after the current epoch (`request_stop`).
+    pub stop: bool,
+    /// Checkpoints to save or restore.
+    pub actions: Vec<Action>,
+    /// Terms to add to the loss (`on_loss_computed`).
+    pub loss_terms: Vec<Tensor>,
+    /// Skip the optimizer step (`on_loss_computed`, `on_grad_computed`).
+    pub skip_step: bool,
+    /// The batch to train on instead (`on_batch_begin`).
+    pub batch: Option<(Tensor, Tensor)>,
+}
+
+pub(super) struct RunHost<'a> {
     pub history: &'a mut History,
-    pub model: &'a dyn Model,
+    pub model: &'a mut dyn Model,
     pub optimizer: &'a mut Optimizer,
+    pub device: Device,
     pub max_epochs: usize,
     pub batch_counts: (usize, usize),
-    pub stop: &'a mut bool,
-    pub actions: &'a mut Vec<Action>,
+    /// The hook running: requests that belong to another hook are refused.
+    pub event: &'a Event<'a>,
+    pub requests: &'a mut Requests,
     pub run_dir: Option<&'a Path>,
     pub scorers: &'a mut Scorers,
 }
@@ -31,6 +51,27 @@ impl Scorers {
     /// Builds scorers from `registry`, each with `ctx` under its own name.
     pub fn new(registry: crate::Registry, ctx: torchfit_sdk::BuildContext) -> Self {
         Self { registry, ctx, built: Default::default() }
+    }
+
+    fn get(&mut self, name: &str) -> Result<&dyn torchfit_sdk::Scorer> {
+        if !self.built.contains_key(name) {
+            let ctx = torchfit_sdk::BuildContext { name: name.into(), ..self.ctx.clone() };
+            let scorer = self.registry.scorer(name, &serde_json::json!({}), &ctx).map_err(Error::msg)?;
+            self.built.insert(name.to_owned(), scorer);
+        }
+        Ok(self.built[name].as_ref())
+    }
+}
+
+impl RunHost<'_> {
+    /// Refuses a request made outside the hooks it belongs to.
+    fn during(&self, what: &str, hooks: &[&str]) -> Result<()> {
+        let hook = self.event.name();
+        if hooks.contains(&hook) {
+            Ok(())
+        } else {
+            Err(Error::msg(format!("{what} is possible in {} only, not in {hook}", hooks.join(" and "))))
+        }
     }
 }
 
@@ -100,24 +141,18 @@ impl Host for RunHost<'_> {
     }
 
     fn request_stop(&mut self) {
-        *self.stop = true;
+        self.requests.stop = true;
     }
 
     fn save_checkpoint(&mut self, dir: &Path, prefix: &str, parts: Parts) -> Result<()> {
-        self.actions.push(Action::Save {
-            dir: torchfit_sdk::host::in_run_dir(self, dir),
-            prefix: prefix.into(),
-            parts,
-        });
+        let dir = torchfit_sdk::host::in_run_dir(self, dir);
+        self.requests.actions.push(Action::Save { dir, prefix: prefix.into(), parts });
         Ok(())
     }
 
     fn load_checkpoint(&mut self, dir: &Path, prefix: &str, parts: Parts) -> Result<()> {
-        self.actions.push(Action::Load {
-            dir: torchfit_sdk::host::in_run_dir(self, dir),
-            prefix: prefix.into(),
-            parts,
-        });
+        let dir = torchfit_sdk::host::in_run_dir(self, dir);
+        self.requests.actions.push(Action::Load { dir, prefix: prefix.into(), parts });
         Ok(())
     }
 
@@ -126,12 +161,82 @@ impl Host for RunHost<'_> {
     }
 
     fn score(&mut self, name: &str, y_true: &Tensor, y_pred: &Tensor) -> Result<f64> {
-        let s = &mut *self.scorers;
-        if !s.built.contains_key(name) {
-            let ctx = torchfit_sdk::BuildContext { name: name.into(), ..s.ctx.clone() };
-            let scorer = s.registry.scorer(name, &serde_json::json!({}), &ctx).map_err(Error::msg)?;
-            s.built.insert(name.to_owned(), scorer);
+        self.scorers.get(name)?.score(y_true, y_pred)
+    }
+
+    fn sdk_version(&self) -> SdkVersion {
+        SdkVersion::CURRENT
+    }
+
+    fn add_to_loss(&mut self, term: &Tensor) -> Result<()> {
+        self.during("add_to_loss", &["on_loss_computed"])?;
+        if term.numel() != 1 {
+            return Err(Error::msg(format!("a loss term must be a single value; it has shape {:?}", term.size())));
         }
-        s.built[name].score(y_true, y_pred)
+        self.requests.loss_terms.push(term.shallow_clone());
+        Ok(())
+    }
+
+    fn skip_step(&mut self) -> Result<()> {
+        self.during("skip_step", &["on_loss_computed", "on_grad_computed"])?;
+        self.requests.skip_step = true;
+        Ok(())
+    }
+
+    fn replace_batch(&mut self, x: &Tensor, y: &Tensor) -> Result<()> {
+        self.during("replace_batch", &["on_batch_begin"])?;
+        let (n, m) = (x.size().first().copied(), y.size().first().copied());
+        if n.is_none() || n != m {
+            return Err(Error::msg(format!("replace_batch: {:?} inputs but {:?} targets", x.size(), y.size())));
+        }
+        self.requests.batch = Some((x.f_to_device(self.device)?, y.f_to_device(self.device)?));
+        Ok(())
+    }
+
+    fn group_parameters(&self, group: usize) -> Result<Vec<String>> {
+        self.optimizer.group_parameters(group).ok_or_else(|| Error::msg(format!("no parameter group {group}")))
+    }
+
+    fn hyper(&self, group: usize, name: &str) -> Result<Value> {
+        self.optimizer.hyper(group, name).map_err(Error::msg)
+    }
+
+    fn set_hyper(&mut self, group: usize, name: &str, value: Value) -> Result<()> {
+        self.optimizer.set_hyper(group, name, &value).map_err(Error::msg)
+    }
+
+    fn optimizer_state(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(self.optimizer.state_dict())
+    }
+
+    fn buffers(&self) -> Result<Vec<(String, Tensor)>> {
+        let params: Vec<String> = self.model.parameters().into_iter().map(|(n, _)| n).collect();
+        Ok(self.model.state_dict().into_iter().filter(|(n, _)| !params.contains(n)).collect())
+    }
+
+    fn state_dict(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(self.model.state_dict())
+    }
+
+    fn load_state_dict(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        self.model.load_state_dict(state)
+    }
+
+    fn forward(&mut self, x: &Tensor, mode: Forward) -> Result<Tensor> {
+        let x = x.f_to_device(self.device)?;
+        let run = || self.model.forward(&x, mode.train);
+        if mode.grad {
+            tch::with_grad(run)
+        } else {
+            tch::no_grad(run)
+        }
+    }
+
+    fn device(&self) -> Result<Device> {
+        Ok(self.device)
+    }
+
+    fn scorer_lower_is_better(&mut self, name: &str) -> Result<Option<bool>> {
+        Ok(self.scorers.get(name)?.lower_is_better())
     }
 }

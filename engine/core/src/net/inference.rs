@@ -4,6 +4,7 @@
 use super::NeuralNet;
 use crate::data::{batches, for_each_batch, TensorDataset};
 use crate::{Error, Result};
+use std::ops::ControlFlow;
 use tch::{Device, Kind, Tensor};
 use torchfit_sdk::metrics::{correct, predicted_classes, r2};
 use torchfit_sdk::{DatasetReader, Task};
@@ -28,7 +29,7 @@ impl NeuralNet {
         let iv = &c.settings.iterator_valid;
         for_each_batch(reader, &batches(indices, iv.batch_size, false, 0, 0), iv.prefetch, |_, _, x, _| {
             outs.push(c.forward(&x.f_to_device(c.device)?, false)?);
-            Ok::<_, Error>(())
+            Ok::<_, Error>(ControlFlow::Continue(()))
         })?;
         Ok(Tensor::f_cat(&outs, 0)?.f_to_device(Device::Cpu)?)
     }
@@ -89,7 +90,7 @@ impl NeuralNet {
             if classification {
                 right = right.f_add(&correct(&y, &out)?)?;
             }
-            Ok::<_, Error>(())
+            Ok::<_, Error>(ControlFlow::Continue(()))
         })?;
         let n = indices.len().max(1) as f64;
         let accuracy = if classification { Some(right.f_int64_value(&[])? as f64 / n) } else { None };

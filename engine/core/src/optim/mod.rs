@@ -152,7 +152,70 @@ pub struct Hyper {
     pub centered: bool,
 }
 
+/// The hyper-parameters by their `torch.optim` names, and the optimizers each applies to.
+const HYPER_KEYS: &[(&str, &[OptimizerName])] = {
+    use OptimizerName::*;
+    &[
+        ("lr", &[Sgd, Adam, Adamw, Rmsprop]),
+        ("weight_decay", &[Sgd, Adam, Adamw, Rmsprop]),
+        ("momentum", &[Sgd, Rmsprop]),
+        ("dampening", &[Sgd]),
+        ("nesterov", &[Sgd]),
+        ("betas", &[Adam, Adamw]),
+        ("eps", &[Adam, Adamw, Rmsprop]),
+        ("alpha", &[Rmsprop]),
+        ("centered", &[Rmsprop]),
+    ]
+};
+
+/// Whether hyper-parameter `key` applies to optimizer `name`.
+fn applies(key: &str, name: OptimizerName) -> bool {
+    HYPER_KEYS.iter().any(|(k, ok)| *k == key && ok.contains(&name))
+}
+
 impl Hyper {
+    /// Hyper-parameter `key` as JSON (`betas` a pair).
+    fn get(&self, key: &str) -> Option<serde_json::Value> {
+        use serde_json::json;
+        Some(match key {
+            "lr" => json!(self.lr),
+            "weight_decay" => json!(self.weight_decay),
+            "momentum" => json!(self.momentum),
+            "dampening" => json!(self.dampening),
+            "nesterov" => json!(self.nesterov),
+            "betas" => json!(self.betas),
+            "eps" => json!(self.eps),
+            "alpha" => json!(self.alpha),
+            "centered" => json!(self.centered),
+            _ => return None,
+        })
+    }
+
+    /// Sets hyper-parameter `key` from JSON; the error says what the value must be.
+    fn set(&mut self, key: &str, value: &serde_json::Value) -> std::result::Result<(), String> {
+        let number =
+            || value.as_f64().filter(|v| v.is_finite()).ok_or_else(|| format!("`{key}` must be a finite number"));
+        let flag = || value.as_bool().ok_or_else(|| format!("`{key}` must be true or false"));
+        match key {
+            "lr" => self.lr = number()?,
+            "weight_decay" => self.weight_decay = number()?,
+            "momentum" => self.momentum = number()?,
+            "dampening" => self.dampening = number()?,
+            "nesterov" => self.nesterov = flag()?,
+            "betas" => {
+                self.betas = serde_json::from_value::<[f64; 2]>(value.clone())
+                    .ok()
+                    .filter(|b| b.iter().all(|v| (0.0..1.0).contains(v)))
+                    .ok_or("`betas` must be two numbers in [0, 1)")?
+            }
+            "eps" => self.eps = number()?,
+            "alpha" => self.alpha = number()?,
+            "centered" => self.centered = flag()?,
+            _ => return Err(format!("unknown hyper-parameter `{key}`")),
+        }
+        Ok(())
+    }
+
     fn defaults(name: OptimizerName) -> Self {
         Hyper {
             lr: 0.01,
@@ -168,9 +231,8 @@ impl Hyper {
     }
 
     fn apply(&mut self, name: OptimizerName, c: &HyperConfig, at: &str) -> Result<()> {
-        use OptimizerName::*;
-        let allowed = |key: &str, ok: &[OptimizerName]| -> Result<()> {
-            if ok.contains(&name) {
+        let allowed = |key: &str| -> Result<()> {
+            if applies(key, name) {
                 Ok(())
             } else {
                 Err(Error::Config {
@@ -181,22 +243,16 @@ impl Hyper {
             }
         };
         macro_rules! set {
-            ($field:ident, $ok:expr) => {
-                if let Some(v) = c.$field {
-                    allowed(stringify!($field), $ok)?;
-                    self.$field = v;
-                }
+            ($($field:ident),*) => {
+                $(
+                    if let Some(v) = c.$field {
+                        allowed(stringify!($field))?;
+                        self.$field = v;
+                    }
+                )*
             };
         }
-        set!(lr, &[Sgd, Adam, Adamw, Rmsprop]);
-        set!(weight_decay, &[Sgd, Adam, Adamw, Rmsprop]);
-        set!(momentum, &[Sgd, Rmsprop]);
-        set!(dampening, &[Sgd]);
-        set!(nesterov, &[Sgd]);
-        set!(betas, &[Adam, Adamw]);
-        set!(eps, &[Adam, Adamw, Rmsprop]);
-        set!(alpha, &[Rmsprop]);
-        set!(centered, &[Rmsprop]);
+        set!(lr, weight_decay, momentum, dampening, nesterov, betas, eps, alpha, centered);
         let bad = |key: &str, message: &str| {
             Err(Error::Config { origin: String::new(), key: format!("{at}{key}"), message: message.into() })
         };
@@ -317,6 +373,27 @@ impl Optimizer {
         self.groups.get_mut(group).map(|g| g.hyper.lr = lr).is_some()
     }
 
+    /// The parameter names of group `group`, in the group's order.
+    pub fn group_parameters(&self, group: usize) -> Option<Vec<String>> {
+        self.groups.get(group).map(|g| g.params.iter().map(|&i| self.params[i].0.clone()).collect())
+    }
+
+    /// Hyper-parameter `key` of group `group` by its `torch.optim` name, as JSON; the error
+    /// says why there is none.
+    pub fn hyper(&self, group: usize, key: &str) -> std::result::Result<serde_json::Value, String> {
+        let g = self.groups.get(group).ok_or_else(|| format!("no parameter group {group}"))?;
+        if !applies(key, self.name) {
+            return Err(format!("{:?} has no hyper-parameter `{key}`", self.name).to_lowercase());
+        }
+        g.hyper.get(key).ok_or_else(|| format!("unknown hyper-parameter `{key}`"))
+    }
+
+    /// Sets hyper-parameter `key` of group `group` (see [`Optimizer::hyper`]).
+    pub fn set_hyper(&mut self, group: usize, key: &str, value: &serde_json::Value) -> std::result::Result<(), String> {
+        self.hyper(group, key)?;
+        self.groups[group].hyper.set(key, value)
+    }
+
     /// Clears the gradients of all parameters.
     pub fn zero_grad(&mut self) {
         if self.releaser.zero_grad().is_err() {
@@ -360,8 +437,8 @@ impl Optimizer {
         Ok(())
     }
 
-    /// The optimizer state as named tensors: `<param>.<buffer>` and `<param>.step`, plus
-    /// `group<i>.lr` for each group.
+    /// The optimizer state as named tensors: `<param>.<buffer>` and `<param>.step`, plus each
+    /// group's hyper-parameters, `group<i>.<name>` (callbacks may change them during a run).
     pub fn state_dict(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
         for ((name, _), st) in self.params.iter().zip(&self.state) {
@@ -373,7 +450,16 @@ impl Optimizer {
             }
         }
         for (i, g) in self.groups.iter().enumerate() {
-            out.push((format!("group{i}.lr"), Tensor::from(g.hyper.lr)));
+            for (key, _) in HYPER_KEYS.iter().filter(|(k, _)| applies(k, self.name)) {
+                let values: Vec<f64> = match g.hyper.get(key) {
+                    Some(serde_json::Value::Array(v)) => v.iter().filter_map(serde_json::Value::as_f64).collect(),
+                    Some(serde_json::Value::Bool(b)) => vec![b as u8 as f64],
+                    Some(v) => v.as_f64().into_iter().collect(),
+                    None => continue,
+                };
+                let t = if key == &"betas" { Tensor::from_slice(&values) } else { Tensor::from(values[0]) };
+                out.push((format!("group{i}.{key}"), t));
+            }
         }
         out
     }
@@ -392,8 +478,16 @@ impl Optimizer {
             }
         }
         for (i, g) in self.groups.iter_mut().enumerate() {
-            if let Some(t) = find(&format!("group{i}.lr")) {
-                g.hyper.lr = t.double_value(&[]);
+            for (key, _) in HYPER_KEYS.iter().filter(|(k, _)| applies(k, self.name)) {
+                let Some(t) = find(&format!("group{i}.{key}")) else { continue };
+                let values = Vec::<f64>::try_from(t.f_to_kind(tch::Kind::Double)?.f_flatten(0, -1)?)?;
+                let value = match (*key, values.as_slice()) {
+                    ("betas", [b1, b2]) => serde_json::json!([b1, b2]),
+                    ("nesterov" | "centered", [v]) => serde_json::json!(*v != 0.0),
+                    (_, [v]) => serde_json::json!(v),
+                    _ => continue,
+                };
+                g.hyper.set(key, &value).map_err(|m| Error::Data(format!("optimizer state `group{i}.{key}`: {m}")))?;
             }
         }
         Ok(())

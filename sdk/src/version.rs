@@ -1,0 +1,37 @@
+//! SDK versions: what a plugin was built with, and what a component needs of its host.
+//!
+//! The plugin ABI is 1 (`ffi::ABI_VERSION`); within it the SDK grows by minor versions under
+//! the rule in [`crate::ffi`]'s documentation: 1.0 is the first released SDK, 1.1 added the
+//! extension interfaces. A 1.x host loads every 1.y plugin.
+
+/// An SDK version, `major.minor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SdkVersion {
+    /// The plugin ABI (breaking changes).
+    pub major: u32,
+    /// Additions within the ABI.
+    pub minor: u32,
+}
+
+impl SdkVersion {
+    /// The first released SDK: the hooks, host services and components of ABI v1.
+    pub const V1_0: SdkVersion = SdkVersion { major: 1, minor: 0 };
+    /// SDK 1.1: extension interfaces (events and host services by name), `on_loss_computed`,
+    /// stopping after a batch, skipping the step, replacing the batch, optimizer
+    /// hyper-parameters and state, buffers and state dict, running the model, callback tensor
+    /// state, scorer direction, error kinds.
+    pub const V1_1: SdkVersion = SdkVersion { major: 1, minor: 1 };
+    /// The version this SDK is.
+    pub const CURRENT: SdkVersion = SdkVersion::V1_1;
+
+    /// Version `1.minor`.
+    pub const fn v1(minor: u32) -> Self {
+        SdkVersion { major: 1, minor }
+    }
+}
+
+impl std::fmt::Display for SdkVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
