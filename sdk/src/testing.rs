@@ -20,7 +20,9 @@ pub fn context(name: &str) -> BuildContext {
     }
 }
 
-/// An in-memory [`Host`]: a history, two parameters with gradients, one parameter group.
+/// An in-memory [`Host`]: a history, a linear layer `fc` (two parameters with gradients, and a
+/// model `x -> x fcᵀ + b` for [`Host::forward`]), one parameter group. It provides every
+/// service of the current SDK and records the loop requests it receives.
 pub struct FakeHost {
     /// Epoch records (each with a `batches` list), as in `history.json`.
     pub history: Vec<Map<String, Value>>,
@@ -36,6 +38,18 @@ pub struct FakeHost {
     pub actions: Vec<crate::checkpoint::Action>,
     /// The run directory reported.
     pub run_dir: Option<std::path::PathBuf>,
+    /// Model buffers (none by default), part of the state dict after the parameters.
+    pub buffers: Vec<(String, Tensor)>,
+    /// Hyper-parameters of each group other than `lr` (`momentum`, `weight_decay`, `betas`).
+    pub hypers: Vec<Map<String, Value>>,
+    /// Optimizer state reported (none by default).
+    pub optimizer_state: Vec<(String, Tensor)>,
+    /// Terms added to the loss (`add_to_loss`), in order.
+    pub loss_terms: Vec<Tensor>,
+    /// How many times `skip_step` was called.
+    pub skipped_steps: usize,
+    /// The last batch given to `replace_batch`.
+    pub replaced_batch: Option<(Tensor, Tensor)>,
 }
 
 impl Default for FakeHost {
@@ -53,6 +67,15 @@ impl Default for FakeHost {
             max_epochs: 10,
             actions: Vec::new(),
             run_dir: None,
+            buffers: Vec::new(),
+            hypers: vec![serde_json::from_value(
+                serde_json::json!({"momentum": 0.0, "weight_decay": 0.0, "betas": [0.9, 0.999]}),
+            )
+            .expect("a JSON object")],
+            optimizer_state: Vec::new(),
+            loss_terms: Vec::new(),
+            skipped_steps: 0,
+            replaced_batch: None,
         }
     }
 }
@@ -159,6 +182,84 @@ impl Host for FakeHost {
     fn run_dir(&self) -> Option<std::path::PathBuf> {
         self.run_dir.clone()
     }
+    fn sdk_version(&self) -> crate::SdkVersion {
+        crate::SdkVersion::CURRENT
+    }
+    fn add_to_loss(&mut self, term: &Tensor) -> Result<()> {
+        self.loss_terms.push(term.shallow_clone());
+        Ok(())
+    }
+    fn skip_step(&mut self) -> Result<()> {
+        self.skipped_steps += 1;
+        Ok(())
+    }
+    fn replace_batch(&mut self, x: &Tensor, y: &Tensor) -> Result<()> {
+        self.replaced_batch = Some((x.shallow_clone(), y.shallow_clone()));
+        Ok(())
+    }
+    fn group_parameters(&self, group: usize) -> Result<Vec<String>> {
+        match group {
+            0 => Ok(self.params.iter().map(|(n, _)| n.clone()).collect()),
+            _ => Err(Error::msg(format!("no group {group}"))),
+        }
+    }
+    fn hyper(&self, group: usize, name: &str) -> Result<Value> {
+        if name == "lr" {
+            return self.lr(group).map(Value::from);
+        }
+        let g = self.hypers.get(group).ok_or_else(|| Error::msg(format!("no group {group}")))?;
+        g.get(name).cloned().ok_or_else(|| Error::msg(format!("no hyper-parameter `{name}`")))
+    }
+    fn set_hyper(&mut self, group: usize, name: &str, value: Value) -> Result<()> {
+        if name == "lr" {
+            return self.set_lr(group, value.as_f64().ok_or_else(|| Error::msg("`lr` must be a number"))?);
+        }
+        let g = self.hypers.get_mut(group).ok_or_else(|| Error::msg(format!("no group {group}")))?;
+        match g.get_mut(name) {
+            Some(v) => {
+                *v = value;
+                Ok(())
+            }
+            None => Err(Error::msg(format!("no hyper-parameter `{name}`"))),
+        }
+    }
+    fn optimizer_state(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(self.optimizer_state.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect())
+    }
+    fn buffers(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(self.buffers.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect())
+    }
+    fn state_dict(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(self.params.iter().chain(&self.buffers).map(|(n, t)| (n.clone(), t.shallow_clone())).collect())
+    }
+    fn load_state_dict(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        for (name, t) in self.params.iter_mut().chain(self.buffers.iter_mut()) {
+            let (_, v) =
+                state.iter().find(|(n, _)| n == name).ok_or_else(|| Error::msg(format!("`{name}` missing")))?;
+            t.f_copy_(v)?;
+        }
+        Ok(())
+    }
+    /// `x fc.weightᵀ + fc.bias`.
+    fn forward(&mut self, x: &Tensor, mode: crate::Forward) -> Result<Tensor> {
+        let run = || Ok(x.f_matmul(&self.params[0].1.f_tr()?)?.f_add(&self.params[1].1)?);
+        if mode.grad {
+            tch::with_grad(run)
+        } else {
+            tch::no_grad(run)
+        }
+    }
+    fn device(&self) -> Result<Device> {
+        Ok(Device::Cpu)
+    }
+    /// `accuracy`, the one scorer the fake knows, is higher-is-better.
+    fn scorer_lower_is_better(&mut self, name: &str) -> Result<Option<bool>> {
+        match name {
+            "accuracy" => Ok(Some(false)),
+            other => Err(Error::msg(format!("FakeHost knows no scorer `{other}`"))),
+        }
+    }
     /// The fake knows one scorer, `accuracy` ([`crate::metrics::accuracy`]).
     fn score(&mut self, name: &str, y_true: &Tensor, y_pred: &Tensor) -> Result<f64> {
         match name {
@@ -185,6 +286,7 @@ pub fn drive_one_epoch(cb: &mut dyn crate::Callback, host: &mut FakeHost) -> Res
         let batch = crate::Batch { x: &x, y: &y, training, index };
         cb.on_batch_begin(host, &batch)?;
         if training {
+            cb.on_loss_computed(host, &crate::BatchOutput { batch, y_pred: &y_pred, loss: &loss })?;
             cb.on_grad_computed(host, &batch)?;
         }
         cb.on_batch_end(host, &crate::BatchOutput { batch, y_pred: &y_pred, loss: &loss })?;

@@ -1,5 +1,6 @@
 //! Cost of one hook call: a no-op `on_batch_end` called directly on a `dyn Callback`, through the
-//! stable-ABI adapters in the same image, and on a callback loaded from a plugin library.
+//! stable-ABI adapters in the same image, and on a callback loaded from a plugin library, each
+//! through the SDK 1.0 interface and the SDK 1.1 extension interface.
 //!
 //! `cargo bench -p torchfit-engine --bench hook_dispatch` (build the test plugin first:
 //! `cargo build --release -p torchfit-testplugin-faulty`). Prints medians of 7 alternating runs.
@@ -9,7 +10,8 @@ use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 use torchfit_engine::plugins::Library;
 use torchfit_engine::Registry;
-use torchfit_sdk::ffi::DynCallback;
+use torchfit_sdk::ffi::ext::DynCallbackExt;
+use torchfit_sdk::ffi::{ComponentFfi, DynCallback, KindFfi};
 use torchfit_sdk::testing::FakeHost;
 use torchfit_sdk::{Batch, BatchOutput, BuildContext, Callback, Flow, Host, Result};
 
@@ -44,38 +46,48 @@ fn main() {
     let out = BatchOutput { batch: Batch { x: &x, y: &y, training: true, index: 0 }, y_pred: &x, loss: &loss };
     let mut host = FakeHost::default();
 
-    let mut direct: Box<dyn Callback> = Box::new(Noop);
-    let mut adapted: Box<dyn Callback> = Box::new(DynCallback::wrap(Noop));
     let lib_path =
         std::env::current_exe().ok().and_then(|e| Some(e.parent()?.parent()?.join("libtorchfit_testplugin_faulty.so")));
-    let mut loaded: Option<Box<dyn Callback>> = lib_path.filter(|p| p.exists()).map(|p| {
-        let lib = Library::load(&p).expect("load the test plugin");
+    let lib = lib_path.filter(|p| p.exists()).map(|p| Library::load(&p).expect("load the test plugin"));
+    let ctx = BuildContext { n_outputs: 2, ..torchfit_sdk::testing::context("noop") };
+    let config = serde_json::json!({"hook": "none"});
+    let mut paths: Vec<(&str, Box<dyn Callback>)> = vec![
+        ("direct dyn Callback (builtin)", Box::new(Noop)),
+        ("ABI adapters, same image, SDK 1.0 interface", Box::new(DynCallback::wrap(Noop))),
+        ("ABI adapters, same image, SDK 1.1 interface", Box::new(DynCallbackExt::wrap(Box::new(Noop)))),
+    ];
+    if let Some(lib) = &lib {
+        // The 1.0 interface, as a 1.0 plugin is built (through the library's 1.0 root).
+        let built = (lib.root().build())(
+            KindFfi::Callback,
+            "faulty".into(),
+            config.to_string().as_str().into(),
+            &(&ctx).into(),
+        );
+        match built.into_result() {
+            Ok(ComponentFfi::Callback(c)) => {
+                paths.push(("loaded from a plugin .so, SDK 1.0 interface", Box::new(DynCallback::new(c))))
+            }
+            _ => panic!("the test plugin builds its callback"),
+        }
         let mut r = Registry::default();
-        r.add_library(&lib).unwrap();
-        let ctx = BuildContext { n_outputs: 2, ..torchfit_sdk::testing::context("noop") };
-        r.callback("faulty", &serde_json::json!({"hook": "none"}), &ctx).unwrap()
-    });
+        r.add_library(lib).unwrap();
+        paths.push(("loaded from a plugin .so, SDK 1.1 interface", r.callback("faulty", &config, &ctx).unwrap()));
+    }
 
-    let (mut d, mut a, mut l) = (Vec::new(), Vec::new(), Vec::new());
+    let mut runs: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
     for _ in 0..7 {
-        d.push(ns_per_call(direct.as_mut(), &mut host, &out));
-        a.push(ns_per_call(adapted.as_mut(), &mut host, &out));
-        if let Some(cb) = loaded.as_mut() {
-            l.push(ns_per_call(cb.as_mut(), &mut host, &out));
+        for ((_, cb), times) in paths.iter_mut().zip(&mut runs) {
+            times.push(ns_per_call(cb.as_mut(), &mut host, &out));
         }
     }
-    let base = median(d.clone());
+    let medians: Vec<f64> = runs.into_iter().map(median).collect();
     println!("hook dispatch, on_batch_end, median of 7 runs of {CALLS} calls");
-    println!("{:<44} {:>10} {:>8}", "path", "ns/call", "ratio");
-    println!("{:<44} {:>10.1} {:>8.2}", "direct dyn Callback (builtin)", base, 1.0);
-    println!(
-        "{:<44} {:>10.1} {:>8.2}",
-        "ABI adapters, same image (DynCallback::wrap)",
-        median(a.clone()),
-        median(a) / base
-    );
-    match l.is_empty() {
-        false => println!("{:<44} {:>10.1} {:>8.2}", "loaded from a plugin .so", median(l.clone()), median(l) / base),
-        true => println!("(build torchfit-testplugin-faulty --release to measure the loaded path)"),
+    println!("{:<48} {:>10} {:>8}", "path", "ns/call", "ratio");
+    for ((name, _), m) in paths.iter().zip(&medians) {
+        println!("{name:<48} {m:>10.1} {:>8.2}", m / medians[0]);
+    }
+    if lib.is_none() {
+        println!("(build torchfit-testplugin-faulty --release to measure the loaded paths)");
     }
 }

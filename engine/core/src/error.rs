@@ -50,8 +50,9 @@ pub enum Error {
         /// The operating system's error.
         source: std::io::Error,
     },
-    /// libtorch reported an error.
-    #[error("libtorch: {0}")]
+    /// libtorch reported an error; it displays without libtorch's C++ frames
+    /// ([`Error::detail`] keeps them).
+    #[error("libtorch: {}", torchfit_sdk::error::torch_summary(.0))]
     Torch(#[from] tch::TchError),
     /// The requested device cannot be used.
     #[error("device: {0}")]
@@ -73,6 +74,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// The whole text of the error, libtorch's C++ frames included (for a debug log).
+    pub fn detail(&self) -> String {
+        match self {
+            Error::Torch(t) => format!("libtorch: {t}"),
+            Error::Component { kind, name, source } => format!("{kind} `{name}`: {}", source.detail()),
+            Error::Callback { name, event, source } => {
+                format!("callback `{name}` failed in {event}: {}", source.detail())
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// An [`Error::Io`] naming `path`.
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         Error::Io { path: path.to_path_buf(), source }
@@ -83,9 +96,7 @@ impl Error {
     pub fn is_bad_input(&self) -> bool {
         match self {
             Error::Config { .. } | Error::Data(_) | Error::Io { .. } | Error::Plugin(_) | Error::RunDir { .. } => true,
-            Error::Component { source, .. } => {
-                matches!(source, torchfit_sdk::Error::Config { .. } | torchfit_sdk::Error::Io { .. })
-            }
+            Error::Component { source, .. } => source.is_bad_input(),
             _ => false,
         }
     }

@@ -29,7 +29,8 @@ pub struct Config {
     #[serde(default)]
     pub on_train: bool,
     /// Direction of `<name>_best`; the scorer's own by default (lower for `log_loss`, `mse` and
-    /// `mae`, higher for the rest). Required for a scorer from another plugin.
+    /// `mae`, higher for the rest; a scorer from another plugin may declare its own, SDK 1.1).
+    /// Required for a scorer from another plugin that declares none.
     pub lower_is_better: Option<bool>,
 }
 
@@ -53,7 +54,9 @@ struct Setup {
     scoring: Scoring,
     key: String,
     on_train: bool,
-    lower_is_better: bool,
+    /// Known at build time, except for a scorer of another plugin that is not given one: that
+    /// one is asked of the host at train begin.
+    lower_is_better: Option<bool>,
 }
 
 fn setup(config: &serde_json::Value, ctx: &BuildContext) -> Result<Setup> {
@@ -62,11 +65,30 @@ fn setup(config: &serde_json::Value, ctx: &BuildContext) -> Result<Setup> {
         Ok(m) => (Scoring::Own(m), Some(m.lower_is_better())),
         Err(UnknownScorer) => (Scoring::Host(c.scoring.clone()), None),
     };
-    let lower_is_better = c.lower_is_better.or(natural).ok_or_else(|| Error::Config {
-        key: "lower_is_better".into(),
-        message: format!("`{}` is not one of this plugin's scorers, so its direction must be given", c.scoring),
-    })?;
-    Ok(Setup { scoring, key: c.name.unwrap_or_else(|| ctx.name.clone()), on_train: c.on_train, lower_is_better })
+    let key = c.name.unwrap_or_else(|| ctx.name.clone());
+    Ok(Setup { scoring, key, on_train: c.on_train, lower_is_better: c.lower_is_better.or(natural) })
+}
+
+impl Setup {
+    /// The direction of `<name>_best`: given, the plugin's own scorer's, or the one a scorer of
+    /// another plugin declares (asked of the host once).
+    fn lower_is_better(&mut self, host: &mut dyn Host) -> Result<bool> {
+        if let Some(d) = self.lower_is_better {
+            return Ok(d);
+        }
+        let name = match &self.scoring {
+            Scoring::Host(name) => name.clone(),
+            Scoring::Own(m) => return Ok(m.lower_is_better()),
+        };
+        let declared = host.scorer_lower_is_better(&name).ok().flatten();
+        self.lower_is_better = declared;
+        declared.ok_or_else(|| Error::Config {
+            key: "lower_is_better".into(),
+            message: format!(
+                "`{name}` is not one of this plugin's scorers and declares no direction, so it must be given"
+            ),
+        })
+    }
 }
 
 /// Scores all predictions of an epoch's phase at its end, from predictions cached batch by batch
@@ -81,6 +103,11 @@ fn build_epoch(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn
 }
 
 impl Callback for EpochScoring {
+    fn on_train_begin(&mut self, host: &mut dyn Host) -> Result<Flow> {
+        self.s.lower_is_better(host)?;
+        Ok(Flow::Continue)
+    }
+
     fn on_epoch_begin(&mut self, _host: &mut dyn Host) -> Result<Flow> {
         self.cache.clear();
         Ok(Flow::Continue)
@@ -99,7 +126,8 @@ impl Callback for EpochScoring {
         }
         let (ys, preds): (Vec<Tensor>, Vec<Tensor>) = self.cache.drain(..).unzip();
         let score = self.s.scoring.score(host, &Tensor::f_cat(&ys, 0)?, &Tensor::f_cat(&preds, 0)?)?;
-        record_with_best(host, &self.s.key, score, self.s.lower_is_better)?;
+        let lower_is_better = self.s.lower_is_better(host)?;
+        record_with_best(host, &self.s.key, score, lower_is_better)?;
         Ok(Flow::Continue)
     }
 }
@@ -124,6 +152,11 @@ pub fn epoch_value(batches: &[(f64, usize)]) -> Option<f64> {
 }
 
 impl Callback for BatchScoring {
+    fn on_train_begin(&mut self, host: &mut dyn Host) -> Result<Flow> {
+        self.s.lower_is_better(host)?;
+        Ok(Flow::Continue)
+    }
+
     fn on_epoch_begin(&mut self, _host: &mut dyn Host) -> Result<Flow> {
         self.batches.clear();
         Ok(Flow::Continue)
@@ -140,7 +173,8 @@ impl Callback for BatchScoring {
 
     fn on_epoch_end(&mut self, host: &mut dyn Host) -> Result<Flow> {
         if let Some(score) = epoch_value(&self.batches) {
-            record_with_best(host, &self.s.key, score, self.s.lower_is_better)?;
+            let lower_is_better = self.s.lower_is_better(host)?;
+            record_with_best(host, &self.s.key, score, lower_is_better)?;
         }
         Ok(Flow::Continue)
     }
@@ -182,10 +216,12 @@ mod tests {
 
     #[test]
     fn a_plugin_scorer_takes_its_own_direction_and_a_foreign_one_needs_it() {
-        assert!(setup(&json!({"scoring": "log_loss"}), &ctx()).unwrap().lower_is_better);
-        assert!(!setup(&json!({"scoring": "f1_macro"}), &ctx()).unwrap().lower_is_better);
-        assert!(setup(&json!({"scoring": "f1_macro", "lower_is_better": true}), &ctx()).unwrap().lower_is_better);
-        let e = setup(&json!({"scoring": "my_metric"}), &ctx()).err().unwrap().to_string();
+        let mut host = FakeHost::default();
+        let mut direction = |config| setup(&config, &ctx()).unwrap().lower_is_better(&mut host);
+        assert!(direction(json!({"scoring": "log_loss"})).unwrap());
+        assert!(!direction(json!({"scoring": "f1_macro"})).unwrap());
+        assert!(direction(json!({"scoring": "f1_macro", "lower_is_better": true})).unwrap());
+        let e = direction(json!({"scoring": "my_metric"})).unwrap_err().to_string();
         assert!(e.contains("lower_is_better") && e.contains("my_metric"), "{e}");
         assert!(setup(&json!({"scoring": "f1", "typo": 1}), &ctx()).is_err());
     }

@@ -118,6 +118,9 @@ impl Scorer for Component {
     fn score(&self, y_true: &Tensor, y_pred: &Tensor) -> Result<f64> {
         self.0.score(y_true, y_pred)
     }
+    fn lower_is_better(&self) -> Option<bool> {
+        Some(self.0.lower_is_better())
+    }
 }
 
 macro_rules! constructors {

@@ -151,24 +151,31 @@ impl From<Flow> for FlowCode {
 
 impl TryFrom<FlowCode> for Flow {
     type Error = Error;
+    #[inline]
     fn try_from(c: FlowCode) -> Result<Flow> {
         match c {
             FlowCode::CONTINUE => Ok(Flow::Continue),
             FlowCode::STOP => Ok(Flow::Stop),
             FlowCode::STOP_AFTER_BATCH => Ok(Flow::StopAfterBatch),
-            FlowCode(n) => Err(Error::msg(format!("the plugin asked for flow {n}, which this host does not know"))),
+            FlowCode(n) => Err(unknown_flow(n)),
         }
     }
 }
 
-/// The reply to an event, a service call or a request: a flow, JSON text (`null` when there is
-/// nothing to say) and tensors given to the receiver.
+#[cold]
+#[inline(never)]
+fn unknown_flow(n: u32) -> Error {
+    Error::msg(format!("the plugin asked for flow {n}, which this host does not know"))
+}
+
+/// The reply to a service call or a request: JSON text (empty for `null`) and tensors given to
+/// the receiver.
 #[repr(C)]
 #[derive(StableAbi)]
 pub struct ReplyFfi {
-    /// For events: what the callback asks of the loop.
+    /// Reserved: [`FlowCode::CONTINUE`].
     pub flow: FlowCode,
-    /// JSON text.
+    /// JSON text; empty for `null`.
     pub json: RString,
     /// Tensors, given.
     pub tensors: RVec<NamedTensor>,
@@ -202,13 +209,14 @@ impl ReplyFfi {
 pub trait CallbackExtFfi: Send {
     /// [`Callback::initialize`].
     fn initialize(&mut self) -> RResult<(), ErrorFfi>;
-    /// Every hook: `host` gives the 1.0 services, `services` the rest by name.
+    /// Every hook: `host` gives the 1.0 services, `services` the rest by name. The reply is what
+    /// the callback asks of the loop; anything else it asks goes through `services`.
     fn on_event(
         &mut self,
         host: HostFfi_TO<'_, RMut<'_, ()>>,
         services: ServicesFfi_TO<'_, RMut<'_, ()>>,
         event: EventFfi,
-    ) -> RResult<ReplyFfi, ErrorFfi>;
+    ) -> RResult<FlowCode, ErrorFfi>;
     /// [`Callback::state`], as JSON text.
     fn state(&self) -> RResult<RString, ErrorFfi>;
     /// [`Callback::load_state`] from JSON text.
@@ -481,7 +489,7 @@ fn parse_json(text: &str) -> Result<Value> {
 }
 
 /// Sends `event` to a loaded callback with `host`'s services behind both interfaces.
-fn send(inner: &mut CallbackExtFfi_TO<'static, RBox<()>>, host: &mut dyn Host, event: EventFfi) -> Result<ReplyFfi> {
+fn send(inner: &mut CallbackExtFfi_TO<'static, RBox<()>>, host: &mut dyn Host, event: EventFfi) -> Result<FlowCode> {
     let mut bridge = ServicesBridge::new(host);
     let raw: *mut ServicesBridge<'_> = &mut bridge;
     // SAFETY: both trait objects point at `bridge`, which outlives the call; the plugin calls
@@ -489,7 +497,17 @@ fn send(inner: &mut CallbackExtFfi_TO<'static, RBox<()>>, host: &mut dyn Host, e
     let (v1, ext) = unsafe { (RMut::from_raw(raw), RMut::from_raw(raw)) };
     let v1 = HostFfi_TO::from_ptr(v1, abi_stable::sabi_trait::TD_Opaque);
     let ext = ServicesFfi_TO::from_ptr(ext, abi_stable::sabi_trait::TD_Opaque);
-    inner.on_event(v1, ext, event).into_result().map_err(Error::from)
+    match inner.on_event(v1, ext, event) {
+        RResult::ROk(flow) => Ok(flow),
+        RResult::RErr(e) => Err(decode(e)),
+    }
+}
+
+/// An error from across the boundary (off the hot path of every hook).
+#[cold]
+#[inline(never)]
+fn decode(e: ErrorFfi) -> Error {
+    Error::from(e)
 }
 
 /// The host side: a callback built through the extension root, usable wherever a [`Callback`]
@@ -524,10 +542,7 @@ impl DynCallbackExt {
             y_pred: out.map(|(p, _)| RawTensor::lend(p)).into(),
             loss: out.map(|(_, l)| RawTensor::lend(l)).into(),
         };
-        let reply = send(self.inner.get_mut(), host, event)?;
-        // SAFETY: an event's reply gives no tensors; any it holds are given and taken here.
-        drop(unsafe { NamedTensor::take_all(reply.tensors) });
-        Flow::try_from(reply.flow)
+        Flow::try_from(send(self.inner.get_mut(), host, event)?)
     }
 
     fn request(&self, name: &str, tensors: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>> {
@@ -613,7 +628,7 @@ impl CallbackExtFfi for CallbackExtAdapter {
         host: HostFfi_TO<'_, RMut<'_, ()>>,
         services: ServicesFfi_TO<'_, RMut<'_, ()>>,
         event: EventFfi,
-    ) -> RResult<ReplyFfi, ErrorFfi> {
+    ) -> RResult<FlowCode, ErrorFfi> {
         let cb = &mut self.0;
         let mut host = HostExtProxy { v1: HostProxy::new(host), services: RefCell::new(services) };
         let name = event_name(event.kind);
@@ -633,7 +648,7 @@ impl CallbackExtFfi for CallbackExtAdapter {
                     _ => Ok(Flow::Continue),
                 }
             })?;
-            Ok(ReplyFfi::new(flow.into(), &Value::Null, Vec::new()))
+            Ok(flow.into())
         })
     }
 

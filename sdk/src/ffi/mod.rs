@@ -326,6 +326,8 @@ pub enum ErrorForm {
 
 impl ErrorForm {
     /// `e` in this form.
+    #[cold]
+    #[inline(never)]
     pub fn encode(self, e: Error) -> ErrorFfi {
         match self {
             ErrorForm::V1_0 => ErrorFfi::from(e),
@@ -344,15 +346,20 @@ pub fn guard_in<T>(form: ErrorForm, what: &str, f: impl FnOnce() -> crate::Resul
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ok(v)) => RResult::ROk(v),
         Ok(Err(e)) => RResult::RErr(form.encode(e)),
-        Err(payload) => {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            RResult::RErr(ErrorFfi { config_key: RNone, message: format!("panicked in {what}: {msg}").into() })
-        }
+        Err(payload) => RResult::RErr(panicked(what, payload)),
     }
+}
+
+/// The error a panic in `what` becomes (off the hot path of every hook).
+#[cold]
+#[inline(never)]
+fn panicked(what: &str, payload: Box<dyn std::any::Any + Send>) -> ErrorFfi {
+    let msg = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    ErrorFfi { config_key: RNone, message: format!("panicked in {what}: {msg}").into() }
 }
 
 /// Like [`guard`] for calls that cannot report an error: a panic yields `fallback`.

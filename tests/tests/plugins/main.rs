@@ -5,3 +5,4 @@
 mod abi_versions;
 mod conformance;
 mod loading;
+mod sdk11;

@@ -38,6 +38,8 @@ pub(super) struct Components {
     pub device: Device,
     pub model: Box<dyn Model>,
     pub criterion: Box<dyn Criterion>,
+    /// The registered names of the model and the criterion, which errors name.
+    pub names: (String, String),
     pub optimizer: Optimizer,
     /// In the order events reach them (`print_log` last), by their config name.
     pub callbacks: Vec<(String, Box<dyn Callback>)>,
@@ -80,9 +82,11 @@ impl Components {
         let model = registry
             .model(&module.name, &module.json(), &ctx("module"))
             .map_err(|e| params.component_error("module", e))?;
-        let criterion = match (&settings.criterion, defaults.criterion(settings.task)) {
-            (Some(c), _) => registry.criterion(&c.name, &c.json(), &ctx("criterion")),
-            (None, Some(name)) => registry.criterion(name, &serde_json::json!({}), &ctx("criterion")),
+        let (criterion_name, criterion) = match (&settings.criterion, defaults.criterion(settings.task)) {
+            (Some(c), _) => (c.name.clone(), registry.criterion(&c.name, &c.json(), &ctx("criterion"))),
+            (None, Some(name)) => {
+                (name.to_owned(), registry.criterion(name, &serde_json::json!({}), &ctx("criterion")))
+            }
             (None, None) => {
                 let message = format!(
                     "missing: this net has no default criterion for {:?}; name one ([criterion] name = ...)",
@@ -90,8 +94,8 @@ impl Components {
                 );
                 return Err(params.config_error("criterion", message));
             }
-        }
-        .map_err(|e| params.component_error("criterion", e))?;
+        };
+        let criterion = criterion.map_err(|e| params.component_error("criterion", e))?;
         let optimizer = Optimizer::new(&settings.optimizer, model.parameters()).map_err(|e| match e {
             Error::Config { key, message, .. } => {
                 params.config_error(format!("optimizer.{key}").trim_end_matches('.'), message)
@@ -113,11 +117,13 @@ impl Components {
             callbacks.push((spec.name, cb));
         }
         let scorers = Scorers::new(registry.clone(), ctx("scorer"));
+        let names = (module.name.clone(), criterion_name);
         Ok(Self {
             settings,
             device,
             model,
             criterion,
+            names,
             optimizer,
             callbacks,
             input_shape: input_shape.to_vec(),
@@ -131,7 +137,7 @@ impl Components {
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         self.model.forward(x, train).map_err(|source| Error::Component {
             kind: ComponentKind::Model,
-            name: "module".into(),
+            name: self.names.0.clone(),
             source,
         })
     }
@@ -139,7 +145,7 @@ impl Components {
     /// The criterion's loss as a 0-dim tensor. It must hold a single value: backward and the
     /// batch's history entry need one.
     pub fn loss(&self, y_pred: &Tensor, y: &Tensor) -> Result<Tensor> {
-        let error = |source| Error::Component { kind: ComponentKind::Criterion, name: "criterion".into(), source };
+        let error = |source| Error::Component { kind: ComponentKind::Criterion, name: self.names.1.clone(), source };
         let loss = self.criterion.loss(y_pred, y).map_err(error)?;
         match (loss.dim(), loss.numel()) {
             (0, _) => Ok(loss),

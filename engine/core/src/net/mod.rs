@@ -320,6 +320,18 @@ impl NeuralNet {
         }
         let c = self.components.as_mut().ok_or(Error::NotInitialized)?;
         fit_loop::partial_fit(c, &mut self.history, self.resume_from.take(), self.epochs, reader, &train, valid)
+            .map_err(|e| self.config_error_of(e))
+    }
+
+    /// A config error a callback found while running (a key it could check only with the host)
+    /// is reported as the config's: the file or `--set`, and the callback's dotted key.
+    fn config_error_of(&self, e: Error) -> Error {
+        match e {
+            Error::Callback { name, source: torchfit_sdk::Error::Config { key, message }, .. } => {
+                self.params.config_error(&format!("callbacks.{name}.{key}"), message)
+            }
+            other => other,
+        }
     }
 
     /// Saves the model's state dict as safetensors (readable by `safetensors.torch.load_file`),
