@@ -32,6 +32,7 @@ pub mod error;
 pub mod ffi;
 pub mod host;
 pub mod io;
+pub mod json;
 pub mod metrics;
 pub mod model;
 pub mod reader;

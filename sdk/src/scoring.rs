@@ -15,7 +15,8 @@ pub fn is_best(previous: impl IntoIterator<Item = f64>, current: f64, lower_is_b
     }
 }
 
-/// Records `key = score` and `<key>_best` in the current epoch, comparing with the values of
+/// Records `key = score` (a non-finite score as its token, [`crate::json::number`]) and
+/// `<key>_best` in the current epoch, comparing with the values of
 /// `key` in every earlier epoch of the history; returns whether it is a new best.
 pub fn record_with_best(
     host: &mut dyn crate::Host,
@@ -24,9 +25,9 @@ pub fn record_with_best(
     lower_is_better: bool,
 ) -> crate::Result<bool> {
     let previous: Vec<f64> =
-        (0..host.epochs() as isize - 1).filter_map(|e| host.history_get(e, key)?.as_f64()).collect();
+        (0..host.epochs() as isize - 1).filter_map(|e| crate::json::as_number(&host.history_get(e, key)?)).collect();
     let best = is_best(previous, score, lower_is_better);
-    host.record(key, score.into())?;
+    host.record(key, crate::json::number(score))?;
     host.record(&format!("{key}_best"), best.into())?;
     Ok(best)
 }

@@ -2,11 +2,14 @@
 //!
 //! A history is a list of epochs; each epoch is a map of keys (`epoch`, `dur`, `train_loss`, ...)
 //! plus a `batches` list of maps (`train_loss`, `train_batch_size`, `valid_loss`, ...). On disk it
-//! is exactly that list as JSON, so `skorch.history.History.from_file` reads it.
+//! is exactly that list as JSON, so `skorch.history.History.from_file` reads it. A non-finite
+//! number (a diverged loss) is kept: in memory as its token string, on disk as Python writes it
+//! (`NaN`, `Infinity`, `-Infinity`; see [`torchfit_sdk::json`]).
 
 use crate::Error;
 use serde_json::{Map, Value};
 use std::path::Path;
+use torchfit_sdk::json::as_number;
 
 const BATCHES: &str = "batches";
 
@@ -110,7 +113,7 @@ impl History {
 
     /// `key` in the last epoch as a number.
     pub fn last_f64(&self, key: &str) -> Option<f64> {
-        self.last(key).and_then(Value::as_f64)
+        self.last(key).and_then(as_number)
     }
 
     /// `key` across all epochs (`None` where an epoch lacks it).
@@ -118,9 +121,10 @@ impl History {
         self.epochs.iter().map(|e| e.get(key)).collect()
     }
 
-    /// `key` across all epochs as numbers, skipping epochs that lack it.
+    /// `key` across all epochs as numbers (non-finite ones included), skipping epochs that lack
+    /// it.
     pub fn column_f64(&self, key: &str) -> Vec<f64> {
-        self.epochs.iter().filter_map(|e| e.get(key).and_then(Value::as_f64)).collect()
+        self.epochs.iter().filter_map(|e| e.get(key).and_then(as_number)).collect()
     }
 
     /// The keys of epoch `epoch` without its batches.
@@ -164,16 +168,17 @@ impl History {
         Ok(Self { epochs })
     }
 
-    /// Writes the history as JSON to `path` atomically (temporary file, then rename).
+    /// Writes the history as JSON to `path` atomically (temporary file, then rename), non-finite
+    /// numbers as Python's `NaN`, `Infinity` and `-Infinity` ([`torchfit_sdk::json`]).
     pub fn save(&self, path: &Path) -> Result<(), Error> {
-        let text = serde_json::to_string(&self.to_json()).map_err(|e| Error::History(e.to_string()))?;
-        crate::fsutil::write_atomic(path, text.as_bytes())
+        crate::fsutil::write_atomic(path, torchfit_sdk::json::to_text(&self.to_json()).as_bytes())
     }
 
     /// Reads a history written by [`History::save`] (or by skorch).
     pub fn load(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let value = serde_json::from_str(&text).map_err(|e| Error::History(format!("{}: {e}", path.display())))?;
+        let value =
+            torchfit_sdk::json::from_text(&text).map_err(|e| Error::History(format!("{}: {e}", path.display())))?;
         Self::from_json(value)
     }
 }
@@ -258,6 +263,25 @@ mod tests {
         for (i, v) in values.iter().enumerate() {
             assert_eq!(back.get(-1, &format!("k{i}")).unwrap().as_f64().unwrap().to_bits(), v.to_bits());
         }
+    }
+
+    #[test]
+    fn non_finite_losses_survive_a_save_and_load() {
+        let dir = std::env::temp_dir().join(format!("torchfit-history-nan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut h = History::new();
+        h.new_epoch();
+        h.new_batch().unwrap();
+        h.record_batch("train_loss", torchfit_sdk::json::number(f64::NAN)).unwrap();
+        h.record("train_loss", torchfit_sdk::json::number(f64::INFINITY)).unwrap();
+        h.save(&dir.join("h.json")).unwrap();
+        let text = std::fs::read_to_string(dir.join("h.json")).unwrap();
+        assert!(text.contains(":NaN") && text.contains(":Infinity"), "{text}");
+        let back = History::load(&dir.join("h.json")).unwrap();
+        assert_eq!(back, h);
+        assert_eq!(back.last_f64("train_loss"), Some(f64::INFINITY));
+        assert!(torchfit_sdk::json::as_number(back.batch_values(-1, "train_loss")[0]).unwrap().is_nan());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -143,13 +143,14 @@ impl Callback for EarlyStopping {
 
     fn on_epoch_end(&mut self, host: &mut dyn Host) -> Result<Flow> {
         let epoch = host.epochs();
-        let score = host.history_get(-1, &self.cfg.monitor).and_then(|v| v.as_f64()).ok_or_else(|| {
-            Error::MissingHistoryKey {
+        let score = host
+            .history_get(-1, &self.cfg.monitor)
+            .and_then(|v| torchfit_sdk::json::as_number(&v))
+            .ok_or_else(|| Error::MissingHistoryKey {
                 key: self.cfg.monitor.clone(),
                 epoch,
                 writer: "its scoring callback (valid_loss needs validation data)".into(),
-            }
-        })?;
+            })?;
         match judge(&self.cfg, &mut self.state, epoch, score) {
             Verdict::Improved if self.cfg.load_best => {
                 host.save_checkpoint(&self.snapshot(), "best_", Parts::PARAMS).map(|()| Flow::Continue)

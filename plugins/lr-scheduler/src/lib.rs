@@ -87,10 +87,12 @@ impl LrScheduler {
             Schedule::Plateau(cfg) => {
                 let key = cfg.monitor.clone();
                 let value =
-                    host.history_get(-1, &key).and_then(|v| v.as_f64()).ok_or_else(|| Error::MissingHistoryKey {
-                        key: key.clone(),
-                        epoch: host.epochs(),
-                        writer: "the scoring callback of that key (valid_loss needs validation data)".into(),
+                    host.history_get(-1, &key).and_then(|v| torchfit_sdk::json::as_number(&v)).ok_or_else(|| {
+                        Error::MissingHistoryKey {
+                            key: key.clone(),
+                            epoch: host.epochs(),
+                            writer: "the scoring callback of that key (valid_loss needs validation data)".into(),
+                        }
                     })?;
                 let lrs: Vec<f64> = (0..host.param_groups()).map(|g| host.lr(g)).collect::<Result<_>>()?;
                 for (g, lr) in self.state.plateau.step(cfg, value, &lrs).into_iter().enumerate() {

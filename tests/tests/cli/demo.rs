@@ -108,3 +108,19 @@ fn plugins_lists_every_builtin_component_with_kind_version_and_origin() {
         );
     }
 }
+
+#[test]
+fn a_diverged_loss_is_kept_in_history_as_python_writes_nan() {
+    let run = temp_dir("diverged").join("run");
+    let o = torchfit_tests::train_digits(&["max_epochs=2", "optimizer__lr=1e6"], Some(&run), &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(run.join("history.json")).unwrap();
+    assert!(text.contains("\"train_loss\":NaN"), "the NaN loss is in the history, not dropped");
+    let script = "import json, math, sys; h = json.load(open(sys.argv[1])); \
+                  print(all(math.isnan(e['train_loss']) for e in h[1:]), type(h[0]['batches'][0]['train_loss']).__name__)";
+    let py = std::process::Command::new(torchfit_tests::python())
+        .args(["-c", script, run.join("history.json").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&py.stdout).trim(), "True float", "{}", String::from_utf8_lossy(&py.stderr));
+}
