@@ -1,7 +1,9 @@
 //! Stock callback `lr_scheduler` (skorch's `LRScheduler`): sets the learning rate of every
 //! parameter group by a policy of `torch.optim.lr_scheduler`, stepping per epoch or per batch,
-//! and records the rate used as `event_lr`. Its state (steps taken, base rates, plateau
-//! counters) is checkpointed with the other callbacks, so a resumed run continues the schedule.
+//! and records the rate used as `event_lr`. `CyclicLR` and `OneCycleLR` also cycle the momentum
+//! (beta1 for Adam and AdamW) by default, as torch's do, and record it as `event_momentum`. Its
+//! state (steps taken, base rates, plateau counters) is checkpointed with the other callbacks,
+//! and the optimizer's checkpoint keeps the momentum, so a resumed run continues the schedule.
 #![deny(missing_docs)]
 
 pub mod plateau;
@@ -11,7 +13,12 @@ use plateau::{Plateau, PlateauConfig};
 use policy::Policy;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use torchfit_sdk::{export_plugin, parse_config, BatchOutput, BuildContext, Callback, Error, Flow, Host, Result};
+use torchfit_sdk::{
+    export_plugin, json, parse_config, BatchOutput, BuildContext, Callback, Error, Flow, Host, Result, SdkVersion,
+};
+
+/// The history key of the momentum (or beta1) used, beside `event_lr`, when the policy cycles it.
+pub const MOMENTUM_KEY: &str = "event_momentum";
 
 /// When the schedule advances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -69,12 +76,32 @@ fn build(config: &Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
     Ok(Box::new(LrScheduler { schedule, step_every, event_name, state: State::default() }))
 }
 
+/// Where a cycled momentum goes: `momentum` (SGD, RMSprop) or the first of `betas` (Adam, AdamW),
+/// as `torch.optim.lr_scheduler` decides (by whether the optimizer has `betas`).
+fn set_momentum(host: &mut dyn Host, group: usize, momentum: f64) -> Result<()> {
+    match host.hyper(group, "betas") {
+        Ok(Value::Array(betas)) if betas.len() == 2 => host.set_hyper(group, "betas", json!([momentum, betas[1]])),
+        _ => host.set_hyper(group, "momentum", json!(momentum)),
+    }
+}
+
 impl LrScheduler {
-    /// Sets every group's rate for the current step.
+    /// The momentum the schedule sets at the current step, if it cycles one.
+    fn momentum(&self) -> Option<f64> {
+        match &self.schedule {
+            Schedule::Policy(p) => p.momentum(self.state.step),
+            Schedule::Plateau(_) => None,
+        }
+    }
+
+    /// Sets every group's rate (and momentum, when the policy cycles it) for the current step.
     fn apply(&self, host: &mut dyn Host) -> Result<()> {
         if let Schedule::Policy(p) = &self.schedule {
             for (g, &base) in self.state.base.iter().enumerate() {
                 host.set_lr(g, p.lr(base, self.state.step))?;
+                if let Some(m) = self.momentum() {
+                    set_momentum(host, g, m)?;
+                }
             }
         }
         Ok(())
@@ -128,6 +155,9 @@ impl Callback for LrScheduler {
     fn on_batch_end(&mut self, host: &mut dyn Host, out: &BatchOutput<'_>) -> Result<Flow> {
         if out.batch.training && self.step_every == StepEvery::Batch {
             host.record_batch(&self.event_name, host.lr(0)?.into())?;
+            if let Some(m) = self.momentum() {
+                host.record_batch(MOMENTUM_KEY, m.into())?;
+            }
             self.advance(host)?;
         }
         Ok(Flow::Continue)
@@ -136,9 +166,20 @@ impl Callback for LrScheduler {
     fn on_epoch_end(&mut self, host: &mut dyn Host) -> Result<Flow> {
         if self.step_every == StepEvery::Epoch {
             host.record(&self.event_name, host.lr(0)?.into())?;
+            if let Some(m) = self.momentum() {
+                host.record(MOMENTUM_KEY, m.into())?;
+            }
             self.advance(host)?;
         }
         Ok(Flow::Continue)
+    }
+
+    /// Cycling the momentum sets a hyper-parameter other than the rate, which needs SDK 1.1.
+    fn requires_sdk(&self) -> SdkVersion {
+        match self.momentum() {
+            Some(_) => SdkVersion::V1_1,
+            None => SdkVersion::V1_0,
+        }
     }
 
     fn state(&self) -> Result<Value> {

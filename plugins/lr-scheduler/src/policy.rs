@@ -67,6 +67,16 @@ pub enum Policy {
         /// Decay of `exp_range`.
         #[serde(default = "one_f")]
         gamma: f64,
+        /// Cycle the momentum (SGD, RMSprop) or beta1 (Adam, AdamW) inversely to the rate,
+        /// between `max_momentum` (at `base_lr`) and `base_momentum` (at `max_lr`).
+        #[serde(default = "yes")]
+        cycle_momentum: bool,
+        /// Lowest momentum.
+        #[serde(default = "eight_tenths")]
+        base_momentum: f64,
+        /// Highest momentum.
+        #[serde(default = "nine_tenths")]
+        max_momentum: f64,
     },
     /// `OneCycleLR` (`cycle_momentum = False`).
     OneCycleLR {
@@ -89,6 +99,16 @@ pub enum Policy {
         /// torch's `three_phase`.
         #[serde(default)]
         three_phase: bool,
+        /// Cycle the momentum (SGD, RMSprop) or beta1 (Adam, AdamW) inversely to the rate,
+        /// between `max_momentum` and `base_momentum`.
+        #[serde(default = "yes")]
+        cycle_momentum: bool,
+        /// Momentum at the peak rate.
+        #[serde(default = "eighty_five_hundredths")]
+        base_momentum: f64,
+        /// Momentum at the start and the end.
+        #[serde(default = "ninety_five_hundredths")]
+        max_momentum: f64,
     },
 }
 
@@ -113,6 +133,21 @@ fn twenty_five() -> f64 {
 fn ten_thousand() -> f64 {
     1e4
 }
+fn yes() -> bool {
+    true
+}
+fn eight_tenths() -> f64 {
+    0.8
+}
+fn nine_tenths() -> f64 {
+    0.9
+}
+fn eighty_five_hundredths() -> f64 {
+    0.85
+}
+fn ninety_five_hundredths() -> f64 {
+    0.95
+}
 
 /// `CyclicLR` modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -136,6 +171,23 @@ pub enum Anneal {
     Cos,
     /// Linear.
     Linear,
+}
+
+impl CyclicMode {
+    /// The factor on the cycle's height: 1, halved each cycle, or `gamma^step`.
+    fn amplitude(self, cycle: f64, gamma: f64, step: f64) -> f64 {
+        match self {
+            CyclicMode::Triangular => 1.0,
+            CyclicMode::Triangular2 => 1.0 / 2f64.powf(cycle - 1.0),
+            CyclicMode::ExpRange => gamma.powf(step),
+        }
+    }
+}
+
+/// The start and end values of a `OneCycleLR` phase.
+struct Ends {
+    lr: (f64, f64),
+    momentum: (f64, f64),
 }
 
 fn cos_anneal(start: f64, end: f64, pct: f64) -> f64 {
@@ -163,57 +215,87 @@ impl Policy {
                 }
                 eta_min + (base - eta_min) * (1.0 + (PI * t_cur as f64 / t_i as f64).cos()) / 2.0
             }
-            Policy::CyclicLR { base_lr, max_lr, step_size_up, step_size_down, mode, gamma } => {
-                let up = *step_size_up as f64;
-                let total = up + step_size_down.unwrap_or(*step_size_up) as f64;
-                let ratio = up / total;
-                let cycle = (1.0 + t / total).floor();
-                let x = 1.0 + t / total - cycle;
-                let scale = if x <= ratio { x / ratio } else { (x - 1.0) / (ratio - 1.0) };
-                let height = (max_lr - base_lr) * scale;
-                base_lr
-                    + height
-                        * match mode {
-                            CyclicMode::Triangular => 1.0,
-                            CyclicMode::Triangular2 => 1.0 / 2f64.powf(cycle - 1.0),
-                            CyclicMode::ExpRange => gamma.powf(t),
-                        }
+            Policy::CyclicLR { base_lr, max_lr, mode, gamma, .. } => {
+                let (cycle, scale) = self.cyclic_position(step);
+                base_lr + (max_lr - base_lr) * scale * mode.amplitude(cycle, *gamma, t)
             }
-            Policy::OneCycleLR {
-                max_lr,
-                total_steps,
-                pct_start,
-                anneal_strategy,
-                div_factor,
-                final_div_factor,
-                three_phase,
-            } => {
-                let initial = max_lr / div_factor;
-                let min = initial / final_div_factor;
-                let total = *total_steps as f64;
-                let phases: Vec<(f64, f64, f64)> = if *three_phase {
-                    vec![
-                        (pct_start * total - 1.0, initial, *max_lr),
-                        (2.0 * pct_start * total - 2.0, *max_lr, initial),
-                        (total - 1.0, initial, min),
-                    ]
-                } else {
-                    vec![(pct_start * total - 1.0, initial, *max_lr), (total - 1.0, *max_lr, min)]
-                };
-                let anneal = |s: f64, e: f64, p: f64| match anneal_strategy {
-                    Anneal::Cos => cos_anneal(s, e, p),
-                    Anneal::Linear => (e - s) * p + s,
-                };
-                let mut start_step = 0.0;
-                for (i, &(end_step, s, e)) in phases.iter().enumerate() {
-                    if t <= end_step || i == phases.len() - 1 {
-                        return anneal(s, e, (t - start_step) / (end_step - start_step));
-                    }
-                    start_step = end_step;
-                }
-                unreachable!("the last phase always returns")
-            }
+            Policy::OneCycleLR { .. } => self.one_cycle(step, |p| p.lr),
         }
+    }
+
+    /// The momentum (beta1 for Adam and AdamW) after `step` steps, for the policies that cycle
+    /// it (`CyclicLR` and `OneCycleLR` with `cycle_momentum`, as `torch.optim.lr_scheduler`).
+    pub fn momentum(&self, step: u64) -> Option<f64> {
+        match self {
+            Policy::CyclicLR { cycle_momentum: true, base_momentum, max_momentum, mode, gamma, .. } => {
+                let (cycle, scale) = self.cyclic_position(step);
+                Some(max_momentum - (max_momentum - base_momentum) * scale * mode.amplitude(cycle, *gamma, step as f64))
+            }
+            Policy::OneCycleLR { cycle_momentum: true, .. } => Some(self.one_cycle(step, |p| p.momentum)),
+            _ => None,
+        }
+    }
+
+    /// `CyclicLR`'s cycle (from 1) and the position in it as a fraction of the height (0 at the
+    /// base, 1 at the peak).
+    fn cyclic_position(&self, step: u64) -> (f64, f64) {
+        let Policy::CyclicLR { step_size_up, step_size_down, .. } = self else { return (1.0, 0.0) };
+        let t = step as f64;
+        let up = *step_size_up as f64;
+        let total = up + step_size_down.unwrap_or(*step_size_up) as f64;
+        let ratio = up / total;
+        let cycle = (1.0 + t / total).floor();
+        let x = 1.0 + t / total - cycle;
+        (cycle, if x <= ratio { x / ratio } else { (x - 1.0) / (ratio - 1.0) })
+    }
+
+    /// `OneCycleLR`'s value after `step` steps of the quantity `of` picks from each phase's
+    /// start and end (the rate or the momentum), annealed within the phase.
+    fn one_cycle(&self, step: u64, of: fn(&Ends) -> (f64, f64)) -> f64 {
+        let Policy::OneCycleLR {
+            max_lr,
+            total_steps,
+            pct_start,
+            anneal_strategy,
+            div_factor,
+            final_div_factor,
+            three_phase,
+            base_momentum,
+            max_momentum,
+            ..
+        } = self
+        else {
+            return f64::NAN;
+        };
+        let initial = max_lr / div_factor;
+        let min = initial / final_div_factor;
+        let total = *total_steps as f64;
+        let (lo, hi) = (*base_momentum, *max_momentum);
+        let phases: Vec<(f64, Ends)> = if *three_phase {
+            vec![
+                (pct_start * total - 1.0, Ends { lr: (initial, *max_lr), momentum: (hi, lo) }),
+                (2.0 * pct_start * total - 2.0, Ends { lr: (*max_lr, initial), momentum: (lo, hi) }),
+                (total - 1.0, Ends { lr: (initial, min), momentum: (hi, hi) }),
+            ]
+        } else {
+            vec![
+                (pct_start * total - 1.0, Ends { lr: (initial, *max_lr), momentum: (hi, lo) }),
+                (total - 1.0, Ends { lr: (*max_lr, min), momentum: (lo, hi) }),
+            ]
+        };
+        let anneal = |(s, e): (f64, f64), p: f64| match anneal_strategy {
+            Anneal::Cos => cos_anneal(s, e, p),
+            Anneal::Linear => (e - s) * p + s,
+        };
+        let t = step as f64;
+        let mut start_step = 0.0;
+        for (i, (end_step, ends)) in phases.iter().enumerate() {
+            if t <= *end_step || i == phases.len() - 1 {
+                return anneal(of(ends), (t - start_step) / (end_step - start_step));
+            }
+            start_step = *end_step;
+        }
+        unreachable!("the last phase always returns")
     }
 
     /// Checks settings torch would refuse; `(key, message)` on error.
@@ -310,6 +392,20 @@ mod tests {
         close(&[r[0], r[10]], &[0.04, 0.04 / 1e4]);
         assert!(r.iter().all(|&x| x <= 1.0) && r.iter().cloned().fold(0.0, f64::max) > 0.9, "{r:?}");
         assert_eq!(p.overrides_base(), Some(0.04));
+    }
+
+    #[test]
+    fn momentum_cycles_against_the_rate_unless_switched_off() {
+        let p = policy(serde_json::json!({"policy": "CyclicLR", "base_lr": 0.1, "max_lr": 1.0, "step_size_up": 2}));
+        let m: Vec<f64> = (0..=4).map(|s| p.momentum(s).unwrap()).collect();
+        close(&m, &[0.9, 0.85, 0.8, 0.85, 0.9]);
+        let one = policy(serde_json::json!({"policy": "OneCycleLR", "max_lr": 1.0, "total_steps": 11}));
+        close(&[one.momentum(0).unwrap(), one.momentum(10).unwrap()], &[0.95, 0.95]);
+        assert!((0..=10).all(|s| one.momentum(s).unwrap() >= 0.85));
+        let off =
+            policy(serde_json::json!({"policy": "CyclicLR", "base_lr": 0.1, "max_lr": 1.0, "cycle_momentum": false}));
+        assert_eq!(off.momentum(3), None);
+        assert_eq!(policy(serde_json::json!({"policy": "StepLR", "step_size": 1})).momentum(0), None);
     }
 
     #[test]

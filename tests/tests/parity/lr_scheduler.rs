@@ -1,5 +1,7 @@
 //! Every learning-rate policy gives `torch.optim.lr_scheduler`'s sequence for the same settings
-//! (computed by the venv's PyTorch), over 60 steps.
+//! (computed by the venv's PyTorch), over 60 steps, and so does the momentum (or Adam's beta1)
+//! that `CyclicLR` and `OneCycleLR` cycle; through the binary, the stock `lr_scheduler` sets them
+//! on the optimizer at every step of a run.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -58,14 +60,55 @@ for m in req["metric"]:
     sched.step(m)
     lrs.append(opt.param_groups[0]["lr"])
 out["plateau"] = lrs
+for name, opt_ctor, ctor in req["momentum_cases"]:
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = eval(opt_ctor)
+    sched = eval(ctor)
+    group = opt.param_groups[0]
+    seen = []
+    for _ in range(req["steps"] + 1):
+        seen.append([group["lr"], group["betas"][0] if "betas" in group else group["momentum"]])
+        opt.step()
+        sched.step()
+    out[name] = seen
 print(json.dumps(out))
 "#;
+
+/// (name, torchfit policy as JSON, torch optimizer on `p`, torch scheduler on `opt`): policies
+/// that cycle the momentum (SGD's) or beta1 (Adam's, AdamW's), torch's default.
+const MOMENTUM_CASES: &[(&str, &str, &str, &str)] = &[
+    (
+        "cyclic_sgd",
+        r#"{"policy": "CyclicLR", "base_lr": 0.01, "max_lr": 0.1, "step_size_up": 6}"#,
+        "torch.optim.SGD([p], lr=0.1, momentum=0.9)",
+        "CyclicLR(opt, base_lr=0.01, max_lr=0.1, step_size_up=6)",
+    ),
+    (
+        "cyclic2_adam",
+        r#"{"policy": "CyclicLR", "base_lr": 0.01, "max_lr": 0.1, "step_size_up": 4, "step_size_down": 7, "mode": "triangular2", "base_momentum": 0.7, "max_momentum": 0.95}"#,
+        "torch.optim.Adam([p], lr=0.1)",
+        "CyclicLR(opt, base_lr=0.01, max_lr=0.1, step_size_up=4, step_size_down=7, mode='triangular2', base_momentum=0.7, max_momentum=0.95)",
+    ),
+    (
+        "onecycle_adamw",
+        r#"{"policy": "OneCycleLR", "max_lr": 0.01, "total_steps": 61}"#,
+        "torch.optim.AdamW([p], lr=0.001)",
+        "OneCycleLR(opt, max_lr=0.01, total_steps=61)",
+    ),
+    (
+        "onecycle3_sgd",
+        r#"{"policy": "OneCycleLR", "max_lr": 0.5, "total_steps": 61, "anneal_strategy": "linear", "three_phase": true, "pct_start": 0.25}"#,
+        "torch.optim.SGD([p], lr=0.1, momentum=0.9)",
+        "OneCycleLR(opt, max_lr=0.5, total_steps=61, anneal_strategy='linear', three_phase=True, pct_start=0.25)",
+    ),
+];
 
 #[test]
 fn every_policy_matches_torch_optim_lr_scheduler() {
     let cases: Vec<(&str, &str)> = CASES.iter().map(|(n, _, c)| (*n, *c)).collect();
     let metrics: Vec<f64> = (0..STEPS).map(metric).collect();
-    let request = serde_json::json!({"cases": cases, "base": BASE, "steps": STEPS, "metric": metrics});
+    let momentum_cases: Vec<(&str, &str, &str)> = MOMENTUM_CASES.iter().map(|(n, _, o, c)| (*n, *o, *c)).collect();
+    let request = serde_json::json!({"cases": cases, "momentum_cases": momentum_cases, "base": BASE, "steps": STEPS, "metric": metrics});
     let mut child = Command::new(torchfit_tests::python())
         .args(["-c", PYTHON])
         .stdin(Stdio::piped())
@@ -90,6 +133,18 @@ fn every_policy_matches_torch_optim_lr_scheduler() {
         }
     }
 
+    for (name, json, _, _) in MOMENTUM_CASES {
+        let policy: Policy = serde_json::from_str(json).unwrap();
+        let base = policy.overrides_base().unwrap();
+        let theirs = reference[name].as_array().unwrap();
+        for (step, pair) in theirs.iter().enumerate() {
+            let (lr, momentum) = (pair[0].as_f64().unwrap(), pair[1].as_f64().unwrap());
+            let (a, m) = (policy.lr(base, step as u64), policy.momentum(step as u64).unwrap());
+            assert!(close(a, lr), "{name}: step {step}: lr torchfit {a}, torch {lr}");
+            assert!(close(m, momentum), "{name}: step {step}: momentum torchfit {m}, torch {momentum}");
+        }
+    }
+
     let cfg: PlateauConfig =
         serde_json::from_value(serde_json::json!({"patience": 3, "factor": 0.5, "cooldown": 2, "min_lr": 0.004}))
             .unwrap();
@@ -104,4 +159,54 @@ fn every_policy_matches_torch_optim_lr_scheduler() {
         assert!(close(lr, e), "plateau: epoch {i}: torchfit {lr}, torch {e}");
     }
     assert!(reductions >= 2, "the metric should trigger several reductions, got {reductions}");
+}
+
+#[test]
+fn one_cycle_on_adamw_sets_torchs_lr_and_beta1_at_every_step_of_a_run() {
+    let lib = torchfit_tests::plugin_library("torchfit-plugin-lr-scheduler", "torchfit_plugin_lr_scheduler");
+    let run = torchfit_tests::temp_dir("onecycle-adamw").join("run");
+    let plugins = format!("plugins=[{:?}]", lib.display().to_string());
+    let o = torchfit_tests::train_digits(
+        &[
+            "max_epochs=2",
+            &plugins,
+            "optimizer={name = \"adamw\", lr = 0.001}",
+            "callbacks__sched={type = \"lr_scheduler\", policy = \"OneCycleLR\", max_lr = 0.01, total_steps = 100, step_every = \"batch\"}",
+        ],
+        Some(&run),
+        &[],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let history = torchfit_tests::read_json(&run.join("history.json"));
+    let used: Vec<(f64, f64)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|e| e["batches"].as_array().unwrap().clone())
+        .filter(|b| b.get("event_lr").is_some())
+        .map(|b| (b["event_lr"].as_f64().unwrap(), b["event_momentum"].as_f64().unwrap()))
+        .collect();
+    assert!(used.len() > 60, "{} steps", used.len());
+
+    let script = "import json, torch\n\
+        p = torch.nn.Parameter(torch.zeros(1))\n\
+        opt = torch.optim.AdamW([p], lr=0.001)\n\
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.01, total_steps=100)\n\
+        seen = []\n\
+        for _ in range(100):\n    g = opt.param_groups[0]\n    seen.append([g['lr'], g['betas'][0]])\n    opt.step()\n    sched.step()\n\
+        print(json.dumps(seen))";
+    let py = Command::new(torchfit_tests::python()).args(["-c", script]).output().unwrap();
+    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+    let torch: Vec<(f64, f64)> =
+        serde_json::from_slice::<Vec<[f64; 2]>>(&py.stdout).unwrap().into_iter().map(|[a, b]| (a, b)).collect();
+    for (step, ((lr, beta1), (t_lr, t_beta1))) in used.iter().zip(&torch).enumerate() {
+        assert!(
+            (lr - t_lr).abs() < 1e-12 && (beta1 - t_beta1).abs() < 1e-12,
+            "step {step}: ({lr}, {beta1}) against torch's ({t_lr}, {t_beta1})"
+        );
+    }
+    // The optimizer trained with them: its checkpoint holds the beta1 set after the last step.
+    let state = tch::Tensor::read_safetensors(run.join("train_end_optimizer.safetensors")).unwrap();
+    let (_, betas) = state.iter().find(|(n, _)| n == "group0.betas").expect("group0.betas saved");
+    assert!((betas.double_value(&[0]) - torch[used.len()].1).abs() < 1e-12);
 }

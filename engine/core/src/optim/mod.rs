@@ -497,6 +497,24 @@ impl Optimizer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hyper_parameters_are_read_and_set_by_name_and_kept_in_the_state() {
+        let w = Tensor::zeros([2], (tch::Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
+        let config: OptimizerConfig = serde_json::from_value(serde_json::json!({"name": "adamw"})).unwrap();
+        let mut opt = Optimizer::new(&config, vec![("w".into(), w)]).unwrap();
+        assert_eq!(opt.hyper(0, "betas").unwrap(), serde_json::json!([0.9, 0.999]));
+        opt.set_hyper(0, "betas", &serde_json::json!([0.85, 0.999])).unwrap();
+        assert!(opt.hyper(0, "momentum").unwrap_err().contains("momentum"), "AdamW has no momentum");
+        assert!(opt.set_hyper(0, "betas", &serde_json::json!([1.5, 0.9])).is_err());
+        assert!(opt.hyper(1, "lr").is_err());
+        assert_eq!(opt.group_parameters(0).unwrap(), ["w"]);
+        let state = opt.state_dict();
+        let w2 = Tensor::zeros([2], (tch::Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
+        let mut restored = Optimizer::new(&config, vec![("w".into(), w2)]).unwrap();
+        restored.load_state_dict(&state).unwrap();
+        assert_eq!(restored.hyper(0, "betas").unwrap(), serde_json::json!([0.85, 0.999]));
+    }
     use tch::{Device, Kind};
 
     fn config(toml_text: &str) -> OptimizerConfig {
