@@ -131,3 +131,60 @@ fn the_transfer_learning_example_fine_tunes_only_the_head_of_a_pretrained_net() 
     assert!((epochs[7]["event_lr"].as_f64().unwrap() - 0.001).abs() < 1e-12, "StepLR decayed after 7 epochs");
     assert!(epochs.iter().any(|e| e["event_cp"] == true));
 }
+
+/// `torchfit train` on the digits with the weight-averaging plugin and `sets`, into `out`, with
+/// `--resume` when asked.
+fn train_averaged(out: &Path, sets: &[&str], resume: bool) {
+    let lib = plugin_library("torchfit-plugin-weight-averaging", "torchfit_plugin_weight_averaging");
+    let plugins = format!("plugins=[{:?}]", lib.display().to_string());
+    let mut args = vec!["train", "examples/digits/config.toml", "--set", &plugins, "--out", out.to_str().unwrap()];
+    sets.iter().for_each(|s| args.extend(["--set", s]));
+    if resume {
+        args.push("--resume");
+    }
+    let o = torchfit_env(&args, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A run's model tensors, by name in name order.
+fn model(run: &Path, file: &str) -> Vec<(String, tch::Tensor)> {
+    let mut v = tch::Tensor::read_safetensors(run.join(file)).unwrap();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[test]
+fn ema_validates_on_its_average_becomes_the_model_and_resumes_exactly() {
+    let dir = temp_dir("ema");
+    let (straight, resumed, plain) = (dir.join("straight"), dir.join("resumed"), dir.join("plain"));
+    let ema = ["callbacks__ema={type = \"ema\", decay = 0.9, validate = true}"];
+    train_averaged(&straight, &[&["max_epochs=4"], &ema[..]].concat(), false);
+    train_averaged(&resumed, &[&["max_epochs=2"], &ema[..]].concat(), false);
+    train_averaged(&resumed, &[&["max_epochs=4"], &ema[..]].concat(), true);
+    train_averaged(&plain, &["max_epochs=4"], false);
+    let without_dur = |run: &Path| torchfit_tests::history_without(run, &["dur"]);
+    assert_eq!(without_dur(&resumed), without_dur(&straight), "history, validation on the average included");
+    let (a, b) = (model(&straight, "model.safetensors"), model(&resumed, "model.safetensors"));
+    for ((n, x), (_, y)) in a.iter().zip(&b) {
+        assert!(x.equal(y), "{n} differs after resuming");
+    }
+    // The model is the average: the checkpoint's `average/` tensors.
+    let state = model(&straight, "train_end_callbacks.safetensors");
+    for (n, x) in &a {
+        let (_, avg) =
+            state.iter().find(|(k, _)| *k == format!("ema/average/{n}")).expect("the average is checkpointed");
+        assert!(x.equal(avg), "{n} is not the average");
+    }
+    // Validating on the average differs from validating on the model.
+    let valid = |run: &Path| read_json(&run.join("history.json"))[3]["valid_loss"].as_f64().unwrap();
+    assert_ne!(valid(&straight), valid(&plain));
+}
+
+#[test]
+fn swa_averages_the_epochs_from_swa_start() {
+    let run = temp_dir("swa").join("run");
+    train_averaged(&run, &["max_epochs=5", "callbacks__swa={type = \"swa\", swa_start = 3}"], false);
+    let history = read_json(&run.join("history.json"));
+    let averaged: Vec<u64> = history.as_array().unwrap().iter().map(|e| e["averaged"].as_u64().unwrap()).collect();
+    assert_eq!(averaged, [0, 0, 1, 2, 3], "epochs 3, 4 and 5 are averaged");
+}

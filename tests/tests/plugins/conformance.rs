@@ -16,6 +16,7 @@ const SHIPPED: &[(&str, &str)] = &[
     ("torchfit-plugin-clipping", "torchfit_plugin_clipping"),
     ("torchfit-plugin-logging", "torchfit_plugin_logging"),
     ("torchfit-plugin-scoring", "torchfit_plugin_scoring"),
+    ("torchfit-plugin-weight-averaging", "torchfit_plugin_weight_averaging"),
 ];
 
 /// A config for components that have required keys; `{}` for the rest.
