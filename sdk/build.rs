@@ -1,12 +1,18 @@
 //! Gives every binary and test executable of the package an rpath to libtorch's `lib/` folder,
 //! which torch-sys (a direct dependency, so that `DEP_TCH_LIBTORCH_LIB` is set) reports, and
-//! records the libtorch version the crate is built against (`TORCHFIT_TORCH_VERSION`).
+//! records the libtorch version the crate is built against (`TORCHFIT_TORCH_VERSION`); for the
+//! SDK, it also tells crates that depend on it where libtorch is (`DEP_TORCHFIT_SDK_LIBTORCH_LIB`).
 //! Every crate of the workspace that links libtorch uses this script (`build = "../sdk/build.rs"`).
 fn main() {
     let lib = std::env::var("DEP_TCH_LIBTORCH_LIB")
         .expect("torch-sys did not report libtorch's lib folder; run `bash .cargo/setup.sh` first");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
     println!("cargo:rustc-env=TORCHFIT_LIBTORCH_LIB={lib}");
+    // For the SDK itself (`links = "torchfit_sdk"`): crates that depend on it read the folder as
+    // DEP_TORCHFIT_SDK_LIBTORCH_LIB.
+    if std::env::var_os("CARGO_MANIFEST_LINKS").is_some() {
+        println!("cargo:libtorch_lib={lib}");
+    }
     // PyPI's torch has torch/version.py (`__version__ = '2.11.0+cu130'`); a plain libtorch
     // download has build-version. The local part (+cu130, +cpu) does not change the C++ ABI.
     let root = std::path::Path::new(&lib).parent().map(|p| p.to_path_buf()).unwrap_or_default();

@@ -85,7 +85,11 @@ pub struct BuildContext {
     pub name: String,
     /// Shape of one input sample (without the batch dimension); empty for readers.
     pub input_shape: Vec<i64>,
-    /// Number of model outputs: classes for classification, target columns for regression.
+    /// Number of model outputs: for classification the classes (1 + the largest label of the
+    /// training and validation targets); for regression the size of the targets' second
+    /// dimension (1 for targets of shape `[n]`). Targets of more dimensions (`[n, 8, 8]`) give
+    /// their second dimension only (8): a model for them reads its output shape from its own
+    /// config.
     pub n_outputs: i64,
     /// Classification or regression.
     pub task: Task,

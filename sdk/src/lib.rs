@@ -19,6 +19,35 @@
 //!   [`Host::history_get`]); a key a callback needs but cannot find is an
 //!   [`Error::MissingHistoryKey`] that names the callback expected to write it.
 //! - Tensors handed to a hook are borrowed for the duration of the call.
+//! - `Ok(Flow::StopAfterBatch)` (SDK 1.1) ends training after the current batch: the rest of
+//!   the epoch and its validation are skipped, `on_epoch_end` is not sent for it, and
+//!   `on_train_end` runs.
+//! - A callback asks the loop for more through the [`Host`] during a hook (checkpoints, a stop,
+//!   a loss term, a skipped step, a replaced batch); the loop carries it out.
+//!
+//! ## Versions, and how the SDK grows
+//! The SDK is versioned `1.minor` ([`SdkVersion`]): 1.0 was the first release, this is
+//! [`SdkVersion::CURRENT`]. A plugin built against any 1.x SDK loads in a host of any 1.y:
+//! a newer host calls every hook the plugin knows; an older host runs a newer plugin without the
+//! hooks and services it does not have, or refuses it in one line when the plugin's
+//! [`Callback::requires_sdk`] says it needs them.
+//!
+//! Every addition follows one rule. The interfaces of SDK 1.0 are frozen (the plugin loader
+//! checks their layout and refuses a plugin when the host's copy differs). What 1.1 added is
+//! reached through a second, also frozen, entry (the *extension root*) whose interfaces grow by
+//! names instead of layouts: a new hook is a new event number, a new host service a new name
+//! (a host that lacks it answers [`Error::Unsupported`] with the version that added it), a new
+//! component request a new name, a new setting a new JSON key. Each addition: (1) takes a name
+//! and the next minor version, listed in the tables of `ffi::ext` (source); (2) gets its Rust
+//! API as a default method of the trait (`Host`, `Callback`, ...), so no plugin's source breaks;
+//! (3) is carried on both sides of the boundary; (4) is tested with a plugin built before it, a
+//! plugin using it, and a plugin using it on a host without it. A change that cannot follow the
+//! rule is a new ABI version.
+//!
+//! | version | added |
+//! |---|---|
+//! | 1.0 | callbacks, criteria, models, dataset readers, scorers; the 1.0 host services |
+//! | 1.1 | `on_loss_computed`, `Flow::StopAfterBatch`, `add_to_loss`, `skip_step`, `replace_batch`, optimizer hyper-parameters, group parameters, optimizer state, buffers, state dict (read and write), `forward`, `device`, scorer direction, callback tensor state, errors that keep their kind |
 #![deny(missing_docs)]
 
 pub mod callback;
@@ -32,13 +61,13 @@ pub mod error;
 pub mod ffi;
 pub mod host;
 pub mod io;
-pub mod json;
 pub mod metrics;
 pub mod model;
 pub mod reader;
 pub mod scorer;
 pub mod scoring;
 pub mod testing;
+pub mod values;
 pub mod version;
 
 pub use callback::{Batch, BatchOutput, Callback, Flow};

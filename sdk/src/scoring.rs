@@ -15,7 +15,7 @@ pub fn is_best(previous: impl IntoIterator<Item = f64>, current: f64, lower_is_b
     }
 }
 
-/// Records `key = score` (a non-finite score as its token, [`crate::json::number`]) and
+/// Records `key = score` (a non-finite score as its token, [`crate::values::number`]) and
 /// `<key>_best` in the current epoch, comparing with the values of
 /// `key` in every earlier epoch of the history; returns whether it is a new best.
 pub fn record_with_best(
@@ -25,9 +25,9 @@ pub fn record_with_best(
     lower_is_better: bool,
 ) -> crate::Result<bool> {
     let previous: Vec<f64> =
-        (0..host.epochs() as isize - 1).filter_map(|e| crate::json::as_number(&host.history_get(e, key)?)).collect();
+        (0..host.epochs() as isize - 1).filter_map(|e| crate::values::as_number(&host.history_get(e, key)?)).collect();
     let best = is_best(previous, score, lower_is_better);
-    host.record(key, crate::json::number(score))?;
+    host.record(key, crate::values::number(score))?;
     host.record(&format!("{key}_best"), best.into())?;
     Ok(best)
 }

@@ -4,12 +4,12 @@
 //! plus a `batches` list of maps (`train_loss`, `train_batch_size`, `valid_loss`, ...). On disk it
 //! is exactly that list as JSON, so `skorch.history.History.from_file` reads it. A non-finite
 //! number (a diverged loss) is kept: in memory as its token string, on disk as Python writes it
-//! (`NaN`, `Infinity`, `-Infinity`; see [`torchfit_sdk::json`]).
+//! (`NaN`, `Infinity`, `-Infinity`; see [`torchfit_sdk::values`]).
 
 use crate::Error;
 use serde_json::{Map, Value};
 use std::path::Path;
-use torchfit_sdk::json::as_number;
+use torchfit_sdk::values::as_number;
 
 const BATCHES: &str = "batches";
 
@@ -169,16 +169,16 @@ impl History {
     }
 
     /// Writes the history as JSON to `path` atomically (temporary file, then rename), non-finite
-    /// numbers as Python's `NaN`, `Infinity` and `-Infinity` ([`torchfit_sdk::json`]).
+    /// numbers as Python's `NaN`, `Infinity` and `-Infinity` ([`torchfit_sdk::values`]).
     pub fn save(&self, path: &Path) -> Result<(), Error> {
-        crate::fsutil::write_atomic(path, torchfit_sdk::json::to_text(&self.to_json()).as_bytes())
+        crate::fsutil::write_atomic(path, torchfit_sdk::values::to_text(&self.to_json()).as_bytes())
     }
 
     /// Reads a history written by [`History::save`] (or by skorch).
     pub fn load(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let value =
-            torchfit_sdk::json::from_text(&text).map_err(|e| Error::History(format!("{}: {e}", path.display())))?;
+            torchfit_sdk::values::from_text(&text).map_err(|e| Error::History(format!("{}: {e}", path.display())))?;
         Self::from_json(value)
     }
 }
@@ -272,15 +272,15 @@ mod tests {
         let mut h = History::new();
         h.new_epoch();
         h.new_batch().unwrap();
-        h.record_batch("train_loss", torchfit_sdk::json::number(f64::NAN)).unwrap();
-        h.record("train_loss", torchfit_sdk::json::number(f64::INFINITY)).unwrap();
+        h.record_batch("train_loss", torchfit_sdk::values::number(f64::NAN)).unwrap();
+        h.record("train_loss", torchfit_sdk::values::number(f64::INFINITY)).unwrap();
         h.save(&dir.join("h.json")).unwrap();
         let text = std::fs::read_to_string(dir.join("h.json")).unwrap();
         assert!(text.contains(":NaN") && text.contains(":Infinity"), "{text}");
         let back = History::load(&dir.join("h.json")).unwrap();
         assert_eq!(back, h);
         assert_eq!(back.last_f64("train_loss"), Some(f64::INFINITY));
-        assert!(torchfit_sdk::json::as_number(back.batch_values(-1, "train_loss")[0]).unwrap().is_nan());
+        assert!(torchfit_sdk::values::as_number(back.batch_values(-1, "train_loss")[0]).unwrap().is_nan());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -145,7 +145,7 @@ impl Callback for EarlyStopping {
         let epoch = host.epochs();
         let score = host
             .history_get(-1, &self.cfg.monitor)
-            .and_then(|v| torchfit_sdk::json::as_number(&v))
+            .and_then(|v| torchfit_sdk::values::as_number(&v))
             .ok_or_else(|| Error::MissingHistoryKey {
                 key: self.cfg.monitor.clone(),
                 epoch,

@@ -114,7 +114,7 @@ impl LrScheduler {
             Schedule::Plateau(cfg) => {
                 let key = cfg.monitor.clone();
                 let value =
-                    host.history_get(-1, &key).and_then(|v| torchfit_sdk::json::as_number(&v)).ok_or_else(|| {
+                    host.history_get(-1, &key).and_then(|v| torchfit_sdk::values::as_number(&v)).ok_or_else(|| {
                         Error::MissingHistoryKey {
                             key: key.clone(),
                             epoch: host.epochs(),

@@ -6,3 +6,4 @@ mod abi_versions;
 mod conformance;
 mod loading;
 mod sdk11;
+mod template;

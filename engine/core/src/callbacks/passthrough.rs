@@ -33,7 +33,7 @@ pub(crate) fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Bo
 impl Callback for Passthrough {
     fn on_epoch_end(&mut self, host: &mut dyn Host) -> Result<Flow> {
         let nums = |key: &str| {
-            host.history_batch_values(-1, key).iter().filter_map(torchfit_sdk::json::as_number).collect::<Vec<_>>()
+            host.history_batch_values(-1, key).iter().filter_map(torchfit_sdk::values::as_number).collect::<Vec<_>>()
         };
         let Some(score) = weighted_mean(&nums(&self.key), &nums(self.size_key)) else { return Ok(Flow::Continue) };
         record_with_best(host, &self.key, score, self.lower_is_better)?;

@@ -211,7 +211,7 @@ fn record_losses(history: &mut History, pending: Vec<Pending>) -> Result<()> {
         let values =
             Vec::<f64>::try_from(pass.values.f_narrow(0, 0, pass.records.len() as i64)?.f_to_device(Device::Cpu)?)?;
         for (record, v) in pass.records.iter().zip(values) {
-            history.record_batch_at(-1, *record, pass.key, torchfit_sdk::json::number(v))?;
+            history.record_batch_at(-1, *record, pass.key, torchfit_sdk::values::number(v))?;
         }
     }
     Ok(())

@@ -1,4 +1,4 @@
-//! JSON for history values, whose numbers may be non-finite: a loss that diverged is NaN, and
+//! History values, whose numbers may be non-finite: a loss that diverged is NaN, and
 //! the history must say so rather than drop the value.
 //!
 //! `serde_json::Value` holds no NaN or infinity, so in memory a non-finite number is the string
