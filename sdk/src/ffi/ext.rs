@@ -35,7 +35,7 @@
 //! A change that cannot follow the rule (a field in a frozen type) is a new ABI version.
 
 use super::callback::BatchFfi;
-use super::host::{HostFfi_TO, HostProxy};
+use super::host::{parse, HostBridge, HostFfi_TO, HostProxy};
 use super::{guard_in, BuildContextFfi, ComponentFfi, ErrorFfi, ErrorForm, KindFfi, NamedTensor, RawTensor};
 use crate::host::Forward;
 use crate::{Batch, BatchOutput, Callback, Error, Flow, Host, Result, SdkVersion};
@@ -384,114 +384,19 @@ pub fn serve(host: &mut dyn Host, service: &str, args: &Value, tensors: Vec<(Str
     }
 }
 
-/// The host side: the engine's [`Host`] behind both the 1.0 services and [`ServicesFfi`].
-pub struct ServicesBridge<'a> {
-    host: &'a mut dyn Host,
-}
-
-impl<'a> ServicesBridge<'a> {
-    /// Bridges `host`.
-    pub fn new(host: &'a mut dyn Host) -> Self {
-        Self { host }
-    }
-}
-
-impl ServicesFfi for ServicesBridge<'_> {
+impl ServicesFfi for HostBridge<'_> {
     fn call(&mut self, service: RStr<'_>, args: RStr<'_>, tensors: RVec<NamedTensor>) -> RResult<ReplyFfi, ErrorFfi> {
-        // SAFETY: the plugin lends these tensors for this call (ServicesProxy::call).
+        // SAFETY: the plugin lends these tensors for this call (HostExtProxy::call).
         let tensors = unsafe { NamedTensor::copy_lent(&tensors) };
         let args: Value = serde_json::from_str(args.as_str()).unwrap_or(Value::Null);
-        serve(&mut *self.host, service.as_str(), &args, tensors).map_err(ErrorFfi::with_kind).into()
+        serve(&mut *self.host, service.as_str(), &args, tensors).map_err(|e| self.form.encode(e)).into()
     }
-}
-
-impl super::host::HostFfi for ServicesBridge<'_> {
-    fn epochs(&self) -> usize {
-        self.host.epochs()
-    }
-    fn history_get(&self, epoch: isize, key: RStr<'_>) -> ROption<RString> {
-        self.host.history_get(epoch, key.as_str()).map(|v| RString::from(v.to_string())).into()
-    }
-    fn history_epoch(&self, epoch: isize) -> ROption<RString> {
-        self.host.history_epoch(epoch).map(|m| RString::from(Value::Object(m).to_string())).into()
-    }
-    fn history_batch_values(&self, epoch: isize, key: RStr<'_>) -> RString {
-        Value::Array(self.host.history_batch_values(epoch, key.as_str())).to_string().into()
-    }
-    fn record(&mut self, key: RStr<'_>, value: RStr<'_>) -> RResult<(), ErrorFfi> {
-        parse_json(value.as_str()).and_then(|v| self.host.record(key.as_str(), v)).map_err(ErrorFfi::with_kind).into()
-    }
-    fn record_batch(&mut self, key: RStr<'_>, value: RStr<'_>) -> RResult<(), ErrorFfi> {
-        parse_json(value.as_str())
-            .and_then(|v| self.host.record_batch(key.as_str(), v))
-            .map_err(ErrorFfi::with_kind)
-            .into()
-    }
-    fn parameters(&self) -> RVec<NamedTensor> {
-        NamedTensor::give_all(self.host.parameters())
-    }
-    fn set_requires_grad(&mut self, pattern: RStr<'_>, requires_grad: bool) -> RResult<usize, ErrorFfi> {
-        self.host.set_requires_grad(pattern.as_str(), requires_grad).map_err(ErrorFfi::with_kind).into()
-    }
-    fn param_groups(&self) -> usize {
-        self.host.param_groups()
-    }
-    fn lr(&self, group: usize) -> RResult<f64, ErrorFfi> {
-        self.host.lr(group).map_err(ErrorFfi::with_kind).into()
-    }
-    fn set_lr(&mut self, group: usize, lr: f64) -> RResult<(), ErrorFfi> {
-        self.host.set_lr(group, lr).map_err(ErrorFfi::with_kind).into()
-    }
-    fn max_epochs(&self) -> usize {
-        self.host.max_epochs()
-    }
-    fn batch_counts(&self) -> abi_stable::std_types::Tuple2<usize, usize> {
-        let (t, v) = self.host.batch_counts();
-        abi_stable::std_types::Tuple2(t, v)
-    }
-    fn request_stop(&mut self) {
-        self.host.request_stop()
-    }
-    fn save_checkpoint(
-        &mut self,
-        dir: RStr<'_>,
-        prefix: RStr<'_>,
-        parts: super::host::PartsFfi,
-    ) -> RResult<(), ErrorFfi> {
-        self.host
-            .save_checkpoint(Path::new(dir.as_str()), prefix.as_str(), parts.into())
-            .map_err(ErrorFfi::with_kind)
-            .into()
-    }
-    fn load_checkpoint(
-        &mut self,
-        dir: RStr<'_>,
-        prefix: RStr<'_>,
-        parts: super::host::PartsFfi,
-    ) -> RResult<(), ErrorFfi> {
-        self.host
-            .load_checkpoint(Path::new(dir.as_str()), prefix.as_str(), parts.into())
-            .map_err(ErrorFfi::with_kind)
-            .into()
-    }
-    fn run_dir(&self) -> ROption<RString> {
-        self.host.run_dir().map(|p| RString::from(p.display().to_string())).into()
-    }
-    fn score(&mut self, name: RStr<'_>, y_true: RawTensor, y_pred: RawTensor) -> RResult<f64, ErrorFfi> {
-        // SAFETY: lent by HostProxy::score for this call.
-        let (t, p) = unsafe { (y_true.borrow(), y_pred.borrow()) };
-        self.host.score(name.as_str(), &t, &p).map_err(ErrorFfi::with_kind).into()
-    }
-}
-
-fn parse_json(text: &str) -> Result<Value> {
-    serde_json::from_str(text).map_err(|e| Error::msg(format!("invalid JSON from a plugin: {e}")))
 }
 
 /// Sends `event` to a loaded callback with `host`'s services behind both interfaces.
 fn send(inner: &mut CallbackExtFfi_TO<'static, RBox<()>>, host: &mut dyn Host, event: EventFfi) -> Result<FlowCode> {
-    let mut bridge = ServicesBridge::new(host);
-    let raw: *mut ServicesBridge<'_> = &mut bridge;
+    let mut bridge = HostBridge { host, form: ErrorForm::WithKind };
+    let raw: *mut HostBridge<'_> = &mut bridge;
     // SAFETY: both trait objects point at `bridge`, which outlives the call; the plugin calls
     // them one at a time on this thread, each call reborrowing the bridge for its duration.
     let (v1, ext) = unsafe { (RMut::from_raw(raw), RMut::from_raw(raw)) };
@@ -587,7 +492,7 @@ impl Callback for DynCallbackExt {
     }
     fn state(&self) -> Result<Value> {
         let text = self.inner.borrow().state().into_result().map_err(Error::from)?;
-        parse_json(&text)
+        parse(&text)
     }
     fn load_state(&mut self, state: Value) -> Result<()> {
         self.inner.get_mut().load_state(state.to_string().as_str().into()).into_result().map_err(Error::from)
@@ -657,7 +562,7 @@ impl CallbackExtFfi for CallbackExtAdapter {
     }
 
     fn load_state(&mut self, state: RStr<'_>) -> RResult<(), ErrorFfi> {
-        guard_in(FORM, "load_state", || self.0.load_state(parse_json(state.as_str())?))
+        guard_in(FORM, "load_state", || self.0.load_state(parse(state.as_str())?))
     }
 
     fn call(&mut self, request: RStr<'_>, _args: RStr<'_>, tensors: RVec<NamedTensor>) -> RResult<ReplyFfi, ErrorFfi> {
@@ -704,7 +609,7 @@ impl HostExtProxy<'_, '_, '_, '_> {
             .call(service.into(), args.to_string().as_str().into(), NamedTensor::lend_all(tensors))
             .into_result()
             .map_err(Error::from)?;
-        // SAFETY: ServicesBridge::call gives its reply's tensors.
+        // SAFETY: the host's `ServicesFfi::call` gives its reply's tensors.
         unsafe { reply.take() }
     }
 

@@ -79,15 +79,17 @@ impl From<PartsFfi> for crate::Parts {
     }
 }
 
-/// The host side: the engine's [`Host`] behind [`HostFfi`].
+/// The host side: the engine's [`Host`] behind [`HostFfi`] (and, for the extension interfaces,
+/// behind `ext::ServicesFfi` too), its errors in the form the plugin asked for.
 pub struct HostBridge<'a> {
-    host: &'a mut dyn Host,
+    pub(crate) host: &'a mut dyn Host,
+    pub(crate) form: super::ErrorForm,
 }
 
 impl<'a> HostBridge<'a> {
-    /// Bridges `host`.
+    /// Bridges `host` for a 1.0 plugin.
     pub fn new(host: &'a mut dyn Host) -> Self {
-        Self { host }
+        Self { host, form: super::ErrorForm::V1_0 }
     }
 
     /// The bridge as a trait object to hand to a plugin for one call.
@@ -100,7 +102,8 @@ fn json_text(v: &Value) -> RString {
     v.to_string().into()
 }
 
-fn parse(text: &str) -> Result<Value> {
+/// JSON text from across the boundary.
+pub(crate) fn parse(text: &str) -> Result<Value> {
     serde_json::from_str(text).map_err(|e| Error::msg(format!("invalid JSON from a plugin: {e}")))
 }
 
@@ -118,25 +121,28 @@ impl HostFfi for HostBridge<'_> {
         json_text(&Value::Array(self.host.history_batch_values(epoch, key.as_str())))
     }
     fn record(&mut self, key: RStr<'_>, value: RStr<'_>) -> RResult<(), ErrorFfi> {
-        parse(value.as_str()).and_then(|v| self.host.record(key.as_str(), v)).map_err(ErrorFfi::from).into()
+        parse(value.as_str()).and_then(|v| self.host.record(key.as_str(), v)).map_err(|e| self.form.encode(e)).into()
     }
     fn record_batch(&mut self, key: RStr<'_>, value: RStr<'_>) -> RResult<(), ErrorFfi> {
-        parse(value.as_str()).and_then(|v| self.host.record_batch(key.as_str(), v)).map_err(ErrorFfi::from).into()
+        parse(value.as_str())
+            .and_then(|v| self.host.record_batch(key.as_str(), v))
+            .map_err(|e| self.form.encode(e))
+            .into()
     }
     fn parameters(&self) -> RVec<NamedTensor> {
         NamedTensor::give_all(self.host.parameters())
     }
     fn set_requires_grad(&mut self, pattern: RStr<'_>, requires_grad: bool) -> RResult<usize, ErrorFfi> {
-        self.host.set_requires_grad(pattern.as_str(), requires_grad).map_err(ErrorFfi::from).into()
+        self.host.set_requires_grad(pattern.as_str(), requires_grad).map_err(|e| self.form.encode(e)).into()
     }
     fn param_groups(&self) -> usize {
         self.host.param_groups()
     }
     fn lr(&self, group: usize) -> RResult<f64, ErrorFfi> {
-        self.host.lr(group).map_err(ErrorFfi::from).into()
+        self.host.lr(group).map_err(|e| self.form.encode(e)).into()
     }
     fn set_lr(&mut self, group: usize, lr: f64) -> RResult<(), ErrorFfi> {
-        self.host.set_lr(group, lr).map_err(ErrorFfi::from).into()
+        self.host.set_lr(group, lr).map_err(|e| self.form.encode(e)).into()
     }
     fn max_epochs(&self) -> usize {
         self.host.max_epochs()
@@ -149,10 +155,16 @@ impl HostFfi for HostBridge<'_> {
         self.host.request_stop()
     }
     fn save_checkpoint(&mut self, dir: RStr<'_>, prefix: RStr<'_>, parts: PartsFfi) -> RResult<(), ErrorFfi> {
-        self.host.save_checkpoint(Path::new(dir.as_str()), prefix.as_str(), parts.into()).map_err(ErrorFfi::from).into()
+        self.host
+            .save_checkpoint(Path::new(dir.as_str()), prefix.as_str(), parts.into())
+            .map_err(|e| self.form.encode(e))
+            .into()
     }
     fn load_checkpoint(&mut self, dir: RStr<'_>, prefix: RStr<'_>, parts: PartsFfi) -> RResult<(), ErrorFfi> {
-        self.host.load_checkpoint(Path::new(dir.as_str()), prefix.as_str(), parts.into()).map_err(ErrorFfi::from).into()
+        self.host
+            .load_checkpoint(Path::new(dir.as_str()), prefix.as_str(), parts.into())
+            .map_err(|e| self.form.encode(e))
+            .into()
     }
     fn run_dir(&self) -> ROption<RString> {
         self.host.run_dir().map(|p| RString::from(p.display().to_string())).into()
@@ -160,7 +172,7 @@ impl HostFfi for HostBridge<'_> {
     fn score(&mut self, name: RStr<'_>, y_true: RawTensor, y_pred: RawTensor) -> RResult<f64, ErrorFfi> {
         // SAFETY: lent by HostProxy::score for this call.
         let (t, p) = unsafe { (y_true.borrow(), y_pred.borrow()) };
-        self.host.score(name.as_str(), &t, &p).map_err(ErrorFfi::from).into()
+        self.host.score(name.as_str(), &t, &p).map_err(|e| self.form.encode(e)).into()
     }
 }
 
