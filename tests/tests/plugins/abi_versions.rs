@@ -1,4 +1,4 @@
-//! The SDK grows without breaking plugins (the rule in `sdk/src/ffi/ext.rs`): a plugin built
+//! The SDK grows without breaking plugins (the rule in `sdk/src/ffi/ext/mod.rs`): a plugin built
 //! against the first released SDK (1.0) loads and runs in the current host, and a plugin built
 //! against the current SDK loads into a 1.0 host, which runs it without the hooks it does not
 //! know or refuses it in one line when the plugin says it needs them.
