@@ -176,6 +176,16 @@ pub trait Host {
         Err(crate::Error::unsupported("forward", crate::SdkVersion::V1_1))
     }
 
+    /// Recomputes the model's batch-norm running statistics for its weights as they are now, as
+    /// `torch.optim.swa_utils.update_bn` does: statistics reset, then one pass over the training
+    /// data in training mode (without gradients) in which each layer averages the batches
+    /// cumulatively ([`crate::BatchNormStats::Cumulative`]); then the layers' momentum again.
+    /// The batches are `iterator_train`'s, in index order. In `on_epoch_end` and `on_train_end`
+    /// only. Returns whether the model has batch norm (without, no pass runs).
+    fn update_batch_norm(&mut self) -> Result<bool> {
+        Err(crate::Error::unsupported("update_batch_norm", crate::SdkVersion::V1_1))
+    }
+
     /// The device the run trains on.
     fn device(&self) -> Result<tch::Device> {
         Err(crate::Error::unsupported("device", crate::SdkVersion::V1_1))

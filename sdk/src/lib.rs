@@ -47,7 +47,7 @@
 //! | version | added |
 //! |---|---|
 //! | 1.0 | callbacks, criteria, models, dataset readers, scorers; the 1.0 host services |
-//! | 1.1 | `on_loss_computed`, `Flow::StopAfterBatch`, `add_to_loss`, `skip_step`, `replace_batch`, optimizer hyper-parameters, group parameters, optimizer state, buffers, state dict (read and write), `forward`, `device`, scorer direction, callback tensor state, errors that keep their kind |
+//! | 1.1 | `on_loss_computed`, `Flow::StopAfterBatch`, `add_to_loss`, `skip_step`, `replace_batch`, optimizer hyper-parameters, group parameters, optimizer state, buffers, state dict (read and write), `forward`, `update_batch_norm`, `Model::set_batch_norm_stats`, `device`, scorer direction, callback tensor state, errors that keep their kind |
 #![deny(missing_docs)]
 
 pub mod callback;
@@ -78,7 +78,7 @@ pub use criterion::Criterion;
 pub use dataset::TensorDataset;
 pub use error::{Error, Result};
 pub use host::{Forward, Host};
-pub use model::Model;
+pub use model::{without_batch_norm_control, BatchNormStats, Model};
 pub use reader::DatasetReader;
 pub use scorer::Scorer;
 pub use version::SdkVersion;

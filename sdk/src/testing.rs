@@ -50,6 +50,9 @@ pub struct FakeHost {
     pub skipped_steps: usize,
     /// The last batch given to `replace_batch`.
     pub replaced_batch: Option<(Tensor, Tensor)>,
+    /// How many times `update_batch_norm` was called (the fake runs no pass; it answers
+    /// whether `buffers` holds a `running_mean`).
+    pub batch_norm_updates: usize,
 }
 
 impl Default for FakeHost {
@@ -76,6 +79,7 @@ impl Default for FakeHost {
             loss_terms: Vec::new(),
             skipped_steps: 0,
             replaced_batch: None,
+            batch_norm_updates: 0,
         }
     }
 }
@@ -249,6 +253,10 @@ impl Host for FakeHost {
         } else {
             tch::no_grad(run)
         }
+    }
+    fn update_batch_norm(&mut self) -> Result<bool> {
+        self.batch_norm_updates += 1;
+        Ok(self.buffers.iter().any(|(n, _)| n.ends_with("running_mean")))
     }
     fn device(&self) -> Result<Device> {
         Ok(Device::Cpu)

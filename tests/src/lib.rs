@@ -47,6 +47,18 @@ pub fn temp_dir(name: &str) -> PathBuf {
     d
 }
 
+/// The embedded digits (`examples/digits/digits.csv.gz`): `[1797, 64]` pixels scaled to [0, 1]
+/// and the labels.
+pub fn digits() -> (tch::Tensor, tch::Tensor) {
+    use torchfit_sdk::DatasetReader;
+    let cfg: torchfit::readers::csv::CsvConfig =
+        torchfit_sdk::parse_config(&serde_json::json!({"path": "x", "scale": 16.0})).expect("csv config");
+    let path = root().join("examples/digits/digits.csv.gz");
+    let mut ds = torchfit::readers::csv::read(&path, &cfg, torchfit_sdk::Task::Classification).expect("the digits");
+    let all: Vec<i64> = (0..ds.len() as i64).collect();
+    ds.get(&all).expect("every digit")
+}
+
 /// The shared data folder (`../shared/data`), if present.
 pub fn shared_data() -> Option<PathBuf> {
     let d = root().parent()?.join("shared/data");

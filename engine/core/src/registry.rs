@@ -216,8 +216,11 @@ impl Registry {
     /// Builds the model `name`.
     pub fn model(&self, name: &str, config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Model>> {
         let pick = |c| if let Constructor::Model(f) = c { Some(f) } else { None };
-        let wrap = |b: Built| match b.base()? {
-            ComponentFfi::Model(m) => Some(Box::new(DynModel(m)) as Box<dyn Model>),
+        let wrap = |b: Built| match b {
+            Built::Ext(ComponentExtFfi::Other(ComponentFfi::Model(m), requests)) => {
+                Some(Box::new(DynModel(m, Some(requests))) as Box<dyn Model>)
+            }
+            Built::V1(ComponentFfi::Model(m)) => Some(Box::new(DynModel(m, None)) as Box<dyn Model>),
             _ => None,
         };
         self.build(ComponentKind::Model, name, config, ctx, pick, wrap)

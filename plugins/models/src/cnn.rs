@@ -25,11 +25,12 @@
 //! `output.*`. Poutyne's MNIST network is `conv = [{channels = 16, padding = 1, pool = 2},
 //! {channels = 32, padding = 1, pool = 2, dropout = 0.25}]`, `dense = [128]`, `dropout = 0.5`.
 
+use crate::norm::{self, BatchNorm};
 use crate::{bad, vars_model, Activation, Vars};
 use serde::Deserialize;
-use torchfit_sdk::tch::nn::{self, Module, ModuleT};
+use torchfit_sdk::tch::nn::{self, Module};
 use torchfit_sdk::tch::Tensor;
-use torchfit_sdk::{parse_config, BuildContext, Model, Result};
+use torchfit_sdk::{parse_config, BatchNormStats, BuildContext, Model, Result};
 
 /// One convolution block.
 #[derive(Debug, Clone, Deserialize)]
@@ -85,7 +86,7 @@ fn one() -> i64 {
 #[derive(Debug)]
 pub struct Cnn {
     vars: Vars,
-    convs: Vec<(nn::Conv2D, Option<nn::BatchNorm>)>,
+    convs: Vec<(nn::Conv2D, Option<BatchNorm>)>,
     dense: Vec<nn::Linear>,
     output: nn::Linear,
     cfg: CnnConfig,
@@ -145,7 +146,7 @@ pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn M
             b.kernel,
             nn::ConvConfig { stride: b.stride, padding: b.padding, ..Default::default() },
         );
-        let bn = b.batch_norm.then(|| nn::batch_norm2d(&root / "conv_bn" / i, b.channels, Default::default()));
+        let bn = b.batch_norm.then(|| BatchNorm::new_2d(&root / "conv_bn" / i, b.channels));
         convs.push((conv, bn));
         channels = b.channels;
     }
@@ -183,7 +184,7 @@ impl Cnn {
         for ((conv, bn), b) in self.convs.iter().zip(&self.cfg.conv) {
             h = conv.forward(&h);
             if let Some(bn) = bn {
-                h = bn.forward_t(&h, train);
+                h = bn.forward(&h, train)?;
             }
             h = self.cfg.activation.apply(&h)?;
             if b.pool > 0 {
@@ -207,6 +208,10 @@ impl Model for Cnn {
             }
         }
         Ok(self.output.forward(&h))
+    }
+
+    fn set_batch_norm_stats(&mut self, stats: BatchNormStats) -> Result<bool> {
+        norm::set_all(self.convs.iter_mut().filter_map(|(_, bn)| bn.as_mut()), stats)
     }
 
     vars_model!();

@@ -6,6 +6,7 @@
 
 pub mod cnn;
 pub mod mlp;
+pub mod norm;
 pub mod resnet;
 pub mod torchscript;
 
@@ -158,6 +159,52 @@ pub fn natural_cmp(a: &str, b: &str) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::natural_cmp;
+    use serde_json::json;
+    use torchfit_sdk::tch::{Device, Kind, Tensor};
+    use torchfit_sdk::{BatchNormStats, BuildContext, Model};
+
+    #[test]
+    fn every_batch_norm_layer_of_a_stock_model_switches_to_cumulative_statistics() {
+        let ctx = |shape: &[i64]| BuildContext {
+            input_shape: shape.to_vec(),
+            n_outputs: 3,
+            ..torchfit_sdk::testing::context("module")
+        };
+        let cases: Vec<(Box<dyn Model>, Vec<i64>, usize)> = vec![
+            (crate::mlp::build(&json!({"hidden": [4, 4], "batch_norm": true}), &ctx(&[5])).unwrap(), vec![8, 5], 2),
+            (
+                crate::cnn::build(&json!({"conv": [{"channels": 2, "batch_norm": true}]}), &ctx(&[1, 6, 6])).unwrap(),
+                vec![8, 1, 6, 6],
+                1,
+            ),
+            (
+                crate::resnet::build_small(&json!({"widths": [2, 4], "blocks": [1, 1]}), &ctx(&[1, 8, 8])).unwrap(),
+                vec![8, 1, 8, 8],
+                6,
+            ),
+        ];
+        for (mut model, shape, layers) in cases {
+            let running = |m: &dyn Model| -> Vec<Tensor> {
+                m.state_dict().into_iter().filter(|(n, _)| n.ends_with("running_mean")).map(|(_, t)| t).collect()
+            };
+            assert_eq!(running(model.as_ref()).len(), layers);
+            assert!(model.set_batch_norm_stats(BatchNormStats::Cumulative).unwrap());
+            let x = Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu));
+            let _ = model.forward(&x, true).unwrap();
+            // One batch averaged cumulatively gives that batch's means; one batch with the
+            // momentum (0.1), from the reset statistics, a tenth of them.
+            let cumulative = running(model.as_ref()).iter().map(|t| t.copy()).collect::<Vec<_>>();
+            model.set_batch_norm_stats(BatchNormStats::Cumulative).unwrap();
+            model.set_batch_norm_stats(BatchNormStats::Momentum).unwrap();
+            let _ = model.forward(&x, true).unwrap();
+            for (c, m) in cumulative.iter().zip(running(model.as_ref())) {
+                let tenfold = m * 10.0;
+                assert!(c.allclose(&tenfold, 1e-4, 1e-6, false), "{c} against {tenfold}");
+            }
+        }
+        let plain = crate::mlp::build(&json!({"hidden": [4]}), &ctx(&[5]));
+        assert!(!plain.unwrap().set_batch_norm_stats(BatchNormStats::Cumulative).unwrap(), "no batch norm");
+    }
 
     #[test]
     fn numeric_segments_sort_by_value() {

@@ -11,11 +11,12 @@
 //! Parameters are named `hidden.<i>.weight`, `hidden.<i>.bias`, `bn.<i>.*`, `output.weight`,
 //! `output.bias`.
 
+use crate::norm::{self, BatchNorm};
 use crate::{bad, vars_model, Activation, Vars};
 use serde::Deserialize;
-use torchfit_sdk::tch::nn::{self, Module, ModuleT};
+use torchfit_sdk::tch::nn::{self, Module};
 use torchfit_sdk::tch::Tensor;
-use torchfit_sdk::{parse_config, BuildContext, Model, Result};
+use torchfit_sdk::{parse_config, BatchNormStats, BuildContext, Model, Result};
 
 /// Settings of the MLP.
 #[derive(Debug, Clone, Deserialize)]
@@ -44,7 +45,7 @@ fn default_hidden() -> Vec<i64> {
 pub struct Mlp {
     vars: Vars,
     hidden: Vec<nn::Linear>,
-    norms: Vec<nn::BatchNorm>,
+    norms: Vec<BatchNorm>,
     output: nn::Linear,
     config: MlpConfig,
 }
@@ -65,7 +66,7 @@ pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn M
     for (i, &h) in cfg.hidden.iter().enumerate() {
         hidden.push(nn::linear(&root / "hidden" / i, width, h, Default::default()));
         if cfg.batch_norm {
-            norms.push(nn::batch_norm1d(&root / "bn" / i, h, Default::default()));
+            norms.push(BatchNorm::new_1d(&root / "bn" / i, h));
         }
         width = h;
     }
@@ -79,7 +80,7 @@ impl Model for Mlp {
         for (i, layer) in self.hidden.iter().enumerate() {
             h = layer.forward(&h);
             if let Some(bn) = self.norms.get(i) {
-                h = bn.forward_t(&h, train);
+                h = bn.forward(&h, train)?;
             }
             h = self.config.activation.apply(&h)?;
             if self.config.dropout > 0.0 {
@@ -87,6 +88,10 @@ impl Model for Mlp {
             }
         }
         Ok(self.output.forward(&h))
+    }
+
+    fn set_batch_norm_stats(&mut self, stats: BatchNormStats) -> Result<bool> {
+        norm::set_all(&mut self.norms, stats)
     }
 
     vars_model!();

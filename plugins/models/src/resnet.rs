@@ -14,19 +14,20 @@
 //! Samples are `[channels, height, width]` (or `[height, width]` for one channel). Parameters:
 //! `conv1.*`, `bn1.*`, `layer<s>.<b>.{conv1,bn1,conv2,bn2,downsample.0,downsample.1}.*`, `fc.*`.
 
+use crate::norm::{self, BatchNorm};
 use crate::{bad, vars_model, Vars};
 use serde::Deserialize;
-use torchfit_sdk::tch::nn::{self, Module, ModuleT};
+use torchfit_sdk::tch::nn::{self, Module};
 use torchfit_sdk::tch::Tensor;
-use torchfit_sdk::{parse_config, BuildContext, Model, Result};
+use torchfit_sdk::{parse_config, BatchNormStats, BuildContext, Model, Result};
 
 #[derive(Debug)]
 struct BasicBlock {
     conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
+    bn1: BatchNorm,
     conv2: nn::Conv2D,
-    bn2: nn::BatchNorm,
-    downsample: Option<(nn::Conv2D, nn::BatchNorm)>,
+    bn2: BatchNorm,
+    downsample: Option<(nn::Conv2D, BatchNorm)>,
 }
 
 fn conv(p: nn::Path<'_>, cin: i64, cout: i64, k: i64, stride: i64, padding: i64) -> nn::Conv2D {
@@ -36,25 +37,22 @@ fn conv(p: nn::Path<'_>, cin: i64, cout: i64, k: i64, stride: i64, padding: i64)
 impl BasicBlock {
     fn new(p: &nn::Path<'_>, cin: i64, cout: i64, stride: i64) -> Self {
         let downsample = (stride != 1 || cin != cout).then(|| {
-            (
-                conv(p / "downsample" / 0, cin, cout, 1, stride, 0),
-                nn::batch_norm2d(p / "downsample" / 1, cout, Default::default()),
-            )
+            (conv(p / "downsample" / 0, cin, cout, 1, stride, 0), BatchNorm::new_2d(p / "downsample" / 1, cout))
         });
         BasicBlock {
             conv1: conv(p / "conv1", cin, cout, 3, stride, 1),
-            bn1: nn::batch_norm2d(p / "bn1", cout, Default::default()),
+            bn1: BatchNorm::new_2d(p / "bn1", cout),
             conv2: conv(p / "conv2", cout, cout, 3, 1, 1),
-            bn2: nn::batch_norm2d(p / "bn2", cout, Default::default()),
+            bn2: BatchNorm::new_2d(p / "bn2", cout),
             downsample,
         }
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = self.bn1.forward_t(&self.conv1.forward(x), train).f_relu()?;
-        let h = self.bn2.forward_t(&self.conv2.forward(&h), train);
+        let h = self.bn1.forward(&self.conv1.forward(x), train)?.f_relu()?;
+        let h = self.bn2.forward(&self.conv2.forward(&h), train)?;
         let identity = match &self.downsample {
-            Some((c, bn)) => bn.forward_t(&c.forward(x), train),
+            Some((c, bn)) => bn.forward(&c.forward(x), train)?,
             None => x.shallow_clone(),
         };
         Ok(h.f_add(&identity)?.f_relu()?)
@@ -66,7 +64,7 @@ impl BasicBlock {
 pub struct ResNet {
     vars: Vars,
     conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
+    bn1: BatchNorm,
     max_pool: bool,
     stages: Vec<Vec<BasicBlock>>,
     fc: nn::Linear,
@@ -96,7 +94,7 @@ fn build(spec: Spec, ctx: &BuildContext) -> Result<Box<dyn Model>> {
     let root = vs.root();
     let conv1 =
         conv(&root / "conv1", image[0], spec.widths[0], spec.stem_kernel, spec.stem_stride, spec.stem_kernel / 2);
-    let bn1 = nn::batch_norm2d(&root / "bn1", spec.widths[0], Default::default());
+    let bn1 = BatchNorm::new_2d(&root / "bn1", spec.widths[0]);
     let mut stages = Vec::new();
     let mut cin = spec.widths[0];
     for (s, (&width, &n)) in spec.widths.iter().zip(&spec.blocks).enumerate() {
@@ -167,7 +165,7 @@ pub fn build_small(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box
 impl Model for ResNet {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let x = x.f_view([-1, self.image[0], self.image[1], self.image[2]])?;
-        let mut h = self.bn1.forward_t(&self.conv1.forward(&x), train).f_relu()?;
+        let mut h = self.bn1.forward(&self.conv1.forward(&x), train)?.f_relu()?;
         if self.max_pool {
             h = h.f_max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)?;
         }
@@ -178,6 +176,13 @@ impl Model for ResNet {
         }
         let h = h.f_adaptive_avg_pool2d([1, 1])?.f_flatten(1, -1)?;
         Ok(self.fc.forward(&h))
+    }
+
+    fn set_batch_norm_stats(&mut self, stats: BatchNormStats) -> Result<bool> {
+        let blocks = self.stages.iter_mut().flatten().flat_map(|b| {
+            [Some(&mut b.bn1), Some(&mut b.bn2), b.downsample.as_mut().map(|(_, bn)| bn)].into_iter().flatten()
+        });
+        norm::set_all(std::iter::once(&mut self.bn1).chain(blocks), stats)
     }
 
     vars_model!();

@@ -5,7 +5,9 @@
 //!   optimizer step, as timm's `ModelEmaV2` keeps it ([`ema_update`]);
 //! - `swa`: the running mean of the parameters at the end of every epoch from `swa_start` on, as
 //!   `torch.optim.swa_utils.AveragedModel` keeps it ([`swa_update`]); buffers are averaged too
-//!   with `use_buffers` (torch's option).
+//!   with `use_buffers` (torch's option). Once the average becomes the model, its batch-norm
+//!   statistics are recomputed by the host's pass over the training data (`update_bn`,
+//!   [`Host::update_batch_norm`]).
 //!
 //! The average is tensor state (SDK 1.1), saved in checkpoints, so a resumed run continues it
 //! exactly. With `validate`, the epoch's validation pass runs on the averaged weights (they are
@@ -81,8 +83,9 @@ const MODEL: &str = "model";
 enum Average {
     /// `ema`, with its decay.
     Ema { decay: f64 },
-    /// `swa`, from epoch `start`, parameters only unless `use_buffers`.
-    Swa { start: usize, use_buffers: bool },
+    /// `swa`, from epoch `start`, parameters only unless `use_buffers`; with `update_bn`, the
+    /// batch-norm statistics are recomputed once the average becomes the model.
+    Swa { start: usize, use_buffers: bool, update_bn: bool },
 }
 
 /// Settings of `ema` (timm's defaults).
@@ -105,6 +108,8 @@ struct SwaConfig {
     swa_start: usize,
     #[serde(default)]
     use_buffers: bool,
+    /// Default: when the average becomes the model and its buffers are not averaged.
+    update_bn: Option<bool>,
     #[serde(default)]
     validate: bool,
     #[serde(default = "yes")]
@@ -156,7 +161,14 @@ fn build_swa(config: &Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
     if c.swa_start == 0 {
         return Err(Error::Config { key: "swa_start".into(), message: "epochs count from 1".into() });
     }
-    let kind = Average::Swa { start: c.swa_start, use_buffers: c.use_buffers };
+    if c.update_bn == Some(true) && !c.apply_at_end {
+        return Err(Error::Config {
+            key: "update_bn".into(),
+            message: "recomputes the statistics of the average once it becomes the model: it needs apply_at_end".into(),
+        });
+    }
+    let update_bn = c.update_bn.unwrap_or(c.apply_at_end && !c.use_buffers);
+    let kind = Average::Swa { start: c.swa_start, use_buffers: c.use_buffers, update_bn };
     Ok(Box::new(WeightAveraging::new(kind, c.validate, c.apply_at_end)))
 }
 
@@ -267,6 +279,11 @@ impl Callback for WeightAveraging {
             self.replaced = copies(&host.state_dict()?)?;
             let averaged = self.averaged_state(host)?;
             host.load_state_dict(&averaged)?;
+            if let Average::Swa { update_bn: true, .. } = self.kind {
+                if host.update_batch_norm()? {
+                    torchfit_sdk::log::info!("batch-norm statistics recomputed for the averaged weights");
+                }
+            }
         }
         Ok(())
     }
@@ -316,7 +333,7 @@ export_plugin! {
     name: "torchfit-plugin-weight-averaging",
     components: [
         Callback("ema", build_ema, "an exponential moving average of the weights and buffers after every step (timm's ModelEmaV2); keys: decay, validate, apply_at_end"),
-        Callback("swa", build_swa, "the running mean of the weights at each epoch end from swa_start (torch's AveragedModel); keys: swa_start, use_buffers, validate, apply_at_end"),
+        Callback("swa", build_swa, "the running mean of the weights at each epoch end from swa_start (torch's AveragedModel), then update_bn; keys: swa_start, use_buffers, update_bn, validate, apply_at_end"),
     ],
 }
 
@@ -361,5 +378,23 @@ mod tests {
             assert_eq!(host.history[0]["averaged"], 1, "{name}");
         }
         assert!(build_ema(&serde_json::json!({"decay": 1.5}), &torchfit_sdk::testing::context("ema")).is_err());
+    }
+
+    #[test]
+    fn swa_recomputes_batch_norm_statistics_unless_it_averages_them() {
+        let ctx = torchfit_sdk::testing::context("swa");
+        let updates = |config: serde_json::Value| {
+            let mut cb = build_swa(&config, &ctx).unwrap();
+            let buffers = vec![("bn.running_mean".into(), t(&[0.0, 0.0, 0.0]))];
+            let mut host = FakeHost { buffers, ..FakeHost::default() };
+            drive_one_epoch(cb.as_mut(), &mut host).unwrap();
+            host.batch_norm_updates
+        };
+        assert_eq!(updates(serde_json::json!({})), 1, "after the average became the model");
+        assert_eq!(updates(serde_json::json!({"use_buffers": true})), 0, "the statistics are averaged");
+        assert_eq!(updates(serde_json::json!({"use_buffers": true, "update_bn": true})), 1);
+        assert_eq!(updates(serde_json::json!({"apply_at_end": false})), 0, "the model keeps its weights");
+        let err = build_swa(&serde_json::json!({"update_bn": true, "apply_at_end": false}), &ctx).err().unwrap();
+        assert!(err.to_string().contains("update_bn"), "{err}");
     }
 }

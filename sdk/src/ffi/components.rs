@@ -77,8 +77,44 @@ impl<M: Model> ModelFfi for ModelAdapter<M> {
     }
 }
 
-/// Host side of a loaded model.
-pub struct DynModel(pub ModelFfi_TO<'static, RBox<()>>);
+/// A model shared by its [`ModelAdapter`] and the [`super::ext::RequestsAdapter`] that answers
+/// its requests (a plugin of SDK 1.1 or later).
+#[derive(Clone)]
+pub struct SharedModel(std::sync::Arc<std::sync::Mutex<Box<dyn Model>>>);
+
+impl SharedModel {
+    /// Shares `model`.
+    pub fn new(model: Box<dyn Model>) -> Self {
+        SharedModel(std::sync::Arc::new(std::sync::Mutex::new(model)))
+    }
+
+    /// The model; a panic caught while it was locked leaves it usable.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Box<dyn Model>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Model for SharedModel {
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.lock().forward(x, train)
+    }
+    fn parameters(&self) -> Vec<(String, Tensor)> {
+        self.lock().parameters()
+    }
+    fn state_dict(&self) -> Vec<(String, Tensor)> {
+        self.lock().state_dict()
+    }
+    fn load_state_dict(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        self.lock().load_state_dict(state)
+    }
+    fn set_batch_norm_stats(&mut self, stats: crate::BatchNormStats) -> Result<bool> {
+        self.lock().set_batch_norm_stats(stats)
+    }
+}
+
+/// Host side of a loaded model, with the requests of its extension interface when its plugin
+/// has one (SDK 1.1 or later).
+pub struct DynModel(pub ModelFfi_TO<'static, RBox<()>>, pub Option<super::ext::RequestsFfi_TO<'static, RBox<()>>>);
 
 impl Model for DynModel {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
@@ -95,6 +131,15 @@ impl Model for DynModel {
     }
     fn load_state_dict(&mut self, state: &[(String, Tensor)]) -> Result<()> {
         ok(self.0.load_state_dict(NamedTensor::lend_all(state)))
+    }
+    fn set_batch_norm_stats(&mut self, stats: crate::BatchNormStats) -> Result<bool> {
+        let Some(requests) = &mut self.1 else { return crate::without_batch_norm_control(self) };
+        let args = serde_json::json!({"stats": super::ext::batch_norm_stats_name(stats)}).to_string();
+        let reply =
+            ok(requests.call(super::ext::requests::SET_BATCH_NORM_STATS.into(), args.as_str().into(), RVec::new()))?;
+        // SAFETY: the plugin's requests give their reply's tensors.
+        let (answer, _) = unsafe { reply.take() }?;
+        answer.as_bool().ok_or_else(|| Error::msg("set_batch_norm_stats answered no bool"))
     }
 }
 

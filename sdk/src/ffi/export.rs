@@ -4,7 +4,7 @@
 use super::callback::{CallbackAdapter, CallbackFfi_TO};
 use super::components::{
     CriterionAdapter, CriterionFfi_TO, ModelAdapter, ModelFfi_TO, ReaderAdapter, ReaderFfi_TO, ScorerAdapter,
-    ScorerFfi_TO,
+    ScorerFfi_TO, SharedModel,
 };
 use super::ext::{
     CallbackExtAdapter, CallbackExtFfi_TO, ComponentExtFfi, ExtHeader, RequestsAdapter, RequestsFfi_TO, SdkExtFfi,
@@ -138,12 +138,22 @@ pub extern "C" fn build_ext(
                     ScorerAdapter(scorer, ErrorForm::WithKind),
                     TD_Opaque,
                 ));
-                ComponentExtFfi::Other(base, RequestsFfi_TO::from_value(RequestsAdapter { description }, TD_Opaque))
+                let requests = RequestsAdapter { description, model: None };
+                ComponentExtFfi::Other(base, RequestsFfi_TO::from_value(requests, TD_Opaque))
+            }
+            Constructor::Model(f) => {
+                let model = SharedModel::new(f(&config, &ctx)?);
+                let base = ComponentFfi::Model(ModelFfi_TO::from_value(
+                    ModelAdapter(model.clone(), ErrorForm::WithKind),
+                    TD_Opaque,
+                ));
+                let requests = RequestsAdapter { description: serde_json::json!({}), model: Some(model) };
+                ComponentExtFfi::Other(base, RequestsFfi_TO::from_value(requests, TD_Opaque))
             }
             other => {
                 let base = component(other, &config, &ctx, ErrorForm::WithKind)?;
-                let description = serde_json::json!({});
-                ComponentExtFfi::Other(base, RequestsFfi_TO::from_value(RequestsAdapter { description }, TD_Opaque))
+                let requests = RequestsAdapter { description: serde_json::json!({}), model: None };
+                ComponentExtFfi::Other(base, RequestsFfi_TO::from_value(requests, TD_Opaque))
             }
         })
     })

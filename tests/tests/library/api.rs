@@ -3,20 +3,11 @@
 
 use std::cell::RefCell;
 use tch::{Device, Kind, Tensor};
-use torchfit::readers::csv::{self, CsvConfig};
 use torchfit::{Error, NeuralNet};
 use torchfit_sdk::Constructor;
-use torchfit_sdk::{BatchOutput, BuildContext, Callback, DatasetReader, Flow, Host, Result as SdkResult, Task};
+use torchfit_sdk::{BatchOutput, BuildContext, Callback, DatasetReader, Flow, Host, Result as SdkResult};
 
-fn digits() -> (Tensor, Tensor) {
-    let cfg: CsvConfig = torchfit_sdk::parse_config(&serde_json::json!({"path": "x", "scale": 16.0})).unwrap();
-    let mut ds =
-        csv::read(&torchfit_tests::root().join("examples/digits/digits.csv.gz"), &cfg, Task::Classification).unwrap();
-    let all: Vec<i64> = (0..ds.len() as i64).collect();
-    ds.get(&all).unwrap()
-}
-
-use torchfit_tests::serial;
+use torchfit_tests::{digits, serial};
 
 fn small_net(epochs: usize) -> NeuralNet {
     let mut net = torchfit::classifier();
@@ -432,4 +423,57 @@ fn batch_losses_reach_history_together_at_the_epoch_end_so_no_batch_waits_for_th
     let train: Vec<f64> = net.history().batch_values(-1, "train_loss").iter().map(|v| v.as_f64().unwrap()).collect();
     assert_eq!(train.len(), 4);
     assert!(train.iter().all(|l| l.is_finite() && *l > 0.0), "{train:?}");
+}
+
+/// Calls `update_batch_norm` in `on_epoch_begin` (refused there) or `on_epoch_end`, and records
+/// its answer as `bn_updated`.
+struct BatchNormUpdate {
+    too_early: bool,
+}
+
+impl Callback for BatchNormUpdate {
+    fn on_epoch_begin(&mut self, h: &mut dyn Host) -> SdkResult<Flow> {
+        if self.too_early {
+            h.update_batch_norm()?;
+        }
+        Ok(Flow::Continue)
+    }
+    fn on_epoch_end(&mut self, h: &mut dyn Host) -> SdkResult<Flow> {
+        let updated = h.update_batch_norm()?;
+        h.record("bn_updated", updated.into())?;
+        Ok(Flow::Continue)
+    }
+}
+
+fn bn_update(config: &serde_json::Value, _ctx: &BuildContext) -> SdkResult<Box<dyn Callback>> {
+    Ok(Box::new(BatchNormUpdate { too_early: config["too_early"] == true }))
+}
+
+#[test]
+fn update_batch_norm_passes_over_the_training_data_at_the_epoch_end_only() {
+    let _serial = serial();
+    let (x, y) = digits();
+    let (x, y) = (x.narrow(0, 0, 300), y.narrow(0, 0, 300));
+    let running_mean = |net: &NeuralNet| {
+        let state = net.model().unwrap().state_dict();
+        state.into_iter().find(|(n, _)| n == "bn.0.running_mean").unwrap().1.copy()
+    };
+    let mut net = small_net(1);
+    net.registry_mut().add("bn_update", "0.0.1", "update_bn", Constructor::Callback(bn_update)).unwrap();
+    net.set_params(&[("module__batch_norm", "true"), ("callbacks__bn__type", "\"bn_update\"")]).unwrap();
+    net.fit(&x, &y).unwrap();
+    assert_eq!(net.history().last("bn_updated"), Some(&serde_json::json!(true)));
+    // The statistics are the cumulative average over the training batches: a model whose layer
+    // followed the momentum for one epoch (momentum 0.1 from mean 0) keeps a smaller mean.
+    let updated = running_mean(&net);
+    let mut plain = small_net(1);
+    plain.set_params(&[("module__batch_norm", "true")]).unwrap();
+    plain.fit(&x, &y).unwrap();
+    assert!(!updated.allclose(&running_mean(&plain), 1e-3, 1e-3, false));
+    net.set_param("module__batch_norm", false).unwrap();
+    net.fit(&x, &y).unwrap();
+    assert_eq!(net.history().last("bn_updated"), Some(&serde_json::json!(false)), "no batch norm, no pass");
+    net.set_params(&[("callbacks__bn__too_early", "true")]).unwrap();
+    let err = net.fit(&x, &y).unwrap_err().to_string();
+    assert!(err.contains("update_batch_norm is possible in on_epoch_end and on_train_end only"), "{err}");
 }

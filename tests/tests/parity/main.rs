@@ -1,7 +1,8 @@
 //! Where PyTorch defines the semantics, torchfit is compared with the venv's PyTorch: the
 //! optimizers against `torch.optim`, the criteria against `torch.nn`, the learning-rate policies
-//! against `torch.optim.lr_scheduler`.
+//! against `torch.optim.lr_scheduler`, SWA's `update_bn` against `torch.optim.swa_utils`.
 
 mod criteria;
 mod lr_scheduler;
 mod optimizer;
+mod update_bn;

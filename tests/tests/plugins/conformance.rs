@@ -128,6 +128,9 @@ fn the_linked_stock_components_work_through_the_abi() {
         let state = m.state_dict();
         m.load_state_dict(&state).unwrap();
         assert!(!m.parameters().is_empty());
+        let has_batch_norm = m.set_batch_norm_stats(torchfit_sdk::BatchNormStats::Cumulative).unwrap();
+        assert_eq!(has_batch_norm, name != "cnn", "{name}: the model's answer crosses the ABI");
+        m.set_batch_norm_stats(torchfit_sdk::BatchNormStats::Momentum).unwrap();
     }
     let logits = tch::Tensor::zeros([2, 3], (tch::Kind::Float, device));
     let loss = registry

@@ -4,6 +4,7 @@
 use super::actions::perform;
 use super::build::Components;
 use super::host::{Requests, RunHost};
+use super::update_bn::TrainData;
 use crate::{Error, History, Result};
 use tch::Tensor;
 use torchfit_sdk::{Batch, BatchOutput, Callback, Flow, Host};
@@ -81,7 +82,17 @@ pub(super) fn notify(
     counts: (usize, usize),
     event: &Event<'_>,
 ) -> Result<Flow> {
-    dispatch(c, history, counts, event, OnError::Abort).map(|asked| asked.flow)
+    dispatch(c, history, counts, event, OnError::Abort, None).map(|asked| asked.flow)
+}
+
+/// `on_epoch_end` on every callback, with the training data lent to its services.
+pub(super) fn notify_epoch_end(
+    c: &mut Components,
+    history: &mut History,
+    counts: (usize, usize),
+    data: TrainData<'_>,
+) -> Result<Flow> {
+    dispatch(c, history, counts, &Event::EpochEnd, OnError::Abort, Some(data)).map(|asked| asked.flow)
 }
 
 /// [`notify`], returning everything the callbacks asked for.
@@ -91,22 +102,24 @@ pub(super) fn ask(
     counts: (usize, usize),
     event: &Event<'_>,
 ) -> Result<Asked> {
-    dispatch(c, history, counts, event, OnError::Abort)
+    dispatch(c, history, counts, event, OnError::Abort, None)
 }
 
-/// `on_train_end` on every callback, even after one fails, then the checkpoint requests they
-/// made; the first error is returned.
-pub(super) fn notify_train_end(c: &mut Components, history: &mut History) -> Result<()> {
-    dispatch(c, history, (0, 0), &Event::TrainEnd, OnError::Continue).map(|_| ())
+/// `on_train_end` on every callback, even after one fails, with the training data lent to their
+/// services, then the checkpoint requests they made; the first error is returned.
+pub(super) fn notify_train_end(c: &mut Components, history: &mut History, data: TrainData<'_>) -> Result<()> {
+    dispatch(c, history, (0, 0), &Event::TrainEnd, OnError::Continue, Some(data)).map(|_| ())
 }
 
-/// Sends `event` to every callback, then carries out the checkpoint requests they made.
+/// Sends `event` to every callback (lending them `data`, if any), then carries out the
+/// checkpoint requests they made.
 fn dispatch(
     c: &mut Components,
     history: &mut History,
     counts: (usize, usize),
     event: &Event<'_>,
     on_error: OnError,
+    mut data: Option<TrainData<'_>>,
 ) -> Result<Asked> {
     let (mut asked, mut actions, mut first) = (Asked::default(), Vec::new(), None);
     let mut fail = |e: Error| match on_error {
@@ -132,6 +145,7 @@ fn dispatch(
                 requests: &mut requests,
                 run_dir: run_dir.as_deref(),
                 scorers: &mut *scorers,
+                train_data: data.as_mut().map(TrainData::reborrow),
             };
             match event.send(cb.as_mut(), &mut host) {
                 Ok(f) => asked.flow = asked.flow.and(f),

@@ -14,7 +14,8 @@
 
 use super::actions::perform;
 use super::build::Components;
-use super::events::{ask, notify, notify_train_end, Event};
+use super::events::{ask, notify, notify_epoch_end, notify_train_end, Event};
+use super::update_bn::TrainData;
 use super::{EpochCount, Valid};
 use crate::data::{batches, for_each_batch, Batches, SplitMix64, Stream};
 use crate::{Error, History, Result};
@@ -53,8 +54,14 @@ pub(super) fn partial_fit(
         Ok(Flow::Stop | Flow::StopAfterBatch) => Ok(()),
         Err(e) => Err(e),
     };
-    let end = notify_train_end(c, history);
+    let end = notify_train_end(c, history, train_data(c, reader, train));
     result.and(end)
+}
+
+/// The training data, with `iterator_train`'s batching, for the hooks that may pass over it.
+fn train_data<'a>(c: &Components, reader: &'a mut dyn DatasetReader, indices: &'a [i64]) -> TrainData<'a> {
+    let it = &c.settings.iterator_train;
+    TrainData { reader, indices, batch_size: it.batch_size, prefetch: it.prefetch }
 }
 
 /// Runs up to `epochs` epochs: a training pass over `train`, a validation pass, the epoch's end.
@@ -102,7 +109,7 @@ fn fit_loop(
             log::info!("stopping in epoch {epoch} after batch {batches}: a callback asked to stop after the batch");
             break;
         }
-        flow = flow.and(notify(c, history, counts, &Event::EpochEnd)?);
+        flow = flow.and(notify_epoch_end(c, history, counts, train_data(c, reader, train))?);
         if flow.stops() {
             log::info!("stopping after epoch {epoch}: a callback asked to stop");
             break;

@@ -3,6 +3,7 @@
 //! step, a replaced batch), which the loop carries out once the event has reached every callback.
 
 use super::events::Event;
+use super::update_bn::{update_batch_norm, TrainData};
 use crate::glob::Glob;
 use crate::{History, Optimizer};
 use serde_json::{Map, Value};
@@ -38,6 +39,8 @@ pub(super) struct RunHost<'a> {
     pub requests: &'a mut Requests,
     pub run_dir: Option<&'a Path>,
     pub scorers: &'a mut Scorers,
+    /// The training data, in the hooks that may pass over it.
+    pub train_data: Option<TrainData<'a>>,
 }
 
 /// Scorer components built on first use in a run, by name.
@@ -230,6 +233,14 @@ impl Host for RunHost<'_> {
         } else {
             tch::no_grad(run)
         }
+    }
+
+    fn update_batch_norm(&mut self) -> Result<bool> {
+        let hook = self.event.name();
+        let data = self.train_data.as_mut().ok_or_else(|| {
+            Error::msg(format!("update_batch_norm is possible in on_epoch_end and on_train_end only, not in {hook}"))
+        })?;
+        update_batch_norm(self.model, self.device, data.reborrow())
     }
 
     fn device(&self) -> Result<Device> {

@@ -20,6 +20,7 @@ mod events;
 mod fit_loop;
 mod host;
 mod inference;
+mod update_bn;
 
 pub use build::Defaults;
 pub use inference::Evaluation;

@@ -6,9 +6,10 @@ use super::{
     requests, CallbackExtFfi, CallbackExtFfi_TO, EventFfi, EventKind, FlowCode, ReplyFfi, RequestsFfi, ServicesFfi_TO,
 };
 use crate::ffi::callback::BatchFfi;
+use crate::ffi::components::SharedModel;
 use crate::ffi::host::{parse, HostBridge, HostFfi_TO};
 use crate::ffi::{guard_in, ErrorFfi, ErrorForm, NamedTensor, RawTensor};
-use crate::{Batch, BatchOutput, Callback, Error, Flow, Host, Result, SdkVersion};
+use crate::{Batch, BatchNormStats, BatchOutput, Callback, Error, Flow, Host, Model, Result, SdkVersion};
 use abi_stable::std_types::{RBox, RResult, RStr, RString, RVec};
 use abi_stable::RMut;
 use serde_json::{json, Value};
@@ -216,17 +217,41 @@ fn event_name(kind: EventKind) -> &'static str {
 }
 
 /// The plugin side of [`RequestsFfi`] for components of other kinds: the facts read from the
-/// component when it was built.
+/// component when it was built and, for a model, the model.
 pub struct RequestsAdapter {
     /// The reply to [`requests::DESCRIBE`].
     pub description: Value,
+    /// The model, when the component is one.
+    pub model: Option<SharedModel>,
 }
 
 impl RequestsFfi for RequestsAdapter {
-    fn call(&mut self, request: RStr<'_>, _args: RStr<'_>, _tensors: RVec<NamedTensor>) -> RResult<ReplyFfi, ErrorFfi> {
-        guard_in(FORM, request.as_str(), || match request.as_str() {
-            requests::DESCRIBE => Ok(ReplyFfi::data(&self.description, Vec::new())),
-            other => Err(Error::unsupported(format!("component request `{other}`"), SdkVersion::CURRENT)),
+    fn call(&mut self, request: RStr<'_>, args: RStr<'_>, _tensors: RVec<NamedTensor>) -> RResult<ReplyFfi, ErrorFfi> {
+        guard_in(FORM, request.as_str(), || match (request.as_str(), &mut self.model) {
+            (requests::DESCRIBE, _) => Ok(ReplyFfi::data(&self.description, Vec::new())),
+            (requests::SET_BATCH_NORM_STATS, Some(model)) => {
+                let args: Value = serde_json::from_str(args.as_str()).unwrap_or(Value::Null);
+                let stats = args["stats"].as_str().and_then(batch_norm_stats_of).ok_or_else(|| {
+                    Error::msg(format!(
+                        "{}: `stats` must be \"momentum\" or \"cumulative\"",
+                        requests::SET_BATCH_NORM_STATS
+                    ))
+                })?;
+                Ok(ReplyFfi::data(&json!(model.set_batch_norm_stats(stats)?), Vec::new()))
+            }
+            (other, _) => Err(Error::unsupported(format!("component request `{other}`"), SdkVersion::CURRENT)),
         })
     }
+}
+
+/// The name of `stats` in [`requests::SET_BATCH_NORM_STATS`].
+pub fn batch_norm_stats_name(stats: BatchNormStats) -> &'static str {
+    match stats {
+        BatchNormStats::Momentum => "momentum",
+        BatchNormStats::Cumulative => "cumulative",
+    }
+}
+
+fn batch_norm_stats_of(name: &str) -> Option<BatchNormStats> {
+    [BatchNormStats::Momentum, BatchNormStats::Cumulative].into_iter().find(|s| batch_norm_stats_name(*s) == name)
 }

@@ -79,6 +79,7 @@ pub fn serve(host: &mut dyn Host, service: &str, args: &Value, tensors: Vec<(Str
             let y = host.forward(&first(service)?, Forward { train: flag("train"), grad: flag("grad") })?;
             Ok(ReplyFfi::data(&Value::Null, vec![("y".into(), y)]))
         }
+        UPDATE_BATCH_NORM => Ok(ReplyFfi::data(&json!(host.update_batch_norm()?), Vec::new())),
         DEVICE => Ok(ReplyFfi::data(&json!(device_name(host.device()?)), Vec::new())),
         SCORER_LOWER_IS_BETTER => {
             let name = arg(args, "name")?.as_str().unwrap_or_default().to_owned();
@@ -228,6 +229,10 @@ impl Host for HostExtProxy<'_, '_, '_, '_> {
         let args = json!({"train": mode.train, "grad": mode.grad});
         let (_, mut out) = self.call(services::FORWARD, args, &[("x".into(), x.shallow_clone())])?;
         out.pop().map(|(_, y)| y).ok_or_else(|| Error::msg("model.forward returned no tensor"))
+    }
+    fn update_batch_norm(&mut self) -> Result<bool> {
+        let (v, _) = self.call(services::UPDATE_BATCH_NORM, Value::Null, &[])?;
+        v.as_bool().ok_or_else(|| Error::msg("model.update_batch_norm answered no bool"))
     }
     fn device(&self) -> Result<tch::Device> {
         let (v, _) = self.call_ref(services::DEVICE, Value::Null)?;

@@ -48,7 +48,7 @@ use tch::Tensor;
 mod callbacks;
 mod host_services;
 
-pub use callbacks::{CallbackExtAdapter, DynCallbackExt, RequestsAdapter};
+pub use callbacks::{batch_norm_stats_name, CallbackExtAdapter, DynCallbackExt, RequestsAdapter};
 pub use host_services::serve;
 
 /// The symbol of the extension root: `extern "C" fn() -> ExtHeader`.
@@ -253,6 +253,7 @@ pub trait ServicesFfi {
 /// | `state_tensors` | 1 | — | the callback's tensor state, given |
 /// | `load_state_tensors` | 1 | tensors, lent | — |
 /// | `describe` | 1 | — | `{"lower_is_better": bool \| null}` for a scorer, `{}` otherwise |
+/// | `set_batch_norm_stats` | 1 | `{"stats": "momentum" \| "cumulative"}` | a model's `bool` |
 pub mod requests {
     /// [`crate::Callback::state_tensors`].
     pub const STATE_TENSORS: &str = "state_tensors";
@@ -260,6 +261,8 @@ pub mod requests {
     pub const LOAD_STATE_TENSORS: &str = "load_state_tensors";
     /// Static facts about a component.
     pub const DESCRIBE: &str = "describe";
+    /// [`crate::Model::set_batch_norm_stats`].
+    pub const SET_BATCH_NORM_STATS: &str = "set_batch_norm_stats";
 }
 
 /// The host services, with the SDK minor that added each; each is a method of
@@ -279,6 +282,7 @@ pub mod requests {
 /// | `model.state_dict` | 1 | — | — | tensors |
 /// | `model.load_state_dict` | 1 | — | the state | — |
 /// | `model.forward` | 1 | `{"train", "grad"}` | `x` | `y` |
+/// | `model.update_batch_norm` | 1 | — | — | `bool` |
 /// | `run.device` | 1 | — | — | `"cpu"`, `"cuda:N"` |
 /// | `scorer.lower_is_better` | 1 | `{"name"}` | — | `bool` or `null` |
 pub mod services {
@@ -306,6 +310,8 @@ pub mod services {
     pub const LOAD_STATE_DICT: &str = "model.load_state_dict";
     /// [`crate::Host::forward`].
     pub const FORWARD: &str = "model.forward";
+    /// [`crate::Host::update_batch_norm`].
+    pub const UPDATE_BATCH_NORM: &str = "model.update_batch_norm";
     /// [`crate::Host::device`].
     pub const DEVICE: &str = "run.device";
     /// [`crate::Host::scorer_lower_is_better`].
