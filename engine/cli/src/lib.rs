@@ -21,6 +21,7 @@
 
 mod presets;
 pub mod run;
+pub mod run_dir;
 
 pub use presets::{classifier, defaults, from_file, from_params, regressor};
 pub use torchfit_engine::*;

@@ -2,9 +2,12 @@
 
 use clap::{Parser, Subcommand};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use torchfit::run;
+use torchfit_engine::net::{Interruption, StopFlag};
 use torchfit_engine::{fsutil::write_atomic, plugins, Error};
 
 /// torchfit trains neural networks on libtorch from a TOML config, with skorch's semantics
@@ -70,11 +73,33 @@ impl log::Log for StderrLogger {
     fn flush(&self) {}
 }
 
+/// Exit code of a run stopped by signal `signal`: the shell's 128 + its number (130 for
+/// SIGINT, 143 for SIGTERM).
+fn signal_exit_code(signal: i32) -> u8 {
+    (128 + signal) as u8
+}
+
+/// The first SIGINT or SIGTERM raises `stop` (the run ends after its batch, see
+/// [`run::train_until`]) and is remembered in the returned cell; a second one ends the process
+/// at once, with the signal's exit code.
+fn stop_on_signals(stop: &StopFlag) -> std::io::Result<Arc<AtomicUsize>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let received = Arc::new(AtomicUsize::new(0));
+    for signal in [SIGINT, SIGTERM] {
+        // Registered first, so it sees the flag as the previous signal left it.
+        signal_hook::flag::register_conditional_shutdown(signal, signal_exit_code(signal).into(), stop.shared())?;
+        signal_hook::flag::register_usize(signal, Arc::clone(&received), signal as usize)?;
+        signal_hook::flag::register(signal, stop.shared())?;
+    }
+    Ok(received)
+}
+
 fn main() -> ExitCode {
     let level = std::env::var("TORCHFIT_LOG").ok().and_then(|l| l.parse().ok()).unwrap_or(log::LevelFilter::Info);
     let _ = log::set_boxed_logger(Box::new(StderrLogger(level))).map(|()| log::set_max_level(level));
     match execute(Cli::parse().command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Ended::Completed) => ExitCode::SUCCESS,
+        Ok(Ended::Interrupted(signal)) => ExitCode::from(signal_exit_code(signal)),
         Err(e) => {
             log::debug!("{}", e.detail());
             eprintln!("error: {e}");
@@ -83,11 +108,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn execute(command: Command) -> Result<(), Error> {
+/// How a command ended without an error.
+enum Ended {
+    Completed,
+    /// Stopped by this signal (the run directory written).
+    Interrupted(i32),
+}
+
+fn execute(command: Command) -> Result<Ended, Error> {
     match command {
         Command::Train { config, sets, out, resume } => {
             let params = run::load_params(&config, &sets)?;
-            let outcome = run::train(params, out.as_deref(), resume)?;
+            let stop = StopFlag::new();
+            let received = stop_on_signals(&stop).map_err(|e| Error::io(Path::new("<signal handlers>"), e))?;
+            let outcome = run::train_until(params, out.as_deref(), resume, &stop)?;
+            if let Some(interrupted) = outcome.interrupted {
+                let signal = received.load(Ordering::SeqCst) as i32;
+                let name = if signal == signal_hook::consts::SIGTERM { "SIGTERM" } else { "SIGINT" };
+                eprintln!("{}", interrupted_line(name, interrupted, &config, out.as_deref()));
+                return Ok(Ended::Interrupted(signal));
+            }
             if let Some(dir) = &out {
                 log::info!("run written to {}", dir.display());
             }
@@ -99,17 +139,18 @@ fn execute(command: Command) -> Result<(), Error> {
                 // A closed stdout (`| head`) is not an error of the run, which is complete.
                 let _ = std::io::stdout().write_all(text.as_bytes());
             }
-            Ok(())
+            Ok(Ended::Completed)
         }
         Command::Predict { run, data, sets, out } => {
             let lines = run::predict(&run, data.as_deref(), &sets)?;
             let text = lines.join("\n") + "\n";
             match out {
-                Some(path) => write_atomic(&path, text.as_bytes()),
-                None => std::io::stdout()
-                    .write_all(text.as_bytes())
-                    .map_err(|e| Error::io(std::path::Path::new("<stdout>"), e)),
+                Some(path) => write_atomic(&path, text.as_bytes())?,
+                None => {
+                    std::io::stdout().write_all(text.as_bytes()).map_err(|e| Error::io(Path::new("<stdout>"), e))?
+                }
             }
+            Ok(Ended::Completed)
         }
         Command::Plugins { config } => {
             let registry = match config {
@@ -118,7 +159,21 @@ fn execute(command: Command) -> Result<(), Error> {
             };
             let text = run::component_table(registry.components());
             let _ = std::io::stdout().write_all(text.as_bytes());
-            Ok(())
+            Ok(Ended::Completed)
         }
+    }
+}
+
+/// The one line an interrupted `train` ends with: where it stopped and how to go on.
+fn interrupted_line(signal: &str, at: Interruption, config: &Path, out: Option<&Path>) -> String {
+    match out {
+        Some(dir) => format!(
+            "interrupted by {signal} {at}; {} keeps the run after epoch {}: continue with `torchfit train {} --out {} --resume`",
+            dir.display(),
+            at.epochs,
+            config.display(),
+            dir.display()
+        ),
+        None => format!("interrupted by {signal} {at} (nothing kept: train with --out DIR to resume later)"),
     }
 }

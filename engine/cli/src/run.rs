@@ -2,15 +2,17 @@
 //!
 //! A run directory holds `config.toml` (the resolved config), `history.json`, `summary.json`,
 //! `model.safetensors` (the final parameters and buffers) and `model.json` (the shapes the model
-//! was built for). Every file is written atomically, and only after training succeeded.
+//! was built for), and the `train_end_` checkpoint. Every file is written atomically. A run that
+//! fails in training leaves its config, the history so far and the error (`summary.json`).
 
+use crate::run_dir::{Begin, RunDir};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use torchfit_engine::config::{ComponentSpec, Params, SplitKind};
 use torchfit_engine::data::{split_indices, Stream};
 use torchfit_engine::fsutil::write_atomic;
-use torchfit_engine::net::{Start, RESUME_PREFIX};
+use torchfit_engine::net::{Interruption, Keep, Start, StopFlag, RESUME_PREFIX};
 use torchfit_engine::registry::Component;
 use torchfit_engine::{EpochCount, Error, Evaluation, History, NeuralNet, Registry, Result, Valid};
 use torchfit_sdk::metrics::predicted_classes;
@@ -27,6 +29,8 @@ pub struct Outcome {
     pub seconds: f64,
     /// Wall time of the fit alone (the epochs, their training and validation passes).
     pub fit_seconds: f64,
+    /// Where the run stopped when its stop flag was raised (then there is no test evaluation).
+    pub interrupted: Option<Interruption>,
 }
 
 /// `model.json`: what `predict` needs to rebuild the model.
@@ -65,10 +69,46 @@ fn reader(registry: &Registry, params: &Params, key: &str, spec: &ComponentSpec)
     registry.reader(&spec.name, &spec.json(), &ctx).map_err(|e| params.component_error(key, e))
 }
 
-/// Trains the config in `params`; writes the run directory `out` when given. With `resume`,
-/// continues the run in `out` from its train-end checkpoint up to `max_epochs` epochs in all.
+/// Trains the config in `params`; writes the run directory `out` when given (see
+/// [`crate::run_dir`]). With `resume`, continues the run in `out` from its newest complete
+/// checkpoint up to `max_epochs` epochs in all.
 pub fn train(params: Params, out: Option<&Path>, resume: bool) -> Result<Outcome> {
+    train_until(params, out, resume, &StopFlag::new())
+}
+
+/// [`train`], stopping after the current batch once `stop` is raised (`torchfit train` raises
+/// it on SIGINT and SIGTERM): `on_train_end` still runs, and the run directory is written with
+/// the model and history as they are and a `train_end_` checkpoint of the last epoch boundary,
+/// from which `--resume` continues exactly.
+pub fn train_until(params: Params, out: Option<&Path>, resume: bool, stop: &StopFlag) -> Result<Outcome> {
     let start = Instant::now();
+    let run = match out {
+        Some(dir) => Some(RunDir::open(dir, resume)?),
+        None if resume => {
+            return Err(Error::RunDir {
+                dir: ".".into(),
+                message: "--resume needs --out DIR, the run to continue".into(),
+            })
+        }
+        None => None,
+    };
+    let mut started = false;
+    let result = train_in(params, run.as_ref(), (start, stop), &mut started);
+    if let (Err(_), Some(run), false) = (&result, run, started) {
+        run.abandon();
+    }
+    result
+}
+
+/// [`train`] in the run directory `run`; `started` turns true once an epoch ran (from then on
+/// the run directory is written, also when training fails; a run that fails before has nothing
+/// to keep but its error).
+fn train_in(
+    params: Params,
+    run: Option<&RunDir>,
+    (start, stop): (Instant, &StopFlag),
+    started: &mut bool,
+) -> Result<Outcome> {
     let settings = params.settings().clone();
     // Before the readers load anything: the heap is laid out for training from the start.
     torchfit_engine::malloc::apply(settings.malloc);
@@ -76,7 +116,6 @@ pub fn train(params: Params, out: Option<&Path>, resume: bool) -> Result<Outcome
         .dataset
         .clone()
         .ok_or_else(|| params.config_error("dataset", "missing: `torchfit train` needs a [dataset] section".into()))?;
-    check_run_dir(out, resume)?;
     let registry = torchfit_engine::plugins::registry_for(&params)?;
     let mut data = reader(&registry, &params, "dataset", &spec)?;
     let n = data.len();
@@ -111,19 +150,14 @@ pub fn train(params: Params, out: Option<&Path>, resume: bool) -> Result<Outcome
         }
         _ => None,
     };
-    // Callbacks write into the run directory while training; it exists from here on, and is
-    // removed again if training fails before anything was written to it.
-    let created = match out {
-        Some(dir) if !dir.exists() => {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-            true
-        }
-        _ => false,
-    };
+    let out = run.map(RunDir::path);
     net.set_run_dir(out.map(Path::to_path_buf));
     net.set_epoch_count(EpochCount::Total);
-    if resume {
-        net.resume_from(out.map(Path::to_path_buf));
+    net.set_stop_flag(stop.clone(), if out.is_some() { Keep::Boundary } else { Keep::Nothing });
+    if let (Some(Begin::Resume(found)), Some(dir)) = (run.map(RunDir::begin), out) {
+        log::info!("resuming from {found}");
+        net.resume_from(found.dir.clone(), found.prefix.clone());
+        net.override_on_resume(changed_hypers(&dir.join("config.toml"), &params)?);
     }
     let fit_start = std::time::Instant::now();
     let fitted = match valid.as_mut() {
@@ -133,16 +167,26 @@ pub fn train(params: Params, out: Option<&Path>, resume: bool) -> Result<Outcome
         }
         None => net.fit_dataset(data.as_mut(), Some(&pool), Start::Fresh),
     };
-    if let (Err(_), Some(dir), true) = (&fitted, out, created) {
-        if std::fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false) {
-            let _ = std::fs::remove_dir(dir);
-        }
+    *started = !net.history().is_empty();
+    if let (Err(e), Some(dir), true) = (&fitted, out, *started) {
+        write_failed_run(dir, &mut net, &params, e);
     }
     fitted?;
     let fit_seconds = fit_start.elapsed().as_secs_f64();
     if let Some(dir) = out {
         // Every run directory ends with what `--resume` needs.
-        net.save_checkpoint(dir, RESUME_PREFIX, torchfit_sdk::Parts::ALL)?;
+        net.save_resume_checkpoint(dir, RESUME_PREFIX)?;
+    }
+    if let Some(interrupted) = net.interruption() {
+        let seconds = start.elapsed().as_secs_f64();
+        if let Some(dir) = out {
+            let mut summary = summary(&net, (seconds, fit_seconds), None);
+            summary["interrupted"] =
+                serde_json::json!({ "epochs": interrupted.epochs, "batches": interrupted.batches });
+            write_run_dir(dir, &net, &params, &summary)?;
+        }
+        let history = net.history().clone();
+        return Ok(Outcome { history, test: None, seconds, fit_seconds, interrupted: Some(interrupted) });
     }
     let test = match test_data.as_mut() {
         Some(t) => {
@@ -154,62 +198,84 @@ pub fn train(params: Params, out: Option<&Path>, resume: bool) -> Result<Outcome
     };
     let seconds = start.elapsed().as_secs_f64();
     if let Some(dir) = out {
-        write_run_dir(dir, &net, &params, test, (seconds, fit_seconds))?;
+        write_run_dir(dir, &net, &params, &summary(&net, (seconds, fit_seconds), test))?;
     }
-    Ok(Outcome { history: net.history().clone(), test, seconds, fit_seconds })
+    Ok(Outcome { history: net.history().clone(), test, seconds, fit_seconds, interrupted: None })
 }
 
-/// A run directory is used only as asked: a non-empty one is continued with `resume` and never
-/// overwritten without it; `resume` needs a train-end checkpoint there.
-fn check_run_dir(out: Option<&Path>, resume: bool) -> Result<()> {
-    let err = |dir: &Path, message: &str| Err(Error::RunDir { dir: dir.to_path_buf(), message: message.into() });
-    match out {
-        None if resume => {
-            Err(Error::RunDir { dir: ".".into(), message: "--resume needs --out DIR, the run to continue".into() })
+/// The optimizer hyper-parameters (top-level keys of `[optimizer]`) that `params` sets to other
+/// values than the run's recorded config (`recorded`, absent for a run that never wrote one):
+/// a rate changed on resume applies instead of the checkpoint's. Changing the optimizer or its
+/// parameter groups on resume is refused.
+fn changed_hypers(recorded: &Path, params: &Params) -> Result<Vec<(String, serde_json::Value)>> {
+    let Ok(text) = std::fs::read_to_string(recorded) else { return Ok(Vec::new()) };
+    let before = Params::from_str(&text, &recorded.display().to_string(), params.base_dir().to_path_buf())?;
+    let section = |p: &Params| p.table().get("optimizer").and_then(toml::Value::as_table).cloned().unwrap_or_default();
+    let (old, new) = (section(&before), section(params));
+    for fixed in ["name", "param_groups"] {
+        if old.get(fixed) != new.get(fixed) {
+            let message = format!("differs from the run's ({}): a resumed run keeps its optimizer", recorded.display());
+            return Err(params.config_error(&format!("optimizer.{fixed}"), message));
         }
-        None => Ok(()),
-        Some(dir) if dir.exists() && !dir.is_dir() => err(dir, "exists and is not a directory"),
-        Some(dir) if resume => {
-            torchfit_engine::checkpoint::recover(dir, RESUME_PREFIX)?;
-            if torchfit_sdk::checkpoint::Files::new(dir, RESUME_PREFIX).history.exists() {
-                Ok(())
-            } else {
-                err(dir, "has no train_end_ checkpoint to resume from (it is written when a run with --out ends)")
-            }
-        }
-        Some(dir) => {
-            let non_empty = std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(false);
-            if non_empty {
-                err(dir, "exists and is not empty; pass --resume to continue the run in it, or choose another --out")
-            } else {
-                Ok(())
-            }
-        }
+    }
+    new.iter()
+        .filter(|(k, v)| !["name", "param_groups"].contains(&k.as_str()) && old.get(*k) != Some(*v))
+        .map(|(k, v)| Ok((k.clone(), serde_json::to_value(v).map_err(|e| Error::Data(e.to_string()))?)))
+        .collect()
+}
+
+/// What a run that failed in training leaves: its config, the history so far, the error in
+/// `summary.json`, and a `train_end_` checkpoint of the last epoch boundary that `--resume`
+/// continues from (best effort: the run's own error is the one reported). The history is not
+/// written over the `history.json` of a checkpoint saved with an empty prefix into the run
+/// directory, which `--resume` may still need.
+fn write_failed_run(dir: &Path, net: &mut NeuralNet, params: &Params, error: &Error) {
+    let summary = serde_json::json!({ "epochs": net.history().len(), "error": error.to_string() });
+    if let Err(e) = net.save_resume_checkpoint(dir, RESUME_PREFIX) {
+        log::debug!("no train_end_ checkpoint for the failed run: {e}");
+    }
+    let written = write_atomic(&dir.join("config.toml"), params.to_toml().as_bytes())
+        .and_then(|()| save_history(dir, net, false))
+        .and_then(|()| write_atomic(&dir.join("summary.json"), json(&summary).as_bytes()));
+    if let Err(e) = written {
+        log::warn!("the failed run's directory is incomplete: {e}");
     }
 }
 
-fn write_run_dir(
-    dir: &Path,
-    net: &NeuralNet,
-    params: &Params,
-    test: Option<Evaluation>,
-    (seconds, fit_seconds): (f64, f64),
-) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let (input_shape, n_outputs) = net.shape().ok_or(Error::NotInitialized)?;
-    let base_dir = std::fs::canonicalize(params.base_dir()).map_err(|e| Error::io(params.base_dir(), e))?;
-    let meta = ModelMeta { input_shape, n_outputs, task: params.settings().task, base_dir };
-    let json = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
-    write_atomic(&dir.join("config.toml"), params.to_toml().as_bytes())?;
-    net.history().save(&dir.join("history.json"))?;
-    net.save_params(&dir.join("model.safetensors"))?;
-    write_atomic(&dir.join("model.json"), json(&serde_json::to_value(&meta).unwrap_or_default()).as_bytes())?;
+/// Writes the history as `history.json`, unless the run did not end by itself (`ended`) and a checkpoint saved with an empty prefix into
+/// the run directory owns that file: an interrupted or failed run's history is ahead of it, and
+/// `--resume` may still need the checkpoint whole.
+fn save_history(dir: &Path, net: &NeuralNet, ended: bool) -> Result<()> {
+    let checkpoint_there = torchfit_sdk::checkpoint::Files::new(dir, "").exist(torchfit_sdk::Parts::ALL);
+    match checkpoint_there && !ended {
+        true => Ok(()),
+        false => net.history().save(&dir.join("history.json")),
+    }
+}
+
+fn json(v: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+/// `summary.json` of a run that ended: its length and times, and the test evaluation.
+fn summary(net: &NeuralNet, (seconds, fit_seconds): (f64, f64), test: Option<Evaluation>) -> serde_json::Value {
     let mut summary =
         serde_json::json!({ "epochs": net.history().len(), "seconds": seconds, "fit_seconds": fit_seconds });
     if let Some(t) = test {
         summary["test"] = serde_json::json!({ "accuracy": t.accuracy, "loss": t.loss, "samples": t.samples });
     }
-    write_atomic(&dir.join("summary.json"), json(&summary).as_bytes())
+    summary
+}
+
+fn write_run_dir(dir: &Path, net: &NeuralNet, params: &Params, summary: &serde_json::Value) -> Result<()> {
+    let (input_shape, n_outputs) = net.shape().ok_or(Error::NotInitialized)?;
+    let base_dir = std::fs::canonicalize(params.base_dir()).map_err(|e| Error::io(params.base_dir(), e))?;
+    let meta = ModelMeta { input_shape, n_outputs, task: params.settings().task, base_dir };
+    write_atomic(&dir.join("config.toml"), params.to_toml().as_bytes())?;
+    save_history(dir, net, net.interruption().is_none())?;
+    net.save_params(&dir.join("model.safetensors"))?;
+    write_atomic(&dir.join("model.json"), json(&serde_json::to_value(&meta).unwrap_or_default()).as_bytes())?;
+    write_atomic(&dir.join("summary.json"), json(summary).as_bytes())
 }
 
 /// Predictions of the model in run directory `run` for the config's data set (or `data`, a file

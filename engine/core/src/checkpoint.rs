@@ -11,7 +11,9 @@
 //! [`recover`] runs before every load and save of the prefix, and [`recover_all`] before a run
 //! starts in a folder: with a commit file it finishes step 3 (the new set wins); without one it
 //! deletes stray `.next` files (the old set wins). So whenever the process dies, the next reader
-//! sees one whole checkpoint, old or new.
+//! sees one whole checkpoint, old or new. [`recover_all`] also removes the temporary files of
+//! atomic writes that a killed process left (`.<name>.tmp<pid>`), so nothing of an interrupted
+//! save stays behind, and [`newest`] finds the checkpoint a resumed run starts from.
 //! (A tool that reads the files directly, such as PyTorch, can see a mix only while a save is
 //! between steps 2 and 3.)
 
@@ -41,8 +43,18 @@ fn staged(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// The folder a checkpoint `dir` names: the empty path is the working directory.
+fn folder(dir: &Path) -> &Path {
+    if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    }
+}
+
 /// Writes `files` as one checkpoint `prefix` under `dir` (see the module docs).
 pub(crate) fn save(dir: &Path, prefix: &str, files: Vec<Writer<'_>>) -> Result<()> {
+    let dir = folder(dir);
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     recover(dir, prefix)?;
     let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
@@ -56,6 +68,7 @@ pub(crate) fn save(dir: &Path, prefix: &str, files: Vec<Writer<'_>>) -> Result<(
 
 /// Completes or discards an interrupted save of checkpoint `prefix` under `dir`.
 pub fn recover(dir: &Path, prefix: &str) -> Result<()> {
+    let dir = folder(dir);
     let commit = commit_file(dir, prefix);
     if commit.exists() {
         let text = std::fs::read_to_string(&commit).map_err(|e| Error::io(&commit, e))?;
@@ -69,13 +82,85 @@ pub fn recover(dir: &Path, prefix: &str) -> Result<()> {
     Ok(())
 }
 
-/// [`recover`] for every checkpoint under `dir` whose save was interrupted after its commit
-/// point (a missing `dir` has none).
+/// Cleans every leftover of an interrupted save under `dir` (a missing `dir` has none): saves
+/// past their commit point are completed ([`recover`]), then staged `.next` files without a
+/// commit file and temporary files of other processes' atomic writes are removed. Only one
+/// process may use the folder meanwhile (a run holds its run directory's lock).
 pub fn recover_all(dir: &Path) -> Result<()> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
-    let prefixes: Vec<String> =
-        entries.filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(COMMIT).map(str::to_owned)).collect();
-    prefixes.iter().try_for_each(|prefix| recover(dir, prefix))
+    let names = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|entries| entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+            .unwrap_or_default()
+    };
+    for prefix in names(dir).iter().filter_map(|n| n.strip_suffix(COMMIT)) {
+        recover(dir, prefix)?;
+    }
+    for name in names(dir).into_iter().filter(|n| n.ends_with(".next") || is_foreign_temporary(n)) {
+        let path = dir.join(&name);
+        std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        log::info!("removed {}, left by an interrupted save", path.display());
+    }
+    Ok(())
+}
+
+/// Whether `name` is a temporary file of an atomic write (`.<name>.tmp<pid>[.<ext>]`, see
+/// [`torchfit_sdk::io::with_temp`]) made by another process.
+fn is_foreign_temporary(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('.') else { return false };
+    let Some((_, tail)) = rest.rsplit_once(".tmp") else { return false };
+    let pid = tail.split('.').next().unwrap_or_default();
+    !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && pid != std::process::id().to_string()
+}
+
+/// A complete checkpoint (every part of [`Parts::ALL`]) found by [`newest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// Its folder.
+    pub dir: PathBuf,
+    /// Its file-name prefix.
+    pub prefix: String,
+    /// Epochs in its history.
+    pub epochs: usize,
+}
+
+impl std::fmt::Display for Found {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({} epochs)", self.dir.join(format!("{}*", self.prefix)).display(), self.epochs)
+    }
+}
+
+/// The newest complete checkpoint in `dir` or a folder directly under it, whatever callback
+/// wrote it: the one whose history has the most epochs; among those the run's own
+/// ([`crate::net::RESUME_PREFIX`]), then the latest written. Call [`recover_all`] on the folders
+/// first.
+pub fn newest(dir: &Path) -> Result<Option<Found>> {
+    let mut folders = vec![dir.to_path_buf()];
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        folders.extend(entries.filter_map(|e| Some(e.ok()?.path())).filter(|p| p.is_dir()));
+    }
+    let mut best: Option<((usize, bool, std::time::SystemTime), Found)> = None;
+    for folder in folders {
+        let Ok(entries) = std::fs::read_dir(&folder) else { continue };
+        let prefixes: Vec<String> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|n| n.strip_suffix("params.safetensors").map(str::to_owned))
+            .collect();
+        for prefix in prefixes {
+            let files = Files::new(&folder, &prefix);
+            if !files.exist(Parts::ALL) {
+                continue;
+            }
+            let epochs = crate::History::load(&files.history)?.len();
+            let written = std::fs::metadata(&files.history)
+                .and_then(|m| m.modified())
+                .map_err(|e| Error::io(&files.history, e))?;
+            let rank = (epochs, prefix == crate::net::RESUME_PREFIX, written);
+            if best.as_ref().is_none_or(|(r, _)| rank > *r) {
+                best = Some((rank, Found { dir: folder.clone(), prefix, epochs }));
+            }
+        }
+    }
+    Ok(best.map(|(_, found)| found))
 }
 
 fn stage(files: Vec<Writer<'_>>) -> Result<()> {
@@ -207,6 +292,68 @@ mod tests {
         assert_eq!(contents(&d), ["1", "1", "1"]);
         assert!(leftovers(&d).is_empty());
         recover_all(&d.join("missing")).unwrap();
+    }
+
+    #[test]
+    fn a_first_save_killed_before_its_commit_point_leaves_nothing_behind() {
+        let d = dir("first-killed");
+        let mut files = set(&d, "1");
+        files.truncate(2);
+        stage(files).unwrap();
+        let temporary = d.join(".p_history.json.tmp4000000000.json");
+        std::fs::write(&temporary, "half").unwrap();
+        let own = d.join(format!(".p_history.json.tmp{}.json", std::process::id()));
+        std::fs::write(&own, "mine").unwrap();
+        recover_all(&d).unwrap();
+        let mut left: Vec<_> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name()).collect();
+        left.sort();
+        assert_eq!(left, [own.file_name().unwrap()], "only this process's own temporary stays");
+    }
+
+    #[test]
+    fn temporaries_are_recognised_by_their_pid() {
+        assert!(is_foreign_temporary(".history.json.tmp12.json"));
+        assert!(is_foreign_temporary(".model.tmp12"));
+        assert!(!is_foreign_temporary("history.json.tmp12.json"));
+        assert!(!is_foreign_temporary(".notes.tmpx.txt"));
+        assert!(!is_foreign_temporary(".config"));
+    }
+
+    #[test]
+    fn the_newest_checkpoint_is_the_one_with_the_most_epochs_whatever_its_prefix() {
+        let d = dir("newest");
+        assert_eq!(newest(&d).unwrap(), None);
+        let history = |epochs: usize| {
+            let mut h = crate::History::new();
+            for e in 1..=epochs {
+                h.new_epoch();
+                h.record("epoch", e).unwrap();
+            }
+            h
+        };
+        let write = |folder: &Path, prefix: &str, epochs: usize| {
+            let f = Files::new(folder, prefix);
+            std::fs::create_dir_all(folder).unwrap();
+            for p in [&f.params, &f.optimizer, &f.callbacks] {
+                std::fs::write(p, "x").unwrap();
+            }
+            history(epochs).save(&f.history).unwrap();
+        };
+        write(&d, "train_end_", 2);
+        write(&d.join("checkpoints"), "", 3);
+        write(&d, "partial_", 9);
+        std::fs::remove_file(Files::new(&d, "partial_").optimizer).unwrap();
+        let found = newest(&d).unwrap().unwrap();
+        assert_eq!((found.dir, found.prefix.as_str(), found.epochs), (d.join("checkpoints"), "", 3));
+        write(&d, "train_end_", 3);
+        let found = newest(&d).unwrap().unwrap();
+        assert_eq!((found.dir, found.prefix.as_str()), (d.clone(), "train_end_"), "the run's own wins a tie");
+    }
+
+    #[test]
+    fn the_empty_folder_is_the_working_directory() {
+        assert_eq!(folder(Path::new("")), Path::new("."));
+        assert_eq!(folder(Path::new("a")), Path::new("a"));
     }
 
     #[test]

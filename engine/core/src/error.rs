@@ -68,6 +68,16 @@ pub enum Error {
         /// Why it cannot be used.
         message: String,
     },
+    /// A training loss was NaN or infinite and `on_nan = "stop"`.
+    #[error("the training loss is {value} in epoch {epoch}, batch {batch}: the run stopped before that step (on_nan = \"stop\"; lower the learning rate, check the data for NaN, or set on_nan = \"skip_batch\")")]
+    NonFinite {
+        /// The epoch (from 1).
+        epoch: usize,
+        /// The batch of the epoch's training pass (from 1).
+        batch: usize,
+        /// The loss.
+        value: f64,
+    },
     /// The net was used before `fit` initialized it.
     #[error("the net is not initialized: call fit first")]
     NotInitialized,

@@ -248,18 +248,28 @@ pub fn load_all(files: &[PathBuf]) -> Result<Vec<Library>, LoadError> {
 }
 
 /// The builtin registry plus every plugin on the search path of `config_dirs` and the listed
-/// `files`; a library that is refused, or a name registered twice, is an error.
+/// `files`. A shared library on the search path that is no torchfit plugin (it does not load,
+/// or exports no plugin root module) is skipped with a warning; a listed file that is none, a
+/// plugin built for another ABI or libtorch, or a name registered twice, is an error.
 pub fn registry(config_dirs: &[PathBuf], files: &[PathBuf]) -> Result<Registry> {
-    let mut all = discover(&search_path(config_dirs));
+    let mut listed = Vec::new();
     for f in files {
-        let canon = std::fs::canonicalize(f).map_err(|e| crate::Error::io(f, e))?;
-        if !all.contains(&canon) {
-            all.push(canon);
+        listed.push(std::fs::canonicalize(f).map_err(|e| crate::Error::io(f, e))?);
+    }
+    let mut libraries = Vec::new();
+    for f in discover(&search_path(config_dirs)).into_iter().filter(|f| !listed.contains(f)) {
+        match Library::load(&f) {
+            Ok(lib) => libraries.push(lib),
+            Err(e @ (LoadError::Open { .. } | LoadError::NotAPlugin { .. })) => {
+                log::warn!("skipped on the plugin search path: {e}");
+            }
+            Err(e) => return Err(e.into()),
         }
     }
+    libraries.extend(load_all(&listed)?);
     let mut registry = Registry::builtin();
     let linked: Vec<&str> = torchfit_sdk::ffi::export::registrations().map(|r| r.plugin).collect();
-    for lib in load_all(&all)? {
+    for lib in libraries {
         if linked.contains(&lib.name()) {
             // A library of a plugin crate this program links (e.g. a stock callback crate used
             // in-process, whose cdylib cargo builds beside the program) is the same code.
@@ -275,10 +285,17 @@ pub fn registry(config_dirs: &[PathBuf], files: &[PathBuf]) -> Result<Registry> 
     Ok(registry)
 }
 
-/// The registry for a config: its `plugin_dirs` and `plugins` resolved against its folder.
+/// The registry for a config: its `plugin_dirs` and `plugins` resolved against its folder. A
+/// `plugin_dirs` folder that does not exist is a config error naming it.
 pub fn registry_for(params: &Params) -> Result<Registry> {
     let settings = params.settings();
     let resolve = |p: &String| params.base_dir().join(p);
+    for (i, dir) in settings.plugin_dirs.iter().enumerate() {
+        if !resolve(dir).is_dir() {
+            let message = format!("{} is not a folder", resolve(dir).display());
+            return Err(params.config_error(&format!("plugin_dirs[{i}]"), message));
+        }
+    }
     registry(
         &settings.plugin_dirs.iter().map(resolve).collect::<Vec<_>>(),
         &settings.plugins.iter().map(resolve).collect::<Vec<_>>(),

@@ -8,6 +8,7 @@
 //! | `delimiter` | `","` | field separator (one character) |
 //! | `scale` | `1.0` | every feature is divided by this |
 //! | `shape` | `[]` | reshape each sample's features (e.g. `[1, 8, 8]` for a CNN); empty keeps a flat vector |
+//! | `allow_non_finite` | `false` | keep `nan` and `inf` fields; by default they are an error naming the line and field |
 
 use serde::Deserialize;
 use std::io::Read;
@@ -37,6 +38,9 @@ pub struct CsvConfig {
     /// Per-sample shape.
     #[serde(default)]
     pub shape: Vec<i64>,
+    /// Keep non-finite fields (`nan`, `inf`).
+    #[serde(default)]
+    pub allow_non_finite: bool,
 }
 
 fn default_target() -> i64 {
@@ -62,9 +66,9 @@ pub fn read(path: &Path, cfg: &CsvConfig, task: Task) -> Result<TensorDataset> {
     if path.extension().is_some_and(|e| e == "gz") {
         flate2::read::GzDecoder::new(&raw[..]).read_to_string(&mut text).map_err(|e| Error::io(path, e))?;
     } else {
-        text = String::from_utf8(raw).map_err(|e| Error::msg(format!("{}: not UTF-8 text: {e}", path.display())))?;
+        text = String::from_utf8(raw).map_err(|e| Error::data(format!("{}: not UTF-8 text: {e}", path.display())))?;
     }
-    let bad = |line: usize, what: String| Error::msg(format!("{}:{line}: {what}", path.display()));
+    let bad = |line: usize, what: String| Error::data(format!("{}:{line}: {what}", path.display()));
     let (mut features, mut targets, mut width) = (Vec::<f32>::new(), Vec::<f64>::new(), None);
     for (i, line) in text.lines().enumerate().skip(cfg.header as usize) {
         if line.trim().is_empty() {
@@ -83,6 +87,11 @@ pub fn read(path: &Path, cfg: &CsvConfig, task: Task) -> Result<TensorDataset> {
         }
         for (j, f) in fields.iter().enumerate() {
             let v: f64 = f.parse().map_err(|_| bad(i + 1, format!("field {} is not a number: {f:?}", j + 1)))?;
+            if !cfg.allow_non_finite && !(v / cfg.scale).is_finite() {
+                let what =
+                    format!("field {} is not finite ({f}); set allow_non_finite = true to keep such values", j + 1);
+                return Err(bad(i + 1, what));
+            }
             if j as i64 == t {
                 targets.push(v);
             } else {
@@ -90,7 +99,7 @@ pub fn read(path: &Path, cfg: &CsvConfig, task: Task) -> Result<TensorDataset> {
             }
         }
     }
-    let Some(width) = width else { return Err(Error::msg(format!("{}: no data rows", path.display()))) };
+    let Some(width) = width else { return Err(Error::data(format!("{}: no data rows", path.display()))) };
     let n = targets.len() as i64;
     let mut shape = vec![n];
     if cfg.shape.is_empty() {
@@ -108,7 +117,7 @@ pub fn read(path: &Path, cfg: &CsvConfig, task: Task) -> Result<TensorDataset> {
     let y = match task {
         Task::Classification => {
             if let Some(v) = targets.iter().find(|v| v.fract() != 0.0 || **v < 0.0) {
-                return Err(Error::msg(format!("{}: class label {v} is not a non-negative integer", path.display())));
+                return Err(Error::data(format!("{}: class label {v} is not a non-negative integer", path.display())));
             }
             Tensor::from_slice(&targets.iter().map(|&v| v as i64).collect::<Vec<_>>())
         }
@@ -148,6 +157,18 @@ mod tests {
         let p = write("bad.csv", "1,2,0\n3,x,1\n");
         let err = read(&p, &cfg("x"), Task::Classification).unwrap_err().to_string();
         assert!(err.contains("bad.csv:2") && err.contains("field 2"), "{err}");
+    }
+
+    #[test]
+    fn a_non_finite_field_names_the_line_unless_allowed() {
+        let p = write("nan.csv", "1,2,0\n3,nan,1\ninf,4,1\n");
+        let err = read(&p, &cfg("x"), Task::Classification).unwrap_err().to_string();
+        assert!(err.contains("nan.csv:2") && err.contains("field 2") && err.contains("allow_non_finite"), "{err}");
+        let allowed: CsvConfig = parse_config(&serde_json::json!({ "path": "x", "allow_non_finite": true })).unwrap();
+        let mut ds = read(&p, &allowed, Task::Classification).unwrap();
+        let (x, _) = ds.get(&[1, 2]).unwrap();
+        let v = Vec::<f32>::try_from(x.flatten(0, -1)).unwrap();
+        assert!(v[1].is_nan() && v[2].is_infinite());
     }
 
     #[test]

@@ -98,7 +98,7 @@ fn read_all(path: &Path) -> Result<Vec<u8>> {
 }
 
 fn header_of(path: &Path, bytes: &[u8]) -> Result<Header> {
-    parse_header(bytes).map_err(|m| Error::msg(format!("{}: {m}", path.display())))
+    parse_header(bytes).map_err(|m| Error::data(format!("{}: {m}", path.display())))
 }
 
 /// Builds the reader from its config section.
@@ -125,7 +125,7 @@ impl Idx {
         };
         let n = header.dims[0];
         if lh.dims.len() != 1 || lh.dims[0] != n {
-            return Err(Error::msg(format!(
+            return Err(Error::data(format!(
                 "{}: {:?} labels for {n} images in {}",
                 labels.display(),
                 lh.dims,
@@ -139,7 +139,7 @@ impl Idx {
             Source::File(f) => f.metadata().map_err(|e| Error::io(images, e))?.len() as usize,
         };
         if actual < expected || label_bytes.len() < lh.len + n {
-            return Err(Error::msg(format!(
+            return Err(Error::data(format!(
                 "{}: truncated: {actual} bytes for {n} samples of {sample}",
                 images.display()
             )));
@@ -173,7 +173,7 @@ impl Idx {
     /// Sample `i`'s bytes: a slice of the decompressed file, or read from the file into `buf`.
     fn sample_bytes<'a>(&'a self, i: i64, buf: &'a mut Vec<u8>) -> Result<&'a [u8]> {
         let start =
-            self.offset(i).ok_or_else(|| Error::msg(format!("{}: sample {i} out of range", self.path.display())))?;
+            self.offset(i).ok_or_else(|| Error::data(format!("{}: sample {i} out of range", self.path.display())))?;
         match &self.source {
             Source::Memory(b) => Ok(&b[start..start + self.sample]),
             Source::File(f) => {

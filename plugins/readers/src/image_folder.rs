@@ -118,7 +118,7 @@ impl ImageFolder {
         }
         files.truncate(cfg.limit.unwrap_or(usize::MAX));
         if files.is_empty() {
-            return Err(Error::msg(format!(
+            return Err(Error::data(format!(
                 "{}: no images ({}) in class sub-folders",
                 root.display(),
                 cfg.extensions.join(", ")
@@ -160,7 +160,7 @@ impl ImageFolder {
     /// Decodes and transforms sample `i`: channels, height, width and the values (CHW).
     fn decode(&self, i: usize) -> Result<(usize, u32, u32, Vec<f32>)> {
         let path = &self.files[i].0;
-        let at = |m: String| Error::msg(format!("{}: {m}", path.display()));
+        let at = |m: String| Error::data(format!("{}: {m}", path.display()));
         let img = ImageReader::open(path)
             .map_err(|e| Error::io(path, e))?
             .with_guessed_format()
@@ -195,7 +195,7 @@ impl ImageFolder {
         let shape = [c as i64, h as i64, w as i64];
         if shape[..] != self.shape[..] {
             let path = self.files[i as usize].0.display();
-            return Err(Error::msg(format!("{path}: comes out of the transforms as {shape:?}, the first image as {:?}; end the transforms with resize = [h, w] or a crop", self.shape)));
+            return Err(Error::data(format!("{path}: comes out of the transforms as {shape:?}, the first image as {:?}; end the transforms with resize = [h, w] or a crop", self.shape)));
         }
         out.copy_from_slice(&values);
         Ok(())
@@ -213,7 +213,7 @@ impl DatasetReader for ImageFolder {
 
     fn get(&mut self, indices: &[i64]) -> Result<(Tensor, Tensor)> {
         if let Some(&i) = indices.iter().find(|&&i| i < 0 || i as usize >= self.files.len()) {
-            return Err(Error::msg(format!("image_folder: sample {i} out of range (0..{})", self.files.len())));
+            return Err(Error::data(format!("image_folder: sample {i} out of range (0..{})", self.files.len())));
         }
         let sample = self.shape.iter().product::<i64>() as usize;
         let x = crate::filled(indices.len(), &self.shape, |x| self.decode_batch(indices, sample, x))?;

@@ -31,7 +31,7 @@ pub struct NpyConfig {
     pub x: String,
     /// Targets file.
     pub y: String,
-    /// `scale` (default 1), `mean`, `std`, `shape`, `limit`.
+    /// `scale` (default 1), `mean`, `std`, `shape`, `limit`, `allow_non_finite`.
     #[serde(flatten)]
     pub values: Values,
 }
@@ -48,7 +48,7 @@ pub struct NpzConfig {
     /// Name of the targets array.
     #[serde(default = "y_name")]
     pub y: String,
-    /// `scale` (default 1), `mean`, `std`, `shape`, `limit`.
+    /// `scale` (default 1), `mean`, `std`, `shape`, `limit`, `allow_non_finite`.
     #[serde(flatten)]
     pub values: Values,
 }
@@ -202,7 +202,7 @@ pub fn build_npz(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<d
 }
 
 fn at(path: &Path, message: impl std::fmt::Display) -> Error {
-    Error::msg(format!("{}: {message}", path.display()))
+    Error::data(format!("{}: {message}", path.display()))
 }
 
 /// Targets as the engine wants them: `i64` classes or `f32` values, on the CPU.
@@ -257,6 +257,22 @@ impl Npy {
             return Err(at(y_path, format!("{} targets for {n} samples in {}", targets.size()[0], path.display())));
         }
         let targets = targets.f_narrow(0, 0, layout.len as i64)?;
+        if layout.finite_only && targets.is_floating_point() {
+            let finite = targets.f_isfinite()?.f_reshape([layout.len as i64, -1])?.f_all_dims(&[1i64][..], false)?;
+            if let Some(i) = Vec::<bool>::try_from(finite)?.iter().position(|f| !f) {
+                let value = targets.f_get(i as i64)?.f_flatten(0, -1)?.f_double_value(&[0])?;
+                return Err(crate::values::non_finite(y_path, &format!("the target of sample {i}"), value));
+            }
+        }
+        if let (Inputs::Memory(x), true) = (&inputs, layout.finite_only) {
+            // In memory the whole array is checked at once; a streamed file batch by batch.
+            let rows = x.f_narrow(0, 0, layout.len as i64)?.f_isfinite()?.f_all_dims(&[1i64][..], false)?;
+            if let Some(i) = Vec::<bool>::try_from(rows)?.iter().position(|f| !f) {
+                let row = Vec::<f32>::try_from(x.f_get(i as i64)?)?;
+                let value = row.iter().find(|v| !v.is_finite()).copied().unwrap_or(f32::NAN);
+                return Err(crate::values::non_finite(path, &format!("sample {i}"), value as f64));
+            }
+        }
         Ok(Npy { inputs, path: path.to_path_buf(), targets, sample: dims[1..].iter().product(), layout })
     }
 
@@ -279,6 +295,9 @@ impl Npy {
                 let rows = Vec::<f32>::try_from(x.f_index_select(0, &Tensor::from_slice(indices))?.f_flatten(0, -1)?)?;
                 out.iter_mut().zip(rows).for_each(|(o, v)| *o = l.value(v as f64));
             }
+        }
+        if let Inputs::File { .. } = &self.inputs {
+            l.check_finite(&self.path, indices, out, self.sample)?;
         }
         Ok(())
     }
@@ -315,6 +334,39 @@ mod tests {
         v.extend((dict.len() as u16).to_le_bytes());
         v.extend(dict.as_bytes());
         v
+    }
+
+    fn arrays(name: &str, x: &Tensor, y: &Tensor) -> (PathBuf, PathBuf, PathBuf) {
+        let d = std::env::temp_dir().join(format!("torchfit-npy-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let (xp, yp, zp) = (d.join("x.npy"), d.join("y.npy"), d.join("d.npz"));
+        x.write_npy(&xp).unwrap();
+        y.write_npy(&yp).unwrap();
+        Tensor::write_npz(&[("x", x), ("y", y)], &zp).unwrap();
+        (xp, yp, zp)
+    }
+
+    fn values(allow: bool) -> Values {
+        parse_config(&serde_json::json!({ "allow_non_finite": allow })).unwrap()
+    }
+
+    #[test]
+    fn non_finite_inputs_and_targets_name_the_file_and_sample_unless_allowed() {
+        let x = Tensor::arange(12, (Kind::Float, torchfit_sdk::tch::Device::Cpu)).view([4, 3]);
+        let _ = x.get(2).get(1).fill_(f64::NAN);
+        let y = Tensor::from_slice(&[0i64, 1, 0, 1]);
+        let (xp, yp, zp) = arrays("inputs", &x, &y);
+        let err = Npy::open_npz(&zp, "x", "y", &values(false)).err().unwrap().to_string();
+        assert!(err.contains("d.npz") && err.contains("sample 2") && err.contains("allow_non_finite"), "{err}");
+        let mut streamed = Npy::open_npy(&xp, &yp, &values(false)).unwrap();
+        assert!(streamed.get(&[0, 1]).is_ok(), "a file is checked batch by batch");
+        let err = streamed.get(&[3, 2]).unwrap_err().to_string();
+        assert!(err.contains("x.npy") && err.contains("sample 2"), "{err}");
+        assert!(Npy::open_npy(&xp, &yp, &values(true)).unwrap().get(&[2]).is_ok());
+        let targets = Tensor::from_slice(&[0.5f32, f32::INFINITY, 1.0, 2.0]);
+        let (xp, yp, _) = arrays("targets", &x.nan_to_num(0.0, None, None), &targets);
+        let err = Npy::open_npy(&xp, &yp, &values(false)).err().unwrap().to_string();
+        assert!(err.contains("y.npy") && err.contains("target of sample 1"), "{err}");
     }
 
     #[test]

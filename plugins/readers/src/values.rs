@@ -1,10 +1,10 @@
 //! What the array readers (`idx`, `npy`, `npz`) do to the values they read: scale, normalize,
-//! reshape and limit, configured by the same five keys.
+//! reshape, limit and check, configured by the same six keys.
 
 use serde::Deserialize;
 use torchfit_sdk::{Error, Result};
 
-/// The keys `scale`, `mean`, `std`, `shape` and `limit`.
+/// The keys `scale`, `mean`, `std`, `shape`, `limit` and `allow_non_finite`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Values {
     /// Divisor of the raw values; each reader has its own default (`idx`: 255, NumPy: 1).
@@ -20,6 +20,10 @@ pub struct Values {
     pub shape: Vec<i64>,
     /// Only the first samples.
     pub limit: Option<usize>,
+    /// Keep NaN and infinite values (inputs after scaling, and floating targets); by default
+    /// they are an error naming the file and the sample.
+    #[serde(default)]
+    pub allow_non_finite: bool,
 }
 
 fn one() -> f64 {
@@ -36,6 +40,8 @@ pub struct Layout {
     pub shape: Vec<i64>,
     /// Samples used (the array's, or `limit` when smaller).
     pub len: usize,
+    /// Whether non-finite values are refused ([`Values::allow_non_finite`] unset).
+    pub finite_only: bool,
 }
 
 impl Values {
@@ -60,7 +66,13 @@ impl Values {
             });
         }
         let len = self.limit.map_or(dims[0], |l| l.min(dims[0]));
-        Ok(Layout { a: 1.0 / (scale * self.std), b: self.mean / self.std, shape, len })
+        Ok(Layout {
+            a: 1.0 / (scale * self.std),
+            b: self.mean / self.std,
+            shape,
+            len,
+            finite_only: !self.allow_non_finite,
+        })
     }
 }
 
@@ -68,6 +80,22 @@ impl Layout {
     /// A raw value, scaled and normalized.
     pub fn value(&self, raw: f64) -> f32 {
         (raw * self.a - self.b) as f32
+    }
+
+    /// The first sample of `values` (samples of `sample` values each, for `indices`) that
+    /// holds a non-finite value, as an error naming `path`, when such values are refused.
+    pub fn check_finite(&self, path: &std::path::Path, indices: &[i64], values: &[f32], sample: usize) -> Result<()> {
+        if !self.finite_only {
+            return Ok(());
+        }
+        match values
+            .chunks(sample.max(1))
+            .zip(indices)
+            .find_map(|(s, &i)| Some((i, s.iter().find(|v| !v.is_finite())?)))
+        {
+            None => Ok(()),
+            Some((i, v)) => Err(non_finite(path, &format!("sample {i}"), *v as f64)),
+        }
     }
 
     /// [`Layout::value`] of every byte.
@@ -87,6 +115,14 @@ impl Layout {
             ByteConversion::Table(Box::new(table))
         }
     }
+}
+
+/// The error for a non-finite value at `place` (a sample, a row) of `path`.
+pub fn non_finite(path: &std::path::Path, place: &str, value: f64) -> Error {
+    Error::data(format!(
+        "{}: {place} holds a non-finite value ({value}); set allow_non_finite = true to keep such values",
+        path.display()
+    ))
 }
 
 /// Bytes to values, with the same bits as [`Layout::value`] (see [`Layout::byte_conversion`]).

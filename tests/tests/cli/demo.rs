@@ -112,7 +112,8 @@ fn plugins_lists_every_builtin_component_with_kind_version_and_origin() {
 #[test]
 fn a_diverged_loss_is_kept_in_history_as_python_writes_nan() {
     let run = temp_dir("diverged").join("run");
-    let o = torchfit_tests::train_digits(&["max_epochs=2", "optimizer__lr=1e6"], Some(&run), &[]);
+    let sets = ["max_epochs=2", "optimizer__lr=1e6", "on_nan=\"continue\""];
+    let o = torchfit_tests::train_digits(&sets, Some(&run), &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = std::fs::read_to_string(run.join("history.json")).unwrap();
     assert!(text.contains("\"train_loss\":NaN"), "the NaN loss is in the history, not dropped");

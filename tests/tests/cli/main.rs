@@ -2,6 +2,7 @@
 //! reader, a TorchScript model.
 
 mod demo;
+mod interrupt;
 mod readers;
 mod reproducibility;
 mod run_dir;

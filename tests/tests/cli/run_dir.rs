@@ -1,5 +1,7 @@
-//! Run directories (Poutyne's ModelBundle): `--resume` continues up to `max_epochs` in all, and
-//! a non-empty directory is never overwritten without it.
+//! Run directories (Poutyne's ModelBundle): `--resume` continues up to `max_epochs` in all from
+//! the newest complete checkpoint, a non-empty directory is never overwritten without it, what an
+//! interrupted save left is cleaned, one run at a time holds the directory, and a failed run
+//! keeps what it has.
 
 use std::path::Path;
 use torchfit_tests::{read_json, temp_dir, torchfit_env};
@@ -50,10 +52,164 @@ fn resume_continues_to_max_epochs_in_all_and_equals_one_run() {
 }
 
 #[test]
-fn resume_without_a_checkpoint_is_refused() {
+fn resume_without_a_checkpoint_is_refused_unless_the_folder_is_empty() {
     let out = temp_dir("rundir-empty").join("run");
     std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
     let o = train(&out, &["--resume"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no train_end_ checkpoint"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no complete checkpoint"));
+    std::fs::remove_file(out.join("notes.txt")).unwrap();
+    let o = train(&out, &["--resume", "--set", "max_epochs=1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("starts from the beginning"));
+}
+
+/// What a SIGKILL during the first checkpoint save leaves: staged `.next` files without their
+/// commit file, and the hidden temporary file of an atomic write.
+fn leave_an_interrupted_first_save(out: &Path) {
+    std::fs::create_dir_all(out).unwrap();
+    for name in ["train_end_params.safetensors.next", "train_end_optimizer.safetensors.next"] {
+        std::fs::write(out.join(name), "staged").unwrap();
+    }
+    std::fs::write(out.join(".train_end_callbacks.json.tmp4000000000.json"), "{\"half").unwrap();
+}
+
+fn leftovers(out: &Path) -> Vec<String> {
+    std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".next") || n.ends_with(".commit") || n.contains(".tmp"))
+        .collect()
+}
+
+#[test]
+fn a_folder_left_by_a_kill_during_the_first_save_can_be_resumed_or_restarted() {
+    let root = temp_dir("rundir-first-save");
+    let straight = root.join("straight");
+    assert!(train(&straight, &[]).status.success());
+    for (name, extra) in [("restarted", vec![]), ("resumed", vec!["--resume"])] {
+        let out = root.join(name);
+        leave_an_interrupted_first_save(&out);
+        let o = train(&out, &extra);
+        assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(history_without_dur(&out), history_without_dur(&straight), "{name}");
+        assert!(leftovers(&out).is_empty(), "{name}: {:?}", leftovers(&out));
+    }
+}
+
+#[test]
+fn resume_takes_the_newest_checkpoint_whatever_callback_wrote_it() {
+    let root = temp_dir("rundir-newest");
+    let every_epoch = ["--set", "callbacks__cp__type=checkpoint", "--set", "callbacks__cp__monitor=false"];
+    let straight = root.join("straight");
+    assert!(train(&straight, &every_epoch).status.success());
+    // Killed during epoch 3: the checkpoint callback's files of epoch 2 are the newest.
+    let killed = root.join("killed");
+    let mut two = every_epoch.to_vec();
+    two.extend(["--set", "max_epochs=2"]);
+    assert!(train(&killed, &two).status.success());
+    for f in std::fs::read_dir(&killed).unwrap() {
+        let f = f.unwrap().path();
+        if f.file_name().unwrap().to_str().unwrap().starts_with("train_end_") {
+            std::fs::remove_file(f).unwrap();
+        }
+    }
+    let o = train(&killed, &[&every_epoch[..], &["--resume"]].concat());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(history_without_dur(&killed), history_without_dur(&straight));
+    let said = torchfit_env(
+        &[
+            "train",
+            "examples/digits/config.toml",
+            "--set",
+            "max_epochs=5",
+            "--out",
+            killed.to_str().unwrap(),
+            "--resume",
+        ],
+        &[("TORCHFIT_LOG", "info")],
+    );
+    let said = String::from_utf8_lossy(&said.stderr);
+    assert!(said.contains("resuming from") && said.contains("(4 epochs)"), "{said}");
+}
+
+#[test]
+fn a_run_directory_in_use_is_refused_in_one_line() {
+    let out = temp_dir("rundir-locked").join("run");
+    assert!(train(&out, &["--set", "max_epochs=1"]).status.success());
+    let lock = std::fs::OpenOptions::new().write(true).open(out.join(".torchfit.lock")).unwrap();
+    lock.try_lock().unwrap();
+    let o = train(&out, &["--resume"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("is in use by") && err.trim().lines().count() == 1, "{err}");
+    drop(lock);
+    assert!(train(&out, &["--resume"]).status.success());
+}
+
+#[test]
+fn a_checkpoint_without_a_run_directory_goes_to_the_working_directory_and_leaves_no_commit_file() {
+    let cwd = temp_dir("rundir-cwd");
+    let config = torchfit_tests::root().join("examples/digits/config.toml");
+    for _ in 0..2 {
+        let o = std::process::Command::new(torchfit_tests::torchfit_bin())
+            .args(["train", config.to_str().unwrap(), "--set", "max_epochs=1"])
+            .args(["--set", "callbacks__cp__type=checkpoint", "--set", "callbacks__cp__monitor=false"])
+            .current_dir(&cwd)
+            .env("TORCHFIT_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert!(cwd.join("params.safetensors").exists() && cwd.join("history.json").exists());
+    assert!(leftovers(&cwd).is_empty(), "{:?}", leftovers(&cwd));
+}
+
+#[test]
+fn a_run_that_fails_in_training_keeps_its_history_and_the_error() {
+    let out = temp_dir("rundir-failed").join("run");
+    let o =
+        train(&out, &["--set", "callbacks__cp__type=checkpoint", "--set", "callbacks__cp__monitor=\"no_such_key\""]);
+    assert!(!o.status.success());
+    let summary = read_json(&out.join("summary.json"));
+    assert!(summary["error"].as_str().unwrap().contains("no_such_key"), "{summary}");
+    assert_eq!(read_json(&out.join("history.json")).as_array().unwrap().len(), 1);
+    assert!(out.join("config.toml").exists());
+}
+
+#[test]
+fn a_diverging_run_exits_1_naming_the_batch_and_resumes_at_the_rate_given_on_resume() {
+    let root = temp_dir("rundir-diverged");
+    let (straight, diverged) = (root.join("straight"), root.join("diverged"));
+    assert!(train(&straight, &[]).status.success());
+    let o = train(&diverged, &["--set", "optimizer__lr=1e6"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("epoch 1, batch") && err.trim().lines().count() == 1, "{err}");
+    assert!(
+        read_json(&diverged.join("summary.json"))["error"].as_str().unwrap().contains("not finite")
+            || err.contains("NaN")
+    );
+    assert!(diverged.join("train_end_params.safetensors").exists(), "the last epoch boundary is kept");
+    // The rate given on resume replaces the checkpoint's, and the run is the straight one.
+    let o = train(&diverged, &["--resume"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(history_without_dur(&diverged), history_without_dur(&straight));
+    assert!(std::fs::read_to_string(diverged.join("config.toml")).unwrap().contains("lr = 0.1"));
+}
+
+#[test]
+fn non_finite_input_is_bad_input_naming_the_file_and_line() {
+    let root = temp_dir("rundir-nan-input");
+    let rows: Vec<String> =
+        (0..20).map(|i| if i == 6 { "1,nan,3,1".to_owned() } else { format!("{i},1,2,{}", i % 2) }).collect();
+    std::fs::write(root.join("d.csv"), rows.join("\n")).unwrap();
+    let config = "[dataset]\nname = \"csv\"\npath = \"d.csv\"\n[module]\nname = \"mlp\"\n";
+    std::fs::write(root.join("c.toml"), config).unwrap();
+    let o = torchfit_tests::torchfit_env(&["train", root.join("c.toml").to_str().unwrap()], &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("d.csv:7") && err.contains("allow_non_finite") && err.trim().lines().count() == 1, "{err}");
 }

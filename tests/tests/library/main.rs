@@ -6,4 +6,5 @@
 
 mod api;
 mod inprocess;
+mod non_finite;
 mod resume;

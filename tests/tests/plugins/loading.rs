@@ -61,6 +61,30 @@ fn plugins_lists_a_librarys_components_with_their_origin() {
     assert!(line.starts_with("callback") && line.contains("0.1.0") && line.contains("libcustom_callback.so"), "{line}");
 }
 
+#[test]
+fn a_stray_library_on_the_search_path_is_skipped_with_a_warning() {
+    let dir = plugin_dir("stray", &example(), "libcustom_callback.so");
+    let libtorch = PathBuf::from(env!("TORCHFIT_LIBTORCH_LIB"));
+    std::fs::copy(libtorch.join("libtorch_global_deps.so"), dir.join("libstray.so")).unwrap();
+    std::fs::write(dir.join("junk.so"), b"not a library").unwrap();
+    let path = [("TORCHFIT_PLUGIN_PATH", dir.to_str().unwrap())];
+    let o = torchfit_env(&["plugins"], &path);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("grad_norm"));
+    assert!(err.contains("libstray.so") && err.contains("junk.so") && err.contains("skipped"), "{err}");
+    let o = train_digits(&["max_epochs=1"], None, &path);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn a_plugin_folder_that_does_not_exist_is_a_config_error() {
+    let o = train_digits(&["plugin_dirs=[\"no-such-folder\"]"], None, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = error_line(&o);
+    assert!(err.contains("plugin_dirs[0]") && err.contains("no-such-folder"), "{err}");
+}
+
 fn refused_with(plugin: &str, needles: &[&str]) {
     let out = temp_dir("refused").join("run");
     let o = torchfit_env(

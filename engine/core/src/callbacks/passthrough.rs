@@ -7,7 +7,8 @@
 //! | `lower_is_better` | `true` | direction of `<name>_best` |
 //!
 //! Reads batch keys `<name>` and `{train,valid}_batch_size`; writes `<name>` and `<name>_best`.
-//! Epochs without such batches (no validation data) record nothing.
+//! The mean is over the batches that recorded both (a batch skipped for a non-finite loss has no
+//! loss); epochs without such batches (no validation data) record nothing.
 
 use super::ScoringConfig;
 use torchfit_sdk::metrics::weighted_mean;
@@ -32,10 +33,19 @@ pub(crate) fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Bo
 
 impl Callback for Passthrough {
     fn on_epoch_end(&mut self, host: &mut dyn Host) -> Result<Flow> {
-        let nums = |key: &str| {
-            host.history_batch_values(-1, key).iter().filter_map(torchfit_sdk::values::as_number).collect::<Vec<_>>()
-        };
-        let Some(score) = weighted_mean(&nums(&self.key), &nums(self.size_key)) else { return Ok(Flow::Continue) };
+        // Batches that recorded both the value and its size (a skipped batch has no loss).
+        let batches = host.history_get(-1, "batches");
+        let (values, sizes): (Vec<f64>, Vec<f64>) = batches
+            .as_ref()
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|b| {
+                let number = |key: &str| b.get(key).and_then(torchfit_sdk::values::as_number);
+                Some((number(&self.key)?, number(self.size_key)?))
+            })
+            .unzip();
+        let Some(score) = weighted_mean(&values, &sizes) else { return Ok(Flow::Continue) };
         record_with_best(host, &self.key, score, self.lower_is_better)?;
         Ok(Flow::Continue)
     }

@@ -7,7 +7,9 @@
 
 mod settings;
 
-pub use settings::{CallbackOverride, CallbackSpec, ComponentSpec, IteratorConfig, Settings, SplitConfig, SplitKind};
+pub use settings::{
+    CallbackOverride, CallbackSpec, ComponentSpec, IteratorConfig, OnNan, Settings, SplitConfig, SplitKind,
+};
 
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};

@@ -28,6 +28,9 @@ pub struct Settings {
     /// glibc's (see [`crate::malloc`]).
     #[serde(default)]
     pub malloc: crate::malloc::MallocPolicy,
+    /// What a non-finite training loss does ([`OnNan`]); the default stops the run.
+    #[serde(default)]
+    pub on_nan: OnNan,
     /// Keep the trained model when `fit` is called again (skorch's `warm_start`).
     #[serde(default)]
     pub warm_start: bool,
@@ -80,6 +83,23 @@ fn default_device() -> String {
 }
 fn default_max_epochs() -> usize {
     10
+}
+
+/// What a training batch whose loss is NaN or infinite does (Keras' `TerminateOnNaN`,
+/// Lightning's anomaly detection). Checked after `on_loss_computed`, before backward; every
+/// policy but `continue` reads the loss back from the device once per batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnNan {
+    /// The run ends at once with an error naming the epoch and the batch; the step is not taken,
+    /// so the weights stay those of the last finite batch.
+    #[default]
+    Stop,
+    /// The batch is skipped (no backward, no step; its record gets `skipped = true` and no
+    /// loss) and training goes on; the epoch records `skipped_batches`.
+    SkipBatch,
+    /// Train on: the loss goes into the history as it is (`NaN`), as skorch does.
+    Continue,
 }
 
 /// A component section: `name` plus the component's own keys.

@@ -5,7 +5,9 @@
 use super::build::Components;
 use crate::checkpoint::Writer;
 use crate::{Error, History, Result};
+use std::borrow::Cow;
 use std::path::Path;
+use tch::Tensor;
 use torchfit_sdk::checkpoint::{Action, Files};
 use torchfit_sdk::io::{load_json, load_tensors, save_json, save_tensors};
 
@@ -23,33 +25,75 @@ fn sdk_error(e: torchfit_sdk::Error) -> Error {
 
 /// Writes `parts` as one checkpoint set (see [`crate::checkpoint`]).
 fn save(c: &Components, history: &History, dir: &Path, prefix: &str, parts: torchfit_sdk::Parts) -> Result<()> {
-    let files = Files::new(dir, prefix);
-    let mut set: Vec<Writer<'_>> = Vec::new();
-    if parts.params {
-        let state = c.model.state_dict();
-        set.push((files.params, Box::new(move |p: &Path| save_tensors(p, &state).map_err(sdk_error))));
+    Snapshot::take(c, history, parts)?.write(dir, prefix)
+}
+
+/// The parts of a run a checkpoint holds, taken from the components.
+pub(super) struct Snapshot<'h> {
+    params: Option<Vec<(String, Tensor)>>,
+    optimizer: Option<Vec<(String, Tensor)>>,
+    callbacks: Option<(serde_json::Value, Vec<(String, Tensor)>)>,
+    history: Option<Cow<'h, History>>,
+}
+
+impl<'h> Snapshot<'h> {
+    /// `parts` of the run as they are now; the tensors share the components' storage.
+    pub(super) fn take(c: &Components, history: &'h History, parts: torchfit_sdk::Parts) -> Result<Self> {
+        let callbacks = match parts.callbacks {
+            false => None,
+            true => {
+                let (mut states, mut tensors) = (serde_json::Map::new(), Vec::new());
+                for (name, cb) in &c.callbacks {
+                    let name: &str = name;
+                    let error = |event| move |source| Error::Callback { name: name.to_owned(), event, source };
+                    states.insert(name.to_owned(), cb.state().map_err(error("state"))?);
+                    let own = cb.state_tensors().map_err(error("state_tensors"))?;
+                    tensors.extend(own.into_iter().map(|(t, v)| (format!("{name}/{t}"), v)));
+                }
+                Some((serde_json::Value::Object(states), tensors))
+            }
+        };
+        Ok(Snapshot {
+            params: parts.params.then(|| c.model.state_dict()),
+            optimizer: parts.optimizer.then(|| c.optimizer.state_dict()),
+            callbacks,
+            history: parts.history.then_some(Cow::Borrowed(history)),
+        })
     }
-    if parts.optimizer {
-        let state = c.optimizer.state_dict();
-        set.push((files.optimizer, Box::new(move |p: &Path| save_tensors(p, &state).map_err(sdk_error))));
+
+    /// A copy that owns its tensors, in host memory, and its history: it stays as it is while
+    /// training goes on.
+    pub(super) fn kept(self) -> Result<Snapshot<'static>> {
+        let copy = |tensors: Vec<(String, Tensor)>| -> Result<Vec<(String, Tensor)>> {
+            tensors.into_iter().map(|(n, t)| Ok((n, t.f_to_device(tch::Device::Cpu)?.f_detach_copy()?))).collect()
+        };
+        Ok(Snapshot {
+            params: self.params.map(copy).transpose()?,
+            optimizer: self.optimizer.map(copy).transpose()?,
+            callbacks: self.callbacks.map(|(states, tensors)| Ok::<_, Error>((states, copy(tensors)?))).transpose()?,
+            history: self.history.map(|h| Cow::Owned(h.into_owned())),
+        })
     }
-    if parts.callbacks {
-        let (mut states, mut tensors) = (serde_json::Map::new(), Vec::new());
-        for (name, cb) in &c.callbacks {
-            let name: &str = name;
-            let error = |event| move |source| Error::Callback { name: name.to_owned(), event, source };
-            states.insert(name.to_owned(), cb.state().map_err(error("state"))?);
-            let own = cb.state_tensors().map_err(error("state_tensors"))?;
-            tensors.extend(own.into_iter().map(|(t, v)| (format!("{name}/{t}"), v)));
+
+    /// Writes the snapshot as checkpoint `prefix` under `dir`, as one set.
+    pub(super) fn write(&self, dir: &Path, prefix: &str) -> Result<()> {
+        let files = Files::new(dir, prefix);
+        let mut set: Vec<Writer<'_>> = Vec::new();
+        if let Some(state) = &self.params {
+            set.push((files.params, Box::new(move |p: &Path| save_tensors(p, state).map_err(sdk_error))));
         }
-        let states = serde_json::Value::Object(states);
-        set.push((files.callbacks, Box::new(move |p: &Path| save_json(p, &states).map_err(sdk_error))));
-        set.push((files.callback_tensors, Box::new(move |p: &Path| save_tensors(p, &tensors).map_err(sdk_error))));
+        if let Some(state) = &self.optimizer {
+            set.push((files.optimizer, Box::new(move |p: &Path| save_tensors(p, state).map_err(sdk_error))));
+        }
+        if let Some((states, tensors)) = &self.callbacks {
+            set.push((files.callbacks, Box::new(move |p: &Path| save_json(p, states).map_err(sdk_error))));
+            set.push((files.callback_tensors, Box::new(move |p: &Path| save_tensors(p, tensors).map_err(sdk_error))));
+        }
+        if let Some(history) = &self.history {
+            set.push((files.history, Box::new(move |p: &Path| history.save(p))));
+        }
+        crate::checkpoint::save(dir, prefix, set)
     }
-    if parts.history {
-        set.push((files.history, Box::new(move |p: &Path| history.save(p))));
-    }
-    crate::checkpoint::save(dir, prefix, set)
 }
 
 /// Restores `parts` from checkpoint `prefix` under `dir`, completing an interrupted save first.

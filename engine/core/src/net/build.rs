@@ -47,6 +47,8 @@ pub(super) struct Components {
     pub n_outputs: i64,
     pub run_dir: Option<PathBuf>,
     pub scorers: Scorers,
+    /// The stop flag of the fit running, if any (see [`super::interrupt`]).
+    pub watch: Option<super::interrupt::Watch>,
 }
 
 /// What a net is built from.
@@ -130,6 +132,7 @@ impl Components {
             n_outputs,
             run_dir,
             scorers,
+            watch: None,
         })
     }
 

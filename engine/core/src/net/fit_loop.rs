@@ -4,7 +4,8 @@
 //!
 //! A stop asked during an epoch ([`Flow::Stop`]) ends the run after the epoch; a stop after the
 //! batch ([`Flow::StopAfterBatch`]) ends the pass after the batch, skips the epoch's validation
-//! and `on_epoch_end` (the epoch's record keeps the batches that ran), and ends the run.
+//! and `on_epoch_end` (the epoch's record keeps the batches that ran), and ends the run. A raised
+//! stop flag ([`super::interrupt`]) does the same, seen after every batch and between epochs.
 //!
 //! Each epoch the loop first opens the history record (`epoch`), reseeds libtorch's generator
 //! from `(seed, epoch)` and draws the batch order from `(seed, epoch)`, so any epoch can be
@@ -15,8 +16,10 @@
 use super::actions::perform;
 use super::build::Components;
 use super::events::{ask, notify, notify_epoch_end, notify_train_end, Event};
+use super::interrupt::{interrupted, keep_boundary};
 use super::update_bn::TrainData;
 use super::{EpochCount, Valid};
+use crate::config::OnNan;
 use crate::data::{batches, for_each_batch, Batches, SplitMix64, Stream};
 use crate::{Error, History, Result};
 use std::ops::ControlFlow;
@@ -25,14 +28,22 @@ use tch::{Device, Kind, Tensor};
 use torchfit_sdk::checkpoint::Action;
 use torchfit_sdk::{Batch, BatchOutput, DatasetReader, Flow};
 
+/// The checkpoint a fit resumes from, and the optimizer hyper-parameters set after restoring.
+pub(super) struct Resume {
+    pub dir: PathBuf,
+    pub prefix: String,
+    pub hypers: Vec<(String, serde_json::Value)>,
+}
+
 /// `on_train_begin`, the epochs, then `on_train_end` on every callback, also after an error.
 /// Checkpoint saves in the run directory that a crash interrupted are completed or discarded
-/// first, so callbacks find whole checkpoints there. With `resume`, everything is first restored from the checkpoint [`super::RESUME_PREFIX`] in
-/// that folder; `count` then decides how many epochs run.
+/// first, so callbacks find whole checkpoints there. With `resume` (a folder, a prefix and
+/// optimizer hyper-parameters to set), everything is first restored from that checkpoint;
+/// `count` then decides how many epochs run.
 pub(super) fn partial_fit(
     c: &mut Components,
     history: &mut History,
-    resume: Option<PathBuf>,
+    resume: Option<Resume>,
     count: EpochCount,
     reader: &mut dyn DatasetReader,
     train: &[i64],
@@ -41,13 +52,16 @@ pub(super) fn partial_fit(
     if let Some(run_dir) = &c.run_dir {
         crate::checkpoint::recover_all(run_dir)?;
     }
-    if let Some(dir) = resume {
-        perform(
-            c,
-            history,
-            &Action::Load { dir, prefix: super::RESUME_PREFIX.into(), parts: torchfit_sdk::Parts::ALL },
-        )?;
+    if let Some(Resume { dir, prefix, hypers }) = resume {
+        perform(c, history, &Action::Load { dir, prefix, parts: torchfit_sdk::Parts::ALL })?;
+        for (key, value) in &hypers {
+            for group in 0..c.optimizer.groups().len() {
+                c.optimizer.set_hyper(group, key, value).map_err(|m| Error::Data(format!("optimizer.{key}: {m}")))?;
+            }
+            log::info!("optimizer.{key} = {value} on resume (the checkpoint's value replaced)");
+        }
     }
+    keep_boundary(c, history)?;
     let epochs = count.epochs_to_run(c.settings.max_epochs, history.len());
     let result = match notify(c, history, (0, 0), &Event::TrainBegin) {
         Ok(Flow::Continue) => fit_loop(c, history, reader, train, valid, epochs),
@@ -75,6 +89,9 @@ fn fit_loop(
 ) -> Result<()> {
     let seed = c.settings.seed;
     for _ in 0..epochs {
+        if interrupted(c, history, false) {
+            break;
+        }
         let epoch = history.len() + 1;
         history.new_epoch();
         history.record("epoch", epoch)?;
@@ -95,21 +112,29 @@ fn fit_loop(
         let counts = (train_batches.len(), valid_batches.len());
         let mut pending = Vec::with_capacity(2);
         let mut flow = notify(c, history, counts, &Event::EpochBegin)?;
-        flow = flow.and(run_single_epoch(c, history, reader, &train_batches, true, counts, &mut pending)?);
+        let (trained, non_finite) = run_single_epoch(c, history, reader, &train_batches, true, counts, &mut pending)?;
+        flow = flow.and(trained);
+        if let Some(NonFinite { batch, value }) = non_finite {
+            record_losses(history, pending)?;
+            return Err(Error::NonFinite { epoch, batch, value });
+        }
         if !valid_batches.is_empty() && flow != Flow::StopAfterBatch {
             let valid_reader: &mut dyn DatasetReader = match &mut valid {
                 Valid::Other(r, _) => &mut **r,
                 _ => &mut *reader,
             };
-            flow = flow.and(run_single_epoch(c, history, valid_reader, &valid_batches, false, counts, &mut pending)?);
+            flow = flow.and(run_single_epoch(c, history, valid_reader, &valid_batches, false, counts, &mut pending)?.0);
         }
         record_losses(history, pending)?;
         if flow == Flow::StopAfterBatch {
-            let batches = history.batches(-1).len();
-            log::info!("stopping in epoch {epoch} after batch {batches}: a callback asked to stop after the batch");
+            if !interrupted(c, history, true) {
+                let batches = history.batches(-1).len();
+                log::info!("stopping in epoch {epoch} after batch {batches}: a callback asked to stop after the batch");
+            }
             break;
         }
         flow = flow.and(notify_epoch_end(c, history, counts, train_data(c, reader, train))?);
+        keep_boundary(c, history)?;
         if flow.stops() {
             log::info!("stopping after epoch {epoch}: a callback asked to stop");
             break;
@@ -130,8 +155,16 @@ struct Pending {
     values: Tensor,
 }
 
+/// A training batch whose loss was not finite, under a policy that checks ([`OnNan`]).
+struct NonFinite {
+    /// The batch of the pass, from 1.
+    batch: usize,
+    value: f64,
+}
+
 /// One pass over `batches`: training steps when `training`, else validation steps, each
-/// between `on_batch_begin` and `on_batch_end`.
+/// between `on_batch_begin` and `on_batch_end`. Returns the callbacks' flow and, under
+/// `on_nan = "stop"`, the batch whose loss was not finite (the pass ends after it).
 fn run_single_epoch(
     c: &mut Components,
     history: &mut History,
@@ -140,10 +173,10 @@ fn run_single_epoch(
     training: bool,
     counts: (usize, usize),
     pending: &mut Vec<Pending>,
-) -> Result<Flow> {
+) -> Result<(Flow, Option<NonFinite>)> {
     let (size_key, loss_key) =
         if training { ("train_batch_size", "train_loss") } else { ("valid_batch_size", "valid_loss") };
-    let mut flow = Flow::Continue;
+    let (mut flow, mut stopped, mut skipped) = (Flow::Continue, None, 0usize);
     let prefetch = if training { c.settings.iterator_train.prefetch } else { c.settings.iterator_valid.prefetch };
     let slots = Tensor::f_zeros([batches.len() as i64], (Kind::Double, c.device))?;
     let mut losses = Pending { key: loss_key, records: Vec::with_capacity(batches.len()), values: slots };
@@ -158,32 +191,66 @@ fn run_single_epoch(
         };
         let (x, y) = replaced.unwrap_or((x, y));
         let batch = Batch { x: &x, y: &y, training, index };
-        let (y_pred, loss) = if training {
-            let (y_pred, loss, f) = train_step(c, history, counts, &batch)?;
+        let (y_pred, loss, step) = if training {
+            let (y_pred, loss, f, step) = train_step(c, history, counts, &batch)?;
             flow = flow.and(f);
-            (y_pred, loss)
+            (y_pred, loss, step)
         } else {
-            validation_step(c, &batch)?
+            let (y_pred, loss) = validation_step(c, &batch)?;
+            (y_pred, loss, Step::Taken)
         };
         let out = BatchOutput { batch, y_pred: &y_pred, loss: &loss };
         flow = flow.and(notify(c, history, counts, &Event::BatchEnd(&out))?);
-        losses.values.f_select(0, index as i64)?.f_copy_(&loss)?;
-        losses.records.push(record);
+        match step {
+            Step::SkippedNonFinite(_) if c.settings.on_nan == OnNan::SkipBatch => {
+                history.record_batch("skipped", true)?;
+                skipped += 1;
+            }
+            _ => {
+                losses.values.f_select(0, losses.records.len() as i64)?.f_copy_(&loss)?;
+                losses.records.push(record);
+            }
+        }
+        if let Step::SkippedNonFinite(value) = step {
+            if c.settings.on_nan == OnNan::Stop {
+                stopped = Some(NonFinite { batch: index + 1, value });
+                flow = flow.and(Flow::StopAfterBatch);
+            }
+        }
+        if c.watch.as_ref().is_some_and(|w| w.raised()) {
+            flow = flow.and(Flow::StopAfterBatch);
+        }
         Ok::<_, Error>(if flow == Flow::StopAfterBatch { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
     })?;
     pending.push(losses);
-    Ok(flow)
+    if skipped > 0 {
+        log::warn!(
+            "epoch {}: {skipped} training batches skipped, their loss not finite (on_nan = \"skip_batch\")",
+            history.len()
+        );
+        history.record("skipped_batches", skipped)?;
+    }
+    Ok((flow, stopped))
+}
+
+/// Whether a training step was taken.
+enum Step {
+    /// Backward and the optimizer step ran (or a callback skipped them).
+    Taken,
+    /// The loss was not finite under a policy that checks: no backward, no step.
+    SkippedNonFinite(f64),
 }
 
 /// Forward, loss, `on_loss_computed` (terms added to the loss), backward, `on_grad_computed`,
-/// optimizer step; a callback may skip the step (and, from `on_loss_computed`, backward).
+/// optimizer step; a callback may skip the step (and, from `on_loss_computed`, backward), and
+/// a loss that is not finite skips both unless `on_nan = "continue"`.
 /// Returns the detached outputs and loss.
 fn train_step(
     c: &mut Components,
     history: &mut History,
     counts: (usize, usize),
     batch: &Batch<'_>,
-) -> Result<(Tensor, Tensor, Flow)> {
+) -> Result<(Tensor, Tensor, Flow, Step)> {
     let y_pred = c.forward(batch.x, true)?;
     let mut loss = c.loss(&y_pred, batch.y)?;
     let asked =
@@ -191,6 +258,12 @@ fn train_step(
     let mut flow = asked.flow;
     for term in asked.loss_terms {
         loss = loss.f_add(&term.f_reshape([0i64; 0])?)?;
+    }
+    if c.settings.on_nan != OnNan::Continue {
+        let value = loss.f_double_value(&[])?;
+        if !value.is_finite() {
+            return Ok((y_pred.f_detach()?, loss.f_detach()?, flow, Step::SkippedNonFinite(value)));
+        }
     }
     if !asked.skip_step {
         c.optimizer.zero_grad();
@@ -201,7 +274,7 @@ fn train_step(
             c.optimizer.step()?;
         }
     }
-    Ok((y_pred.f_detach()?, loss.f_detach()?, flow))
+    Ok((y_pred.f_detach()?, loss.f_detach()?, flow, Step::Taken))
 }
 
 /// Forward and loss in evaluation mode without gradients.

@@ -9,6 +9,8 @@
 //! | `actions.rs` | the checkpoint requests callbacks make, carried out |
 //! | `inference.rs` | outputs, `predict_proba`, `predict`, `score`, `evaluate` |
 //! | `host.rs` | the services lent to a callback during a hook |
+//! | `update_bn.rs` | the pass over the training data that recomputes batch-norm statistics |
+//! | `interrupt.rs` | stopping a fit from outside (signals), the copy kept at epoch boundaries |
 //!
 //! The chain of steps is skorch's: [`NeuralNet::initialize`] builds the model, criterion,
 //! optimizer and callbacks; `fit` initializes (unless `warm_start`) and runs the loop;
@@ -20,10 +22,12 @@ mod events;
 mod fit_loop;
 mod host;
 mod inference;
+mod interrupt;
 mod update_bn;
 
 pub use build::Defaults;
 pub use inference::Evaluation;
+pub use interrupt::{Interruption, Keep, StopFlag};
 
 use crate::config::{Params, SplitKind};
 use crate::data::{split_indices, Stream, TensorDataset};
@@ -34,7 +38,7 @@ use tch::Tensor;
 use torchfit_sdk::checkpoint::Action;
 use torchfit_sdk::{DatasetReader, Model};
 
-/// Prefix of the checkpoint a run directory ends with, and [`NeuralNet::resume_from`] restores.
+/// Prefix of the checkpoint a run directory ends with.
 pub const RESUME_PREFIX: &str = "train_end_";
 
 /// Where validation batches come from.
@@ -85,8 +89,14 @@ pub struct NeuralNet {
     history: History,
     components: Option<Components>,
     run_dir: Option<PathBuf>,
-    resume_from: Option<PathBuf>,
+    resume_from: Option<(PathBuf, String)>,
+    /// Optimizer hyper-parameters set on every group after a resume restored the optimizer.
+    resume_hypers: Vec<(String, serde_json::Value)>,
     epochs: EpochCount,
+    stop: Option<(StopFlag, Keep)>,
+    interrupted: Option<Interruption>,
+    /// Whether the last fit ended by itself (not interrupted, no error).
+    completed: bool,
 }
 
 impl std::fmt::Debug for NeuralNet {
@@ -119,7 +129,11 @@ impl NeuralNet {
             components: None,
             run_dir: None,
             resume_from: None,
+            resume_hypers: Vec::new(),
             epochs: EpochCount::PerCall,
+            stop: None,
+            interrupted: None,
+            completed: false,
         }
     }
 
@@ -179,10 +193,42 @@ impl NeuralNet {
         self.run_dir = dir;
     }
 
-    /// Makes the next `fit` restore everything from the checkpoint [`RESUME_PREFIX`] in `dir`
-    /// before `on_train_begin`, as `torchfit train --resume` does.
-    pub fn resume_from(&mut self, dir: Option<PathBuf>) {
-        self.resume_from = dir;
+    /// Makes the next `fit` restore everything from checkpoint `prefix` in `dir` before
+    /// `on_train_begin`, as `torchfit train --resume` does (with the checkpoint
+    /// [`crate::checkpoint::newest`] finds).
+    pub fn resume_from(&mut self, dir: impl Into<PathBuf>, prefix: impl Into<String>) {
+        self.resume_from = Some((dir.into(), prefix.into()));
+    }
+
+    /// Sets these optimizer hyper-parameters (`lr`, `momentum`, ...) on every parameter group
+    /// once the resume of the next `fit` restored the optimizer, whose checkpoint would
+    /// otherwise bring back its own values: the user's change on resume wins.
+    pub fn override_on_resume(&mut self, hypers: Vec<(String, serde_json::Value)>) {
+        self.resume_hypers = hypers;
+    }
+
+    /// Makes every fit stop after the current batch once `flag` is raised (see
+    /// [`interrupt`](StopFlag)); with [`Keep::Boundary`] the run at the last epoch boundary is
+    /// kept for [`NeuralNet::save_resume_checkpoint`].
+    pub fn set_stop_flag(&mut self, flag: StopFlag, keep: Keep) {
+        self.stop = Some((flag, keep));
+    }
+
+    /// Where the last fit stopped, when its stop flag ended it.
+    pub fn interruption(&self) -> Option<Interruption> {
+        self.interrupted
+    }
+
+    /// Saves, as checkpoint `prefix` under `dir`, what resumes the run exactly: the whole run as
+    /// it is after a fit that ended by itself; after an interruption or an error, the run at the
+    /// last epoch boundary (an error when none was kept: see [`NeuralNet::set_stop_flag`]).
+    pub fn save_resume_checkpoint(&mut self, dir: &Path, prefix: &str) -> Result<()> {
+        let c = self.components.as_mut().ok_or(Error::NotInitialized)?;
+        match (self.completed, c.watch.as_ref().and_then(|w| w.boundary.as_ref())) {
+            (true, _) => self.save_checkpoint(dir, prefix, torchfit_sdk::Parts::ALL),
+            (false, Some(boundary)) => boundary.write(dir, prefix),
+            (false, None) => Err(Error::Data("the last fit did not end by itself and kept no epoch boundary".into())),
+        }
     }
 
     /// Sets what `max_epochs` counts.
@@ -320,8 +366,13 @@ impl NeuralNet {
             self.initialize(&reader.sample_shape(), n_outputs)?;
         }
         let c = self.components.as_mut().ok_or(Error::NotInitialized)?;
-        fit_loop::partial_fit(c, &mut self.history, self.resume_from.take(), self.epochs, reader, &train, valid)
-            .map_err(|e| self.config_error_of(e))
+        c.watch = self.stop.clone().map(|(flag, keep)| interrupt::Watch::new(flag, keep));
+        let hypers = std::mem::take(&mut self.resume_hypers);
+        let resume = self.resume_from.take().map(|(dir, prefix)| fit_loop::Resume { dir, prefix, hypers });
+        let fitted = fit_loop::partial_fit(c, &mut self.history, resume, self.epochs, reader, &train, valid);
+        self.interrupted = c.watch.as_ref().and_then(|w| w.interrupted);
+        self.completed = fitted.is_ok() && self.interrupted.is_none();
+        fitted.map_err(|e| self.config_error_of(e))
     }
 
     /// A config error a callback found while running (a key it could check only with the host)

@@ -256,8 +256,17 @@ impl Hyper {
         let bad = |key: &str, message: &str| {
             Err(Error::Config { origin: String::new(), key: format!("{at}{key}"), message: message.into() })
         };
-        if self.lr.is_nan() || self.lr < 0.0 {
-            return bad("lr", "must be >= 0");
+        // torch.optim's own checks ("Invalid momentum value", ...).
+        for (key, value) in [
+            ("lr", self.lr),
+            ("momentum", self.momentum),
+            ("weight_decay", self.weight_decay),
+            ("eps", self.eps),
+            ("alpha", self.alpha),
+        ] {
+            if value.is_nan() || value < 0.0 {
+                return bad(key, "must be >= 0");
+            }
         }
         if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
             return bad("nesterov", "needs momentum > 0 and dampening = 0 (as in torch.optim.SGD)");
@@ -540,6 +549,10 @@ mod tests {
 
     #[test]
     fn a_key_of_another_optimizer_is_refused_by_name() {
+        for bad in ["momentum=-1", "weight_decay=-0.1", "lr=nan"] {
+            let err = Optimizer::new(&config(bad), params()).unwrap_err().to_string();
+            assert!(err.contains(bad.split('=').next().unwrap()) && err.contains(">= 0"), "{bad}: {err}");
+        }
         let err = Optimizer::new(&config("name='adam'\nmomentum=0.9"), params()).unwrap_err();
         assert!(err.to_string().contains("momentum") && err.to_string().contains("adam"), "{err}");
     }

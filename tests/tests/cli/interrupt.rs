@@ -1,0 +1,73 @@
+//! Ctrl-C and SIGTERM: the run ends after its batch, `on_train_end` runs, the run directory is
+//! written, the exit code is the shell's (130, 143) with one line saying how to resume, and
+//! `--resume` ends bit-identical to an uninterrupted run.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use torchfit_tests::{history_without, read_json, root, temp_dir, torchfit_bin, train_digits};
+
+const EPOCHS: &str = "max_epochs=40";
+
+/// Starts a run, waits until the table shows epoch 3, sends `signal`, and returns the exit code
+/// and the lines printed on standard error.
+fn interrupt(out: &Path, signal: &str) -> (Option<i32>, Vec<String>) {
+    let mut child = Command::new(torchfit_bin())
+        .args(["train", "examples/digits/config.toml", "--set", EPOCHS, "--out", out.to_str().unwrap()])
+        .current_dir(root())
+        .env("TORCHFIT_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut rows = BufReader::new(child.stdout.take().unwrap()).lines();
+    for row in rows.by_ref() {
+        if row.unwrap().trim_start().starts_with("3 ") {
+            break;
+        }
+    }
+    let sent = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    rows.for_each(drop);
+    let o = child.wait_with_output().unwrap();
+    (o.status.code(), String::from_utf8_lossy(&o.stderr).lines().map(str::to_owned).collect())
+}
+
+#[test]
+fn ctrl_c_writes_the_run_directory_exits_130_and_resume_equals_an_uninterrupted_run() {
+    let root = temp_dir("interrupt-int");
+    let (straight, stopped) = (root.join("straight"), root.join("stopped"));
+    assert!(train_digits(&[EPOCHS], Some(&straight), &[]).status.success());
+    let (code, after) = interrupt(&stopped, "-INT");
+    assert_eq!(code, Some(130), "{after:?}");
+    assert_eq!(after.len(), 1, "one line: {after:?}");
+    assert!(after[0].contains("interrupted by SIGINT") && after[0].contains("--resume"), "{after:?}");
+    let summary = read_json(&stopped.join("summary.json"));
+    let kept = summary["interrupted"]["epochs"].as_u64().unwrap();
+    assert!((3..40).contains(&kept), "{summary}");
+    for f in ["history.json", "model.safetensors", "config.toml", "train_end_params.safetensors"] {
+        assert!(stopped.join(f).exists(), "{f}");
+    }
+    assert_eq!(read_json(&stopped.join("train_end_history.json")).as_array().unwrap().len() as u64, kept);
+    let o = train_digits(&[EPOCHS], Some(&stopped), &[]);
+    assert_eq!(o.status.code(), Some(2), "a plain rerun is refused");
+    let mut args = vec!["train", "examples/digits/config.toml", "--set", EPOCHS];
+    let dir = stopped.to_str().unwrap().to_owned();
+    args.extend(["--out", &dir, "--resume"]);
+    let o = torchfit_tests::torchfit_env(&args, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(history_without(&stopped, &["dur"]), history_without(&straight, &["dur"]));
+    assert_eq!(
+        std::fs::read(stopped.join("model.safetensors")).unwrap(),
+        std::fs::read(straight.join("model.safetensors")).unwrap()
+    );
+}
+
+#[test]
+fn sigterm_ends_the_run_the_same_way_with_143() {
+    let out = temp_dir("interrupt-term").join("run");
+    let (code, after) = interrupt(&out, "-TERM");
+    assert_eq!(code, Some(143), "{after:?}");
+    assert!(after.len() == 1 && after[0].contains("SIGTERM"), "{after:?}");
+    assert!(read_json(&out.join("summary.json"))["interrupted"].is_object());
+}
