@@ -97,13 +97,21 @@ fn stop_on_signals(stop: &StopFlag) -> std::io::Result<Arc<AtomicUsize>> {
 fn main() -> ExitCode {
     let level = std::env::var("TORCHFIT_LOG").ok().and_then(|l| l.parse().ok()).unwrap_or(log::LevelFilter::Info);
     let _ = log::set_boxed_logger(Box::new(StderrLogger(level))).map(|()| log::set_max_level(level));
-    match execute(Cli::parse().command) {
+    // Panics are caught where they can happen (components linked in-process, reader threads,
+    // and here) and reported as one error line; their whole text goes to the debug log.
+    std::panic::set_hook(Box::new(|info| log::debug!("{info}")));
+    let command = Cli::parse().command;
+    let executed = std::panic::catch_unwind(|| execute(command)).unwrap_or_else(|payload| {
+        eprintln!("error: internal error (please report it): {}", torchfit_engine::panic_summary(&*payload));
+        std::process::exit(101)
+    });
+    match executed {
         Ok(Ended::Completed) => ExitCode::SUCCESS,
         Ok(Ended::Interrupted(signal)) => ExitCode::from(signal_exit_code(signal)),
         Err(e) => {
             log::debug!("{}", e.detail());
             eprintln!("error: {e}");
-            ExitCode::from(if e.is_bad_input() { 2 } else { 1 })
+            ExitCode::from(e.class().exit_code())
         }
     }
 }

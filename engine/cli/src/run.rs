@@ -12,7 +12,7 @@ use std::time::Instant;
 use torchfit_engine::config::{ComponentSpec, Params, SplitKind};
 use torchfit_engine::data::{split_indices, Stream};
 use torchfit_engine::fsutil::write_atomic;
-use torchfit_engine::net::{Interruption, Keep, Start, StopFlag, RESUME_PREFIX};
+use torchfit_engine::net::{check_held_out, Interruption, Keep, Start, StopFlag, RESUME_PREFIX};
 use torchfit_engine::registry::Component;
 use torchfit_engine::{EpochCount, Error, Evaluation, History, NeuralNet, Registry, Result, Valid};
 use torchfit_sdk::metrics::predicted_classes;
@@ -100,9 +100,9 @@ pub fn train_until(params: Params, out: Option<&Path>, resume: bool, stop: &Stop
     result
 }
 
-/// [`train`] in the run directory `run`; `started` turns true once an epoch ran (from then on
-/// the run directory is written, also when training fails; a run that fails before has nothing
-/// to keep but its error).
+/// [`train`] in the run directory `run`; `started` turns true once training ran far enough to
+/// leave something (from then on the run directory is written, also when training fails; a run
+/// that fails before has nothing to keep but its error).
 fn train_in(
     params: Params,
     run: Option<&RunDir>,
@@ -137,6 +137,9 @@ fn train_in(
         }
         _ => ((0..n as i64).collect(), Vec::new()),
     };
+    if let Some(t) = test_data.as_mut() {
+        check_held_out(settings.task, data.as_mut(), &pool, t.as_mut(), "[test_dataset]")?;
+    }
     let mut net = NeuralNet::with_registry(params.clone(), registry.clone()).with_defaults(crate::defaults());
     let mut valid = match settings.train_split.kind {
         SplitKind::Predefined => {
@@ -167,7 +170,12 @@ fn train_in(
         }
         None => net.fit_dataset(data.as_mut(), Some(&pool), Start::Fresh),
     };
-    *started = !net.history().is_empty();
+    // Bad input found in the first epoch (a criterion that does not fit the targets) leaves
+    // nothing worth keeping; any other failure keeps the run so far.
+    *started = match &fitted {
+        Err(e) if e.is_bad_input() => net.history().len() > 1,
+        _ => !net.history().is_empty(),
+    };
     if let (Err(e), Some(dir), true) = (&fitted, out, *started) {
         write_failed_run(dir, &mut net, &params, e);
     }
@@ -294,7 +302,18 @@ pub fn predict(run: &Path, data: Option<&Path>, sets: &[String]) -> Result<Vec<S
     }
     if let Some(d) = data {
         let abs = std::path::absolute(d).map_err(|e| Error::io(d, e))?;
-        params.set("dataset.path", toml::Value::String(abs.display().to_string()), "--data")?;
+        let reader = params.settings().dataset.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+        let (key, targets) = data_keys(&reader).ok_or_else(|| {
+            let message = format!(
+                "`predict --data` knows the data key of the stock readers only; for `{reader}` set it with --set dataset__<key>=FILE"
+            );
+            params.config_error("dataset.name", message)
+        })?;
+        params.set(&format!("dataset.{key}"), toml::Value::String(abs.display().to_string()), "--data")?;
+        if let Some(targets) = targets {
+            // The run's targets belong to its own data, not to this file.
+            params.remove(&format!("dataset.{targets}"))?;
+        }
     }
     let spec = params.settings().dataset.clone().ok_or_else(|| params.config_error("dataset", "missing".into()))?;
     let registry = torchfit_engine::plugins::registry_for(&params)?;
@@ -322,6 +341,18 @@ pub fn predict(run: &Path, data: Option<&Path>, sets: &[String]) -> Result<Vec<S
             flat.chunks(k).map(|r| r.iter().map(f32::to_string).collect::<Vec<_>>().join(",")).collect()
         }
     })
+}
+
+/// The key of a stock reader that names its data (what `predict --data` sets), and the key of
+/// its targets file when it has one apart (removed: the file to predict comes without them).
+fn data_keys(reader: &str) -> Option<(&'static str, Option<&'static str>)> {
+    match reader {
+        "csv" | "npz" => Some(("path", None)),
+        "idx" => Some(("images", Some("labels"))),
+        "npy" => Some(("x", Some("y"))),
+        "image_folder" => Some(("root", None)),
+        _ => None,
+    }
 }
 
 /// `torchfit plugins`: one line per component, sorted by kind then name, in aligned columns

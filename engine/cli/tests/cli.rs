@@ -116,3 +116,60 @@ fn a_closed_stdout_does_not_crash_the_run() {
     assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
     assert!(out.join("summary.json").exists(), "the run completed");
 }
+
+/// A config over small CSV files written beside it: `train.csv` with `rows`, and more `files`.
+fn csv_config(name: &str, rows: &str, files: &[(&str, &str)], extra: &str) -> (PathBuf, PathBuf) {
+    let d = dir(name);
+    std::fs::write(d.join("train.csv"), rows).unwrap();
+    for (file, text) in files {
+        std::fs::write(d.join(file), text).unwrap();
+    }
+    let text = format!("[dataset]\nname = \"csv\"\npath = \"train.csv\"\n[module]\nname = \"mlp\"\n{extra}");
+    std::fs::write(d.join("bad.toml"), text).unwrap();
+    (d.join("bad.toml"), d.join("out"))
+}
+
+const ROWS: &str = "1,2,0\n3,4,1\n5,6,0\n7,8,1\n2,2,0\n4,4,1\n6,6,0\n8,8,1\n1,1,0\n3,3,1\n";
+
+#[test]
+fn sizes_that_cannot_fit_are_refused_before_allocating() {
+    let (cfg, out) = config("huge-layer", |t| t.replace("hidden = [128, 64]", "hidden = [4000000000]"));
+    let o = torchfit(&["train", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_refused(&o, &out, &["bad.toml", "module.hidden[0]", "GB of parameters"]);
+    let (cfg, out) = csv_config("huge-label", &format!("{ROWS}9,9,1000000000\n"), &[], "");
+    let o = torchfit(&["train", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_refused(&o, &out, &["1000000001 outputs", "class label"]);
+}
+
+#[test]
+fn validation_and_test_data_the_model_cannot_take_are_refused_before_training() {
+    let predefined = "[train_split]\nkind = \"predefined\"\n[valid_dataset]\nname = \"csv\"\npath = \"valid.csv\"\n";
+    let (cfg, out) = csv_config("valid-width", ROWS, &[("valid.csv", "1,2,3,0\n")], predefined);
+    let o = torchfit(&["train", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_refused(&o, &out, &["validation samples have shape [3]", "[2]"]);
+    let (cfg, out) = csv_config("valid-label", ROWS, &[("valid.csv", "1,2,7\n")], predefined);
+    let o = torchfit(&["train", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_refused(&o, &out, &["validation data has class label 7", "0..=1"]);
+    let test = "[test_dataset]\nname = \"csv\"\npath = \"test.csv\"\n";
+    let (cfg, out) = csv_config("test-label", ROWS, &[("test.csv", "1,2,0\n1,2,5\n")], test);
+    let o = torchfit(&["train", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_refused(&o, &out, &["[test_dataset] has class label 5"]);
+}
+
+#[test]
+fn a_negative_momentum_is_refused_as_torch_refuses_it() {
+    let (cfg, out) = config("momentum", |t| t.replace("momentum = 0.9", "momentum = -1"));
+    let o = torchfit(&["train", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_refused(&o, &out, &["bad.toml", "optimizer.momentum", ">= 0"]);
+}
+
+#[test]
+fn criterion_settings_libtorch_would_refuse_are_bad_input_in_one_line() {
+    let smoothing = |t: String| t + "\n[criterion]\nname = \"cross_entropy\"\nlabel_smoothing = 2\n";
+    let (cfg, out) = config("smoothing", smoothing);
+    let o = torchfit(&["train", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_refused(&o, &out, &["bad.toml", "criterion.label_smoothing", "between 0.0 and 1.0"]);
+    let (cfg, out) = config("bce", |t| t + "\n[criterion]\nname = \"bce_with_logits\"\n");
+    let o = torchfit(&["train", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_refused(&o, &out, &["bce_with_logits", "one 0/1 target per output", "cross_entropy"]);
+}

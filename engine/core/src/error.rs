@@ -101,13 +101,56 @@ impl Error {
         Error::Io { path: path.to_path_buf(), source }
     }
 
-    /// Whether the error is the user's input (config, data file) rather than a failure while
-    /// running: the binary exits with 2 for these.
+    /// Whether the error is the user's input (config, data file, plugin file, run directory)
+    /// rather than the environment or a failure while running.
     pub fn is_bad_input(&self) -> bool {
+        self.class() == Class::BadInput
+    }
+
+    /// What the error is, for the exit code ([`Class::exit_code`]).
+    pub fn class(&self) -> Class {
         match self {
-            Error::Config { .. } | Error::Data(_) | Error::Io { .. } | Error::Plugin(_) | Error::RunDir { .. } => true,
-            Error::Component { source, .. } => source.is_bad_input(),
-            _ => false,
+            Error::Io { source, .. } => Class::of_io(source),
+            Error::Config { .. } | Error::Data(_) | Error::Plugin(_) | Error::RunDir { .. } => Class::BadInput,
+            Error::Component { source, .. } | Error::Callback { source, .. } => match source {
+                torchfit_sdk::Error::Io { source, .. } => Class::of_io(source),
+                other if other.is_bad_input() && matches!(self, Error::Component { .. }) => Class::BadInput,
+                _ => Class::Failure,
+            },
+            _ => Class::Failure,
+        }
+    }
+}
+
+/// The three kinds of error, each with its exit code: the README's rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// The config, a data file, a plugin file or the run directory is wrong: exit 2.
+    BadInput,
+    /// The machine refused: a disk full, a permission, a read-only file system: exit 3.
+    Environment,
+    /// Something failed while training (libtorch, a callback, a non-finite loss): exit 1.
+    Failure,
+}
+
+impl Class {
+    /// An I/O error's class: what the machine refuses is the environment, the rest (a missing
+    /// or malformed file) the input.
+    fn of_io(e: &std::io::Error) -> Class {
+        use std::io::ErrorKind::*;
+        match e.kind() {
+            StorageFull | QuotaExceeded | PermissionDenied | ReadOnlyFilesystem | OutOfMemory | FileTooLarge
+            | ResourceBusy | ExecutableFileBusy | Interrupted => Class::Environment,
+            _ => Class::BadInput,
+        }
+    }
+
+    /// The process's exit code for an error of this class.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Class::Failure => 1,
+            Class::BadInput => 2,
+            Class::Environment => 3,
         }
     }
 }
@@ -116,10 +159,56 @@ impl From<torchfit_sdk::Error> for Error {
     fn from(e: torchfit_sdk::Error) -> Self {
         match e {
             torchfit_sdk::Error::Torch(t) => Error::Torch(t),
+            torchfit_sdk::Error::Io { path, source } => Error::Io { path: path.into(), source },
             other => Error::Data(other.to_string()),
         }
     }
 }
 
+/// The first line of a panic's message (tch's layers unwrap libtorch errors into panics whose
+/// text carries libtorch's C++ frames after escaped or real newlines).
+pub fn panic_summary(payload: &(dyn std::any::Any + Send)) -> String {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    let cut = [message.find("\\n"), message.find('\n')].into_iter().flatten().min().unwrap_or(message.len());
+    message[..cut].trim_end().to_owned()
+}
+
+/// Runs `f`, a call into a component linked in-process, with a panic in it turned into an
+/// error: an input the component did not expect must end the run with a message, never abort.
+pub(crate) fn unpanic<T>(what: &str, f: impl FnOnce() -> torchfit_sdk::Result<T>) -> torchfit_sdk::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        Err(torchfit_sdk::Error::msg(format!("panicked in {what}: {}", panic_summary(&*payload))))
+    })
+}
+
 /// `Result` with the engine's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(kind: std::io::ErrorKind) -> Error {
+        Error::io(Path::new("f"), std::io::Error::from(kind))
+    }
+
+    #[test]
+    fn each_class_of_error_has_its_exit_code() {
+        assert_eq!(io(std::io::ErrorKind::NotFound).class().exit_code(), 2, "a missing file is the input's");
+        assert_eq!(io(std::io::ErrorKind::StorageFull).class().exit_code(), 3);
+        assert_eq!(io(std::io::ErrorKind::PermissionDenied).class().exit_code(), 3);
+        assert_eq!(Error::Data("x".into()).class().exit_code(), 2);
+        assert_eq!(Error::NonFinite { epoch: 1, batch: 2, value: f64::NAN }.class().exit_code(), 1);
+        let full = torchfit_sdk::Error::io(Path::new("f"), std::io::Error::from(std::io::ErrorKind::StorageFull));
+        let in_callback = Error::Callback { name: "cp".into(), event: "on_epoch_end", source: full };
+        assert_eq!(in_callback.class(), Class::Environment);
+        let config = torchfit_sdk::Error::Config { key: "k".into(), message: "m".into() };
+        let component =
+            Error::Component { kind: torchfit_sdk::ComponentKind::Criterion, name: "c".into(), source: config };
+        assert_eq!(component.class(), Class::BadInput);
+    }
+}

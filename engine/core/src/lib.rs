@@ -40,7 +40,7 @@ pub mod optim;
 pub mod plugins;
 pub mod registry;
 
-pub use error::{Error, Result};
+pub use error::{panic_summary, Class, Error, Result};
 pub use history::History;
 pub use net::{Defaults, EpochCount, Evaluation, NeuralNet, Valid};
 pub use optim::Optimizer;

@@ -195,7 +195,10 @@ impl Registry {
     ) -> Result<Box<T>> {
         let c = self.find(kind, name)?;
         let built = match &c.source {
-            Source::Static(ctor) => pick(*ctor).expect("find filters by kind")(config, ctx),
+            Source::Static(ctor) => {
+                let build = pick(*ctor).expect("find filters by kind");
+                crate::error::unpanic("its constructor", || build(config, ctx))
+            }
             Source::Library(lib) => {
                 let (kind, config, ctx) = (KindFfi::from(kind), config.to_string(), BuildContextFfi::from(ctx));
                 let built = match lib.ext() {

@@ -18,7 +18,7 @@
 
 use serde::Deserialize;
 use torchfit_sdk::tch::{Reduction, Tensor};
-use torchfit_sdk::{export_plugin, parse_config, BuildContext, Criterion, Result};
+use torchfit_sdk::{export_plugin, parse_config, BuildContext, Criterion, Error, Result};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,6 +44,11 @@ struct CrossEntropy {
 /// Builds `cross_entropy`.
 pub fn cross_entropy(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Criterion>> {
     let c: CrossEntropyConfig = parse_config(config)?;
+    if !(0.0..=1.0).contains(&c.label_smoothing) {
+        let message =
+            format!("must be between 0.0 and 1.0 (as in torch.nn.CrossEntropyLoss), got {}", c.label_smoothing);
+        return Err(Error::Config { key: "label_smoothing".into(), message });
+    }
     let weight = c.weight.map(|w| Tensor::from_slice(&w).f_to_device(ctx.device)).transpose()?;
     Ok(Box::new(CrossEntropy { weight, label_smoothing: c.label_smoothing, ignore_index: c.ignore_index }))
 }
@@ -107,6 +112,14 @@ pub fn bce_with_logits(config: &serde_json::Value, ctx: &BuildContext) -> Result
 
 impl Criterion for BceWithLogits {
     fn loss(&self, y_pred: &Tensor, y: &Tensor) -> Result<Tensor> {
+        if y.numel() != y_pred.numel() {
+            let message = format!(
+                "needs one 0/1 target per output, but the outputs are {:?} and the targets {:?} (class indices with one output per class: use cross_entropy)",
+                y_pred.size(),
+                y.size()
+            );
+            return Err(Error::Config { key: "name".into(), message });
+        }
         let y = y.f_to_kind(y_pred.kind())?.f_view_as(y_pred)?;
         Ok(y_pred.f_binary_cross_entropy_with_logits(&y, None::<&Tensor>, self.pos_weight.as_ref(), Reduction::Mean)?)
     }

@@ -25,6 +25,7 @@
 //! `output.*`. Poutyne's MNIST network is `conv = [{channels = 16, padding = 1, pool = 2},
 //! {channels = 32, padding = 1, pool = 2, dropout = 0.25}]`, `dense = [128]`, `dropout = 0.5`.
 
+use crate::budget::Budget;
 use crate::norm::{self, BatchNorm};
 use crate::{bad, vars_model, Activation, Vars};
 use serde::Deserialize;
@@ -134,6 +135,23 @@ pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn M
         [c, h, w] => vec![*c, *h, *w],
         other => return Err(bad("module", format!("cnn needs samples of shape [channels, height, width] or [height, width], got {other:?}; set the reader's `shape`"))),
     };
+    let (_, h, w) = output_size(&cfg.conv, &image)
+        .map_err(|m| bad("conv", format!("the blocks do not fit a {image:?} image: {m}")))?;
+    let mut budget = Budget::of_machine();
+    let mut channels = image[0];
+    for (i, b) in cfg.conv.iter().enumerate() {
+        budget
+            .take(&[b.channels, channels.saturating_mul(b.kernel).saturating_mul(b.kernel).saturating_add(1)], |m| {
+                bad(format!("conv[{i}].channels"), m)
+            })?;
+        channels = b.channels;
+    }
+    let mut width = channels.saturating_mul(h).saturating_mul(w);
+    for (i, &size) in cfg.dense.iter().enumerate() {
+        budget.linear(width, size, |m| bad(format!("dense[{i}]"), m))?;
+        width = size;
+    }
+    budget.output(width, ctx.n_outputs)?;
     let vs = nn::VarStore::new(ctx.device);
     let root = vs.root();
     let mut convs = Vec::new();
@@ -150,8 +168,6 @@ pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn M
         convs.push((conv, bn));
         channels = b.channels;
     }
-    let (_, h, w) = output_size(&cfg.conv, &image)
-        .map_err(|m| bad("conv", format!("the blocks do not fit a {image:?} image: {m}")))?;
     let (mut dense, mut width) = (Vec::new(), channels * h * w);
     for (i, &size) in cfg.dense.iter().enumerate() {
         dense.push(nn::linear(&root / "dense" / i, width, size, Default::default()));

@@ -4,9 +4,10 @@
 //! PyTorch user expects.
 #![deny(missing_docs)]
 
+mod budget;
 pub mod cnn;
 pub mod mlp;
-pub mod norm;
+mod norm;
 pub mod resnet;
 pub mod torchscript;
 

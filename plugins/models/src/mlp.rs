@@ -11,6 +11,7 @@
 //! Parameters are named `hidden.<i>.weight`, `hidden.<i>.bias`, `bn.<i>.*`, `output.weight`,
 //! `output.bias`.
 
+use crate::budget::Budget;
 use crate::norm::{self, BatchNorm};
 use crate::{bad, vars_model, Activation, Vars};
 use serde::Deserialize;
@@ -59,9 +60,17 @@ pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn M
     if let Some(i) = cfg.hidden.iter().position(|&h| h < 1) {
         return Err(bad(format!("hidden[{i}]"), "layer sizes must be at least 1"));
     }
+    let mut width: i64 = ctx.input_shape.iter().product();
+    if width < 1 {
+        return Err(torchfit_sdk::Error::data(format!("samples of shape {:?} hold no values", ctx.input_shape)));
+    }
+    let mut budget = Budget::of_machine();
+    for (i, &h) in cfg.hidden.iter().enumerate() {
+        budget.linear(if i == 0 { width } else { cfg.hidden[i - 1] }, h, |m| bad(format!("hidden[{i}]"), m))?;
+    }
+    budget.output(cfg.hidden.last().copied().unwrap_or(width), ctx.n_outputs)?;
     let vs = nn::VarStore::new(ctx.device);
     let root = vs.root();
-    let mut width: i64 = ctx.input_shape.iter().product();
     let (mut hidden, mut norms) = (Vec::new(), Vec::new());
     for (i, &h) in cfg.hidden.iter().enumerate() {
         hidden.push(nn::linear(&root / "hidden" / i, width, h, Default::default()));

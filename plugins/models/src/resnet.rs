@@ -14,6 +14,7 @@
 //! Samples are `[channels, height, width]` (or `[height, width]` for one channel). Parameters:
 //! `conv1.*`, `bn1.*`, `layer<s>.<b>.{conv1,bn1,conv2,bn2,downsample.0,downsample.1}.*`, `fc.*`.
 
+use crate::budget::Budget;
 use crate::norm::{self, BatchNorm};
 use crate::{bad, vars_model, Vars};
 use serde::Deserialize;
@@ -109,6 +110,7 @@ fn build(spec: Spec, ctx: &BuildContext) -> Result<Box<dyn Model>> {
         );
         cin = width;
     }
+    Budget::of_machine().output(cin, ctx.n_outputs)?;
     let fc = nn::linear(&root / "fc", cin, ctx.n_outputs, Default::default());
     Ok(Box::new(ResNet { vars: Vars::new(vs), conv1, bn1, max_pool: spec.max_pool, stages, fc, image }))
 }

@@ -29,8 +29,9 @@ use torchfit_sdk::{parse_config, BuildContext, DatasetReader, Error, Result};
 pub struct IdxConfig {
     /// Images file.
     pub images: String,
-    /// Labels file.
-    pub labels: String,
+    /// Labels file; without it the reader has no targets (prediction only: training refuses it).
+    #[serde(default)]
+    pub labels: Option<String>,
     /// `scale` (default 255), `mean`, `std`, `shape`, `limit`.
     #[serde(flatten)]
     pub values: Values,
@@ -59,8 +60,11 @@ pub fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> {
     if n == 0 || bytes.len() < len {
         return Err("truncated header".into());
     }
-    let dims =
+    let dims: Vec<usize> =
         (0..n).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize).collect();
+    if let Some(i) = dims.iter().skip(1).position(|&d| d == 0) {
+        return Err(format!("dimension {} is 0: the samples {dims:?} hold no values", i + 1));
+    }
     Ok(Header { dims, len })
 }
 
@@ -75,7 +79,7 @@ pub struct Idx {
     source: Source,
     path: PathBuf,
     header: Header,
-    labels: Vec<i64>,
+    labels: Option<Vec<i64>>,
     sample: usize,
     layout: Layout,
     conversion: ByteConversion,
@@ -97,6 +101,24 @@ fn read_all(path: &Path) -> Result<Vec<u8>> {
     Ok(raw)
 }
 
+/// The first `used` of the `n` labels in the IDX file `path` (for `images`).
+fn read_labels(path: &Path, n: usize, images: &Path, used: usize) -> Result<Vec<i64>> {
+    let bytes = read_all(path)?;
+    let h = header_of(path, &bytes)?;
+    if h.dims.len() != 1 || h.dims[0] != n {
+        return Err(Error::data(format!(
+            "{}: {:?} labels for {n} images in {}",
+            path.display(),
+            h.dims,
+            images.display()
+        )));
+    }
+    if bytes.len() < h.len + n {
+        return Err(Error::data(format!("{}: truncated: {} bytes for {n} labels", path.display(), bytes.len())));
+    }
+    Ok(bytes[h.len..h.len + used].iter().map(|&b| b as i64).collect())
+}
+
 fn header_of(path: &Path, bytes: &[u8]) -> Result<Header> {
     parse_header(bytes).map_err(|m| Error::data(format!("{}: {m}", path.display())))
 }
@@ -104,14 +126,13 @@ fn header_of(path: &Path, bytes: &[u8]) -> Result<Header> {
 /// Builds the reader from its config section.
 pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn DatasetReader>> {
     let cfg: IdxConfig = parse_config(config)?;
-    Ok(Box::new(Idx::open(&ctx.resolve(&cfg.images), &ctx.resolve(&cfg.labels), cfg)?))
+    let labels = cfg.labels.as_ref().map(|l| ctx.resolve(l));
+    Ok(Box::new(Idx::open(&ctx.resolve(&cfg.images), labels.as_deref(), cfg)?))
 }
 
 impl Idx {
-    /// Opens `images` and `labels` with `cfg`'s settings.
-    pub fn open(images: &Path, labels: &Path, cfg: IdxConfig) -> Result<Self> {
-        let label_bytes = read_all(labels)?;
-        let lh = header_of(labels, &label_bytes)?;
+    /// Opens `images` and `labels` (if any) with `cfg`'s settings.
+    pub fn open(images: &Path, labels: Option<&Path>, cfg: IdxConfig) -> Result<Self> {
         let (source, header) = if is_gzip(images)? {
             let bytes = read_all(images)?;
             let h = header_of(images, &bytes)?;
@@ -124,28 +145,20 @@ impl Idx {
             (Source::File(f), h)
         };
         let n = header.dims[0];
-        if lh.dims.len() != 1 || lh.dims[0] != n {
-            return Err(Error::data(format!(
-                "{}: {:?} labels for {n} images in {}",
-                labels.display(),
-                lh.dims,
-                images.display()
-            )));
-        }
         let sample: usize = header.dims[1..].iter().product();
         let expected = header.len + n * sample;
         let actual = match &source {
             Source::Memory(b) => b.len(),
             Source::File(f) => f.metadata().map_err(|e| Error::io(images, e))?.len() as usize,
         };
-        if actual < expected || label_bytes.len() < lh.len + n {
+        if actual < expected {
             return Err(Error::data(format!(
                 "{}: truncated: {actual} bytes for {n} samples of {sample}",
                 images.display()
             )));
         }
         let layout = cfg.values.layout(255.0, &header.dims)?;
-        let labels = label_bytes[lh.len..lh.len + layout.len].iter().map(|&b| b as i64).collect();
+        let labels = labels.map(|l| read_labels(l, n, images, layout.len)).transpose()?;
         Ok(Idx {
             source,
             path: images.to_path_buf(),
@@ -159,7 +172,7 @@ impl Idx {
 
     /// Where sample `i`'s bytes start in the file, if `i` is in range.
     fn offset(&self, i: i64) -> Option<usize> {
-        usize::try_from(i).ok().filter(|&i| i < self.labels.len()).map(|i| self.header.len + i * self.sample)
+        usize::try_from(i).ok().filter(|&i| i < self.layout.len).map(|i| self.header.len + i * self.sample)
     }
 
     /// Starts loading sample `i`'s bytes into the cache, when they are in memory and `i` is in
@@ -187,7 +200,7 @@ impl Idx {
 
 impl DatasetReader for Idx {
     fn len(&self) -> usize {
-        self.labels.len()
+        self.layout.len
     }
 
     fn sample_shape(&self) -> Vec<i64> {
@@ -207,12 +220,18 @@ impl DatasetReader for Idx {
             }
             Ok(())
         })?;
-        let y: Vec<i64> = indices.iter().map(|&i| self.labels[i as usize]).collect();
+        let y: Vec<i64> = match &self.labels {
+            Some(labels) => indices.iter().map(|&i| labels[i as usize]).collect(),
+            None => vec![0; indices.len()],
+        };
         Ok((x, Tensor::from_slice(&y)))
     }
 
     fn targets(&mut self) -> Result<Tensor> {
-        Ok(Tensor::from_slice(&self.labels))
+        match &self.labels {
+            Some(labels) => Ok(Tensor::from_slice(labels)),
+            None => Err(Error::data(format!("{}: read without `labels`, so it has no targets", self.path.display()))),
+        }
     }
 }
 
@@ -260,6 +279,12 @@ mod tests {
         assert_eq!(parse_header(&idx(&[60000, 28, 28], &[])), Ok(Header { dims: vec![60000, 28, 28], len: 16 }));
         assert!(parse_header(b"PK\x03\x04").unwrap_err().contains("magic"));
         assert!(parse_header(&[0, 0, 0x0d, 1, 0, 0, 0, 1]).unwrap_err().contains("0x0d"));
+        assert!(parse_header(&[0, 0, 8, 2, 0, 0, 0, 4, 0, 0, 0, 0]).unwrap_err().contains("dimension 1 is 0"));
+        assert_eq!(
+            parse_header(&[0, 0, 8, 1, 0, 0, 0, 0]).unwrap().dims,
+            [0],
+            "no samples is a size, not an error here"
+        );
         assert!(parse_header(&[0, 0, 8, 3, 0, 0]).unwrap_err().contains("truncated"));
     }
 
@@ -267,7 +292,7 @@ mod tests {
     fn plain_and_gzip_files_give_the_same_scaled_samples() {
         for gz in [false, true] {
             let (i, l) = files(if gz { "gz" } else { "plain" }, gz);
-            let mut r = Idx::open(&i, &l, cfg(serde_json::json!({"shape": [1, 2, 2]}))).unwrap();
+            let mut r = Idx::open(&i, Some(&l), cfg(serde_json::json!({"shape": [1, 2, 2]}))).unwrap();
             assert!(matches!(r.source, Source::Memory(_)) == gz, "gzip in memory, plain streamed");
             assert_eq!((r.len(), r.sample_shape()), (3, vec![1, 2, 2]));
             let (x, y) = r.get(&[2, 0]).unwrap();
@@ -287,13 +312,24 @@ mod tests {
     fn normalisation_limits_and_mismatches() {
         let (i, l) = files("norm", false);
         let mut r =
-            Idx::open(&i, &l, cfg(serde_json::json!({"scale": 1.0, "mean": 10.0, "std": 2.0, "limit": 2}))).unwrap();
+            Idx::open(&i, Some(&l), cfg(serde_json::json!({"scale": 1.0, "mean": 10.0, "std": 2.0, "limit": 2})))
+                .unwrap();
         assert_eq!(r.len(), 2);
         assert_eq!(Vec::<f32>::try_from(r.get(&[1]).unwrap().0.flatten(0, -1)).unwrap(), [0.0, 5.0, 10.0, 15.0]);
         assert!(r.get(&[2]).is_err(), "beyond the limit");
-        let e = Idx::open(&i, &i, cfg(serde_json::json!({}))).err().unwrap().to_string();
+        let e = Idx::open(&i, Some(&i), cfg(serde_json::json!({}))).err().unwrap().to_string();
         assert!(e.contains("labels for 3 images"), "{e}");
-        let e = Idx::open(&i, &l, cfg(serde_json::json!({"shape": [5]}))).err().unwrap().to_string();
+        let e = Idx::open(&i, Some(&l), cfg(serde_json::json!({"shape": [5]}))).err().unwrap().to_string();
         assert!(e.contains("shape"), "{e}");
+    }
+
+    #[test]
+    fn without_labels_it_reads_samples_for_prediction_and_has_no_targets() {
+        let (i, _) = files("unlabelled", false);
+        let mut r = Idx::open(&i, None, cfg(serde_json::json!({}))).unwrap();
+        assert_eq!(r.len(), 3);
+        assert_eq!(r.get(&[1]).unwrap().0.size(), [1, 2, 2]);
+        let e = r.targets().unwrap_err().to_string();
+        assert!(e.contains("without `labels`"), "{e}");
     }
 }

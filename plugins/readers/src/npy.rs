@@ -6,7 +6,7 @@
 //!
 //! | key | default | meaning |
 //! |---|---|---|
-//! | `x`, `y` | required (`npy`); `"x"`, `"y"` (`npz`) | the inputs and targets: files for `npy`, array names for `npz` |
+//! | `x`, `y` | required (`npy`: `y` may be left out for prediction); `"x"`, `"y"` (`npz`) | the inputs and targets: files for `npy`, array names for `npz` |
 //! | `path` | required (`npz` only) | the archive |
 //! | `scale` | `1.0` | inputs are divided by this (`255.0` for bytes) |
 //! | `mean`, `std` | `0.0`, `1.0` | then `(x - mean) / std` |
@@ -30,7 +30,8 @@ pub struct NpyConfig {
     /// Inputs file.
     pub x: String,
     /// Targets file.
-    pub y: String,
+    #[serde(default)]
+    pub y: Option<String>,
     /// `scale` (default 1), `mean`, `std`, `shape`, `limit`, `allow_non_finite`.
     #[serde(flatten)]
     pub values: Values,
@@ -185,6 +186,8 @@ pub struct Npy {
     inputs: Inputs,
     path: PathBuf,
     targets: Tensor,
+    /// Whether `targets` were read (else they are zeros, and [`DatasetReader::targets`] errs).
+    labelled: bool,
     sample: usize,
     layout: Layout,
 }
@@ -192,7 +195,8 @@ pub struct Npy {
 /// Builds the `npy` reader from its config section.
 pub fn build_npy(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn DatasetReader>> {
     let cfg: NpyConfig = parse_config(config)?;
-    Ok(Box::new(Npy::open_npy(&ctx.resolve(&cfg.x), &ctx.resolve(&cfg.y), &cfg.values)?))
+    let y = cfg.y.as_ref().map(|y| ctx.resolve(y));
+    Ok(Box::new(Npy::open_npy(&ctx.resolve(&cfg.x), y.as_deref(), &cfg.values)?))
 }
 
 /// Builds the `npz` reader from its config section.
@@ -214,9 +218,10 @@ fn target_kind(y: Tensor, path: &Path) -> Result<Tensor> {
 }
 
 impl Npy {
-    /// Opens the inputs file `x` (streamed) and the targets file `y` (read whole).
-    pub fn open_npy(x: &Path, y: &Path, values: &Values) -> Result<Self> {
-        let targets = target_kind(Tensor::read_npy(y).map_err(|e| at(y, e))?, y)?;
+    /// Opens the inputs file `x` (streamed) and the targets file `y` (read whole; without one
+    /// the reader has no targets, for prediction only).
+    pub fn open_npy(x: &Path, y: Option<&Path>, values: &Values) -> Result<Self> {
+        let targets = y.map(|y| target_kind(Tensor::read_npy(y).map_err(|e| at(y, e))?, y)).transpose()?;
         let file = std::fs::File::open(x).map_err(|e| Error::io(x, e))?;
         let mut head = vec![0u8; 4096];
         let n = file.read_at(&mut head, 0).map_err(|e| Error::io(x, e))?;
@@ -228,7 +233,14 @@ impl Npy {
             return Err(at(x, format!("truncated: {actual} bytes, the header promises {expected}")));
         }
         let dims = header.shape.clone();
-        Self::new(Inputs::File { file, header }, x, &dims, targets, y, values)
+        let labelled = targets.is_some();
+        let targets = match targets {
+            Some(t) => t,
+            None => Tensor::f_zeros([dims[0] as i64], (Kind::Int64, torchfit_sdk::tch::Device::Cpu))?,
+        };
+        let mut npy = Self::new(Inputs::File { file, header }, x, &dims, targets, y.unwrap_or(x), values)?;
+        npy.labelled = labelled;
+        Ok(npy)
     }
 
     /// Opens arrays `x` and `y` of the archive `path` into memory.
@@ -273,7 +285,14 @@ impl Npy {
                 return Err(crate::values::non_finite(path, &format!("sample {i}"), value as f64));
             }
         }
-        Ok(Npy { inputs, path: path.to_path_buf(), targets, sample: dims[1..].iter().product(), layout })
+        Ok(Npy {
+            inputs,
+            path: path.to_path_buf(),
+            targets,
+            labelled: true,
+            sample: dims[1..].iter().product(),
+            layout,
+        })
     }
 
     /// The scaled inputs of `indices`, one sample after another, written into `out`.
@@ -321,7 +340,10 @@ impl DatasetReader for Npy {
     }
 
     fn targets(&mut self) -> Result<Tensor> {
-        Ok(self.targets.shallow_clone())
+        match self.labelled {
+            true => Ok(self.targets.shallow_clone()),
+            false => Err(at(&self.path, "read without `y`, so it has no targets")),
+        }
     }
 }
 
@@ -358,15 +380,18 @@ mod tests {
         let (xp, yp, zp) = arrays("inputs", &x, &y);
         let err = Npy::open_npz(&zp, "x", "y", &values(false)).err().unwrap().to_string();
         assert!(err.contains("d.npz") && err.contains("sample 2") && err.contains("allow_non_finite"), "{err}");
-        let mut streamed = Npy::open_npy(&xp, &yp, &values(false)).unwrap();
+        let mut streamed = Npy::open_npy(&xp, Some(&yp), &values(false)).unwrap();
         assert!(streamed.get(&[0, 1]).is_ok(), "a file is checked batch by batch");
         let err = streamed.get(&[3, 2]).unwrap_err().to_string();
         assert!(err.contains("x.npy") && err.contains("sample 2"), "{err}");
-        assert!(Npy::open_npy(&xp, &yp, &values(true)).unwrap().get(&[2]).is_ok());
+        assert!(Npy::open_npy(&xp, Some(&yp), &values(true)).unwrap().get(&[2]).is_ok());
         let targets = Tensor::from_slice(&[0.5f32, f32::INFINITY, 1.0, 2.0]);
         let (xp, yp, _) = arrays("targets", &x.nan_to_num(0.0, None, None), &targets);
-        let err = Npy::open_npy(&xp, &yp, &values(false)).err().unwrap().to_string();
+        let err = Npy::open_npy(&xp, Some(&yp), &values(false)).err().unwrap().to_string();
         assert!(err.contains("y.npy") && err.contains("target of sample 1"), "{err}");
+        let mut unlabelled = Npy::open_npy(&xp, None, &values(false)).unwrap();
+        assert_eq!(unlabelled.get(&[0, 3]).unwrap().0.size(), [2, 3]);
+        assert!(unlabelled.targets().unwrap_err().to_string().contains("without `y`"));
     }
 
     #[test]

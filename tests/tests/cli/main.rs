@@ -2,7 +2,9 @@
 //! reader, a TorchScript model.
 
 mod demo;
+mod fuzz;
 mod interrupt;
+mod kill;
 mod readers;
 mod reproducibility;
 mod run_dir;

@@ -179,6 +179,11 @@ np.save(sys.argv[2] + "/x.npy", x)
 np.save(sys.argv[2] + "/y.npy", y)
 np.save(sys.argv[2] + "/x64.npy", x.astype(np.float64).reshape(-1, 8, 8))
 np.savez_compressed(sys.argv[2] + "/digits.npz", images=x.astype(np.float32), labels=y.astype(np.int32))
+def idx(path, a):
+    with open(path, "wb") as f:
+        f.write(bytes([0, 0, 8, a.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in a.shape) + a.astype(np.uint8).tobytes())
+idx(sys.argv[2] + "/images.idx", x.reshape(-1, 8, 8))
+idx(sys.argv[2] + "/labels.idx", y)
 "#;
 
 fn numpy_files(dir: &Path) {
@@ -227,4 +232,35 @@ fn digits_train_from_a_streamed_npy_file() {
     );
     let acc = h.as_array().unwrap().last().unwrap()["valid_acc"].as_f64().unwrap();
     assert!(acc > 0.9, "valid_acc {acc}");
+    predict_data_equals_predict(&dir.join("run"), &dir.join("x.npy"));
+}
+
+/// `predict --data FILE` on the run's own inputs (without their targets) predicts what `predict`
+/// does on the run's data set.
+fn predict_data_equals_predict(run: &Path, data: &Path) {
+    let own = torchfit_env(&["predict", run.to_str().unwrap()], &[]);
+    assert!(own.status.success(), "{}", String::from_utf8_lossy(&own.stderr));
+    let given = torchfit_env(&["predict", run.to_str().unwrap(), "--data", data.to_str().unwrap()], &[]);
+    assert!(given.status.success(), "{}", String::from_utf8_lossy(&given.stderr));
+    assert_eq!(String::from_utf8_lossy(&given.stdout).lines().count(), 1797);
+    assert_eq!(given.stdout, own.stdout);
+}
+
+#[test]
+fn predict_data_reads_a_new_file_with_the_runs_reader_whichever_it_is() {
+    let dir = temp_dir("predict-data");
+    numpy_files(&dir);
+    let idx = "name = \"idx\"\nimages = \"images.idx\"\nlabels = \"labels.idx\"\nscale = 16.0";
+    let config = write_config(&dir, idx, "").to_str().unwrap().to_owned();
+    let run = dir.join("idx-run");
+    let o = torchfit_env(&["train", &config, "--set", "max_epochs=2", "--out", run.to_str().unwrap()], &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    predict_data_equals_predict(&run, &dir.join("images.idx"));
+    write_images(&dir.join("images"), 0);
+    let folder = "name = \"image_folder\"\nroot = \"images\"\ngrayscale = true";
+    let config = write_config(&dir, folder, "").to_str().unwrap().to_owned();
+    let run = dir.join("folder-run");
+    let o = torchfit_env(&["train", &config, "--set", "max_epochs=1", "--out", run.to_str().unwrap()], &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    predict_data_equals_predict(&run, &dir.join("images"));
 }

@@ -110,6 +110,22 @@ impl Params {
         Ok(())
     }
 
+    /// Removes `key` (skorch routing) when present, validating the result as [`Params::set`]
+    /// does.
+    pub fn remove(&mut self, key: &str) -> Result<()> {
+        let path = key_path(key);
+        let mut next = self.tree.clone();
+        let mut table = Some(&mut next.table);
+        for part in &path[..path.len() - 1] {
+            table = table.and_then(|t| t.get_mut(part)).and_then(Value::as_table_mut);
+        }
+        if let Some(t) = table {
+            t.remove(&path[path.len() - 1]);
+        }
+        *self = Self::resolved(next)?;
+        Ok(())
+    }
+
     /// Applies `K=V` (as given to `--set`).
     pub fn set_assignment(&mut self, assignment: &str) -> Result<()> {
         let origin = format!("--set {assignment}");

@@ -48,7 +48,8 @@ where
         return Ok(());
     }
     std::thread::scope(|scope| {
-        let (tx, rx) = sync_channel::<Result<(Tensor, Tensor)>>(prefetch);
+        // More slots than batches would hold nothing; the channel allocates its slots up front.
+        let (tx, rx) = sync_channel::<Result<(Tensor, Tensor)>>(prefetch.min(batches.len()));
         scope.spawn(move || {
             for idx in batches {
                 let batch = read(reader, idx);
@@ -100,7 +101,7 @@ mod tests {
         let inline = seen(0);
         assert_eq!(inline.len(), 5);
         assert!(inline.iter().all(|(_, idx, x)| idx.iter().map(|&i| i as f32).collect::<Vec<_>>() == *x));
-        for prefetch in [1, 2, 8] {
+        for prefetch in [1, 2, 8, 1_000_000_000_000] {
             assert_eq!(seen(prefetch), inline, "prefetch {prefetch}");
         }
     }

@@ -20,7 +20,11 @@ pub(super) fn perform(c: &mut Components, history: &mut History, action: &Action
 }
 
 fn sdk_error(e: torchfit_sdk::Error) -> Error {
-    Error::Data(e.to_string())
+    match e {
+        // The kind of an I/O error (a disk full, a permission) decides the exit code.
+        torchfit_sdk::Error::Io { path, source } => Error::Io { path: path.into(), source },
+        other => Error::Data(other.to_string()),
+    }
 }
 
 /// Writes `parts` as one checkpoint set (see [`crate::checkpoint`]).

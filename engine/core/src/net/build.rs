@@ -138,7 +138,7 @@ impl Components {
 
     /// The model's output for `x` (training mode when `train`).
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.model.forward(x, train).map_err(|source| Error::Component {
+        crate::error::unpanic("forward", || self.model.forward(x, train)).map_err(|source| Error::Component {
             kind: ComponentKind::Model,
             name: self.names.0.clone(),
             source,
@@ -149,7 +149,7 @@ impl Components {
     /// batch's history entry need one.
     pub fn loss(&self, y_pred: &Tensor, y: &Tensor) -> Result<Tensor> {
         let error = |source| Error::Component { kind: ComponentKind::Criterion, name: self.names.1.clone(), source };
-        let loss = self.criterion.loss(y_pred, y).map_err(error)?;
+        let loss = crate::error::unpanic("loss", || self.criterion.loss(y_pred, y)).map_err(error)?;
         match (loss.dim(), loss.numel()) {
             (0, _) => Ok(loss),
             (_, 1) => Ok(loss.f_reshape([0i64; 0])?),
@@ -175,14 +175,47 @@ pub(super) fn output_count(
 ) -> Result<i64> {
     Ok(match task {
         Task::Classification => {
-            let mut max = select(&class_labels(reader)?, train).into_iter().max().unwrap_or(0);
+            let max = select(&class_labels(reader)?, train).into_iter().max().unwrap_or(0);
             if let Valid::Other(r, idx) = valid {
-                max = max.max(select(&class_labels(*r)?, idx).into_iter().max().unwrap_or(0));
+                check_labels("the validation data", &select(&class_labels(*r)?, idx), max + 1)?;
             }
             max + 1
         }
         Task::Regression => reader.targets()?.size().get(1).copied().unwrap_or(1),
     })
+}
+
+/// Refuses held-out data (`what`: a test set) that a model trained on the samples `train` of
+/// `reader` could not evaluate: samples of another shape, or, for classification, class labels
+/// outside the training labels. Checked before training, so that a mistake there costs no run.
+pub fn check_held_out(
+    task: Task,
+    reader: &mut dyn DatasetReader,
+    train: &[i64],
+    held: &mut dyn DatasetReader,
+    what: &str,
+) -> Result<()> {
+    let (shape, expected) = (held.sample_shape(), reader.sample_shape());
+    if shape != expected {
+        return Err(Error::Data(format!("{what} has samples of shape {shape:?}, the training data {expected:?}")));
+    }
+    if task == Task::Classification {
+        let classes = select(&class_labels(reader)?, train).into_iter().max().unwrap_or(0) + 1;
+        check_labels(what, &class_labels(held)?, classes)?;
+    }
+    Ok(())
+}
+
+/// Refuses class labels of `what` that a model with `classes` outputs (from the training data)
+/// cannot predict.
+pub(crate) fn check_labels(what: &str, labels: &[i64], classes: i64) -> Result<()> {
+    match labels.iter().find(|&&l| l < 0 || l >= classes) {
+        None => Ok(()),
+        Some(l) => Err(Error::Data(format!(
+            "{what} has class label {l}, outside the training data's labels 0..={} (the model has {classes} outputs)",
+            classes - 1
+        ))),
+    }
 }
 
 /// The class label of every sample of `reader`.

@@ -25,7 +25,7 @@ mod inference;
 mod interrupt;
 mod update_bn;
 
-pub use build::Defaults;
+pub use build::{check_held_out, Defaults};
 pub use inference::Evaluation;
 pub use interrupt::{Interruption, Keep, StopFlag};
 
@@ -359,6 +359,13 @@ impl NeuralNet {
     ) -> Result<()> {
         if train.is_empty() {
             return Err(Error::Data("no training samples".into()));
+        }
+        if let Valid::Other(r, _) = &valid {
+            let (shape, expected) = (r.sample_shape(), reader.sample_shape());
+            if shape != expected {
+                let message = format!("the validation samples have shape {shape:?}, the training samples {expected:?}");
+                return Err(Error::Data(message));
+            }
         }
         let keep = self.components.is_some() && (start == Start::Continue || self.params.settings().warm_start);
         if !keep {
