@@ -12,8 +12,18 @@ const EPOCHS: &str = "max_epochs=40";
 /// Starts a run, waits until the table shows epoch 3, sends `signal`, and returns the exit code
 /// and the lines printed on standard error.
 fn interrupt(out: &Path, signal: &str) -> (Option<i32>, Vec<String>) {
+    interrupt_at(out, &[EPOCHS], "3 ", &[signal])
+}
+
+/// Starts a run with `sets`, waits for the table row starting with `row`, sends `signals` 50 ms
+/// apart, and returns the exit code and the lines printed on standard error.
+fn interrupt_at(out: &Path, sets: &[&str], row: &str, signals: &[&str]) -> (Option<i32>, Vec<String>) {
+    let mut args = vec!["train", "examples/digits/config.toml", "--out", out.to_str().unwrap()];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
     let mut child = Command::new(torchfit_bin())
-        .args(["train", "examples/digits/config.toml", "--set", EPOCHS, "--out", out.to_str().unwrap()])
+        .args(&args)
         .current_dir(root())
         .env("TORCHFIT_LOG", "warn")
         .stdout(Stdio::piped())
@@ -21,13 +31,16 @@ fn interrupt(out: &Path, signal: &str) -> (Option<i32>, Vec<String>) {
         .spawn()
         .unwrap();
     let mut rows = BufReader::new(child.stdout.take().unwrap()).lines();
-    for row in rows.by_ref() {
-        if row.unwrap().trim_start().starts_with("3 ") {
+    for line in rows.by_ref() {
+        if line.unwrap().trim_start().starts_with(row) {
             break;
         }
     }
-    let sent = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
-    assert!(sent.success());
+    for signal in signals {
+        let sent = Command::new("kill").args([*signal, &child.id().to_string()]).status().unwrap();
+        assert!(sent.success());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     rows.for_each(drop);
     let o = child.wait_with_output().unwrap();
     (o.status.code(), String::from_utf8_lossy(&o.stderr).lines().map(str::to_owned).collect())
@@ -70,4 +83,15 @@ fn sigterm_ends_the_run_the_same_way_with_143() {
     assert_eq!(code, Some(143), "{after:?}");
     assert!(after.len() == 1 && after[0].contains("SIGTERM"), "{after:?}");
     assert!(read_json(&out.join("summary.json"))["interrupted"].is_object());
+}
+
+#[test]
+fn a_second_ctrl_c_exits_at_once() {
+    let out = temp_dir("interrupt-twice").join("run");
+    // One batch of a second or so per epoch: both signals arrive while it runs.
+    let slow = ["module__hidden=[2000, 2000]", "iterator_train__batch_size=1400", "max_epochs=20"];
+    let (code, after) = interrupt_at(&out, &slow, "1 ", &["-INT", "-INT"]);
+    assert_eq!(code, Some(130), "{after:?}");
+    assert!(after.iter().all(|l| !l.contains("interrupted by")), "it did not wait for the batch: {after:?}");
+    assert!(!out.join("summary.json").exists());
 }
