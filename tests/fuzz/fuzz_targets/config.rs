@@ -6,7 +6,7 @@ use torchfit::config::Params;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    if let Ok(mut params) = Params::from_str(text, "fuzz.toml", ".".into()) {
+    if let Ok(params) = Params::from_str(text, "fuzz.toml", ".".into()) {
         let _ = params.settings();
         let _ = params.to_toml();
     }

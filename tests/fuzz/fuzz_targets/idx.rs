@@ -10,7 +10,10 @@ fuzz_target!(|data: &[u8]| {
     let Some((&split, rest)) = data.split_first() else { return };
     let (images, labels) = rest.split_at((split as usize).min(rest.len()));
     let dir = std::env::temp_dir();
-    let (ip, lp) = (dir.join(format!("torchfit-fuzz-{}-i", std::process::id())), dir.join(format!("torchfit-fuzz-{}-l", std::process::id())));
+    let (ip, lp) = (
+        dir.join(format!("torchfit-fuzz-{}-i", std::process::id())),
+        dir.join(format!("torchfit-fuzz-{}-l", std::process::id())),
+    );
     std::fs::write(&ip, images).expect("write the images");
     std::fs::write(&lp, labels).expect("write the labels");
     let cfg: idx::IdxConfig = torchfit_sdk::parse_config(&serde_json::json!({"images": "i"})).expect("config");
