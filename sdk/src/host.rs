@@ -4,6 +4,27 @@ use crate::Result;
 use serde_json::{Map, Value};
 use tch::Tensor;
 
+/// Where a callback runs: one process of a run ([`Host::process`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Process {
+    /// This process's rank, from 0.
+    pub rank: usize,
+    /// How many processes train the model together.
+    pub world_size: usize,
+    /// This process's rank on its machine.
+    pub local_rank: usize,
+}
+
+impl Process {
+    /// A run of one process.
+    pub const SINGLE: Process = Process { rank: 0, world_size: 1, local_rank: 0 };
+
+    /// Whether this is the main process, rank 0: the one that writes files.
+    pub fn is_main(&self) -> bool {
+        self.rank == 0
+    }
+}
+
 /// What a callback may read and change while one of its hooks runs.
 ///
 /// Epoch indices follow Python: `0` is the first epoch, `-1` the last (current) one.
@@ -184,6 +205,20 @@ pub trait Host {
     /// only. Returns whether the model has batch norm (without, no pass runs).
     fn update_batch_norm(&mut self) -> Result<bool> {
         Err(crate::Error::unsupported("update_batch_norm", crate::SdkVersion::V1_1))
+    }
+
+    /// The process this callback runs in (SDK 1.2): its rank among the processes of a
+    /// data-parallel run, their number, and its rank on its machine. Every rank runs every
+    /// callback; one that writes files should do so on the main process only
+    /// ([`Host::is_main_process`]).
+    fn process(&self) -> Result<Process> {
+        Err(crate::Error::unsupported("process", crate::SdkVersion::V1_2))
+    }
+
+    /// Whether this is the main process (rank 0) of the run; a host older than SDK 1.2 runs one
+    /// process, which is.
+    fn is_main_process(&self) -> bool {
+        self.process().map_or(true, |p| p.is_main())
     }
 
     /// The device the run trains on.

@@ -53,6 +53,8 @@ pub struct FakeHost {
     /// How many times `update_batch_norm` was called (the fake runs no pass; it answers
     /// whether `buffers` holds a `running_mean`).
     pub batch_norm_updates: usize,
+    /// The process the fake reports ([`crate::Process::SINGLE`] by default).
+    pub process: crate::Process,
 }
 
 impl Default for FakeHost {
@@ -80,6 +82,7 @@ impl Default for FakeHost {
             skipped_steps: 0,
             replaced_batch: None,
             batch_norm_updates: 0,
+            process: crate::Process::SINGLE,
         }
     }
 }
@@ -261,6 +264,9 @@ impl Host for FakeHost {
     fn device(&self) -> Result<Device> {
         Ok(Device::Cpu)
     }
+    fn process(&self) -> Result<crate::Process> {
+        Ok(self.process)
+    }
     /// `accuracy`, the one scorer the fake knows, is higher-is-better.
     fn scorer_lower_is_better(&mut self, name: &str) -> Result<Option<bool>> {
         match name {
@@ -274,6 +280,68 @@ impl Host for FakeHost {
             "accuracy" => crate::metrics::accuracy(y_true, y_pred),
             other => Err(Error::msg(format!("FakeHost knows no scorer `{other}`"))),
         }
+    }
+}
+
+/// A [`FakeHost`] as a host built against SDK 1.0 serves it: the 1.0 services only, every later
+/// one answering [`crate::Error::Unsupported`] (the trait's defaults). A plugin's tests run its
+/// callbacks against it to check that they do without what older hosts lack.
+pub struct Sdk10Host(pub FakeHost);
+
+impl Host for Sdk10Host {
+    fn epochs(&self) -> usize {
+        self.0.epochs()
+    }
+    fn history_get(&self, epoch: isize, key: &str) -> Option<Value> {
+        self.0.history_get(epoch, key)
+    }
+    fn history_epoch(&self, epoch: isize) -> Option<Map<String, Value>> {
+        self.0.history_epoch(epoch)
+    }
+    fn history_batch_values(&self, epoch: isize, key: &str) -> Vec<Value> {
+        self.0.history_batch_values(epoch, key)
+    }
+    fn record(&mut self, key: &str, value: Value) -> Result<()> {
+        self.0.record(key, value)
+    }
+    fn record_batch(&mut self, key: &str, value: Value) -> Result<()> {
+        self.0.record_batch(key, value)
+    }
+    fn parameters(&self) -> Vec<(String, Tensor)> {
+        self.0.parameters()
+    }
+    fn set_requires_grad(&mut self, pattern: &str, requires_grad: bool) -> Result<usize> {
+        self.0.set_requires_grad(pattern, requires_grad)
+    }
+    fn param_groups(&self) -> usize {
+        self.0.param_groups()
+    }
+    fn lr(&self, group: usize) -> Result<f64> {
+        self.0.lr(group)
+    }
+    fn set_lr(&mut self, group: usize, lr: f64) -> Result<()> {
+        self.0.set_lr(group, lr)
+    }
+    fn max_epochs(&self) -> usize {
+        self.0.max_epochs()
+    }
+    fn batch_counts(&self) -> (usize, usize) {
+        self.0.batch_counts()
+    }
+    fn request_stop(&mut self) {
+        self.0.request_stop()
+    }
+    fn save_checkpoint(&mut self, dir: &std::path::Path, prefix: &str, parts: crate::Parts) -> Result<()> {
+        self.0.save_checkpoint(dir, prefix, parts)
+    }
+    fn load_checkpoint(&mut self, dir: &std::path::Path, prefix: &str, parts: crate::Parts) -> Result<()> {
+        self.0.load_checkpoint(dir, prefix, parts)
+    }
+    fn run_dir(&self) -> Option<std::path::PathBuf> {
+        self.0.run_dir()
+    }
+    fn score(&mut self, name: &str, y_true: &Tensor, y_pred: &Tensor) -> Result<f64> {
+        self.0.score(name, y_true, y_pred)
     }
 }
 
@@ -308,4 +376,20 @@ pub fn drive_one_epoch(cb: &mut dyn crate::Callback, host: &mut FakeHost) -> Res
     cb.on_epoch_end(host)?;
     cb.on_train_end(host)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_without_the_process_service_counts_as_a_single_main_process() {
+        let old = Sdk10Host(FakeHost::default());
+        assert!(matches!(old.process(), Err(crate::Error::Unsupported { .. })));
+        assert!(old.is_main_process());
+        let second =
+            FakeHost { process: crate::Process { rank: 1, world_size: 2, local_rank: 1 }, ..Default::default() };
+        assert!(!second.is_main_process());
+        assert!(FakeHost::default().is_main_process());
+    }
 }

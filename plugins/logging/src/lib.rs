@@ -1,6 +1,7 @@
 //! Stock callbacks `csv_logger` (the history as CSV, per epoch and optionally per batch) and
 //! `plot_history` (loss and score curves per epoch as SVG). Both rewrite their file from the
-//! history at every epoch end, atomically, so a resumed run simply continues the file.
+//! history at every epoch end, atomically, so a resumed run simply continues the file; in a
+//! run of several processes only the main one writes.
 #![deny(missing_docs)]
 
 pub mod csv;
@@ -41,6 +42,9 @@ fn build_csv(config: &Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
 
 impl Callback for CsvLogger {
     fn on_epoch_end(&mut self, host: &mut dyn Host) -> Result<Flow> {
+        if !host.is_main_process() {
+            return Ok(Flow::Continue);
+        }
         torchfit_sdk::io::write_atomic(&in_run_dir(host, &self.0.filename), csv::epochs(&epochs(host)).as_bytes())?;
         if let Some(name) = &self.0.batches {
             let per_epoch: Vec<csv::BatchColumns> = (0..host.epochs() as isize)
@@ -83,6 +87,9 @@ fn build_plot(config: &Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> 
 
 impl Callback for Plot {
     fn on_epoch_end(&mut self, host: &mut dyn Host) -> Result<Flow> {
+        if !host.is_main_process() {
+            return Ok(Flow::Continue);
+        }
         torchfit_sdk::io::write_atomic(&in_run_dir(host, &self.0.filename), svg::plot(&epochs(host)).as_bytes())?;
         Ok(Flow::Continue)
     }
@@ -94,4 +101,42 @@ export_plugin! {
         Callback("csv_logger", build_csv, "writes the history as CSV each epoch (filename = history.csv; batches = a file name for per-batch rows)"),
         Callback("plot_history", build_plot, "draws loss and score curves per epoch as SVG (filename = training_curves.svg)"),
     ],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use torchfit_sdk::testing::FakeHost;
+    use torchfit_sdk::Process;
+
+    #[test]
+    fn only_the_main_process_writes_its_files() {
+        for rank in [0, 1] {
+            let dir = std::env::temp_dir().join(format!("torchfit-logging-{rank}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let process = Process { rank, world_size: 2, local_rank: rank };
+            let mut host = FakeHost { run_dir: Some(dir.clone()), process, ..FakeHost::default() };
+            host.new_epoch();
+            let ctx = torchfit_sdk::testing::context("csv");
+            let mut csv = build_csv(&serde_json::json!({}), &ctx).unwrap();
+            let mut plot = build_plot(&serde_json::json!({}), &ctx).unwrap();
+            csv.on_epoch_end(&mut host).unwrap();
+            plot.on_epoch_end(&mut host).unwrap();
+            let written = std::fs::read_dir(&dir).unwrap().count();
+            assert_eq!(written, if rank == 0 { 2 } else { 0 }, "rank {rank}");
+        }
+    }
+
+    #[test]
+    fn a_host_older_than_sdk_1_2_gets_its_files_written() {
+        let dir = std::env::temp_dir().join(format!("torchfit-logging-old-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut host = torchfit_sdk::testing::Sdk10Host(FakeHost { run_dir: Some(dir.clone()), ..FakeHost::default() });
+        host.0.new_epoch();
+        let mut csv = build_csv(&serde_json::json!({}), &torchfit_sdk::testing::context("csv")).unwrap();
+        csv.on_epoch_end(&mut host).unwrap();
+        assert!(dir.join("history.csv").exists());
+    }
 }

@@ -118,6 +118,7 @@ fn the_services_read_and_set_the_optimizer_and_run_the_model() {
     assert_eq!(e["probe_buffers"], 0);
     assert_eq!(e["probe_state_dict"], 6);
     assert_eq!(e["probe_device"], "Cpu");
+    assert_eq!(e["probe_process"], serde_json::json!({"rank": 0, "world_size": 1, "local_rank": 0}), "SDK 1.2");
     assert_eq!(e["probe_forward_repeats"], true);
     assert_eq!(e["probe_forward_grad"], true);
     assert!(e["probe_betas_error"].as_str().unwrap().contains("betas"));

@@ -247,6 +247,11 @@ impl Host for RunHost<'_> {
         Ok(self.device)
     }
 
+    /// A `NeuralNet` trains in one process: rank 0 of 1.
+    fn process(&self) -> Result<torchfit_sdk::Process> {
+        Ok(torchfit_sdk::Process::SINGLE)
+    }
+
     fn scorer_lower_is_better(&mut self, name: &str) -> Result<Option<bool>> {
         Ok(self.scorers.get(name)?.lower_is_better())
     }

@@ -81,6 +81,7 @@ pub fn serve(host: &mut dyn Host, service: &str, args: &Value, tensors: Vec<(Str
         }
         UPDATE_BATCH_NORM => Ok(ReplyFfi::data(&json!(host.update_batch_norm()?), Vec::new())),
         DEVICE => Ok(ReplyFfi::data(&json!(device_name(host.device()?)), Vec::new())),
+        PROCESS => Ok(ReplyFfi::data(&json!(host.process()?), Vec::new())),
         SCORER_LOWER_IS_BETTER => {
             let name = arg(args, "name")?.as_str().unwrap_or_default().to_owned();
             Ok(ReplyFfi::data(&json!(host.scorer_lower_is_better(&name)?), Vec::new()))
@@ -237,6 +238,10 @@ impl Host for HostExtProxy<'_, '_, '_, '_> {
     fn device(&self) -> Result<tch::Device> {
         let (v, _) = self.call_ref(services::DEVICE, Value::Null)?;
         parse_device(v.as_str().unwrap_or_default())
+    }
+    fn process(&self) -> Result<crate::Process> {
+        let (v, _) = self.call_ref(services::PROCESS, Value::Null)?;
+        serde_json::from_value(v).map_err(|e| Error::msg(format!("run.process answered no process: {e}")))
     }
     fn scorer_lower_is_better(&mut self, name: &str) -> Result<Option<bool>> {
         self.call(services::SCORER_LOWER_IS_BETTER, json!({"name": name}), &[]).map(|(v, _)| v.as_bool())

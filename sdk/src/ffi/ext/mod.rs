@@ -284,6 +284,7 @@ pub mod requests {
 /// | `model.forward` | 1 | `{"train", "grad"}` | `x` | `y` |
 /// | `model.update_batch_norm` | 1 | — | — | `bool` |
 /// | `run.device` | 1 | — | — | `"cpu"`, `"cuda:N"` |
+/// | `run.process` | 2 | — | — | `{"rank", "world_size", "local_rank"}` |
 /// | `scorer.lower_is_better` | 1 | `{"name"}` | — | `bool` or `null` |
 pub mod services {
     /// [`crate::Host::sdk_version`].
@@ -314,6 +315,8 @@ pub mod services {
     pub const UPDATE_BATCH_NORM: &str = "model.update_batch_norm";
     /// [`crate::Host::device`].
     pub const DEVICE: &str = "run.device";
+    /// [`crate::Host::process`] (SDK 1.2).
+    pub const PROCESS: &str = "run.process";
     /// [`crate::Host::scorer_lower_is_better`].
     pub const SCORER_LOWER_IS_BETTER: &str = "scorer.lower_is_better";
 }
@@ -380,6 +383,6 @@ mod tests {
         }
         static ROOT: SdkExtFfi = SdkExtFfi { sdk_minor: SDK_MINOR, build: no_build };
         let root = unsafe { check(header(&ROOT)) }.unwrap();
-        assert_eq!(root.sdk_minor, 1);
+        assert_eq!(root.sdk_minor, 2, "this SDK is 1.2");
     }
 }

@@ -167,6 +167,7 @@ impl Callback for Probe {
         host.record("probe_buffers", json!(host.buffers()?.len()))?;
         host.record("probe_state_dict", json!(host.state_dict()?.len()))?;
         host.record("probe_device", json!(format!("{:?}", host.device()?)))?;
+        host.record("probe_process", json!(host.process()?))?;
         let x = Tensor::ones([2, 64], (Kind::Float, host.device()?));
         let mode = Forward { train: false, grad: false };
         let (a, b) = (host.forward(&x, mode)?, host.forward(&x, mode)?);
