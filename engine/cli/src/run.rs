@@ -182,8 +182,12 @@ fn train_in(
     fitted?;
     let fit_seconds = fit_start.elapsed().as_secs_f64();
     if let Some(dir) = out {
-        // Every run directory ends with what `--resume` needs.
-        net.save_resume_checkpoint(dir, RESUME_PREFIX)?;
+        // Every run directory ends with what `--resume` needs; a run that cannot save it (a
+        // callback whose state fails) still keeps its history and the error.
+        if let Err(e) = net.save_resume_checkpoint(dir, RESUME_PREFIX) {
+            write_failed_run(dir, &mut net, &params, &e);
+            return Err(e);
+        }
     }
     if let Some(interrupted) = net.interruption() {
         let seconds = start.elapsed().as_secs_f64();

@@ -287,6 +287,23 @@ fn after_a_plugin_panics_the_run_ends_cleanly_and_train_end_state_is_saved() {
 }
 
 #[test]
+fn a_panic_in_a_callbacks_state_fails_the_run_but_keeps_its_directory() {
+    let dir = plugin_dir("state-panic", &faulty(), "libfaulty.so");
+    let out = temp_dir("state-panic-run").join("run");
+    let sets = [
+        "max_epochs=3",
+        "callbacks__bad__type=\"faulty\"",
+        "callbacks__bad__hook=\"state\"",
+        "callbacks__bad__how=\"panic\"",
+    ];
+    let o = train_digits(&sets, Some(&out), &[("TORCHFIT_PLUGIN_PATH", dir.to_str().unwrap())]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(error_line(&o).contains("callback `bad` failed in state"), "{}", stderr(&o));
+    assert_eq!(read_json(&out.join("history.json")).as_array().unwrap().len(), 3, "the epochs that ran are kept");
+    assert!(read_json(&out.join("summary.json"))["error"].as_str().unwrap().contains("state"));
+}
+
+#[test]
 fn a_loaded_callback_scores_with_a_loaded_scorer_through_the_host() {
     let lib = faulty();
     let out = temp_dir("scorer").join("run");

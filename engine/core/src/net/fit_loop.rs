@@ -61,7 +61,7 @@ pub(super) fn partial_fit(
             log::info!("optimizer.{key} = {value} on resume (the checkpoint's value replaced)");
         }
     }
-    keep_boundary(c, history)?;
+    keep_boundary(c, history);
     let epochs = count.epochs_to_run(c.settings.max_epochs, history.len());
     let result = match notify(c, history, (0, 0), &Event::TrainBegin) {
         Ok(Flow::Continue) => fit_loop(c, history, reader, train, valid, epochs),
@@ -134,7 +134,7 @@ fn fit_loop(
             break;
         }
         flow = flow.and(notify_epoch_end(c, history, counts, train_data(c, reader, train))?);
-        keep_boundary(c, history)?;
+        keep_boundary(c, history);
         if flow.stops() {
             log::info!("stopping after epoch {epoch}: a callback asked to stop");
             break;

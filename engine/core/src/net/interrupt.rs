@@ -13,7 +13,7 @@
 
 use super::actions::Snapshot;
 use super::build::Components;
-use crate::{History, Result};
+use crate::History;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -79,12 +79,14 @@ pub(super) struct Watch {
     flag: StopFlag,
     keep: Keep,
     pub boundary: Option<Snapshot<'static>>,
+    /// Whether a copy failed: no boundary is kept from then on.
+    pub lost_boundary: bool,
     pub interrupted: Option<Interruption>,
 }
 
 impl Watch {
     pub(super) fn new(flag: StopFlag, keep: Keep) -> Self {
-        Watch { flag, keep, boundary: None, interrupted: None }
+        Watch { flag, keep, boundary: None, lost_boundary: false, interrupted: None }
     }
 
     pub(super) fn raised(&self) -> bool {
@@ -98,14 +100,22 @@ impl Watch {
 
 /// Copies the run as it is now, between two epochs, when the stop flag's owner asked for that
 /// ([`super::interrupt`]).
-pub(super) fn keep_boundary(c: &mut Components, history: &History) -> Result<()> {
-    if c.watch.as_ref().is_some_and(|w| w.keeps_boundary()) {
-        let copy = Snapshot::take(c, history, torchfit_sdk::Parts::ALL)?.kept()?;
-        if let Some(w) = &mut c.watch {
-            w.boundary = Some(copy);
+pub(super) fn keep_boundary(c: &mut Components, history: &History) {
+    if !c.watch.as_ref().is_some_and(|w| w.keeps_boundary() && !w.lost_boundary) {
+        return;
+    }
+    // A callback whose state cannot be taken makes the run not resumable from an interruption;
+    // it does not stop the run (its checkpoints report the error where they are asked for).
+    let copy = Snapshot::take(c, history, torchfit_sdk::Parts::ALL).and_then(Snapshot::kept);
+    if let Some(w) = &mut c.watch {
+        match copy {
+            Ok(copy) => w.boundary = Some(copy),
+            Err(e) => {
+                log::warn!("no epoch boundary is kept for an interruption: {e}");
+                (w.boundary, w.lost_boundary) = (None, true);
+            }
         }
     }
-    Ok(())
 }
 
 /// Whether the stop flag was raised; if so, records where the run stopped.

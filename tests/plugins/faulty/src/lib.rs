@@ -95,6 +95,9 @@ impl Callback for Faulty {
     fn on_train_end(&mut self, _h: &mut dyn Host) -> Result<()> {
         self.at("on_train_end").map(|_| ())
     }
+    fn state(&self) -> Result<torchfit_sdk::Value> {
+        self.at("state").map(|_| torchfit_sdk::Value::Null)
+    }
 }
 
 struct FaultyLoss;
