@@ -85,6 +85,15 @@ impl Error {
     }
 }
 
+/// The message a panic carried (`panic!` with a literal or a formatted string).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 /// libtorch's message without its C++ context: the lines before `Exception raised from ...`
 /// (the frames of the backtrace), joined into one line.
 pub fn torch_summary(e: &tch::TchError) -> String {

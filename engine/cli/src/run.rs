@@ -177,7 +177,11 @@ fn train_in(
         _ => !net.history().is_empty(),
     };
     if let (Err(e), Some(dir), true) = (&fitted, out, *started) {
-        write_failed_run(dir, &mut net, &params, e);
+        // The last epoch boundary, from which `--resume` continues.
+        if let Err(e) = net.save_resume_checkpoint(dir, RESUME_PREFIX) {
+            log::debug!("no train_end_ checkpoint for the failed run: {e}");
+        }
+        write_failed_run(dir, &net, &params, e);
     }
     fitted?;
     let fit_seconds = fit_start.elapsed().as_secs_f64();
@@ -185,7 +189,7 @@ fn train_in(
         // Every run directory ends with what `--resume` needs; a run that cannot save it (a
         // callback whose state fails) still keeps its history and the error.
         if let Err(e) = net.save_resume_checkpoint(dir, RESUME_PREFIX) {
-            write_failed_run(dir, &mut net, &params, &e);
+            write_failed_run(dir, &net, &params, &e);
             return Err(e);
         }
     }
@@ -236,16 +240,12 @@ fn changed_hypers(recorded: &Path, params: &Params) -> Result<Vec<(String, serde
         .collect()
 }
 
-/// What a run that failed in training leaves: its config, the history so far, the error in
-/// `summary.json`, and a `train_end_` checkpoint of the last epoch boundary that `--resume`
-/// continues from (best effort: the run's own error is the one reported). The history is not
+/// What a run that failed in training leaves besides its checkpoints: its config, the history so
+/// far and the error in `summary.json` (best effort: the run's own error is the one reported). The history is not
 /// written over the `history.json` of a checkpoint saved with an empty prefix into the run
 /// directory, which `--resume` may still need.
-fn write_failed_run(dir: &Path, net: &mut NeuralNet, params: &Params, error: &Error) {
+fn write_failed_run(dir: &Path, net: &NeuralNet, params: &Params, error: &Error) {
     let summary = serde_json::json!({ "epochs": net.history().len(), "error": error.to_string() });
-    if let Err(e) = net.save_resume_checkpoint(dir, RESUME_PREFIX) {
-        log::debug!("no train_end_ checkpoint for the failed run: {e}");
-    }
     let written = write_atomic(&dir.join("config.toml"), params.to_toml().as_bytes())
         .and_then(|()| save_history(dir, net, false))
         .and_then(|()| write_atomic(&dir.join("summary.json"), json(&summary).as_bytes()));

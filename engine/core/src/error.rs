@@ -168,11 +168,7 @@ impl From<torchfit_sdk::Error> for Error {
 /// The first line of a panic's message (tch's layers unwrap libtorch errors into panics whose
 /// text carries libtorch's C++ frames after escaped or real newlines).
 pub fn panic_summary(payload: &(dyn std::any::Any + Send)) -> String {
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into());
+    let message = torchfit_sdk::error::panic_message(payload);
     let cut = [message.find("\\n"), message.find('\n')].into_iter().flatten().min().unwrap_or(message.len());
     message[..cut].trim_end().to_owned()
 }

@@ -209,6 +209,18 @@ fn at(path: &Path, message: impl std::fmt::Display) -> Error {
     Error::data(format!("{}: {message}", path.display()))
 }
 
+/// The first of the first `rows` rows of `t` that holds a non-finite value, and that value.
+fn first_non_finite(t: &Tensor, rows: usize) -> Result<Option<(usize, f64)>> {
+    if rows == 0 {
+        return Ok(None);
+    }
+    let t = t.f_narrow(0, 0, rows as i64)?.f_reshape([rows as i64, -1])?;
+    let finite = t.f_isfinite()?.f_all_dims(&[1i64][..], false)?;
+    let Some(i) = Vec::<bool>::try_from(finite)?.iter().position(|f| !f) else { return Ok(None) };
+    let row = Vec::<f64>::try_from(t.f_get(i as i64)?.f_to_kind(Kind::Double)?)?;
+    Ok(Some((i, row.into_iter().find(|v| !v.is_finite()).unwrap_or(f64::NAN))))
+}
+
 /// Targets as the engine wants them: `i64` classes or `f32` values, on the CPU.
 fn target_kind(y: Tensor, path: &Path) -> Result<Tensor> {
     if y.dim() == 0 {
@@ -270,19 +282,14 @@ impl Npy {
         }
         let targets = targets.f_narrow(0, 0, layout.len as i64)?;
         if layout.finite_only && targets.is_floating_point() {
-            let finite = targets.f_isfinite()?.f_reshape([layout.len as i64, -1])?.f_all_dims(&[1i64][..], false)?;
-            if let Some(i) = Vec::<bool>::try_from(finite)?.iter().position(|f| !f) {
-                let value = targets.f_get(i as i64)?.f_flatten(0, -1)?.f_double_value(&[0])?;
+            if let Some((i, value)) = first_non_finite(&targets, layout.len)? {
                 return Err(crate::values::non_finite(y_path, &format!("the target of sample {i}"), value));
             }
         }
         if let (Inputs::Memory(x), true) = (&inputs, layout.finite_only) {
             // In memory the whole array is checked at once; a streamed file batch by batch.
-            let rows = x.f_narrow(0, 0, layout.len as i64)?.f_isfinite()?.f_all_dims(&[1i64][..], false)?;
-            if let Some(i) = Vec::<bool>::try_from(rows)?.iter().position(|f| !f) {
-                let row = Vec::<f32>::try_from(x.f_get(i as i64)?)?;
-                let value = row.iter().find(|v| !v.is_finite()).copied().unwrap_or(f32::NAN);
-                return Err(crate::values::non_finite(path, &format!("sample {i}"), value as f64));
+            if let Some((i, value)) = first_non_finite(x, layout.len)? {
+                return Err(crate::values::non_finite(path, &format!("sample {i}"), value));
             }
         }
         Ok(Npy {

@@ -354,11 +354,7 @@ pub fn guard_in<T>(form: ErrorForm, what: &str, f: impl FnOnce() -> crate::Resul
 #[cold]
 #[inline(never)]
 fn panicked(what: &str, payload: Box<dyn std::any::Any + Send>) -> ErrorFfi {
-    let msg = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into());
+    let msg = crate::error::panic_message(&*payload);
     ErrorFfi { config_key: RNone, message: format!("panicked in {what}: {msg}").into() }
 }
 

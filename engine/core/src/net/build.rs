@@ -195,15 +195,22 @@ pub fn check_held_out(
     held: &mut dyn DatasetReader,
     what: &str,
 ) -> Result<()> {
-    let (shape, expected) = (held.sample_shape(), reader.sample_shape());
-    if shape != expected {
-        return Err(Error::Data(format!("{what} has samples of shape {shape:?}, the training data {expected:?}")));
-    }
+    check_shape(what, held, reader)?;
     if task == Task::Classification {
         let classes = select(&class_labels(reader)?, train).into_iter().max().unwrap_or(0) + 1;
         check_labels(what, &class_labels(held)?, classes)?;
     }
     Ok(())
+}
+
+/// Refuses the samples of `what` (held-out data: "the validation", "[test_dataset]") whose
+/// shape differs from those of the training `reader`.
+pub(crate) fn check_shape(what: &str, held: &dyn DatasetReader, reader: &dyn DatasetReader) -> Result<()> {
+    let (shape, expected) = (held.sample_shape(), reader.sample_shape());
+    match shape == expected {
+        true => Ok(()),
+        false => Err(Error::Data(format!("{what} samples have shape {shape:?}, the training samples {expected:?}"))),
+    }
 }
 
 /// Refuses class labels of `what` that a model with `classes` outputs (from the training data)

@@ -361,11 +361,7 @@ impl NeuralNet {
             return Err(Error::Data("no training samples".into()));
         }
         if let Valid::Other(r, _) = &valid {
-            let (shape, expected) = (r.sample_shape(), reader.sample_shape());
-            if shape != expected {
-                let message = format!("the validation samples have shape {shape:?}, the training samples {expected:?}");
-                return Err(Error::Data(message));
-            }
+            build::check_shape("the validation", &**r, reader)?;
         }
         let keep = self.components.is_some() && (start == Start::Continue || self.params.settings().warm_start);
         if !keep {
