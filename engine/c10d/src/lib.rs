@@ -1,0 +1,329 @@
+//! PyTorch's distributed engine (c10d) from Rust: the pieces `torch.distributed` and
+//! `DistributedDataParallel` are made of, taken from the libtorch that tch links.
+//!
+//! - [`Store`]: a `TCPStore` (server or client), optionally under a key prefix; the rendezvous.
+//! - [`ProcessGroup`]: a Gloo process group over a store; sum all-reduce, coalesced broadcast,
+//!   and barrier.
+//! - [`Reducer`]: DDP's `c10d::Reducer`, which averages gradients bucket by bucket from autograd
+//!   hooks while backward still runs.
+//!
+//! Nothing here re-implements communication: a C++ shim (`cpp/shim.cpp`, built by `build.rs`
+//! against the wheel's headers) forwards to libtorch and turns its exceptions into [`Error`]s.
+//! Every blocking call is bounded by the timeout its store or group was made with: a peer that
+//! dies makes the survivors' collectives fail ("Connection closed by peer"), not hang.
+
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::time::Duration;
+use tch::Tensor;
+
+/// A failure reported by libtorch's c10d (its message, without C++ frames).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Error(pub String);
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[repr(C)]
+struct RawStore {
+    _private: [u8; 0],
+}
+#[repr(C)]
+struct RawGroup {
+    _private: [u8; 0],
+}
+#[repr(C)]
+struct RawReducer {
+    _private: [u8; 0],
+}
+type CTensor = torch_sys::C_tensor;
+
+extern "C" {
+    fn tf_c10d_free_error(e: *mut c_char);
+    fn tf_c10d_tcp_store(
+        host: *const c_char,
+        port: u16,
+        is_server: c_int,
+        world_size: i64,
+        timeout_ms: i64,
+        out: *mut *mut RawStore,
+    ) -> *mut c_char;
+    fn tf_c10d_store_port(s: *const RawStore) -> u16;
+    fn tf_c10d_prefix_store(s: *const RawStore, prefix: *const c_char, out: *mut *mut RawStore) -> *mut c_char;
+    fn tf_c10d_store_set(s: *const RawStore, key: *const c_char, value: *const u8, n: usize) -> *mut c_char;
+    fn tf_c10d_store_check(s: *const RawStore, key: *const c_char, exists: *mut c_int) -> *mut c_char;
+    fn tf_c10d_store_add(s: *const RawStore, key: *const c_char, delta: i64, value: *mut i64) -> *mut c_char;
+    fn tf_c10d_store_free(s: *mut RawStore);
+    fn tf_c10d_gloo_group(
+        s: *const RawStore,
+        rank: c_int,
+        size: c_int,
+        timeout_ms: i64,
+        out: *mut *mut RawGroup,
+    ) -> *mut c_char;
+    fn tf_c10d_group_free(g: *mut RawGroup);
+    fn tf_c10d_all_reduce_sum(g: *const RawGroup, t: *mut CTensor) -> *mut c_char;
+    fn tf_c10d_broadcast_coalesced(
+        g: *const RawGroup,
+        ts: *const *mut CTensor,
+        n: usize,
+        buffer_bytes: usize,
+        root: c_int,
+    ) -> *mut c_char;
+    fn tf_c10d_barrier(g: *const RawGroup) -> *mut c_char;
+    fn tf_c10d_reducer_new(
+        g: *const RawGroup,
+        params: *const *mut CTensor,
+        names: *const *const c_char,
+        n: usize,
+        bucket_bytes: i64,
+        first_bucket_bytes: i64,
+        out: *mut *mut RawReducer,
+    ) -> *mut c_char;
+    fn tf_c10d_reducer_prepare_for_forward(r: *const RawReducer) -> *mut c_char;
+    fn tf_c10d_reducer_prepare_for_backward(
+        r: *const RawReducer,
+        outputs: *const *mut CTensor,
+        n: usize,
+    ) -> *mut c_char;
+    fn tf_c10d_reducer_free(r: *mut RawReducer);
+}
+
+/// Turns the shim's answer (NULL or an owned message) into a `Result`.
+fn check(e: *mut c_char) -> Result<()> {
+    if e.is_null() {
+        return Ok(());
+    }
+    // SAFETY: a non-null answer is a NUL-terminated string the shim allocated for us to free.
+    let message = unsafe { CStr::from_ptr(e) }.to_string_lossy().into_owned();
+    // SAFETY: freed once, with the shim's allocator.
+    unsafe { tf_c10d_free_error(e) };
+    Err(Error(message))
+}
+
+fn c_string(what: &str, s: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| Error(format!("{what} {s:?} contains a NUL byte")))
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The `at::Tensor*` handles of `ts`, borrowed for one call.
+fn handles(ts: &[&Tensor]) -> Vec<*mut CTensor> {
+    ts.iter().map(|t| t.as_ptr() as *mut CTensor).collect()
+}
+
+/// A c10d key-value store over TCP (`torch.distributed.TCPStore`).
+pub struct Store {
+    raw: *mut RawStore,
+}
+
+// SAFETY: c10d's TCPStore serializes its requests on one socket behind a mutex; a PrefixStore
+// only rewrites keys. The handle is never aliased mutably from Rust.
+unsafe impl Send for Store {}
+// SAFETY: as above.
+unsafe impl Sync for Store {}
+
+impl Store {
+    fn tcp(host: &str, port: u16, server: bool, world_size: Option<usize>, timeout: Duration) -> Result<Self> {
+        let host = c_string("host", host)?;
+        let world = world_size.map_or(-1, |w| w as i64);
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: valid C string, out-pointer to a local.
+        check(unsafe { tf_c10d_tcp_store(host.as_ptr(), port, server as c_int, world, millis(timeout), &mut raw) })?;
+        Ok(Self { raw })
+    }
+
+    /// Serves a store on `host:port` (port 0: a free port, see [`Store::port`]) for
+    /// `world_size` clients, itself a client of it too.
+    pub fn serve(host: &str, port: u16, world_size: usize, timeout: Duration) -> Result<Self> {
+        Self::tcp(host, port, true, Some(world_size), timeout)
+    }
+
+    /// Connects to the store served on `host:port`, retrying until `timeout`.
+    pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<Self> {
+        Self::tcp(host, port, false, None, timeout)
+    }
+
+    /// The port the store listens on (the one chosen when it was served on port 0).
+    pub fn port(&self) -> u16 {
+        // SAFETY: live handle.
+        unsafe { tf_c10d_store_port(self.raw) }
+    }
+
+    /// A view of this store whose keys all start with `prefix/` (`PrefixStore`).
+    pub fn prefixed(&self, prefix: &str) -> Result<Self> {
+        let p = c_string("prefix", prefix)?;
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: live handle, valid C string, out-pointer to a local.
+        check(unsafe { tf_c10d_prefix_store(self.raw, p.as_ptr(), &mut raw) })?;
+        Ok(Self { raw })
+    }
+
+    /// Sets `key` to `value`. It does not wait for the server: a later request on the same
+    /// store (for example [`Store::add`]) is answered after it.
+    pub fn set(&self, key: &str, value: &[u8]) -> Result<()> {
+        let k = c_string("key", key)?;
+        // SAFETY: live handle, valid C string, slice pointer and length.
+        check(unsafe { tf_c10d_store_set(self.raw, k.as_ptr(), value.as_ptr(), value.len()) })
+    }
+
+    /// Whether `key` is set, without waiting.
+    pub fn contains(&self, key: &str) -> Result<bool> {
+        let k = c_string("key", key)?;
+        let mut exists = 0;
+        // SAFETY: live handle, valid C string, out-pointer to a local.
+        check(unsafe { tf_c10d_store_check(self.raw, k.as_ptr(), &mut exists) })?;
+        Ok(exists != 0)
+    }
+
+    /// Adds `delta` to the counter `key` (0 when unset) and returns the new value.
+    pub fn add(&self, key: &str, delta: i64) -> Result<i64> {
+        let k = c_string("key", key)?;
+        let mut value = 0;
+        // SAFETY: live handle, valid C string, out-pointer to a local.
+        check(unsafe { tf_c10d_store_add(self.raw, k.as_ptr(), delta, &mut value) })?;
+        Ok(value)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // SAFETY: the handle is owned and dropped once.
+        unsafe { tf_c10d_store_free(self.raw) }
+    }
+}
+
+/// A process group on Gloo (`ProcessGroupGloo` inside a `ProcessGroup`): CPU tensors, and CUDA
+/// tensors through host memory.
+pub struct ProcessGroup {
+    raw: *mut RawGroup,
+    rank: usize,
+    size: usize,
+}
+
+// SAFETY: c10d process groups are used from any thread; Gloo queues work on its own threads.
+unsafe impl Send for ProcessGroup {}
+// SAFETY: as above.
+unsafe impl Sync for ProcessGroup {}
+
+impl ProcessGroup {
+    /// Joins the group of `size` processes rendezvousing in `store`, as `rank`. Blocks until
+    /// every rank joined or `timeout` passed; `timeout` also bounds every collective.
+    /// `GLOO_SOCKET_IFNAME` names the network interfaces, as with `torch.distributed`.
+    pub fn gloo(store: &Store, rank: usize, size: usize, timeout: Duration) -> Result<Self> {
+        if size == 0 || rank >= size {
+            return Err(Error(format!("rank {rank} is outside a world of {size}")));
+        }
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: live store handle, out-pointer to a local.
+        check(unsafe { tf_c10d_gloo_group(store.raw, rank as c_int, size as c_int, millis(timeout), &mut raw) })?;
+        Ok(Self { raw, rank, size })
+    }
+
+    /// This process's rank.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// The number of processes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Sums `t` over all ranks, in place (Gloo has no average: divide afterwards).
+    pub fn all_reduce_sum(&self, t: &mut Tensor) -> Result<()> {
+        // SAFETY: live group; the tensor handle outlives the call, which waits for the work.
+        check(unsafe { tf_c10d_all_reduce_sum(self.raw, t.as_mut_ptr()) })
+    }
+
+    /// Overwrites `tensors` on every rank with `root`'s, packed into buffers of at most
+    /// `buffer_bytes` (`torch.distributed`'s `_broadcast_coalesced`). Tensors that must be
+    /// written without recording autograd history are best passed under `no_grad`.
+    pub fn broadcast(&self, tensors: &[&Tensor], buffer_bytes: usize, root: usize) -> Result<()> {
+        let hs = handles(tensors);
+        // SAFETY: live group; handles borrowed from live tensors for the call.
+        check(unsafe { tf_c10d_broadcast_coalesced(self.raw, hs.as_ptr(), hs.len(), buffer_bytes, root as c_int) })
+    }
+
+    /// Waits until every rank reaches the barrier.
+    pub fn barrier(&self) -> Result<()> {
+        // SAFETY: live group.
+        check(unsafe { tf_c10d_barrier(self.raw) })
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        // SAFETY: the handle is owned and dropped once.
+        unsafe { tf_c10d_group_free(self.raw) }
+    }
+}
+
+/// DDP's gradient reducer (`c10d::Reducer`): after [`Reducer::prepare_for_backward`], the
+/// backward pass of the outputs given averages each parameter's gradient over all ranks,
+/// bucket by bucket as gradients become ready, so communication overlaps the rest of backward.
+///
+/// Contract (DDP's): built from the parameters that require grad, in the same order on every
+/// rank; [`Reducer::prepare_for_forward`] then [`Reducer::prepare_for_backward`] once per step
+/// on every rank, and every one of those parameters gets a gradient in that backward (no
+/// unused parameters). After the first step the buckets are rebuilt in gradient-ready order.
+pub struct Reducer {
+    raw: *mut RawReducer,
+}
+
+// SAFETY: the Reducer guards its state with its own mutex; autograd threads call into it.
+unsafe impl Send for Reducer {}
+
+/// DDP's default bucket size, 25 MiB (`bucket_cap_mb`).
+pub const BUCKET_BYTES: usize = 25 * 1024 * 1024;
+/// DDP's first bucket, 1 MiB (`dist._DEFAULT_FIRST_BUCKET_BYTES`), so the first all-reduce
+/// starts early in backward.
+pub const FIRST_BUCKET_BYTES: usize = 1024 * 1024;
+
+impl Reducer {
+    /// A reducer over `params` (name, tensor) in `group`, with DDP's bucketing.
+    pub fn new(group: &ProcessGroup, params: &[(String, Tensor)], bucket_bytes: usize) -> Result<Self> {
+        let tensors: Vec<&Tensor> = params.iter().map(|(_, t)| t).collect();
+        let hs = handles(&tensors);
+        let names = params.iter().map(|(n, _)| c_string("parameter name", n)).collect::<Result<Vec<CString>>>()?;
+        let name_ptrs: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
+        let first = FIRST_BUCKET_BYTES.min(bucket_bytes);
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: live group; handles and names borrowed for the call (the Reducer keeps its own
+        // references to the tensors); out-pointer to a local.
+        check(unsafe {
+            tf_c10d_reducer_new(
+                group.raw,
+                hs.as_ptr(),
+                name_ptrs.as_ptr(),
+                hs.len(),
+                bucket_bytes as i64,
+                first as i64,
+                &mut raw,
+            )
+        })?;
+        Ok(Self { raw })
+    }
+
+    /// Before each training forward pass (rebuilds the buckets once after the first step).
+    pub fn prepare_for_forward(&self) -> Result<()> {
+        // SAFETY: live handle.
+        check(unsafe { tf_c10d_reducer_prepare_for_forward(self.raw) })
+    }
+
+    /// Before backward from `outputs`: arms the autograd hooks for this step.
+    pub fn prepare_for_backward(&self, outputs: &[&Tensor]) -> Result<()> {
+        let hs = handles(outputs);
+        // SAFETY: live handle; outputs borrowed for the call.
+        check(unsafe { tf_c10d_reducer_prepare_for_backward(self.raw, hs.as_ptr(), hs.len()) })
+    }
+}
+
+impl Drop for Reducer {
+    fn drop(&mut self) {
+        // SAFETY: the handle is owned and dropped once.
+        unsafe { tf_c10d_reducer_free(self.raw) }
+    }
+}
