@@ -63,6 +63,10 @@ extern "C" {
 
 void tf_c10d_free_error(char* e) { std::free(e); }
 
+// libtorch's own log threshold (c10's caffe2_log_level: 0 info, 1 warning, 2 error, 3 fatal),
+// which c10d's messages (socket retries, timeouts) go through.
+void tf_c10d_set_log_level(int level) { FLAGS_caffe2_log_level = level; }
+
 char* tf_c10d_tcp_store(const char* host, uint16_t port, int is_server, int64_t world_size, int64_t timeout_ms,
                         TfStore** out) {
   return guard([&] {

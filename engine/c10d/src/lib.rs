@@ -40,6 +40,7 @@ type CTensor = torch_sys::C_tensor;
 
 extern "C" {
     fn tf_c10d_free_error(e: *mut c_char);
+    fn tf_c10d_set_log_level(level: c_int);
     fn tf_c10d_tcp_store(
         host: *const c_char,
         port: u16,
@@ -87,6 +88,26 @@ extern "C" {
         n: usize,
     ) -> *mut c_char;
     fn tf_c10d_reducer_free(r: *mut RawReducer);
+}
+
+/// How much of libtorch's own logging reaches standard error: c10d logs each retry and timeout
+/// itself (at error level), besides the error this crate returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CppLog {
+    /// Info and up (libtorch's most verbose).
+    Info,
+    /// Warnings and up (libtorch's default).
+    Warning,
+    /// Errors and up.
+    Error,
+    /// Fatal messages only: the errors still arrive as [`Error`]s.
+    Fatal,
+}
+
+/// Sets libtorch's log threshold (c10's `caffe2_log_level`) for the whole process.
+pub fn set_cpp_log(level: CppLog) {
+    // SAFETY: writes one int that libtorch reads before logging.
+    unsafe { tf_c10d_set_log_level(level as c_int) }
 }
 
 /// Turns the shim's answer (NULL or an owned message) into a `Result`.

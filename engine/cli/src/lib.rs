@@ -19,6 +19,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod launch;
 mod presets;
 pub mod run;
 pub mod run_dir;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use torchfit::run;
+use torchfit::{launch, run};
 use torchfit_engine::net::{Interruption, StopFlag};
 use torchfit_engine::{fsutil::write_atomic, plugins, Error};
 
@@ -36,6 +36,10 @@ enum Command {
         /// Continue the run in --out DIR from its train_end_ checkpoint, up to max_epochs in all.
         #[arg(long, requires = "out")]
         resume: bool,
+        /// Train data-parallel in N worker processes on this machine (as `torchrun --standalone
+        /// --nproc-per-node N`); `batch_size` is per process. Under torchrun, leave it out.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        nproc: Option<u16>,
     },
     /// Predict with the model of a run directory.
     Predict {
@@ -59,15 +63,23 @@ enum Command {
     },
 }
 
-struct StderrLogger(log::LevelFilter);
+/// Log lines on standard error; a worker of a distributed job other than rank 0 names its rank.
+struct StderrLogger {
+    level: log::LevelFilter,
+    rank: Option<String>,
+}
 
 impl log::Log for StderrLogger {
     fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= self.0
+        m.level() <= self.level
     }
     fn log(&self, r: &log::Record<'_>) {
         if self.enabled(r.metadata()) {
-            eprintln!("[{}] {}", r.level().as_str().to_lowercase(), r.args());
+            let level = r.level().as_str().to_lowercase();
+            match &self.rank {
+                Some(rank) => eprintln!("[{level} rank {rank}] {}", r.args()),
+                None => eprintln!("[{level}] {}", r.args()),
+            }
         }
     }
     fn flush(&self) {}
@@ -95,8 +107,11 @@ fn stop_on_signals(stop: &StopFlag) -> std::io::Result<Arc<AtomicUsize>> {
 }
 
 fn main() -> ExitCode {
-    let level = std::env::var("TORCHFIT_LOG").ok().and_then(|l| l.parse().ok()).unwrap_or(log::LevelFilter::Info);
-    let _ = log::set_boxed_logger(Box::new(StderrLogger(level))).map(|()| log::set_max_level(level));
+    // Workers of a distributed job other than rank 0 log warnings and errors only, by default.
+    let rank = std::env::var("RANK").ok().filter(|r| r != "0" && std::env::var_os("WORLD_SIZE").is_some());
+    let quiet = if rank.is_some() { log::LevelFilter::Warn } else { log::LevelFilter::Info };
+    let level = std::env::var("TORCHFIT_LOG").ok().and_then(|l| l.parse().ok()).unwrap_or(quiet);
+    let _ = log::set_boxed_logger(Box::new(StderrLogger { level, rank })).map(|()| log::set_max_level(level));
     // Panics are caught where they can happen (components linked in-process, reader threads,
     // and here) and reported as one error line; their whole text goes to the debug log.
     std::panic::set_hook(Box::new(|info| log::debug!("{info}")));
@@ -108,6 +123,7 @@ fn main() -> ExitCode {
     match executed {
         Ok(Ended::Completed) => ExitCode::SUCCESS,
         Ok(Ended::Interrupted(signal)) => ExitCode::from(signal_exit_code(signal)),
+        Ok(Ended::WorkersFailed(code)) => ExitCode::from(code),
         Err(e) => {
             log::debug!("{}", e.detail());
             eprintln!("error: {e}");
@@ -121,17 +137,43 @@ enum Ended {
     Completed,
     /// Stopped by this signal (the run directory written).
     Interrupted(i32),
+    /// The workers of `--nproc` ended; the first that failed exited with this code.
+    WorkersFailed(u8),
+}
+
+/// `train --nproc N`: the workers run this command without `--nproc` (see [`launch`]).
+fn launch_workers(nproc: usize, stop: StopFlag) -> Result<Ended, Error> {
+    if std::env::var_os("WORLD_SIZE").is_some() {
+        let message = "--nproc starts workers itself; under torchrun (WORLD_SIZE is set) leave it out".into();
+        return Err(Error::Config { origin: "--nproc".into(), key: "nproc".into(), message });
+    }
+    let args = launch::worker_args(std::env::args_os().skip(1));
+    match launch::run(nproc, args, stop.shared())? {
+        launch::JobEnd::Completed => Ok(Ended::Completed),
+        launch::JobEnd::Failed { code, .. } => Ok(Ended::WorkersFailed(code.clamp(1, 255) as u8)),
+    }
 }
 
 fn execute(command: Command) -> Result<Ended, Error> {
     match command {
-        Command::Train { config, sets, out, resume } => {
+        Command::Train { config, sets, out, resume, nproc } => {
             let params = run::load_params(&config, &sets)?;
             let stop = StopFlag::new();
             let received = stop_on_signals(&stop).map_err(|e| Error::io(Path::new("<signal handlers>"), e))?;
+            if let Some(n) = nproc {
+                return launch_workers(n.into(), stop);
+            }
             let outcome = run::train_until(params, out.as_deref(), resume, &stop)?;
+            // A worker of a distributed job stops with the others when a signal reached any of
+            // them: SIGINT's code then, when none reached this one.
+            let signal = match received.load(Ordering::SeqCst) as i32 {
+                0 => signal_hook::consts::SIGINT,
+                s => s,
+            };
+            if !outcome.reports {
+                return Ok(if outcome.interrupted.is_some() { Ended::Interrupted(signal) } else { Ended::Completed });
+            }
             if let Some(interrupted) = outcome.interrupted {
-                let signal = received.load(Ordering::SeqCst) as i32;
                 let name = if signal == signal_hook::consts::SIGTERM { "SIGTERM" } else { "SIGINT" };
                 eprintln!("{}", interrupted_line(name, interrupted, &config, out.as_deref()));
                 return Ok(Ended::Interrupted(signal));

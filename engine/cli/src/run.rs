@@ -8,9 +8,11 @@
 use crate::run_dir::{Begin, RunDir};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 use torchfit_engine::config::{ComponentSpec, Params, SplitKind};
 use torchfit_engine::data::{split_indices, Stream};
+use torchfit_engine::distributed::{Distributed, Launch};
 use torchfit_engine::fsutil::write_atomic;
 use torchfit_engine::net::{check_held_out, Interruption, Keep, Start, StopFlag, RESUME_PREFIX};
 use torchfit_engine::registry::Component;
@@ -31,6 +33,9 @@ pub struct Outcome {
     pub fit_seconds: f64,
     /// Where the run stopped when its stop flag was raised (then there is no test evaluation).
     pub interrupted: Option<Interruption>,
+    /// Whether this process reports the run: it is a process of its own or rank 0 of a
+    /// distributed job.
+    pub reports: bool,
 }
 
 /// `model.json`: what `predict` needs to rebuild the model.
@@ -82,18 +87,34 @@ pub fn train(params: Params, out: Option<&Path>, resume: bool) -> Result<Outcome
 /// from which `--resume` continues exactly.
 pub fn train_until(params: Params, out: Option<&Path>, resume: bool, stop: &StopFlag) -> Result<Outcome> {
     let start = Instant::now();
-    let run = match out {
-        Some(dir) => Some(RunDir::open(dir, resume)?),
-        None if resume => {
+    // A worker of a distributed job (torchrun, `--nproc`) joins it first; rank 0 owns the run
+    // directory and the others follow it (see `RunDir::follow`).
+    let dist = match Launch::from_env()? {
+        Some(launch) => Some(Arc::new(Distributed::join(launch, &params.settings().distributed)?)),
+        None => None,
+    };
+    let run = match (out, dist.as_deref()) {
+        (Some(dir), Some(d)) => {
+            let opened = if d.is_main() { Some(RunDir::open(dir, resume)) } else { None };
+            d.barrier()?; // rank 0 has cleaned the folder
+            let run = match opened {
+                Some(run) => run?,
+                None => RunDir::follow(dir, resume)?,
+            };
+            d.barrier()?; // every rank knows where it begins before rank 0 writes anything
+            Some(run)
+        }
+        (Some(dir), None) => Some(RunDir::open(dir, resume)?),
+        (None, _) if resume => {
             return Err(Error::RunDir {
                 dir: ".".into(),
                 message: "--resume needs --out DIR, the run to continue".into(),
             })
         }
-        None => None,
+        (None, _) => None,
     };
     let mut started = false;
-    let result = train_in(params, run.as_ref(), (start, stop), &mut started);
+    let result = train_in(params, run.as_ref(), dist, (start, stop), &mut started);
     if let (Err(_), Some(run), false) = (&result, run, started) {
         run.abandon();
     }
@@ -106,6 +127,7 @@ pub fn train_until(params: Params, out: Option<&Path>, resume: bool, stop: &Stop
 fn train_in(
     params: Params,
     run: Option<&RunDir>,
+    dist: Option<Arc<Distributed>>,
     (start, stop): (Instant, &StopFlag),
     started: &mut bool,
 ) -> Result<Outcome> {
@@ -141,6 +163,9 @@ fn train_in(
         check_held_out(settings.task, data.as_mut(), &pool, t.as_mut(), "[test_dataset]")?;
     }
     let mut net = NeuralNet::with_registry(params.clone(), registry.clone()).with_defaults(crate::defaults());
+    // Only rank 0 of a distributed job writes the run directory.
+    let writes = dist.as_ref().is_none_or(|d| d.is_main());
+    net.set_distributed(dist);
     let mut valid = match settings.train_split.kind {
         SplitKind::Predefined => {
             let vspec = settings.valid_dataset.clone().ok_or_else(|| {
@@ -155,6 +180,7 @@ fn train_in(
     };
     let out = run.map(RunDir::path);
     net.set_run_dir(out.map(Path::to_path_buf));
+    let write_to = out.filter(|_| writes);
     net.set_epoch_count(EpochCount::Total);
     net.set_stop_flag(stop.clone(), if out.is_some() { Keep::Boundary } else { Keep::Nothing });
     if let (Some(Begin::Resume(found)), Some(dir)) = (run.map(RunDir::begin), out) {
@@ -176,7 +202,7 @@ fn train_in(
         Err(e) if e.is_bad_input() => net.history().len() > 1,
         _ => !net.history().is_empty(),
     };
-    if let (Err(e), Some(dir), true) = (&fitted, out, *started) {
+    if let (Err(e), Some(dir), true) = (&fitted, write_to, *started) {
         // The last epoch boundary, from which `--resume` continues.
         if let Err(e) = net.save_resume_checkpoint(dir, RESUME_PREFIX) {
             log::debug!("no train_end_ checkpoint for the failed run: {e}");
@@ -185,7 +211,7 @@ fn train_in(
     }
     fitted?;
     let fit_seconds = fit_start.elapsed().as_secs_f64();
-    if let Some(dir) = out {
+    if let Some(dir) = write_to {
         // Every run directory ends with what `--resume` needs; a run that cannot save it (a
         // callback whose state fails) still keeps its history and the error.
         if let Err(e) = net.save_resume_checkpoint(dir, RESUME_PREFIX) {
@@ -195,14 +221,21 @@ fn train_in(
     }
     if let Some(interrupted) = net.interruption() {
         let seconds = start.elapsed().as_secs_f64();
-        if let Some(dir) = out {
+        if let Some(dir) = write_to {
             let mut summary = summary(&net, (seconds, fit_seconds), None);
             summary["interrupted"] =
                 serde_json::json!({ "epochs": interrupted.epochs, "batches": interrupted.batches });
             write_run_dir(dir, &net, &params, &summary)?;
         }
         let history = net.history().clone();
-        return Ok(Outcome { history, test: None, seconds, fit_seconds, interrupted: Some(interrupted) });
+        return Ok(Outcome {
+            history,
+            test: None,
+            seconds,
+            fit_seconds,
+            interrupted: Some(interrupted),
+            reports: writes,
+        });
     }
     let test = match test_data.as_mut() {
         Some(t) => {
@@ -213,10 +246,10 @@ fn train_in(
         None => Some(net.evaluate(data.as_mut(), &test)?),
     };
     let seconds = start.elapsed().as_secs_f64();
-    if let Some(dir) = out {
+    if let Some(dir) = write_to {
         write_run_dir(dir, &net, &params, &summary(&net, (seconds, fit_seconds), test))?;
     }
-    Ok(Outcome { history: net.history().clone(), test, seconds, fit_seconds, interrupted: None })
+    Ok(Outcome { history: net.history().clone(), test, seconds, fit_seconds, interrupted: None, reports: writes })
 }
 
 /// The optimizer hyper-parameters (top-level keys of `[optimizer]`) that `params` sets to other

@@ -34,7 +34,8 @@ pub enum Begin {
 pub struct RunDir {
     path: PathBuf,
     created: bool,
-    _lock: File,
+    /// The lock, held by the process that writes the folder (none for [`RunDir::follow`]).
+    _lock: Option<File>,
     begin: Begin,
 }
 
@@ -51,13 +52,22 @@ impl RunDir {
         let opened = lock(path).and_then(|lock| {
             checkpoint::recover_all(path)?;
             let begin = begin(path, resume).map_err(refuse)?;
-            Ok(RunDir { path: path.to_path_buf(), created, _lock: lock, begin })
+            Ok(RunDir { path: path.to_path_buf(), created, _lock: Some(lock), begin })
         });
         if opened.is_err() && created {
             let _ = std::fs::remove_file(path.join(LOCK_FILE));
             let _ = std::fs::remove_dir(path);
         }
         opened
+    }
+
+    /// The folder as another process of a distributed job holds it (rank 0, which opened it
+    /// first): this one neither locks, cleans nor writes it, and begins as the folder says (from
+    /// the same checkpoint as rank 0).
+    pub fn follow(path: &Path, resume: bool) -> Result<RunDir> {
+        let refuse = |message: String| Error::RunDir { dir: path.to_path_buf(), message };
+        let begin = begin(path, resume).map_err(refuse)?;
+        Ok(RunDir { path: path.to_path_buf(), created: false, _lock: None, begin })
     }
 
     /// The folder.

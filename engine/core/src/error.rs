@@ -78,6 +78,13 @@ pub enum Error {
         /// The loss.
         value: f64,
     },
+    /// A distributed job could not be joined: the store cannot be served or reached, or the
+    /// other ranks did not join in time.
+    #[error("distributed: {0}")]
+    Rendezvous(String),
+    /// A distributed job failed while training: a rank was lost, or the ranks disagree.
+    #[error("distributed: {0}")]
+    Distributed(String),
     /// The net was used before `fit` initialized it.
     #[error("the net is not initialized: call fit first")]
     NotInitialized,
@@ -112,6 +119,7 @@ impl Error {
         match self {
             Error::Io { source, .. } => Class::of_io(source),
             Error::Config { .. } | Error::Data(_) | Error::Plugin(_) | Error::RunDir { .. } => Class::BadInput,
+            Error::Rendezvous(_) => Class::Environment,
             Error::Component { source, .. } | Error::Callback { source, .. } => match source {
                 torchfit_sdk::Error::Io { source, .. } => Class::of_io(source),
                 other if other.is_bad_input() && matches!(self, Error::Component { .. }) => Class::BadInput,

@@ -30,6 +30,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod distributed;
 mod error;
 pub mod fsutil;
 mod glob;

@@ -116,6 +116,9 @@ impl Callback for PrintLog {
     }
 
     fn on_epoch_end(&mut self, host: &mut dyn Host) -> Result<Flow> {
+        if !host.is_main_process() {
+            return Ok(Flow::Continue); // one table per job: rank 0's
+        }
         let Some(epoch) = host.history_epoch(-1) else { return Ok(Flow::Continue) };
         let cols = columns(&epoch, &self.keys_ignored);
         let widths: Vec<usize> = cols.iter().map(|c| c.len().max(self.decimals + 3)).collect();

@@ -22,7 +22,7 @@ pub(crate) fn build(config: &serde_json::Value, _ctx: &BuildContext) -> Result<B
 
 impl Callback for Progress {
     fn on_epoch_begin(&mut self, host: &mut dyn Host) -> Result<Flow> {
-        if std::io::stderr().is_terminal() {
+        if std::io::stderr().is_terminal() && host.is_main_process() {
             let (train, valid) = host.batch_counts();
             let bar = ProgressBar::with_draw_target(Some((train + valid) as u64), ProgressDrawTarget::stderr());
             bar.set_style(

@@ -72,6 +72,9 @@ pub struct Settings {
     /// Validation and prediction batches.
     #[serde(default)]
     pub iterator_valid: IteratorConfig,
+    /// How a process of a distributed job trains ([`crate::distributed`]).
+    #[serde(default)]
+    pub distributed: crate::distributed::DistributedConfig,
     /// Callbacks by name: a table configures one (`type` defaults to the name), `false`
     /// disables a default one.
     #[serde(default)]
@@ -218,6 +221,7 @@ impl Settings {
             return Err(("threads".into(), "must be at least 1".into()));
         }
         crate::device::parse(&self.device).map_err(|m| ("device".to_owned(), m))?;
+        self.distributed.validated()?;
         self.callback_overrides()?;
         Ok(self)
     }

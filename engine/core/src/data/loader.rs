@@ -14,11 +14,17 @@ pub type Batches = Vec<Vec<i64>>;
 /// Cuts `indices` into batches of `batch_size` (the last may be smaller). With `shuffle`, the
 /// order is a permutation drawn from `(seed, epoch)` alone, so a resumed run repeats it exactly.
 pub fn batches(indices: &[i64], batch_size: usize, shuffle: bool, seed: u64, epoch: u64) -> Batches {
+    order(indices, shuffle, seed, epoch).chunks(batch_size.max(1)).map(<[i64]>::to_vec).collect()
+}
+
+/// The order of one pass over `indices`: as given, or with `shuffle` a permutation drawn from
+/// `(seed, epoch)` alone (the same in every process of a distributed job).
+pub fn order(indices: &[i64], shuffle: bool, seed: u64, epoch: u64) -> Vec<i64> {
     let mut order = indices.to_vec();
     if shuffle {
         SplitMix64::new(seed, Stream::Shuffle, epoch).shuffle(&mut order);
     }
-    order.chunks(batch_size.max(1)).map(<[i64]>::to_vec).collect()
+    order
 }
 
 /// Calls `step(index, indices, x, y)` for each batch of `batches` in order, with the batch's

@@ -5,7 +5,7 @@ pub mod loader;
 pub mod rng;
 pub mod split;
 
-pub use loader::{batches, for_each_batch, Batches};
+pub use loader::{batches, for_each_batch, order, Batches};
 pub use rng::{SplitMix64, Stream};
 pub use split::split_indices;
 pub use torchfit_sdk::TensorDataset;

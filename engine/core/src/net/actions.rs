@@ -14,6 +14,8 @@ use torchfit_sdk::io::{load_json, load_tensors, save_json, save_tensors};
 /// Carries out `action` on the run's components and history.
 pub(super) fn perform(c: &mut Components, history: &mut History, action: &Action) -> Result<()> {
     match action {
+        // In a distributed job rank 0 writes; the other ranks hold the same run.
+        Action::Save { .. } if !super::ddp::writes_files(c.ddp.as_ref()) => Ok(()),
         Action::Save { dir, prefix, parts } => save(c, history, dir, prefix, *parts),
         Action::Load { dir, prefix, parts } => load(c, history, dir, prefix, *parts),
     }
@@ -53,6 +55,9 @@ impl<'h> Snapshot<'h> {
                     states.insert(name.to_owned(), cb.state().map_err(error("state"))?);
                     let own = cb.state_tensors().map_err(error("state_tensors"))?;
                     tensors.extend(own.into_iter().map(|(t, v)| (format!("{name}/{t}"), v)));
+                }
+                if let Some(world) = c.ddp.as_ref().map(|d| d.dist.process().world_size).filter(|&w| w > 1) {
+                    states.insert(JOB_KEY.into(), serde_json::json!({ "world_size": world }));
                 }
                 Some((serde_json::Value::Object(states), tensors))
             }
@@ -100,9 +105,30 @@ impl<'h> Snapshot<'h> {
     }
 }
 
+/// The entry of a checkpoint's callback states that records the number of processes of the job
+/// that saved it (absent: one). A callback's name cannot hold a dot, so it names no callback.
+const JOB_KEY: &str = "torchfit.job";
+
+/// Refuses callback states saved by a job of another number of processes than this one (`world`):
+/// each rank's shard of an epoch, and so the run, depends on that number.
+fn check_world_size(states: &serde_json::Value, world: usize, path: &Path) -> Result<()> {
+    let saved = states.get(JOB_KEY).and_then(|j| j.get("world_size")).and_then(|w| w.as_u64()).unwrap_or(1) as usize;
+    if saved == world {
+        return Ok(());
+    }
+    let how = if saved == 1 { "without --nproc".to_owned() } else { format!("with --nproc {saved}") };
+    Err(Error::Data(format!(
+        "{}: this run was trained by {saved} process{} and is resumed by {world}: resume it {how} (or torchrun with {saved} in all), since each process's share of an epoch depends on their number",
+        path.display(),
+        if saved == 1 { "" } else { "es" }
+    )))
+}
+
 /// Restores `parts` from checkpoint `prefix` under `dir`, completing an interrupted save first.
 fn load(c: &mut Components, history: &mut History, dir: &Path, prefix: &str, parts: torchfit_sdk::Parts) -> Result<()> {
-    crate::checkpoint::recover(dir, prefix)?;
+    if super::ddp::writes_files(c.ddp.as_ref()) {
+        crate::checkpoint::recover(dir, prefix)?; // the other ranks read what rank 0 recovered
+    }
     let files = Files::new(dir, prefix);
     if parts.history {
         *history = History::load(&files.history)?;
@@ -117,6 +143,8 @@ fn load(c: &mut Components, history: &mut History, dir: &Path, prefix: &str, par
     }
     if parts.callbacks {
         let states = load_json(&files.callbacks).map_err(sdk_error)?;
+        let world = c.ddp.as_ref().map_or(1, |d| d.dist.process().world_size);
+        check_world_size(&states, world, &files.callbacks)?;
         // A checkpoint from before SDK 1.1 has no tensor state.
         let tensors = match files.callback_tensors.exists() {
             true => load_tensors(&files.callback_tensors).map_err(sdk_error)?,

@@ -49,6 +49,8 @@ pub(super) struct Components {
     pub scorers: Scorers,
     /// The stop flag of the fit running, if any (see [`super::interrupt`]).
     pub watch: Option<super::interrupt::Watch>,
+    /// The distributed job this process trains in, if any.
+    pub ddp: Option<super::ddp::Ddp>,
 }
 
 /// What a net is built from.
@@ -57,19 +59,24 @@ pub(super) struct Recipe<'a> {
     pub registry: &'a Registry,
     pub defaults: &'a Defaults,
     pub run_dir: Option<PathBuf>,
+    pub dist: Option<std::sync::Arc<crate::distributed::Distributed>>,
 }
 
 impl Components {
     /// Builds the components for samples of `input_shape` and `n_outputs` outputs. Seeds
     /// libtorch first, so the same seed gives the same initial weights.
     pub fn build(recipe: Recipe<'_>, input_shape: &[i64], n_outputs: i64) -> Result<Self> {
-        let Recipe { params, registry, defaults, run_dir } = recipe;
+        let Recipe { params, registry, defaults, run_dir, dist } = recipe;
         let settings = params.settings().clone();
         if let Some(t) = settings.threads {
             tch::set_num_threads(t);
         }
         crate::malloc::apply(settings.malloc);
-        let device = device::resolve(device::parse(&settings.device).map_err(|m| params.config_error("device", m))?)?;
+        let mut device =
+            device::resolve(device::parse(&settings.device).map_err(|m| params.config_error("device", m))?)?;
+        if let (Some(d), Device::Cuda(0), "cuda" | "auto") = (&dist, device, settings.device.as_str()) {
+            device = Device::Cuda(d.launch().local_rank); // each process of a node takes its own GPU
+        }
         tch::manual_seed(settings.seed as i64);
         let ctx = |name: &str| BuildContext {
             name: name.into(),
@@ -120,6 +127,10 @@ impl Components {
         }
         let scorers = Scorers::new(registry.clone(), ctx("scorer"));
         let names = (module.name.clone(), criterion_name);
+        let ddp = dist.map(super::ddp::Ddp::new);
+        if let Some(d) = &ddp {
+            d.sync_from_main(model.as_ref())?;
+        }
         Ok(Self {
             settings,
             device,
@@ -133,6 +144,7 @@ impl Components {
             run_dir,
             scorers,
             watch: None,
+            ddp,
         })
     }
 

@@ -131,7 +131,8 @@ fn dispatch(
         }
     };
     {
-        let Components { callbacks, model, optimizer, settings, run_dir, scorers, device, .. } = &mut *c;
+        let Components { callbacks, model, optimizer, settings, run_dir, scorers, device, ddp, .. } = &mut *c;
+        let process = ddp.as_ref().map_or(torchfit_sdk::Process::SINGLE, |d| d.dist.process());
         for (name, cb) in callbacks.iter_mut() {
             let mut requests = Requests::default();
             let mut host = RunHost {
@@ -146,6 +147,7 @@ fn dispatch(
                 run_dir: run_dir.as_deref(),
                 scorers: &mut *scorers,
                 train_data: data.as_mut().map(TrainData::reborrow),
+                process,
             };
             match event.send(cb.as_mut(), &mut host) {
                 Ok(f) => asked.flow = asked.flow.and(f),

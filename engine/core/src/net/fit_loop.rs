@@ -20,7 +20,8 @@ use super::interrupt::{interrupted, keep_boundary};
 use super::update_bn::TrainData;
 use super::{EpochCount, Valid};
 use crate::config::OnNan;
-use crate::data::{batches, for_each_batch, Batches, SplitMix64, Stream};
+use crate::data::{batches, for_each_batch, order, Batches, SplitMix64, Stream};
+use crate::distributed::shard;
 use crate::{Error, History, Result};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -49,8 +50,11 @@ pub(super) fn partial_fit(
     train: &[i64],
     valid: Valid<'_>,
 ) -> Result<()> {
-    if let Some(run_dir) = &c.run_dir {
+    if let Some(run_dir) = c.run_dir.as_ref().filter(|_| super::ddp::writes_files(c.ddp.as_ref())) {
         crate::checkpoint::recover_all(run_dir)?;
+    }
+    if let Some(d) = &c.ddp {
+        d.dist.barrier()?; // the other ranks read checkpoints only once rank 0 recovered them
     }
     if let Some(Resume { dir, prefix, hypers }) = resume {
         perform(c, history, &Action::Load { dir, prefix, parts: torchfit_sdk::Parts::ALL })?;
@@ -59,6 +63,9 @@ pub(super) fn partial_fit(
                 c.optimizer.set_hyper(group, key, value).map_err(|m| Error::Data(format!("optimizer.{key}: {m}")))?;
             }
             log::info!("optimizer.{key} = {value} on resume (the checkpoint's value replaced)");
+        }
+        if let Some(d) = &c.ddp {
+            d.sync_from_main(c.model.as_ref())?;
         }
     }
     keep_boundary(c, history);
@@ -101,7 +108,15 @@ fn fit_loop(
             r.reset(epoch as u64, seed)?;
         }
         let it = &c.settings.iterator_train;
-        let train_batches = batches(train, it.batch_size, it.shuffle.unwrap_or(true), seed, epoch as u64);
+        let train_batches = match &c.ddp {
+            None => batches(train, it.batch_size, it.shuffle.unwrap_or(true), seed, epoch as u64),
+            Some(d) => {
+                let order = order(train, it.shuffle.unwrap_or(true), seed, epoch as u64);
+                let p = d.dist.process();
+                let own = shard(&order, p.rank, p.world_size, d.dist.config().drop_last);
+                batches(&own, it.batch_size, false, seed, epoch as u64)
+            }
+        };
         let iv = &c.settings.iterator_valid;
         let valid_batches = match &valid {
             Valid::None => Vec::new(),
@@ -115,7 +130,7 @@ fn fit_loop(
         let (trained, non_finite) = run_single_epoch(c, history, reader, &train_batches, true, counts, &mut pending)?;
         flow = flow.and(trained);
         if let Some(NonFinite { batch, value }) = non_finite {
-            record_losses(history, pending)?;
+            record_losses(c, history, pending)?;
             return Err(Error::NonFinite { epoch, batch, value });
         }
         if !valid_batches.is_empty() && flow != Flow::StopAfterBatch {
@@ -125,7 +140,7 @@ fn fit_loop(
             };
             flow = flow.and(run_single_epoch(c, history, valid_reader, &valid_batches, false, counts, &mut pending)?.0);
         }
-        record_losses(history, pending)?;
+        record_losses(c, history, pending)?;
         if flow == Flow::StopAfterBatch {
             if !interrupted(c, history, true) {
                 let batches = history.batches(-1).len();
@@ -134,6 +149,15 @@ fn fit_loop(
             break;
         }
         flow = flow.and(notify_epoch_end(c, history, counts, train_data(c, reader, train))?);
+        if let Some(d) = &c.ddp {
+            // A stop asked on any rank, or a signal any rank received, stops them all here.
+            let raised = c.watch.as_ref().is_some_and(|w| w.raised());
+            let (agreed, raised_anywhere) = d.agree(flow, raised)?;
+            flow = agreed;
+            if let (true, false, Some(w)) = (raised_anywhere, raised, &c.watch) {
+                w.raise();
+            }
+        }
         keep_boundary(c, history);
         if flow.stops() {
             log::info!("stopping after epoch {epoch}: a callback asked to stop");
@@ -220,6 +244,14 @@ fn run_single_epoch(
         if c.watch.as_ref().is_some_and(|w| w.raised()) {
             flow = flow.and(Flow::StopAfterBatch);
         }
+        if let Some(d) = &c.ddp {
+            let raised = c.watch.as_ref().is_some_and(|w| w.raised());
+            let (agreed, raised_anywhere) = d.agree(flow, raised)?;
+            flow = agreed;
+            if let (true, false, Some(w)) = (raised_anywhere, raised, &c.watch) {
+                w.raise();
+            }
+        }
         Ok::<_, Error>(if flow == Flow::StopAfterBatch { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
     })?;
     pending.push(losses);
@@ -251,6 +283,9 @@ fn train_step(
     counts: (usize, usize),
     batch: &Batch<'_>,
 ) -> Result<(Tensor, Tensor, Flow, Step)> {
+    if let Some(d) = &mut c.ddp {
+        d.before_forward(c.model.as_ref())?;
+    }
     let y_pred = c.forward(batch.x, true)?;
     let mut loss = c.loss(&y_pred, batch.y)?;
     let asked =
@@ -259,14 +294,26 @@ fn train_step(
     for term in asked.loss_terms {
         loss = loss.f_add(&term.f_reshape([0i64; 0])?)?;
     }
+    let mut non_finite = None;
     if c.settings.on_nan != OnNan::Continue {
         let value = loss.f_double_value(&[])?;
-        if !value.is_finite() {
-            return Ok((y_pred.f_detach()?, loss.f_detach()?, flow, Step::SkippedNonFinite(value)));
-        }
+        non_finite = (!value.is_finite()).then_some(value);
     }
-    if !asked.skip_step {
+    let mut skip_step = asked.skip_step;
+    if let Some(d) = &c.ddp {
+        // Backward runs on every rank or on none: each one's all-reduces wait for the others'.
+        let agreed = d.any(&[non_finite.is_some(), skip_step])?;
+        non_finite = non_finite.or(agreed[0].then_some(f64::NAN));
+        skip_step = agreed[1];
+    }
+    if let Some(value) = non_finite {
+        return Ok((y_pred.f_detach()?, loss.f_detach()?, flow, Step::SkippedNonFinite(value)));
+    }
+    if !skip_step {
         c.optimizer.zero_grad();
+        if let Some(d) = &c.ddp {
+            d.before_backward(&loss)?;
+        }
         loss.f_backward()?;
         let asked = ask(c, history, counts, &Event::GradComputed(batch))?;
         flow = flow.and(asked.flow);
@@ -285,11 +332,29 @@ fn validation_step(c: &Components, batch: &Batch<'_>) -> Result<(Tensor, Tensor)
     Ok((y_pred, loss))
 }
 
-/// Writes the epoch's batch losses into history with one device-to-host transfer.
-fn record_losses(history: &mut History, pending: Vec<Pending>) -> Result<()> {
+/// Writes the epoch's batch losses into history with one device-to-host transfer. In a
+/// distributed job the training batches are reduced over the ranks first: each record gets the
+/// size-weighted mean loss and the total size of that batch on all ranks.
+fn record_losses(c: &Components, history: &mut History, pending: Vec<Pending>) -> Result<()> {
     for pass in pending {
-        let values =
+        let mut values =
             Vec::<f64>::try_from(pass.values.f_narrow(0, 0, pass.records.len() as i64)?.f_to_device(Device::Cpu)?)?;
+        let reduce = c.ddp.as_ref().filter(|_| pass.key == "train_loss");
+        if let Some(d) = reduce {
+            let batches = history.batches(-1);
+            let sizes: Vec<f64> = pass
+                .records
+                .iter()
+                .map(|r| {
+                    batches.get(*r).and_then(|b| b.get("train_batch_size")).and_then(|v| v.as_f64()).unwrap_or(0.0)
+                })
+                .collect();
+            let (means, totals) = crate::distributed::reduce_batches(&d.dist, &values, &sizes)?;
+            values = means;
+            for (record, total) in pass.records.iter().zip(totals) {
+                history.record_batch_at(-1, *record, "train_batch_size", total.round() as u64)?;
+            }
+        }
         for (record, v) in pass.records.iter().zip(values) {
             history.record_batch_at(-1, *record, pass.key, torchfit_sdk::values::number(v))?;
         }

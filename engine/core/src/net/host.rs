@@ -41,6 +41,8 @@ pub(super) struct RunHost<'a> {
     pub scorers: &'a mut Scorers,
     /// The training data, in the hooks that may pass over it.
     pub train_data: Option<TrainData<'a>>,
+    /// This process's place in a distributed job.
+    pub process: torchfit_sdk::Process,
 }
 
 /// Scorer components built on first use in a run, by name.
@@ -247,9 +249,9 @@ impl Host for RunHost<'_> {
         Ok(self.device)
     }
 
-    /// A `NeuralNet` trains in one process: rank 0 of 1.
+    /// Rank 0 of 1 unless the net trains in a distributed job.
     fn process(&self) -> Result<torchfit_sdk::Process> {
-        Ok(torchfit_sdk::Process::SINGLE)
+        Ok(self.process)
     }
 
     fn scorer_lower_is_better(&mut self, name: &str) -> Result<Option<bool>> {

@@ -93,6 +93,11 @@ impl Watch {
         self.flag.is_raised()
     }
 
+    /// Raises the flag from inside the loop: another rank of a distributed job was interrupted.
+    pub(super) fn raise(&self) {
+        self.flag.raise();
+    }
+
     pub(super) fn keeps_boundary(&self) -> bool {
         self.keep == Keep::Boundary
     }

@@ -11,6 +11,7 @@
 //! | `host.rs` | the services lent to a callback during a hook |
 //! | `update_bn.rs` | the pass over the training data that recomputes batch-norm statistics |
 //! | `interrupt.rs` | stopping a fit from outside (signals), the copy kept at epoch boundaries |
+//! | `ddp.rs` | data-parallel training: same start, gradient reduction, agreed decisions |
 //!
 //! The chain of steps is skorch's: [`NeuralNet::initialize`] builds the model, criterion,
 //! optimizer and callbacks; `fit` initializes (unless `warm_start`) and runs the loop;
@@ -18,6 +19,7 @@
 
 mod actions;
 mod build;
+mod ddp;
 mod events;
 mod fit_loop;
 mod host;
@@ -97,6 +99,8 @@ pub struct NeuralNet {
     interrupted: Option<Interruption>,
     /// Whether the last fit ended by itself (not interrupted, no error).
     completed: bool,
+    /// The distributed job this process trains in.
+    dist: Option<std::sync::Arc<crate::distributed::Distributed>>,
 }
 
 impl std::fmt::Debug for NeuralNet {
@@ -134,6 +138,7 @@ impl NeuralNet {
             stop: None,
             interrupted: None,
             completed: false,
+            dist: None,
         }
     }
 
@@ -231,6 +236,19 @@ impl NeuralNet {
         }
     }
 
+    /// Makes this net train data-parallel as one process of the job `dist` (see
+    /// [`crate::distributed`]); the next `fit` rebuilds the components. Every rank runs the same
+    /// code with the same config; only rank 0 writes checkpoints.
+    pub fn set_distributed(&mut self, dist: Option<std::sync::Arc<crate::distributed::Distributed>>) {
+        self.dist = dist;
+        self.components = None;
+    }
+
+    /// The distributed job this net trains in, if any.
+    pub fn distributed(&self) -> Option<&crate::distributed::Distributed> {
+        self.dist.as_deref()
+    }
+
     /// Sets what `max_epochs` counts.
     pub fn set_epoch_count(&mut self, count: EpochCount) {
         self.epochs = count;
@@ -287,6 +305,7 @@ impl NeuralNet {
             registry: &self.registry,
             defaults: &self.defaults,
             run_dir: self.run_dir.clone(),
+            dist: self.dist.clone(),
         };
         let components = Components::build(recipe, input_shape, n_outputs)?;
         self.history = History::new();

@@ -75,28 +75,43 @@ impl Callback for SkipSteps {
     }
 }
 
-/// `stop_now`: asks to stop after training batch `batch` (from 0) of epoch `epoch`.
+/// `stop_now`: asks to stop after training batch `batch` (from 0) of epoch `epoch`, or without
+/// `batch` after epoch `epoch`; with `rank`, only in that process of a distributed job (SDK 1.2).
 struct StopNow {
     epoch: usize,
-    batch: usize,
+    batch: Option<usize>,
+    rank: Option<usize>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StopConfig {
     epoch: usize,
-    batch: usize,
+    #[serde(default)]
+    batch: Option<usize>,
+    #[serde(default)]
+    rank: Option<usize>,
 }
 
 fn build_stop(config: &Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
     let c: StopConfig = parse_config(config)?;
-    Ok(Box::new(StopNow { epoch: c.epoch, batch: c.batch }))
+    Ok(Box::new(StopNow { epoch: c.epoch, batch: c.batch, rank: c.rank }))
+}
+
+impl StopNow {
+    fn here(&self, host: &dyn Host) -> Result<bool> {
+        Ok(self.rank.is_none_or(|r| host.process().is_ok_and(|p| p.rank == r)) && host.epochs() == self.epoch)
+    }
 }
 
 impl Callback for StopNow {
     fn on_batch_end(&mut self, host: &mut dyn Host, out: &BatchOutput<'_>) -> Result<Flow> {
-        let now = out.batch.training && host.epochs() == self.epoch && out.batch.index == self.batch;
+        let now = out.batch.training && Some(out.batch.index) == self.batch && self.here(host)?;
         Ok(if now { Flow::StopAfterBatch } else { Flow::Continue })
+    }
+    fn on_epoch_end(&mut self, host: &mut dyn Host) -> Result<Flow> {
+        let now = self.batch.is_none() && self.here(host)?;
+        Ok(if now { Flow::Stop } else { Flow::Continue })
     }
     fn on_train_end(&mut self, host: &mut dyn Host) -> Result<()> {
         host.record("train_end_ran", true.into())
@@ -351,7 +366,7 @@ export_plugin! {
     components: [
         Callback("l1_penalty", build_l1, "adds coef * sum|w| to the loss (SDK 1.1 on_loss_computed); needs SDK 1.1"),
         Callback("skip_steps", build_skip, "skips every optimizer step (SDK 1.1 skip_step)"),
-        Callback("stop_now", build_stop, "stops after training batch `batch` of epoch `epoch` (SDK 1.1 Flow::StopAfterBatch)"),
+        Callback("stop_now", build_stop, "stops after training batch `batch` of epoch `epoch` (SDK 1.1 Flow::StopAfterBatch), or after epoch `epoch` without `batch`; only on rank `rank` if given"),
         Callback("mixup", build_mixup, "mixes each training batch with its reverse, soft targets (SDK 1.1 replace_batch)"),
         Callback("probe", build_probe, "reads and sets the optimizer and model through the SDK 1.1 services"),
         Callback("running_mean", build_running_mean, "an EMA of the parameters as tensor state (SDK 1.1)"),

@@ -1,0 +1,68 @@
+//! The three ways to launch a job give the same run: `torchfit train --nproc 2`, torchrun
+//! (`python -m torch.distributed.run --standalone --nproc-per-node 2 --no-python torchfit ...`)
+//! and two torchrun agents rendezvousing as two nodes (`--nnodes 2 --rdzv-backend c10d`).
+
+use super::{free_port, history, ok, train, BASE};
+use std::process::{Command, Output, Stdio};
+use torchfit_tests::{python, root, temp_dir, torchfit_bin};
+
+const BATCH: &str = "iterator_train__batch_size=16";
+
+/// `torchrun_args ... --no-python torchfit train <digits> <BASE> --set BATCH --out out`.
+fn torchrun(torchrun_args: &[String], out: &std::path::Path) -> std::process::Child {
+    let mut cmd = Command::new(python());
+    cmd.args(["-m", "torch.distributed.run"]).args(torchrun_args).arg("--no-python").arg(torchfit_bin());
+    cmd.args(["train", "examples/digits/config.toml"]);
+    for s in BASE.iter().chain(&[BATCH]) {
+        cmd.args(["--set", s]);
+    }
+    cmd.arg("--out").arg(out).current_dir(root()).env("TORCHFIT_LOG", "warn");
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+fn finished(child: std::process::Child) -> Output {
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn nproc_torchrun_and_two_torchrun_nodes_train_the_same_run() {
+    let root_dir = temp_dir("dist-launchers");
+    let (own, standalone, nodes) = (root_dir.join("nproc"), root_dir.join("torchrun"), root_dir.join("nodes"));
+    ok(&train(&[BATCH], &["--nproc", "2", "--out", own.to_str().unwrap()], &[]));
+    let single = ["--standalone", "--nproc-per-node", "2"].map(String::from);
+    ok(&finished(torchrun(&single, &standalone)));
+    let endpoint = format!("127.0.0.1:{}", free_port());
+    let agents: Vec<_> = (0..2)
+        .map(|_| {
+            let args = ["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-id", "t"]
+                .map(String::from)
+                .into_iter()
+                .chain(["--rdzv-endpoint".into(), endpoint.clone()])
+                .collect::<Vec<String>>();
+            torchrun(&args, &nodes)
+        })
+        .collect();
+    for agent in agents {
+        ok(&finished(agent));
+    }
+    let expected = history(&own);
+    assert_eq!(history(&standalone), expected, "torchrun --standalone");
+    assert_eq!(history(&nodes), expected, "two torchrun nodes");
+    let model = |d: &std::path::Path| std::fs::read(d.join("model.safetensors")).unwrap();
+    assert_eq!(model(&standalone), model(&own));
+    assert_eq!(model(&nodes), model(&own));
+    // One table and one set of result lines per job: rank 0's.
+    let o = train(&[BATCH, "max_epochs=1"], &["--nproc", "2"], &[]);
+    ok(&o);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(stdout.matches("test_accuracy=").count(), 1, "{stdout}");
+    assert_eq!(stdout.matches("train_loss").count(), 1, "{stdout}");
+}
+
+#[test]
+fn nproc_inside_a_launched_job_is_refused() {
+    let env = [("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "1")];
+    let o = train(&[], &["--nproc", "2"], &env);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("under torchrun"), "{}", String::from_utf8_lossy(&o.stderr));
+}

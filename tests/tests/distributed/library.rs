@@ -1,0 +1,138 @@
+//! The library API inside a distributed job: two ranks as two threads of this process, each
+//! with its own `NeuralNet`, against one net on the whole batch.
+
+use std::sync::Arc;
+use std::time::Duration;
+use tch::{Kind, Tensor};
+use torchfit::distributed::{Distributed, DistributedConfig, Launch};
+use torchfit_c10d::Store;
+
+const SETTINGS: &[(&str, &str)] = &[
+    ("module__hidden", "[64, 32]"),
+    ("optimizer__name", "\"sgd\""),
+    ("optimizer__lr", "0.1"),
+    ("optimizer__momentum", "0.9"),
+    ("max_epochs", "2"),
+    ("threads", "1"),
+    ("seed", "7"),
+];
+
+/// A net on the digits, the first 1600 for training and the rest for validation, at
+/// `batch_size` per process; trained, it returns its parameters and history.
+fn train(batch_size: usize, dist: Option<Distributed>) -> (Vec<(String, Vec<f64>)>, serde_json::Value) {
+    let (x, y) = torchfit_tests::digits();
+    let mut net = torchfit::classifier();
+    net.set_params(SETTINGS).unwrap();
+    net.set_param("iterator_train__batch_size", batch_size as i64).unwrap();
+    net.set_param("callbacks__print_log", false).unwrap();
+    net.set_distributed(dist.map(Arc::new));
+    let n = x.size()[0];
+    let (xt, yt, xv, yv) =
+        (x.narrow(0, 0, 1600), y.narrow(0, 0, 1600), x.narrow(0, 1600, n - 1600), y.narrow(0, 1600, n - 1600));
+    net.fit_with_valid(&xt, &yt, &xv, &yv).unwrap();
+    let params = net
+        .model()
+        .unwrap()
+        .parameters()
+        .into_iter()
+        .map(|(name, t)| (name, Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap()))
+        .collect();
+    (params, net.history().to_json())
+}
+
+/// The largest difference between two sets of parameters of the same shapes.
+fn max_diff(a: &[(String, Vec<f64>)], b: &[(String, Vec<f64>)]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let mut worst = 0f64;
+    for ((name, u), (_, v)) in a.iter().zip(b) {
+        assert_eq!(u.len(), v.len(), "{name}");
+        worst = u.iter().zip(v).fold(worst, |w, (x, y)| w.max((x - y).abs()));
+    }
+    worst
+}
+
+fn losses(h: &serde_json::Value, key: &str) -> Vec<f64> {
+    h.as_array().unwrap().iter().map(|e| e[key].as_f64().unwrap()).collect()
+}
+
+#[test]
+fn two_processes_at_half_the_batch_equal_one_process_and_each_other() {
+    let _serial = torchfit_tests::serial();
+    let (one_params, one_history) = train(32, None);
+    let store = Store::serve("127.0.0.1", 0, 2, Duration::from_secs(60)).unwrap();
+    let port = store.port();
+    let ranks: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|rank| {
+                s.spawn(move || {
+                    let launch = Launch {
+                        rank,
+                        world_size: 2,
+                        local_rank: rank,
+                        local_world_size: 2,
+                        master_addr: "127.0.0.1".into(),
+                        master_port: port,
+                        agent_store: true,
+                        restart_count: 0,
+                    };
+                    let config = DistributedConfig { timeout: 60.0, ..DistributedConfig::default() };
+                    train(16, Some(Distributed::join(launch, &config).unwrap()))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let (r0, r1) = (&ranks[0], &ranks[1]);
+    assert!(r0.0 == r1.0, "the ranks' parameters differ by up to {}", max_diff(&r0.0, &r1.0));
+    assert_eq!(losses(&r0.1, "train_loss"), losses(&r1.1, "train_loss"), "and so are their histories");
+    let worst = max_diff(&one_params, &r0.0);
+    assert!(worst < 1e-5, "parameters differ from one process's by {worst}");
+    for key in ["train_loss", "valid_loss", "valid_acc"] {
+        for (a, b) in losses(&one_history, key).iter().zip(losses(&r0.1, key)) {
+            assert!(((a - b) / a).abs() < 1e-6, "{key}: one process {a}, two {b}");
+        }
+    }
+    // Batch sizes in history are the global ones.
+    let sizes = |h: &serde_json::Value| -> Vec<i64> {
+        h[0]["batches"].as_array().unwrap().iter().filter_map(|b| b["train_batch_size"].as_i64()).collect()
+    };
+    assert_eq!(sizes(&one_history), sizes(&r0.1));
+    assert_eq!(sizes(&r0.1).iter().sum::<i64>(), 1600);
+}
+
+#[test]
+fn a_rank_whose_model_differs_is_refused_on_every_rank() {
+    let _serial = torchfit_tests::serial();
+    let store = Store::serve("127.0.0.1", 0, 2, Duration::from_secs(60)).unwrap();
+    let port = store.port();
+    let errors: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2usize)
+            .map(|rank| {
+                s.spawn(move || {
+                    let launch = Launch {
+                        rank,
+                        world_size: 2,
+                        local_rank: rank,
+                        local_world_size: 2,
+                        master_addr: "127.0.0.1".into(),
+                        master_port: port,
+                        agent_store: true,
+                        restart_count: 0,
+                    };
+                    let config = DistributedConfig { timeout: 60.0, ..DistributedConfig::default() };
+                    let dist = Distributed::join(launch, &config).unwrap();
+                    let mut net = torchfit::classifier();
+                    let hidden = if rank == 0 { "[16]" } else { "[17]" };
+                    net.set_params(&[("module__hidden", hidden), ("max_epochs", "1")]).unwrap();
+                    net.set_distributed(Some(Arc::new(dist)));
+                    let x = Tensor::zeros([8, 4], (Kind::Float, tch::Device::Cpu));
+                    let y = Tensor::zeros([8], (Kind::Int64, tch::Device::Cpu));
+                    net.fit(&x, &y).map(|_| ()).unwrap_err().to_string()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(errors[0].contains("another rank's model differs from rank 0's"), "{}", errors[0]);
+    assert!(errors[1].contains("this rank's model differs from rank 0's"), "{}", errors[1]);
+}
