@@ -4,9 +4,11 @@
 //! The launcher plays torchrun's agent: it serves the rendezvous store (on `MASTER_PORT`, or a
 //! free port) and gives each worker torchrun's environment (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`,
 //! `LOCAL_WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`, `TORCHELASTIC_USE_AGENT_STORE=True`) and,
-//! unless set, `OMP_NUM_THREADS` = cores / N. When a worker fails the others are stopped (SIGTERM,
-//! then SIGKILL after a grace period) and the launcher exits with the failed worker's code; a
-//! SIGINT or SIGTERM to the launcher is passed on to the workers, which stop after their batch.
+//! unless set, `OMP_NUM_THREADS` = cores / N. When a worker fails, the others get a grace period to
+//! end by themselves (they lose it in their next collective, or they were interrupted with it),
+//! then are stopped (SIGTERM, then SIGKILL); the launcher exits with the first failed worker's
+//! code. A SIGINT or SIGTERM to the launcher is passed on to the workers, which stop after their
+//! batch.
 
 use std::ffi::OsString;
 use std::process::{Child, Command};
@@ -16,8 +18,11 @@ use std::time::{Duration, Instant};
 use torchfit_c10d::Store;
 use torchfit_engine::{Error, Result};
 
-/// How long stopped workers get to end by themselves before they are killed.
+/// How long the other workers get to end by themselves once one failed (they fail at once when
+/// they lose it in a collective; an interrupted job's workers write their run directory).
 const GRACE: Duration = Duration::from_secs(30);
+/// How long workers asked to stop (SIGTERM) get before they are killed.
+const KILL_AFTER: Duration = Duration::from_secs(10);
 
 /// The arguments of a worker: this process's, without `--nproc N` / `--nproc=N`.
 pub fn worker_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
@@ -92,7 +97,7 @@ pub fn run(nproc: usize, args: Vec<OsString>, signals: Arc<AtomicBool>) -> Resul
         match spawned {
             Ok(child) => workers.push(child),
             Err(e) => {
-                stop(&mut workers, GRACE);
+                stop(&mut workers, KILL_AFTER);
                 return Err(Error::io(&exe, e));
             }
         }
@@ -100,6 +105,7 @@ pub fn run(nproc: usize, args: Vec<OsString>, signals: Arc<AtomicBool>) -> Resul
     let mut running: Vec<Option<Child>> = workers.into_iter().map(Some).collect();
     let mut passed_on = false;
     let mut first_failure = None;
+    let mut deadline = None;
     loop {
         if signals.load(Ordering::SeqCst) && !passed_on {
             passed_on = true;
@@ -112,6 +118,7 @@ pub fn run(nproc: usize, args: Vec<OsString>, signals: Arc<AtomicBool>) -> Resul
                 let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
                 if code != 0 && first_failure.is_none() {
                     first_failure = Some((rank, code));
+                    deadline = Some(Instant::now() + GRACE);
                     if !passed_on {
                         let how = match status.signal() {
                             Some(s) => format!("was killed by signal {s}"),
@@ -125,9 +132,9 @@ pub fn run(nproc: usize, args: Vec<OsString>, signals: Arc<AtomicBool>) -> Resul
         if running.iter().all(Option::is_none) {
             break;
         }
-        if first_failure.is_some() {
+        if deadline.is_some_and(|d| Instant::now() > d) {
             let mut rest: Vec<Child> = running.iter_mut().filter_map(Option::take).collect();
-            stop(&mut rest, GRACE);
+            stop(&mut rest, KILL_AFTER);
             break;
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -20,9 +20,18 @@ const SETTINGS: &[(&str, &str)] = &[
 /// A net on the digits, the first 1600 for training and the rest for validation, at
 /// `batch_size` per process; trained, it returns its parameters and history.
 fn train(batch_size: usize, dist: Option<Distributed>) -> (Vec<(String, Vec<f64>)>, serde_json::Value) {
+    train_with(batch_size, dist, &[])
+}
+
+fn train_with(
+    batch_size: usize,
+    dist: Option<Distributed>,
+    extra: &[(&str, &str)],
+) -> (Vec<(String, Vec<f64>)>, serde_json::Value) {
     let (x, y) = torchfit_tests::digits();
     let mut net = torchfit::classifier();
     net.set_params(SETTINGS).unwrap();
+    net.set_params(extra).unwrap();
     net.set_param("iterator_train__batch_size", batch_size as i64).unwrap();
     net.set_param("callbacks__print_log", false).unwrap();
     net.set_distributed(dist.map(Arc::new));
@@ -55,15 +64,14 @@ fn losses(h: &serde_json::Value, key: &str) -> Vec<f64> {
     h.as_array().unwrap().iter().map(|e| e[key].as_f64().unwrap()).collect()
 }
 
-#[test]
-fn two_processes_at_half_the_batch_equal_one_process_and_each_other() {
-    let _serial = torchfit_tests::serial();
-    let (one_params, one_history) = train(32, None);
+/// Runs `f(rank, distributed)` on two ranks, each a thread of this process.
+fn two_ranks<T: Send>(f: impl Fn(usize, Distributed) -> T + Sync) -> Vec<T> {
     let store = Store::serve("127.0.0.1", 0, 2, Duration::from_secs(60)).unwrap();
     let port = store.port();
-    let ranks: Vec<_> = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let handles: Vec<_> = (0..2)
             .map(|rank| {
+                let f = &f;
                 s.spawn(move || {
                     let launch = Launch {
                         rank,
@@ -76,12 +84,19 @@ fn two_processes_at_half_the_batch_equal_one_process_and_each_other() {
                         restart_count: 0,
                     };
                     let config = DistributedConfig { timeout: 60.0, ..DistributedConfig::default() };
-                    train(16, Some(Distributed::join(launch, &config).unwrap()))
+                    f(rank, Distributed::join(launch, &config).unwrap())
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    })
+}
+
+#[test]
+fn two_processes_at_half_the_batch_equal_one_process_and_each_other() {
+    let _serial = torchfit_tests::serial();
+    let (one_params, one_history) = train(32, None);
+    let ranks = two_ranks(|_, d| train(16, Some(d)));
     let (r0, r1) = (&ranks[0], &ranks[1]);
     assert!(r0.0 == r1.0, "the ranks' parameters differ by up to {}", max_diff(&r0.0, &r1.0));
     assert_eq!(losses(&r0.1, "train_loss"), losses(&r1.1, "train_loss"), "and so are their histories");
@@ -101,37 +116,35 @@ fn two_processes_at_half_the_batch_equal_one_process_and_each_other() {
 }
 
 #[test]
+fn validation_shared_by_two_ranks_is_one_process_validation_bit_for_bit() {
+    // No training (lr 0): the parameters stay rank 0's initial ones, those of one process.
+    let _serial = torchfit_tests::serial();
+    let frozen = [("optimizer__lr", "0.0"), ("optimizer__momentum", "0.0"), ("iterator_valid__batch_size", "16")];
+    let (_, one) = train_with(32, None, &frozen);
+    let ranks = two_ranks(|_, d| train_with(16, Some(d), &frozen).1);
+    let valid = |h: &serde_json::Value| -> Vec<serde_json::Value> {
+        let batches = h[0]["batches"].as_array().unwrap();
+        batches.iter().filter(|b| b.get("valid_loss").is_some()).cloned().collect()
+    };
+    for h in &ranks {
+        assert_eq!(valid(h), valid(&one), "each validation batch, size and loss");
+        for key in ["valid_loss", "valid_acc"] {
+            assert_eq!(losses(h, key), losses(&one, key), "{key}");
+        }
+    }
+}
+
+#[test]
 fn a_rank_whose_model_differs_is_refused_on_every_rank() {
     let _serial = torchfit_tests::serial();
-    let store = Store::serve("127.0.0.1", 0, 2, Duration::from_secs(60)).unwrap();
-    let port = store.port();
-    let errors: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..2usize)
-            .map(|rank| {
-                s.spawn(move || {
-                    let launch = Launch {
-                        rank,
-                        world_size: 2,
-                        local_rank: rank,
-                        local_world_size: 2,
-                        master_addr: "127.0.0.1".into(),
-                        master_port: port,
-                        agent_store: true,
-                        restart_count: 0,
-                    };
-                    let config = DistributedConfig { timeout: 60.0, ..DistributedConfig::default() };
-                    let dist = Distributed::join(launch, &config).unwrap();
-                    let mut net = torchfit::classifier();
-                    let hidden = if rank == 0 { "[16]" } else { "[17]" };
-                    net.set_params(&[("module__hidden", hidden), ("max_epochs", "1")]).unwrap();
-                    net.set_distributed(Some(Arc::new(dist)));
-                    let x = Tensor::zeros([8, 4], (Kind::Float, tch::Device::Cpu));
-                    let y = Tensor::zeros([8], (Kind::Int64, tch::Device::Cpu));
-                    net.fit(&x, &y).map(|_| ()).unwrap_err().to_string()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    let errors = two_ranks(|rank, dist| {
+        let mut net = torchfit::classifier();
+        let hidden = if rank == 0 { "[16]" } else { "[17]" };
+        net.set_params(&[("module__hidden", hidden), ("max_epochs", "1")]).unwrap();
+        net.set_distributed(Some(Arc::new(dist)));
+        let x = Tensor::zeros([8, 4], (Kind::Float, tch::Device::Cpu));
+        let y = Tensor::zeros([8], (Kind::Int64, tch::Device::Cpu));
+        net.fit(&x, &y).map(|_| ()).unwrap_err().to_string()
     });
     assert!(errors[0].contains("another rank's model differs from rank 0's"), "{}", errors[0]);
     assert!(errors[1].contains("this rank's model differs from rank 0's"), "{}", errors[1]);

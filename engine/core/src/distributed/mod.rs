@@ -12,10 +12,12 @@
 //!   per process); DDP's Reducer averages the gradients during backward, bucket by bucket;
 //!   buffers (batch-norm statistics) are broadcast from rank 0 before each training forward
 //!   unless `broadcast_buffers = false`;
-//! - validation runs on every rank over the whole validation set, so validation losses and
-//!   scores are those of one process; the training losses in history are reduced over the ranks
-//!   (weighted by batch sizes) at the end of each epoch, so `history.json` reads like one
-//!   process's;
+//! - validation batches are those of one process, dealt round-robin: rank `r` computes the
+//!   outputs of batches `r`, `r + world_size`, ... and sends each to the others, so every rank's
+//!   callbacks see every validation batch with the outputs one process would compute, and
+//!   validation losses and scores (any scorer) are one process's; the training losses in
+//!   history are reduced over the ranks (weighted by batch sizes) at the end of each epoch, so
+//!   `history.json` reads like one process's;
 //! - decisions are agreed: a non-finite loss or a skipped step on one rank skips it on all, and a
 //!   stop asked on any rank (a callback, a signal) stops every rank at the same batch or epoch;
 //! - files are written by rank 0 only (checkpoints, the run directory; callbacks ask
@@ -215,13 +217,62 @@ impl Distributed {
 
     /// Overwrites `tensors` on every rank with rank 0's, without recording autograd history.
     pub fn broadcast_from_main(&self, tensors: &[Tensor]) -> Result<()> {
+        self.broadcast_from(tensors, 0)
+    }
+
+    /// Overwrites `tensors` on every rank with rank `root`'s, without recording autograd history
+    /// (tensors on a device travel through host memory).
+    pub fn broadcast_from(&self, tensors: &[Tensor], root: usize) -> Result<()> {
         if tensors.is_empty() {
             return Ok(());
         }
         let _guard = tch::no_grad_guard();
-        let refs: Vec<&Tensor> = tensors.iter().collect();
+        let on_host = tensors.iter().all(|t| t.device() == Device::Cpu);
+        let staged: Vec<Tensor> = match on_host {
+            true => tensors.iter().map(Tensor::shallow_clone).collect(),
+            false => tensors.iter().map(|t| t.f_to_device(Device::Cpu)).collect::<std::result::Result<_, _>>()?,
+        };
+        let refs: Vec<&Tensor> = staged.iter().collect();
         // DDP's `_sync_module_states` packs 250 MiB per broadcast.
-        self.group.broadcast(&refs, 250 * 1024 * 1024, 0).map_err(|e| self.lost("a broadcast from rank 0", e))
+        self.group
+            .broadcast(&refs, 250 * 1024 * 1024, root)
+            .map_err(|e| self.lost(&format!("a broadcast from rank {root}"), e))?;
+        if !on_host {
+            for (t, host) in tensors.iter().zip(&staged) {
+                t.shallow_clone().f_copy_(host)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rank `owner`'s `tensor` on every rank: the owner passes `Some`, the others `None` and get
+    /// a tensor of the owner's shape and kind on `device`.
+    pub fn share(&self, tensor: Option<Tensor>, owner: usize, device: Device) -> Result<Tensor> {
+        let header = match &tensor {
+            Some(t) => {
+                let kind = KINDS.iter().position(|k| *k == t.kind()).ok_or_else(|| {
+                    Error::Distributed(format!("cannot share outputs of kind {:?} between ranks", t.kind()))
+                })?;
+                let mut h = vec![kind as i64, t.dim() as i64];
+                h.extend(t.size());
+                h.resize(HEADER, 0);
+                if t.dim() > HEADER - 2 {
+                    return Err(Error::Distributed(format!("cannot share outputs of {} dimensions", t.dim())));
+                }
+                Tensor::from_slice(&h)
+            }
+            None => Tensor::zeros([HEADER as i64], (Kind::Int64, Device::Cpu)),
+        };
+        self.broadcast_from(std::slice::from_ref(&header), owner)?;
+        let h = Vec::<i64>::try_from(&header)?;
+        let kind = KINDS[h[0].clamp(0, KINDS.len() as i64 - 1) as usize];
+        let shape = &h[2..2 + h[1].clamp(0, HEADER as i64 - 2) as usize];
+        let t = match tensor {
+            Some(t) => t.f_contiguous()?,
+            None => Tensor::f_zeros(shape, (kind, device))?,
+        };
+        self.broadcast_from(std::slice::from_ref(&t), owner)?;
+        Ok(t)
     }
 
     /// Fails on every rank unless every rank holds parameters of the same names, shapes and
@@ -240,6 +291,23 @@ impl Distributed {
             )));
         }
         Ok(())
+    }
+
+    /// Whether every rank holds rank 0's parameter values (compared by two sums per tensor, in
+    /// double precision): the same on every rank, the job's answer. A job whose gradients are
+    /// averaged stays identical; a difference means the ranks trained apart.
+    pub fn parameters_in_sync(&self, params: &[(String, Tensor)]) -> Result<bool> {
+        let _guard = tch::no_grad_guard();
+        let mut own = Vec::with_capacity(2 * params.len());
+        for (_, t) in params {
+            let t = t.f_to_kind(Kind::Double)?;
+            own.push(t.f_sum(Kind::Double)?.f_double_value(&[])?);
+            own.push(t.f_abs()?.f_sum(Kind::Double)?.f_double_value(&[])?);
+        }
+        let main = Tensor::from_slice(&own);
+        self.broadcast_from_main(std::slice::from_ref(&main))?;
+        let same = Vec::<f64>::try_from(&main)?.iter().zip(&own).all(|(a, b)| a.to_bits() == b.to_bits());
+        Ok(!self.any(&[!same])?[0])
     }
 
     /// DDP's Reducer over `params` (those that require grad), with `bucket_cap_mb` buckets.
@@ -270,6 +338,22 @@ impl Distributed {
         }
     }
 }
+
+/// Length of the header [`Distributed::share`] sends first: kind, rank of the shape, the shape.
+const HEADER: usize = 10;
+/// The kinds of outputs ranks can share, by their position.
+const KINDS: [Kind; 10] = [
+    Kind::Float,
+    Kind::Double,
+    Kind::Half,
+    Kind::BFloat16,
+    Kind::Int64,
+    Kind::Int,
+    Kind::Int16,
+    Kind::Int8,
+    Kind::Uint8,
+    Kind::Bool,
+];
 
 /// Parameter names, dtypes and shapes as integers (names hashed).
 fn fingerprint(params: &[(String, Tensor)]) -> Vec<i64> {

@@ -77,6 +77,11 @@ impl Components {
         if let (Some(d), Device::Cuda(0), "cuda" | "auto") = (&dist, device, settings.device.as_str()) {
             device = Device::Cuda(d.launch().local_rank); // each process of a node takes its own GPU
         }
+        // libtorch has one generator per process: nets built at once in threads of one process
+        // (the ranks of a job in tests, a search) each seed it and draw their initial weights
+        // under this lock, so each gets the weights its seed gives.
+        static INITIALIZING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let seeded = INITIALIZING.lock().unwrap_or_else(|p| p.into_inner());
         tch::manual_seed(settings.seed as i64);
         let ctx = |name: &str| BuildContext {
             name: name.into(),
@@ -91,6 +96,7 @@ impl Components {
         let model = registry
             .model(&module.name, &module.json(), &ctx("module"))
             .map_err(|e| params.component_error("module", e))?;
+        drop(seeded);
         let (criterion_name, criterion) = match (&settings.criterion, defaults.criterion(settings.task)) {
             (Some(c), _) => (c.name.clone(), registry.criterion(&c.name, &c.json(), &ctx("criterion"))),
             (None, Some(name)) => {
@@ -127,7 +133,7 @@ impl Components {
         }
         let scorers = Scorers::new(registry.clone(), ctx("scorer"));
         let names = (module.name.clone(), criterion_name);
-        let ddp = dist.map(super::ddp::Ddp::new);
+        let ddp = dist.map(|d| super::ddp::Ddp::new(d, device)).transpose()?;
         if let Some(d) = &ddp {
             d.sync_from_main(model.as_ref())?;
         }

@@ -1,6 +1,14 @@
 //! The loop's side of data-parallel training (PyTorch's `DistributedDataParallel`): the same
 //! start on every rank, DDP's Reducer around each backward, buffers from rank 0, and decisions
 //! every rank agrees on. What each step means is in [`crate::distributed`].
+//!
+//! Agreeing costs no collective of its own in a training step: the Reducer also averages the
+//! gradient of a small `flags` tensor that joins the loss as `loss + sum(flags * values)`
+//! (`flags` is zero, so the loss is unchanged bit for bit), and `values` are this rank's
+//! decisions. After backward every rank reads the same averaged gradient, so every rank knows
+//! whether any rank found a non-finite loss, skipped the step, asked to stop after its previous
+//! batch or was interrupted. A stop asked after a training batch therefore takes effect after
+//! the next one on every rank; one asked in the pass's last batch is agreed when the pass ends.
 
 use crate::distributed::Distributed;
 use crate::Result;
@@ -15,11 +23,31 @@ pub(super) struct Ddp {
     /// The Reducer and which parameters required grad when it was built: built at the first
     /// training step, again whenever that set changes (a callback froze or unfroze some).
     reducer: Option<(Reducer, Vec<bool>)>,
+    /// Zeros whose averaged gradient carries the ranks' decisions (see the module docs).
+    flags: Tensor,
+    /// A stop after the batch, and an interruption, asked since the last step: they ride on
+    /// the next one.
+    deferred: (bool, bool),
 }
 
+/// What the ranks decided in a training step: each true when it is true on any rank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Agreed {
+    pub non_finite: bool,
+    pub skip_step: bool,
+    /// A stop after the batch asked (by a callback, or a signal) before this step.
+    pub stop_after_batch: bool,
+    pub interrupted: bool,
+}
+
+/// The flags' name among the Reducer's parameters (not a model parameter name: models' have no dots
+/// at the start).
+const FLAGS: &str = ".torchfit.flags";
+
 impl Ddp {
-    pub fn new(dist: Arc<Distributed>) -> Self {
-        Self { dist, reducer: None }
+    pub fn new(dist: Arc<Distributed>, device: tch::Device) -> Result<Self> {
+        let flags = Tensor::f_zeros([4], (tch::Kind::Float, device))?.set_requires_grad(true);
+        Ok(Self { dist, reducer: None, flags, deferred: (false, false) })
     }
 
     /// Makes every rank start from rank 0's model: checks that the ranks built the same
@@ -36,12 +64,10 @@ impl Ddp {
         let params = model.parameters();
         let trained: Vec<bool> = params.iter().map(|(_, t)| t.requires_grad()).collect();
         if self.reducer.as_ref().is_none_or(|(_, was)| *was != trained) {
-            let live: Vec<(String, Tensor)> = params.into_iter().filter(|(_, t)| t.requires_grad()).collect();
+            let mut live: Vec<(String, Tensor)> = params.into_iter().filter(|(_, t)| t.requires_grad()).collect();
+            live.push((FLAGS.into(), self.flags.shallow_clone()));
             self.reducer = None; // the old Reducer's hooks go before the new one's are placed
-            self.reducer = match live.is_empty() {
-                true => None,
-                false => Some((self.dist.reducer(&live)?, trained)),
-            };
+            self.reducer = Some((self.dist.reducer(&live)?, trained));
         }
         if let Some((reducer, _)) = &self.reducer {
             reducer.prepare_for_forward().map_err(|e| self.dist.lost("preparing the gradient reduction", e))?;
@@ -53,6 +79,41 @@ impl Ddp {
             self.dist.broadcast_from_main(&buffers)?;
         }
         Ok(())
+    }
+
+    /// The loss to run backward from: `loss` plus this rank's decisions on the flags (equal to
+    /// `loss`), carrying also the deferred stop requests.
+    pub fn with_flags(&mut self, loss: &Tensor, non_finite: bool, skip_step: bool) -> Result<Tensor> {
+        let (stop, interrupted) = std::mem::take(&mut self.deferred);
+        let values: Vec<f32> = [non_finite, skip_step, stop, interrupted].iter().map(|&b| b as u8 as f32).collect();
+        let values = Tensor::from_slice(&values).f_to_device(self.flags.device())?;
+        let grad = self.flags.grad();
+        if grad.defined() {
+            let _ = grad.shallow_clone().f_zero_()?;
+        }
+        Ok(loss.f_add(&self.flags.f_mul(&values)?.f_sum(loss.kind())?)?)
+    }
+
+    /// After backward: what any rank decided (the flags' averaged gradient).
+    pub fn agreed_flags(&self) -> Result<Agreed> {
+        let g = Vec::<f32>::try_from(self.flags.grad().f_to_device(tch::Device::Cpu)?)?;
+        let any = |i: usize| g.get(i).is_some_and(|v| *v > 0.0);
+        Ok(Agreed { non_finite: any(0), skip_step: any(1), stop_after_batch: any(2), interrupted: any(3) })
+    }
+
+    /// Keeps a stop after the batch (`stop`) and an interruption for the next step to carry.
+    pub fn defer(&mut self, stop: bool, interrupted: bool) {
+        self.deferred.0 |= stop;
+        self.deferred.1 |= interrupted;
+    }
+
+    /// At the end of a training pass, on every rank: whether any rank still holds a deferred
+    /// stop (the pass then ends as if the stop was asked after its last batch), and whether any
+    /// was interrupted.
+    pub fn flush_deferred(&mut self) -> Result<(bool, bool)> {
+        let (stop, interrupted) = std::mem::take(&mut self.deferred);
+        let any = self.any(&[stop || interrupted, interrupted])?;
+        Ok((any[0], any[1]))
     }
 
     /// Just before backward from `loss`: the gradients of this backward are averaged over the

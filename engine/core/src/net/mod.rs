@@ -4,7 +4,8 @@
 //! |---|---|
 //! | `mod.rs` | the public API: configuration, `fit`, `partial_fit`, checkpoints, parameters |
 //! | `build.rs` | building the components of a run (`initialize`), [`Defaults`] |
-//! | `fit_loop.rs` | the loop: `partial_fit` → `fit_loop` → `run_single_epoch` → `train_step` |
+//! | `fit_loop.rs` | the loop: `partial_fit` → `fit_loop` (epochs) |
+//! | `pass.rs` | one pass: `run_single_epoch` → `train_step` or a validation step, batch losses to history |
 //! | `events.rs` | the event bus: each event sent to every callback, requests collected |
 //! | `actions.rs` | the checkpoint requests callbacks make, carried out |
 //! | `inference.rs` | outputs, `predict_proba`, `predict`, `score`, `evaluate` |
@@ -25,6 +26,7 @@ mod fit_loop;
 mod host;
 mod inference;
 mod interrupt;
+mod pass;
 mod update_bn;
 
 pub use build::{check_held_out, Defaults};

@@ -1,0 +1,333 @@
+//! One pass over the batches of an epoch: [`run_single_epoch`] runs each batch between
+//! `on_batch_begin` and `on_batch_end`, through [`train_step`] or a validation step, and keeps
+//! the batch losses on the device until [`record_losses`] writes them into history.
+//!
+//! In a distributed job (see [`super::ddp`]) the training steps carry the ranks' decisions on
+//! their gradient reduction, and validation is shared out in rounds of `world_size` batches:
+//! at the start of a round each rank computes the outputs of its batch of the round (batch `i`
+//! belongs to rank `i % world_size`), all at once; then every rank runs the round's batches in
+//! order, each with its owner's outputs, so every rank's callbacks see one process's validation.
+
+use super::build::Components;
+use super::events::{ask, notify, Event};
+use crate::config::OnNan;
+use crate::data::{for_each_batch, Batches};
+use crate::{History, Result};
+use std::ops::ControlFlow;
+use tch::{Device, Kind, Tensor};
+use torchfit_sdk::{Batch, BatchOutput, DatasetReader, Flow, Process};
+
+/// The batch losses of one pass, waiting on the device to be written into history at the end
+/// of the epoch: `values[i]` is the loss of the batch in history record `records[i]`.
+///
+/// The slots are one tensor allocated when the pass begins, so no batch syncs with the device
+/// and no per-batch tensor outlives its step (small long-lived tensors scattered through the
+/// heap make the allocator map fresh pages for the step's larger buffers; see bench/README.md).
+pub(super) struct Pending {
+    key: &'static str,
+    records: Vec<usize>,
+    values: Tensor,
+}
+
+/// A training batch whose loss was not finite, under a policy that checks ([`OnNan`]).
+pub(super) struct NonFinite {
+    /// The batch of the pass, from 1.
+    pub batch: usize,
+    pub value: f64,
+}
+
+/// What a pass gathers batch by batch.
+struct PassState {
+    training: bool,
+    counts: (usize, usize),
+    size_key: &'static str,
+    flow: Flow,
+    stopped: Option<NonFinite>,
+    skipped: usize,
+    losses: Pending,
+}
+
+/// A batch as the reader gave it.
+struct Loaded {
+    index: usize,
+    size: usize,
+    x: Tensor,
+    y: Tensor,
+}
+
+/// One pass over `batches`: training steps when `training`, else validation steps, each
+/// between `on_batch_begin` and `on_batch_end`. Returns the callbacks' flow and, under
+/// `on_nan = "stop"`, the batch whose loss was not finite (the pass ends after it).
+pub(super) fn run_single_epoch(
+    c: &mut Components,
+    history: &mut History,
+    reader: &mut dyn DatasetReader,
+    batches: &Batches,
+    training: bool,
+    counts: (usize, usize),
+    pending: &mut Vec<Pending>,
+) -> Result<(Flow, Option<NonFinite>)> {
+    let (size_key, loss_key) =
+        if training { ("train_batch_size", "train_loss") } else { ("valid_batch_size", "valid_loss") };
+    let prefetch = if training { c.settings.iterator_train.prefetch } else { c.settings.iterator_valid.prefetch };
+    let slots = Tensor::f_zeros([batches.len() as i64], (Kind::Double, c.device))?;
+    let losses = Pending { key: loss_key, records: Vec::with_capacity(batches.len()), values: slots };
+    let mut pass = PassState { training, counts, size_key, flow: Flow::Continue, stopped: None, skipped: 0, losses };
+    match c.ddp.as_ref().filter(|_| !training).map(|d| d.dist.process()) {
+        None => for_each_batch(reader, batches, prefetch, |index, idx, x, y| {
+            one_batch(c, history, &mut pass, Loaded { index, size: idx.len(), x, y }, None)
+        })?,
+        Some(p) => {
+            let mut round = Vec::with_capacity(p.world_size);
+            for_each_batch(reader, batches, prefetch, |index, idx, x, y| {
+                round.push(Loaded { index, size: idx.len(), x, y });
+                match round.len() == p.world_size || index + 1 == batches.len() {
+                    true => shared_round(c, history, &mut pass, std::mem::take(&mut round), p),
+                    false => Ok(ControlFlow::Continue(())),
+                }
+            })?
+        }
+    }
+    let PassState { mut flow, stopped, skipped, losses, .. } = pass;
+    pending.push(losses);
+    if let (Some(d), true) = (&mut c.ddp, training) {
+        // Stops asked in the pass's last batch have no next step to ride on.
+        let (stop, raised_anywhere) = d.flush_deferred()?;
+        if stop {
+            flow = flow.and(Flow::StopAfterBatch);
+        }
+        raise_if(c, raised_anywhere);
+    }
+    if skipped > 0 {
+        log::warn!(
+            "epoch {}: {skipped} training batches skipped, their loss not finite (on_nan = \"skip_batch\")",
+            history.len()
+        );
+        history.record("skipped_batches", skipped)?;
+    }
+    Ok((flow, stopped))
+}
+
+/// A round of validation batches shared out among the ranks (see the module docs).
+fn shared_round(
+    c: &mut Components,
+    history: &mut History,
+    pass: &mut PassState,
+    round: Vec<Loaded>,
+    p: Process,
+) -> Result<ControlFlow<()>> {
+    let mut own = match round.iter().find(|b| b.index % p.world_size == p.rank) {
+        Some(b) => {
+            let _guard = tch::no_grad_guard();
+            Some((b.index, c.forward(&b.x.f_to_device(c.device)?, false)?))
+        }
+        None => None,
+    };
+    for b in round {
+        let mine = own.take_if(|(i, _)| *i == b.index).map(|(_, t)| t);
+        if one_batch(c, history, pass, b, Some(mine))?.is_break() {
+            return Ok(ControlFlow::Break(()));
+        }
+    }
+    Ok(ControlFlow::Continue(()))
+}
+
+/// One batch: `on_batch_begin`, the step, `on_batch_end`, its loss kept for history. `shared`
+/// is set for a validation batch of a distributed job: this rank's outputs for it when it owns
+/// it (a batch a callback replaced is computed by every rank itself).
+fn one_batch(
+    c: &mut Components,
+    history: &mut History,
+    pass: &mut PassState,
+    b: Loaded,
+    shared: Option<Option<Tensor>>,
+) -> Result<ControlFlow<()>> {
+    let (training, counts, index) = (pass.training, pass.counts, b.index);
+    let (x, y) = (b.x.f_to_device(c.device)?, b.y.f_to_device(c.device)?);
+    let record = history.new_batch()?;
+    history.record_batch(pass.size_key, b.size)?;
+    let asked = ask(c, history, counts, &Event::BatchBegin(&Batch { x: &x, y: &y, training, index }))?;
+    let mut batch_flow = asked.flow; // what this batch's hooks asked
+    let replaced = asked.batch.is_some();
+    let (x, y) = asked.batch.unwrap_or((x, y));
+    let batch = Batch { x: &x, y: &y, training, index };
+    let mut agreed_stop = false;
+    let (y_pred, loss, step) = if training {
+        let (y_pred, loss, f, step, agreed) = train_step(c, history, counts, &batch)?;
+        batch_flow = batch_flow.and(f);
+        agreed_stop = agreed;
+        (y_pred, loss, step)
+    } else {
+        let (y_pred, loss) = match (shared, &c.ddp) {
+            (Some(mine), Some(d)) if !replaced => shared_validation_step(c, d, &batch, mine)?,
+            _ => validation_step(c, &batch)?,
+        };
+        (y_pred, loss, Step::Taken)
+    };
+    let out = BatchOutput { batch, y_pred: &y_pred, loss: &loss };
+    batch_flow = batch_flow.and(notify(c, history, counts, &Event::BatchEnd(&out))?);
+    pass.flow = pass.flow.and(stop_where_agreed(c, batch_flow, training, agreed_stop)?);
+    match step {
+        Step::SkippedNonFinite(_) if c.settings.on_nan == OnNan::SkipBatch => {
+            history.record_batch("skipped", true)?;
+            pass.skipped += 1;
+        }
+        _ => {
+            let losses = &mut pass.losses;
+            losses.values.f_select(0, losses.records.len() as i64)?.f_copy_(&loss)?;
+            losses.records.push(record);
+        }
+    }
+    if let Step::SkippedNonFinite(value) = step {
+        if c.settings.on_nan == OnNan::Stop {
+            pass.stopped = Some(NonFinite { batch: index + 1, value });
+            pass.flow = pass.flow.and(Flow::StopAfterBatch);
+        }
+    }
+    Ok(if pass.flow == Flow::StopAfterBatch { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+}
+
+/// Whether a training step was taken.
+enum Step {
+    /// Backward and the optimizer step ran (or a callback skipped them).
+    Taken,
+    /// The loss was not finite under a policy that checks: no backward, no step.
+    SkippedNonFinite(f64),
+}
+
+/// Forward, loss, `on_loss_computed` (terms added to the loss), backward, `on_grad_computed`,
+/// optimizer step; a callback may skip the step (and, from `on_loss_computed`, backward), and
+/// a loss that is not finite skips both unless `on_nan = "continue"`.
+/// Returns the detached outputs and loss, and in a distributed job whether the ranks agreed to
+/// stop after this batch (see [`super::ddp`]: there every rank runs backward, and what any
+/// rank found, a loss that is not finite or a skipped step, decides after it on all of them).
+fn train_step(
+    c: &mut Components,
+    history: &mut History,
+    counts: (usize, usize),
+    batch: &Batch<'_>,
+) -> Result<(Tensor, Tensor, Flow, Step, bool)> {
+    if let Some(d) = &mut c.ddp {
+        d.before_forward(c.model.as_ref())?;
+    }
+    let y_pred = c.forward(batch.x, true)?;
+    let mut loss = c.loss(&y_pred, batch.y)?;
+    let asked =
+        ask(c, history, counts, &Event::LossComputed(&BatchOutput { batch: *batch, y_pred: &y_pred, loss: &loss }))?;
+    let mut flow = asked.flow;
+    for term in asked.loss_terms {
+        loss = loss.f_add(&term.f_reshape([0i64; 0])?)?;
+    }
+    let mut non_finite = None;
+    if c.settings.on_nan != OnNan::Continue {
+        let value = loss.f_double_value(&[])?;
+        non_finite = (!value.is_finite()).then_some(value);
+    }
+    let (mut skip_step, mut agreed_stop) = (asked.skip_step, false);
+    if let Some(d) = &mut c.ddp {
+        c.optimizer.zero_grad();
+        let loss_and_flags = d.with_flags(&loss, non_finite.is_some(), skip_step)?;
+        d.before_backward(&loss_and_flags)?;
+        loss_and_flags.f_backward()?;
+        let agreed = d.agreed_flags()?;
+        non_finite = non_finite.or(agreed.non_finite.then_some(f64::NAN));
+        skip_step = agreed.skip_step;
+        agreed_stop = agreed.stop_after_batch;
+        raise_if(c, agreed.interrupted);
+    } else if non_finite.is_none() && !skip_step {
+        c.optimizer.zero_grad();
+        loss.f_backward()?;
+    }
+    if let Some(value) = non_finite {
+        return Ok((y_pred.f_detach()?, loss.f_detach()?, flow, Step::SkippedNonFinite(value), agreed_stop));
+    }
+    if !skip_step {
+        let asked = ask(c, history, counts, &Event::GradComputed(batch))?;
+        flow = flow.and(asked.flow);
+        if !asked.skip_step {
+            c.optimizer.step()?;
+        }
+    }
+    Ok((y_pred.f_detach()?, loss.f_detach()?, flow, Step::Taken, agreed_stop))
+}
+
+/// Raises this rank's stop flag when another rank of the job was interrupted (`elsewhere`).
+fn raise_if(c: &Components, elsewhere: bool) {
+    if let (true, Some(w)) = (elsewhere, &c.watch) {
+        if !w.raised() {
+            w.raise();
+        }
+    }
+}
+
+/// The flow a batch ends with: in one process, what its hooks asked, and a stop after it when
+/// the stop flag is raised. In a distributed job every rank must stop after the same batch:
+/// a training batch's stop request rides on the next step's gradient reduction (the ranks stop
+/// after that step, `agreed`), a validation batch's is agreed at once.
+fn stop_where_agreed(c: &mut Components, asked: Flow, training: bool, agreed: bool) -> Result<Flow> {
+    let raised = c.watch.as_ref().is_some_and(|w| w.raised());
+    let local = if raised { asked.and(Flow::StopAfterBatch) } else { asked };
+    let Some(d) = &mut c.ddp else { return Ok(local) };
+    if training {
+        d.defer(local == Flow::StopAfterBatch, raised);
+        let rest = if local == Flow::StopAfterBatch { Flow::Stop } else { local };
+        return Ok(if agreed { Flow::StopAfterBatch } else { rest });
+    }
+    let (flow, raised_anywhere) = d.agree(local, raised)?;
+    raise_if(c, raised_anywhere);
+    Ok(flow)
+}
+
+/// Forward and loss in evaluation mode without gradients.
+fn validation_step(c: &Components, batch: &Batch<'_>) -> Result<(Tensor, Tensor)> {
+    let _guard = tch::no_grad_guard();
+    let y_pred = c.forward(batch.x, false)?;
+    let loss = c.loss(&y_pred, batch.y)?;
+    Ok((y_pred, loss))
+}
+
+/// A validation step in a distributed job: the batch's owner (batch `i` belongs to rank
+/// `i % world_size`) computed its outputs (`mine`) and sends them to the other ranks; every
+/// rank computes the loss on them, so every rank holds what one process would.
+fn shared_validation_step(
+    c: &Components,
+    d: &super::ddp::Ddp,
+    batch: &Batch<'_>,
+    mine: Option<Tensor>,
+) -> Result<(Tensor, Tensor)> {
+    let _guard = tch::no_grad_guard();
+    let owner = batch.index % d.dist.process().world_size;
+    let y_pred = d.dist.share(mine, owner, c.device)?;
+    let loss = c.loss(&y_pred, batch.y)?;
+    Ok((y_pred, loss))
+}
+
+/// Writes the epoch's batch losses into history with one device-to-host transfer. In a
+/// distributed job the training batches are reduced over the ranks first: each record gets the
+/// size-weighted mean loss and the total size of that batch on all ranks.
+pub(super) fn record_losses(c: &Components, history: &mut History, pending: Vec<Pending>) -> Result<()> {
+    for pass in pending {
+        let mut values =
+            Vec::<f64>::try_from(pass.values.f_narrow(0, 0, pass.records.len() as i64)?.f_to_device(Device::Cpu)?)?;
+        let reduce = c.ddp.as_ref().filter(|_| pass.key == "train_loss");
+        if let Some(d) = reduce {
+            let batches = history.batches(-1);
+            let sizes: Vec<f64> = pass
+                .records
+                .iter()
+                .map(|r| {
+                    batches.get(*r).and_then(|b| b.get("train_batch_size")).and_then(|v| v.as_f64()).unwrap_or(0.0)
+                })
+                .collect();
+            let (means, totals) = crate::distributed::reduce_batches(&d.dist, &values, &sizes)?;
+            values = means;
+            for (record, total) in pass.records.iter().zip(totals) {
+                history.record_batch_at(-1, *record, "train_batch_size", total.round() as u64)?;
+            }
+        }
+        for (record, v) in pass.records.iter().zip(values) {
+            history.record_batch_at(-1, *record, pass.key, torchfit_sdk::values::number(v))?;
+        }
+    }
+    Ok(())
+}
