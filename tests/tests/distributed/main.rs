@@ -5,6 +5,7 @@
 mod faults;
 mod launchers;
 mod library;
+mod models;
 mod resume;
 mod stops;
 
@@ -13,8 +14,9 @@ use std::process::Output;
 use torchfit_tests::{history_without, torchfit_env};
 
 /// Settings every run of these tests shares: the digits example without dropout (so that a
-/// run does not depend on how ranks draw random numbers), one thread per process, 3 epochs.
-pub const BASE: &[&str] = &["module__dropout=0.0", "threads=1", "max_epochs=3"];
+/// run does not depend on how ranks draw random numbers), one thread per process, 3 epochs, and
+/// collectives that give up after 60 s (ranks that fell out of step fail a test, not hang it).
+pub const BASE: &[&str] = &["module__dropout=0.0", "threads=1", "max_epochs=3", "distributed__timeout=60"];
 
 /// A free TCP port on loopback (bound, then released for the job to take).
 pub fn free_port() -> u16 {

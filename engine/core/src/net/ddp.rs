@@ -72,13 +72,20 @@ impl Ddp {
         if let Some((reducer, _)) = &self.reducer {
             reducer.prepare_for_forward().map_err(|e| self.dist.lost("preparing the gradient reduction", e))?;
         }
-        if self.dist.config().broadcast_buffers {
-            let names: std::collections::HashSet<String> = model.parameters().into_iter().map(|(n, _)| n).collect();
-            let buffers: Vec<Tensor> =
-                model.state_dict().into_iter().filter(|(n, _)| !names.contains(n)).map(|(_, t)| t).collect();
-            self.dist.broadcast_from_main(&buffers)?;
+        self.sync_buffers(model)
+    }
+
+    /// Rank 0's buffers (batch-norm statistics) on every rank, unless `broadcast_buffers = false`:
+    /// before each training forward, as DDP does, and before a validation pass, so that every
+    /// rank's share of the validation runs the same model.
+    pub fn sync_buffers(&self, model: &dyn Model) -> Result<()> {
+        if !self.dist.config().broadcast_buffers {
+            return Ok(());
         }
-        Ok(())
+        let names: std::collections::HashSet<String> = model.parameters().into_iter().map(|(n, _)| n).collect();
+        let buffers: Vec<Tensor> =
+            model.state_dict().into_iter().filter(|(n, _)| !names.contains(n)).map(|(_, t)| t).collect();
+        self.dist.broadcast_from_main(&buffers)
     }
 
     /// The loss to run backward from: `loss` plus this rank's decisions on the flags (equal to

@@ -17,7 +17,7 @@ use super::actions::perform;
 use super::build::Components;
 use super::events::{notify, notify_epoch_end, notify_train_end, Event};
 use super::interrupt::{interrupted, keep_boundary};
-use super::pass::{record_losses, run_single_epoch, NonFinite};
+use super::pass::{agreed, interrupted_anywhere, record_losses, run_single_epoch, NonFinite};
 use super::update_bn::TrainData;
 use super::{EpochCount, Valid};
 use crate::data::{batches, order, SplitMix64, Stream};
@@ -68,7 +68,7 @@ pub(super) fn partial_fit(
     }
     keep_boundary(c, history);
     let epochs = count.epochs_to_run(c.settings.max_epochs, history.len());
-    let mut result = match notify(c, history, (0, 0), &Event::TrainBegin) {
+    let mut result = match notify(c, history, (0, 0), &Event::TrainBegin).and_then(|f| agreed(c, f)) {
         Ok(Flow::Continue) => fit_loop(c, history, reader, train, valid, epochs),
         Ok(Flow::Stop | Flow::StopAfterBatch) => Ok(()),
         Err(e) => Err(e),
@@ -103,7 +103,8 @@ fn fit_loop(
 ) -> Result<()> {
     let seed = c.settings.seed;
     for _ in 0..epochs {
-        if interrupted(c, history, false) {
+        // Every rank of a job decides on the same answer, whenever the signal arrives.
+        if interrupted_anywhere(c)? && interrupted(c, history, false) {
             break;
         }
         let epoch = history.len() + 1;
@@ -133,7 +134,8 @@ fn fit_loop(
         };
         let counts = (train_batches.len(), valid_batches.len());
         let mut pending = Vec::with_capacity(2);
-        let mut flow = notify(c, history, counts, &Event::EpochBegin)?;
+        let asked = notify(c, history, counts, &Event::EpochBegin)?;
+        let mut flow = agreed(c, asked)?;
         let (trained, non_finite) = run_single_epoch(c, history, reader, &train_batches, true, counts, &mut pending)?;
         flow = flow.and(trained);
         if let Some(NonFinite { batch, value }) = non_finite {
@@ -156,15 +158,7 @@ fn fit_loop(
             break;
         }
         flow = flow.and(notify_epoch_end(c, history, counts, train_data(c, reader, train))?);
-        if let Some(d) = &c.ddp {
-            // A stop asked on any rank, or a signal any rank received, stops them all here.
-            let raised = c.watch.as_ref().is_some_and(|w| w.raised());
-            let (agreed, raised_anywhere) = d.agree(flow, raised)?;
-            flow = agreed;
-            if let (true, false, Some(w)) = (raised_anywhere, raised, &c.watch) {
-                w.raise();
-            }
-        }
+        flow = agreed(c, flow)?; // a stop asked on any rank stops them all here
         keep_boundary(c, history);
         if flow.stops() {
             log::info!("stopping after epoch {epoch}: a callback asked to stop");

@@ -78,6 +78,9 @@ pub(super) fn run_single_epoch(
             one_batch(c, history, &mut pass, Loaded { index, size: idx.len(), x, y }, None)
         })?,
         Some(p) => {
+            if let Some(d) = &c.ddp {
+                d.sync_buffers(c.model.as_ref())?;
+            }
             let mut round = Vec::with_capacity(p.world_size);
             for_each_batch(reader, batches, prefetch, |index, idx, x, y| {
                 round.push(Loaded { index, size: idx.len(), x, y });
@@ -251,6 +254,27 @@ fn train_step(
     Ok((y_pred.f_detach()?, loss.f_detach()?, flow, Step::Taken, agreed_stop))
 }
 
+/// In a distributed job, the flow every rank follows where the loop decides between batches (the
+/// run's and each epoch's start, the epoch's end): the strongest any rank asked; and a stop flag
+/// raised on any rank is raised on all. In one process, `flow` as it is.
+pub(super) fn agreed(c: &mut Components, flow: Flow) -> Result<Flow> {
+    let Some(d) = &c.ddp else { return Ok(flow) };
+    let raised = c.watch.as_ref().is_some_and(|w| w.raised());
+    let (flow, raised_anywhere) = d.agree(flow, raised)?;
+    raise_if(c, raised_anywhere);
+    Ok(flow)
+}
+
+/// Whether the stop flag is raised, on any rank of a distributed job (then it is raised on all):
+/// the answer every rank acts on, even when a signal reaches this one right after.
+pub(super) fn interrupted_anywhere(c: &mut Components) -> Result<bool> {
+    let raised = c.watch.as_ref().is_some_and(|w| w.raised());
+    let Some(d) = &c.ddp else { return Ok(raised) };
+    let (_, raised_anywhere) = d.agree(Flow::Continue, raised)?;
+    raise_if(c, raised_anywhere);
+    Ok(raised_anywhere)
+}
+
 /// Raises this rank's stop flag when another rank of the job was interrupted (`elsewhere`).
 fn raise_if(c: &Components, elsewhere: bool) {
     if let (true, Some(w)) = (elsewhere, &c.watch) {
@@ -263,19 +287,19 @@ fn raise_if(c: &Components, elsewhere: bool) {
 /// The flow a batch ends with: in one process, what its hooks asked, and a stop after it when
 /// the stop flag is raised. In a distributed job every rank must stop after the same batch:
 /// a training batch's stop request rides on the next step's gradient reduction (the ranks stop
-/// after that step, `agreed`), a validation batch's is agreed at once.
-fn stop_where_agreed(c: &mut Components, asked: Flow, training: bool, agreed: bool) -> Result<Flow> {
+/// after that step, `stop_agreed`), a validation batch's is agreed at once.
+fn stop_where_agreed(c: &mut Components, asked: Flow, training: bool, stop_agreed: bool) -> Result<Flow> {
     let raised = c.watch.as_ref().is_some_and(|w| w.raised());
     let local = if raised { asked.and(Flow::StopAfterBatch) } else { asked };
-    let Some(d) = &mut c.ddp else { return Ok(local) };
-    if training {
-        d.defer(local == Flow::StopAfterBatch, raised);
-        let rest = if local == Flow::StopAfterBatch { Flow::Stop } else { local };
-        return Ok(if agreed { Flow::StopAfterBatch } else { rest });
+    match (&mut c.ddp, training) {
+        (None, _) => Ok(local),
+        (Some(d), true) => {
+            d.defer(local == Flow::StopAfterBatch, raised);
+            let rest = if local == Flow::StopAfterBatch { Flow::Stop } else { local };
+            Ok(if stop_agreed { Flow::StopAfterBatch } else { rest })
+        }
+        (Some(_), false) => self::agreed(c, local),
     }
-    let (flow, raised_anywhere) = d.agree(local, raised)?;
-    raise_if(c, raised_anywhere);
-    Ok(flow)
 }
 
 /// Forward and loss in evaluation mode without gradients.
