@@ -8,7 +8,8 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv="$root/.venv"
 torch_version=2.11.0
 # safetensors: tests read torchfit's checkpoints with safetensors.torch, as a PyTorch user would.
-packages="torch==$torch_version numpy safetensors"
+# scikit-learn: tests compare cross-validation folds with its KFold and StratifiedKFold.
+packages="torch==$torch_version numpy safetensors scikit-learn==1.7.2"
 stamp="$venv/.torchfit-setup"
 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$packages" ] && [ -e "$venv/torch/lib/libtorch_cpu.so" ]; then

@@ -19,6 +19,8 @@ pub enum Stream {
     Shuffle = 3,
     /// Per-epoch seed for libtorch's generator (dropout and other random ops).
     Torch = 4,
+    /// Shuffled cross-validation folds.
+    Folds = 5,
 }
 
 impl SplitMix64 {

@@ -13,6 +13,7 @@
 //! | `update_bn.rs` | the pass over the training data that recomputes batch-norm statistics |
 //! | `interrupt.rs` | stopping a fit from outside (signals), the copy kept at epoch boundaries |
 //! | `ddp.rs` | data-parallel training: same start, gradient reduction, agreed decisions |
+//! | `cross_validate.rs` | cross-validation: a fresh fit per fold, scored on the held-out samples |
 //!
 //! The chain of steps is skorch's: [`NeuralNet::initialize`] builds the model, criterion,
 //! optimizer and callbacks; `fit` initializes (unless `warm_start`) and runs the loop;
@@ -20,6 +21,7 @@
 
 mod actions;
 mod build;
+mod cross_validate;
 mod ddp;
 mod events;
 mod fit_loop;
@@ -30,6 +32,7 @@ mod pass;
 mod update_bn;
 
 pub use build::{check_held_out, Defaults};
+pub use cross_validate::{CrossValidation, Cv, FoldResult};
 pub use inference::Evaluation;
 pub use interrupt::{Interruption, Keep, StopFlag};
 

@@ -1,0 +1,134 @@
+//! Cross-validation of a net (scikit-learn's `cross_validate`): for each fold the net is fitted
+//! afresh on the fold's training samples (with its `train_split` inside them, as skorch's nets in
+//! scikit-learn do) and scored on the held-out ones.
+
+use super::{NeuralNet, Start};
+use crate::data::{k_fold, stratified_k_fold, Fold};
+use crate::{Error, Result};
+use std::time::Instant;
+use torchfit_sdk::metrics::{accuracy, r2};
+use torchfit_sdk::{DatasetReader, Task};
+
+/// How the samples are split into folds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cv {
+    /// Number of folds (scikit-learn's `cv = 5` default).
+    pub n_splits: usize,
+    /// Stratify by class; `None`: for classification (scikit-learn's choice for classifiers).
+    pub stratified: Option<bool>,
+    /// Shuffle before splitting, with this seed; `None`: folds of consecutive samples.
+    pub shuffle: Option<u64>,
+}
+
+impl Default for Cv {
+    fn default() -> Self {
+        Cv { n_splits: 5, stratified: None, shuffle: None }
+    }
+}
+
+/// One fold's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoldResult {
+    /// The score on the held-out samples: accuracy (classification) or R² (regression).
+    pub score: f64,
+    /// Seconds fitting.
+    pub fit_seconds: f64,
+    /// Seconds scoring.
+    pub score_seconds: f64,
+    /// Samples trained on (before the net's own validation split) and scored.
+    pub train_samples: usize,
+    /// Samples scored.
+    pub test_samples: usize,
+}
+
+/// The result of a cross-validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CrossValidation {
+    /// Each fold's result, in fold order.
+    pub folds: Vec<FoldResult>,
+    /// Mean of the folds' scores.
+    pub mean: f64,
+    /// Population standard deviation of the folds' scores (NumPy's `std`, as `cv_results_`).
+    pub std: f64,
+}
+
+impl NeuralNet {
+    /// Cross-validates the net's config on the samples `indices` of `reader` (all when `None`):
+    /// fits a fresh net on each fold's training samples and scores it on the fold's held-out
+    /// ones. The net ends fitted on the last fold.
+    pub fn cross_validate(
+        &mut self,
+        reader: &mut dyn DatasetReader,
+        indices: Option<&[i64]>,
+        cv: Cv,
+    ) -> Result<CrossValidation> {
+        let pool: Vec<i64> = indices.map(<[i64]>::to_vec).unwrap_or_else(|| (0..reader.len() as i64).collect());
+        let task = self.params.settings().task;
+        let targets = reader.targets().map_err(|e| Error::Data(e.to_string()))?;
+        let folds = folds_of(&pool, &targets, task, cv)?;
+        let mut results = Vec::with_capacity(folds.len());
+        for (i, fold) in folds.iter().enumerate() {
+            let (train, test) = (select(&pool, &fold.train), select(&pool, &fold.test));
+            let started = Instant::now();
+            self.fit_dataset(reader, Some(&train), Start::Fresh)?;
+            let fit_seconds = started.elapsed().as_secs_f64();
+            let started = Instant::now();
+            let out = self.forward_reader(reader, &test)?;
+            let y = targets.f_index_select(0, &tch::Tensor::from_slice(&test))?;
+            let score = match task {
+                Task::Classification => accuracy(&y, &out)?,
+                Task::Regression => r2(&y, &out)?,
+            };
+            log::info!("fold {} of {}: score {score:.6}", i + 1, folds.len());
+            results.push(FoldResult {
+                score,
+                fit_seconds,
+                score_seconds: started.elapsed().as_secs_f64(),
+                train_samples: train.len(),
+                test_samples: test.len(),
+            });
+        }
+        Ok(summarize(results))
+    }
+}
+
+/// The folds of `pool` (positions into it), stratified by `targets` as `cv` says.
+fn folds_of(pool: &[i64], targets: &tch::Tensor, task: Task, cv: Cv) -> Result<Vec<Fold>> {
+    let refuse = |m: String| Error::Config { origin: "cross_validate".into(), key: "cv".into(), message: m };
+    match cv.stratified.unwrap_or(task == Task::Classification) {
+        false => k_fold(pool.len(), cv.n_splits, cv.shuffle).map_err(refuse),
+        true => {
+            let all = Vec::<i64>::try_from(targets.f_flatten(0, -1)?.f_to_kind(tch::Kind::Int64)?)?;
+            let labels: Vec<i64> = pool.iter().map(|&i| all[i as usize]).collect();
+            stratified_k_fold(&labels, cv.n_splits, cv.shuffle).map_err(refuse)
+        }
+    }
+}
+
+fn select(pool: &[i64], positions: &[i64]) -> Vec<i64> {
+    positions.iter().map(|&p| pool[p as usize]).collect()
+}
+
+/// Mean and population standard deviation of the folds' scores.
+fn summarize(folds: Vec<FoldResult>) -> CrossValidation {
+    let n = folds.len().max(1) as f64;
+    let mean = folds.iter().map(|f| f.score).sum::<f64>() / n;
+    let std = (folds.iter().map(|f| (f.score - mean).powi(2)).sum::<f64>() / n).sqrt();
+    CrossValidation { folds, mean, std }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fold(score: f64) -> FoldResult {
+        FoldResult { score, fit_seconds: 0.0, score_seconds: 0.0, train_samples: 2, test_samples: 1 }
+    }
+
+    #[test]
+    fn the_summary_is_the_mean_and_numpys_population_std() {
+        let s = summarize(vec![fold(0.9), fold(0.8), fold(1.0)]);
+        assert!((s.mean - 0.9).abs() < 1e-12);
+        assert!((s.std - (0.02f64 / 3.0).sqrt()).abs() < 1e-12); // np.std([0.9, 0.8, 1.0])
+    }
+}
