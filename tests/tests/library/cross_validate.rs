@@ -53,3 +53,18 @@ fn impossible_folds_are_a_config_error() {
     let e = net().cross_validate(&mut data, None, Cv { n_splits: 5, ..Cv::default() }).unwrap_err();
     assert!(e.to_string().contains("n_splits=5"), "{e}");
 }
+
+#[test]
+fn a_grid_search_ranks_the_candidates_and_refits_the_best() {
+    use torchfit::net::search::{grid, search};
+    let _serial = serial();
+    let (x, y) = digits();
+    let mut data = TensorDataset::new(&x, &y).unwrap();
+    let space = vec![("optimizer__lr".to_owned(), vec![toml::Value::from(1e-5), toml::Value::from(0.1)])];
+    let candidates = grid(&space);
+    let (scored, refit) = search(net, &mut data, None, &candidates, Cv { n_splits: 2, ..Cv::default() }).unwrap();
+    assert_eq!(scored.iter().map(|s| s.rank).collect::<Vec<_>>(), [2, 1], "{scored:?}");
+    assert!(scored[1].cv.mean > 0.8 && scored[0].cv.mean < 0.5, "{} {}", scored[0].cv.mean, scored[1].cv.mean);
+    assert_eq!(refit.history().len(), 3, "the best candidate refitted on all the samples");
+    assert_eq!(refit.optimizer().unwrap().lr(0), Some(0.1));
+}

@@ -63,3 +63,27 @@ print(json.dumps(out))
         );
     }
 }
+
+#[test]
+fn the_grid_is_scikit_learns_parameter_grid() {
+    use torchfit::net::search::grid;
+    let space: Vec<(String, Vec<toml::Value>)> = vec![
+        ("optimizer__lr".into(), vec![0.1.into(), 0.01.into()]),
+        ("module__dropout".into(), vec![0.2.into(), 0.5.into(), 0.8.into()]),
+        ("iterator_train__batch_size".into(), vec![32.into(), 128.into()]),
+    ];
+    let script = r#"
+import json
+from sklearn.model_selection import ParameterGrid
+g = {"optimizer__lr": [0.1, 0.01], "module__dropout": [0.2, 0.5, 0.8], "iterator_train__batch_size": [32, 128]}
+print(json.dumps([sorted(p.items()) for p in ParameterGrid(g)]))
+"#;
+    let o = Command::new(torchfit_tests::python()).args(["-c", script]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let expected: Vec<Vec<(String, serde_json::Value)>> = serde_json::from_slice(&o.stdout).unwrap();
+    let ours: Vec<Vec<(String, serde_json::Value)>> = grid(&space)
+        .into_iter()
+        .map(|c| c.into_iter().map(|(k, v)| (k, serde_json::to_value(v).unwrap())).collect())
+        .collect();
+    assert_eq!(ours, expected);
+}

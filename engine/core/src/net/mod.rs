@@ -14,6 +14,7 @@
 //! | `interrupt.rs` | stopping a fit from outside (signals), the copy kept at epoch boundaries |
 //! | `ddp.rs` | data-parallel training: same start, gradient reduction, agreed decisions |
 //! | `cross_validate.rs` | cross-validation: a fresh fit per fold, scored on the held-out samples |
+//! | `search.rs` | grid search: candidates cross-validated, ranked, the best refitted |
 //!
 //! The chain of steps is skorch's: [`NeuralNet::initialize`] builds the model, criterion,
 //! optimizer and callbacks; `fit` initializes (unless `warm_start`) and runs the loop;
@@ -29,6 +30,7 @@ mod host;
 mod inference;
 mod interrupt;
 mod pass;
+pub mod search;
 mod update_bn;
 
 pub use build::{check_held_out, Defaults};
