@@ -21,6 +21,8 @@ pub enum Stream {
     Torch = 4,
     /// Shuffled cross-validation folds.
     Folds = 5,
+    /// Candidates of a random search.
+    Search = 6,
 }
 
 impl SplitMix64 {

@@ -15,6 +15,7 @@
 //! | `ddp.rs` | data-parallel training: same start, gradient reduction, agreed decisions |
 //! | `cross_validate.rs` | cross-validation: a fresh fit per fold, scored on the held-out samples |
 //! | `search.rs` | grid search: candidates cross-validated, ranked, the best refitted |
+//! | `random_search.rs` | random search candidates: lists and distributions, seeded |
 //!
 //! The chain of steps is skorch's: [`NeuralNet::initialize`] builds the model, criterion,
 //! optimizer and callbacks; `fit` initializes (unless `warm_start`) and runs the loop;
@@ -30,6 +31,7 @@ mod host;
 mod inference;
 mod interrupt;
 mod pass;
+pub mod random_search;
 pub mod search;
 mod update_bn;
 
