@@ -147,16 +147,20 @@ pub fn run(nproc: usize, args: Vec<OsString>, signals: Arc<AtomicBool>) -> Resul
 
 fn signal_all(workers: &[Option<Child>], signal: i32) {
     for child in workers.iter().flatten() {
-        // SAFETY: kill(2) on the pid of a child this process has not reaped yet.
-        unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        send(child, signal);
     }
+}
+
+/// Sends `signal` to a worker not reaped yet.
+fn send(child: &Child, signal: i32) {
+    // SAFETY: kill(2) on the pid of a child this process has not reaped yet.
+    unsafe { libc::kill(child.id() as libc::pid_t, signal) };
 }
 
 /// Asks `workers` to stop (SIGTERM), kills those still running after `grace`, and reaps all.
 fn stop(workers: &mut [Child], grace: Duration) {
     for child in workers.iter() {
-        // SAFETY: kill(2) on the pid of a child this process has not reaped yet.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        send(child, libc::SIGTERM);
     }
     let deadline = Instant::now() + grace;
     for child in workers.iter_mut() {

@@ -1,33 +1,16 @@
 //! Faults end in one-line errors within a bounded time, never in a hang.
 
-use super::{free_port, train, BASE};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use super::{free_port, spawn, train, wait_for_row, workers};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
-use torchfit_tests::{root, temp_dir, torchfit_bin};
+use torchfit_tests::temp_dir;
 
 /// A worker of a 2-process job started by hand (rank 0 serves the store on `port`).
 fn worker(rank: usize, port: u16, out: &std::path::Path) -> Child {
-    let mut cmd = Command::new(torchfit_bin());
-    cmd.args(["train", "examples/digits/config.toml"]);
-    for s in BASE.iter().chain(&["max_epochs=100000", "iterator_train__batch_size=8", "distributed__timeout=60"]) {
-        cmd.args(["--set", s]);
-    }
-    cmd.arg("--out").arg(out).current_dir(root());
-    cmd.env("RANK", rank.to_string()).env("WORLD_SIZE", "2").env("MASTER_ADDR", "127.0.0.1");
-    cmd.env("MASTER_PORT", port.to_string()).env("TORCHFIT_LOG", "warn");
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
-}
-
-/// Reads `child`'s standard output until a table row starting with `row`.
-fn wait_for_row(child: &mut Child, row: &str) -> std::io::Lines<BufReader<std::process::ChildStdout>> {
-    let mut rows = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in rows.by_ref() {
-        if line.unwrap().trim_start().starts_with(row) {
-            break;
-        }
-    }
-    rows
+    let (rank, port) = (rank.to_string(), port.to_string());
+    let env = [("RANK", rank.as_str()), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", &port)];
+    let sets = ["max_epochs=100000", "iterator_train__batch_size=8", "distributed__timeout=60"];
+    spawn(&sets, &["--out", out.to_str().unwrap()], &env)
 }
 
 #[test]
@@ -54,17 +37,10 @@ fn a_killed_rank_makes_the_survivor_fail_naming_it_within_a_minute() {
 
 #[test]
 fn the_launcher_stops_the_job_when_a_worker_dies() {
-    let mut cmd = Command::new(torchfit_bin());
-    cmd.args(["train", "examples/digits/config.toml", "--nproc", "2"]).current_dir(root());
-    for s in BASE.iter().chain(&["max_epochs=100000", "distributed__timeout=60"]) {
-        cmd.args(["--set", s]);
-    }
-    let mut launcher = cmd.env("TORCHFIT_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut launcher = spawn(&["max_epochs=100000", "distributed__timeout=60"], &["--nproc", "2"], &[]);
     let rows = wait_for_row(&mut launcher, "2 ");
-    let children = std::fs::read_to_string(format!("/proc/{}/task/{}/children", launcher.id(), launcher.id())).unwrap();
-    let pids: Vec<&str> = children.split_whitespace().collect();
-    assert_eq!(pids.len(), 2, "{children}");
-    assert!(Command::new("kill").args(["-9", pids[1]]).status().unwrap().success());
+    let pids = workers(&launcher);
+    assert!(Command::new("kill").args(["-9", &pids[1]]).status().unwrap().success());
     let killed = Instant::now();
     rows.for_each(drop);
     let o = launcher.wait_with_output().unwrap();

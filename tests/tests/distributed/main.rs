@@ -9,9 +9,10 @@ mod models;
 mod resume;
 mod stops;
 
+use std::io::{BufRead, BufReader, Lines};
 use std::path::Path;
-use std::process::Output;
-use torchfit_tests::{history_without, torchfit_env};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use torchfit_tests::{history_without, root, torchfit_bin};
 
 /// Settings every run of these tests shares: the digits example without dropout (so that a
 /// run does not depend on how ranks draw random numbers), one thread per process, 3 epochs, and
@@ -25,12 +26,39 @@ pub fn free_port() -> u16 {
 
 /// `torchfit train examples/digits/config.toml` with `BASE`, then `sets`, then `args`.
 pub fn train(sets: &[&str], args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut all = vec!["train", "examples/digits/config.toml"];
+    spawn(sets, args, env).wait_with_output().unwrap()
+}
+
+/// [`train`] started in the background, its output piped.
+pub fn spawn(sets: &[&str], args: &[&str], env: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(torchfit_bin());
+    cmd.args(["train", "examples/digits/config.toml"]);
     for s in BASE.iter().chain(sets) {
-        all.extend(["--set", s]);
+        cmd.args(["--set", s]);
     }
-    all.extend(args);
-    torchfit_env(&all, env)
+    cmd.args(args).current_dir(root()).env("TORCHFIT_LOG", "warn").env_remove("TORCHFIT_PLUGIN_PATH");
+    cmd.envs(env.iter().copied());
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+/// Reads `child`'s standard output until a table row starting with `row`; the rest of the lines.
+pub fn wait_for_row(child: &mut Child, row: &str) -> Lines<BufReader<ChildStdout>> {
+    let mut rows = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in rows.by_ref() {
+        if line.unwrap().trim_start().starts_with(row) {
+            break;
+        }
+    }
+    rows
+}
+
+/// The pids of the two workers a `--nproc 2` launcher started, in rank order.
+pub fn workers(launcher: &Child) -> Vec<String> {
+    let pid = launcher.id();
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    let pids: Vec<String> = children.split_whitespace().map(str::to_owned).collect();
+    assert_eq!(pids.len(), 2, "{children}");
+    pids
 }
 
 /// Asserts the run succeeded, showing its standard error if not.

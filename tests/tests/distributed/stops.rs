@@ -1,7 +1,7 @@
 //! A stop asked on one rank stops every rank at the same epoch or batch; so does a signal that
 //! reaches one worker only.
 
-use super::{history, ok, train};
+use super::{history, ok, spawn, train, wait_for_row, workers};
 use torchfit_tests::{plugin_library, read_json, temp_dir};
 
 fn with_stop(sets: &[&str], out: &std::path::Path) -> std::process::Output {
@@ -90,33 +90,14 @@ fn a_non_finite_loss_on_one_rank_skips_the_step_on_both_or_stops_both() {
 
 #[test]
 fn ctrl_c_to_one_worker_stops_every_rank_and_resume_equals_the_uninterrupted_run() {
-    use std::io::{BufRead, BufReader};
     let root = temp_dir("dist-interrupt");
     let (straight, stopped) = (root.join("straight"), root.join("stopped"));
     let epochs = ["max_epochs=12"];
     ok(&train(&epochs, &["--nproc", "2", "--out", straight.to_str().unwrap()], &[]));
-    let mut cmd = std::process::Command::new(torchfit_tests::torchfit_bin());
-    cmd.args(["train", "examples/digits/config.toml", "--nproc", "2", "--out", stopped.to_str().unwrap()]);
-    for s in super::BASE.iter().chain(&epochs) {
-        cmd.args(["--set", s]);
-    }
-    let mut launcher = cmd
-        .current_dir(torchfit_tests::root())
-        .env("TORCHFIT_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut rows = BufReader::new(launcher.stdout.take().unwrap()).lines();
-    for line in rows.by_ref() {
-        if line.unwrap().trim_start().starts_with("3 ") {
-            break;
-        }
-    }
-    let pid = launcher.id();
-    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
-    let rank1 = children.split_whitespace().nth(1).unwrap().to_owned();
-    assert!(std::process::Command::new("kill").args(["-INT", &rank1]).status().unwrap().success());
+    let mut launcher = spawn(&epochs, &["--nproc", "2", "--out", stopped.to_str().unwrap()], &[]);
+    let rows = wait_for_row(&mut launcher, "3 ");
+    let rank1 = &workers(&launcher)[1];
+    assert!(std::process::Command::new("kill").args(["-INT", rank1]).status().unwrap().success());
     rows.for_each(drop);
     let o = launcher.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(130), "{}", String::from_utf8_lossy(&o.stderr));

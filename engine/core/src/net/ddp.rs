@@ -12,6 +12,7 @@
 
 use crate::distributed::Distributed;
 use crate::Result;
+use std::collections::HashSet;
 use std::sync::Arc;
 use tch::Tensor;
 use torchfit_c10d::Reducer;
@@ -62,6 +63,8 @@ impl Ddp {
     /// built when that set changed), DDP's `prepare_for_forward`, and rank 0's buffers.
     pub fn before_forward(&mut self, model: &dyn Model) -> Result<()> {
         let params = model.parameters();
+        let names: Option<HashSet<String>> =
+            self.dist.config().broadcast_buffers.then(|| params.iter().map(|(n, _)| n.clone()).collect());
         let trained: Vec<bool> = params.iter().map(|(_, t)| t.requires_grad()).collect();
         if self.reducer.as_ref().is_none_or(|(_, was)| *was != trained) {
             let mut live: Vec<(String, Tensor)> = params.into_iter().filter(|(_, t)| t.requires_grad()).collect();
@@ -72,7 +75,10 @@ impl Ddp {
         if let Some((reducer, _)) = &self.reducer {
             reducer.prepare_for_forward().map_err(|e| self.dist.lost("preparing the gradient reduction", e))?;
         }
-        self.sync_buffers(model)
+        match names {
+            Some(names) => self.broadcast_buffers(model, &names),
+            None => Ok(()),
+        }
     }
 
     /// Rank 0's buffers (batch-norm statistics) on every rank, unless `broadcast_buffers = false`:
@@ -82,9 +88,15 @@ impl Ddp {
         if !self.dist.config().broadcast_buffers {
             return Ok(());
         }
-        let names: std::collections::HashSet<String> = model.parameters().into_iter().map(|(n, _)| n).collect();
+        let names: HashSet<String> = model.parameters().into_iter().map(|(n, _)| n).collect();
+        self.broadcast_buffers(model, &names)
+    }
+
+    /// Rank 0's buffers, with the names of the model's parameters already at hand: the buffers
+    /// are the rest of its state dict.
+    fn broadcast_buffers(&self, model: &dyn Model, parameter_names: &HashSet<String>) -> Result<()> {
         let buffers: Vec<Tensor> =
-            model.state_dict().into_iter().filter(|(n, _)| !names.contains(n)).map(|(_, t)| t).collect();
+            model.state_dict().into_iter().filter(|(n, _)| !parameter_names.contains(n)).map(|(_, t)| t).collect();
         self.dist.broadcast_from_main(&buffers)
     }
 

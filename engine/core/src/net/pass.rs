@@ -258,21 +258,23 @@ fn train_step(
 /// run's and each epoch's start, the epoch's end): the strongest any rank asked; and a stop flag
 /// raised on any rank is raised on all. In one process, `flow` as it is.
 pub(super) fn agreed(c: &mut Components, flow: Flow) -> Result<Flow> {
-    let Some(d) = &c.ddp else { return Ok(flow) };
-    let raised = c.watch.as_ref().is_some_and(|w| w.raised());
-    let (flow, raised_anywhere) = d.agree(flow, raised)?;
-    raise_if(c, raised_anywhere);
-    Ok(flow)
+    Ok(agree_between_batches(c, flow)?.0)
 }
 
 /// Whether the stop flag is raised, on any rank of a distributed job (then it is raised on all):
 /// the answer every rank acts on, even when a signal reaches this one right after.
 pub(super) fn interrupted_anywhere(c: &mut Components) -> Result<bool> {
+    Ok(agree_between_batches(c, Flow::Continue)?.1)
+}
+
+/// The agreed flow and whether the stop flag is raised anywhere (in one process: `flow` and the
+/// local flag).
+fn agree_between_batches(c: &mut Components, flow: Flow) -> Result<(Flow, bool)> {
     let raised = c.watch.as_ref().is_some_and(|w| w.raised());
-    let Some(d) = &c.ddp else { return Ok(raised) };
-    let (_, raised_anywhere) = d.agree(Flow::Continue, raised)?;
+    let Some(d) = &c.ddp else { return Ok((flow, raised)) };
+    let (flow, raised_anywhere) = d.agree(flow, raised)?;
     raise_if(c, raised_anywhere);
-    Ok(raised_anywhere)
+    Ok((flow, raised_anywhere))
 }
 
 /// Raises this rank's stop flag when another rank of the job was interrupted (`elsewhere`).
