@@ -1,5 +1,6 @@
-//! The MNIST results of issue 5, reproduced from the Python anchors with the example configs in
-//! `examples/mnist/` (skipped, loudly, without `../shared/data/mnist`).
+//! The MNIST results of the Python anchors (Poutyne's, skorch's tutorial and its grid search),
+//! reproduced with the example configs in `examples/mnist/` (skipped, loudly, without
+//! `../shared/data/mnist`).
 
 use torchfit_tests::{read_json, shared_data, temp_dir, torchfit_env};
 
@@ -38,4 +39,38 @@ fn skorchs_tutorial_mlp_reaches_0_958() {
     if let Some(acc) = test_accuracy("skorch-mlp.toml") {
         assert!(acc >= 0.958, "{acc}");
     }
+}
+
+/// The grid search that ends skorch's first talk (`examples/mnist/skorch-grid-search.toml`):
+/// "best score: 0.9651, best_params {'net__module__dropout': 0.2}".
+#[test]
+fn skorchs_grid_search_picks_dropout_0_2_within_0_005_of_the_talks_score() {
+    if shared_data().map(|d| d.join("mnist/train-images.idx3-ubyte.gz").exists()) != Some(true) {
+        eprintln!("SKIPPED: MNIST not found in ../shared/data/mnist; the grid search did not run");
+        return;
+    }
+    let out = temp_dir("mnist-grid-search").join("search");
+    let o = torchfit_env(
+        &[
+            "search",
+            "examples/mnist/skorch-grid-search.toml",
+            "--grid",
+            "module__dropout=0.2,0.5,0.8",
+            "--cv",
+            "3",
+            "--jobs",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = read_json(&out.join("search.json"));
+    assert_eq!(s["best_params_"]["module__dropout"], 0.2, "{s}");
+    let best = s["best_score_"].as_f64().unwrap();
+    assert!((best - 0.9651).abs() <= 0.005, "{best}");
+    let test = read_json(&out.join("refit/summary.json"))["test"]["accuracy"].as_f64().unwrap();
+    eprintln!("grid search: best 0.2 at {best:.4}, refit test accuracy {test:.4}");
+    assert!(test >= 0.96, "{test}");
 }

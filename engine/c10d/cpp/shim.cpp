@@ -1,5 +1,5 @@
 // C functions over libtorch's c10d for the torchfit-c10d crate: a TCPStore, a Gloo process
-// group, collectives and DDP's Reducer. Tensors arrive as `at::Tensor*` (tch's C_tensor).
+// group (or Gloo with an NCCL backend from libtorchfit_nccl), collectives and DDP's Reducer. Tensors arrive as `at::Tensor*` (tch's C_tensor).
 // Every function catches C++ exceptions: it returns NULL on success or a malloc'd message
 // that the caller frees with tf_c10d_free_error.
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -105,27 +105,50 @@ char* tf_c10d_store_add(const TfStore* s, const char* key, int64_t delta, int64_
 
 void tf_c10d_store_free(TfStore* s) { delete s; }
 
+// A Gloo backend of `size` ranks rendezvousing in `store`.
+static c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo_backend(const c10::intrusive_ptr<c10d::Store>& store, int rank,
+                                                                int size, int64_t timeout_ms) {
+  auto options = c10d::ProcessGroupGloo::Options::create(std::chrono::milliseconds(timeout_ms));
+  // As torch.distributed does: GLOO_SOCKET_IFNAME names the interfaces, else the device
+  // binds the address this machine's hostname resolves to (loopback when it resolves to none).
+  const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+  if (ifname && *ifname) {
+    std::stringstream names(ifname);
+    std::string name;
+    while (std::getline(names, name, ',')) {
+      if (!name.empty()) options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(name));
+    }
+  } else {
+    options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+  }
+  return c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, options);
+}
+
 char* tf_c10d_gloo_group(const TfStore* s, int rank, int size, int64_t timeout_ms, TfGroup** out) {
   return guard([&] {
-    auto timeout = std::chrono::milliseconds(timeout_ms);
-    auto options = c10d::ProcessGroupGloo::Options::create(timeout);
-    // As torch.distributed does: GLOO_SOCKET_IFNAME names the interfaces, else the device
-    // binds the address this machine's hostname resolves to (loopback when it resolves to none).
-    const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
-    if (ifname && *ifname) {
-      std::stringstream names(ifname);
-      std::string name;
-      while (std::getline(names, name, ',')) {
-        if (!name.empty()) options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(name));
-      }
-    } else {
-      options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
-    }
-    auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(s->store, rank, size, options);
+    auto backend = gloo_backend(s->store, rank, size, timeout_ms);
     auto pg = c10::make_intrusive<c10d::ProcessGroup>(s->store, rank, size);
     pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, backend);
     pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::GLOO, backend);
     pg->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+    *out = new TfGroup{pg};
+  });
+}
+
+// The store as libtorchfit_nccl takes it: a `c10::intrusive_ptr<c10d::Store>*`.
+const void* tf_c10d_store_handle(const TfStore* s) { return &s->store; }
+
+// torch.distributed's "cpu:gloo,cuda:nccl": CUDA tensors through `nccl` (a `c10d::Backend*`
+// holding one reference, which this takes), CPU tensors through Gloo rendezvousing in `cpu`.
+char* tf_c10d_nccl_group(const TfStore* s, const TfStore* cpu, int rank, int size, int64_t timeout_ms, void* nccl,
+                         TfGroup** out) {
+  auto backend = c10::intrusive_ptr<c10d::Backend>::reclaim(static_cast<c10d::Backend*>(nccl));
+  return guard([&] {
+    auto gloo = gloo_backend(cpu->store, rank, size, timeout_ms);
+    auto pg = c10::make_intrusive<c10d::ProcessGroup>(s->store, rank, size);
+    pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, gloo);
+    pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, backend);
+    pg->setDefaultBackend(c10d::ProcessGroup::BackendType::NCCL);
     *out = new TfGroup{pg};
   });
 }

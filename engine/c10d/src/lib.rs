@@ -12,7 +12,7 @@
 //! Every blocking call is bounded by the timeout its store or group was made with: a peer that
 //! dies makes the survivors' collectives fail ("Connection closed by peer"), not hang.
 
-use std::ffi::{c_char, c_int, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::time::Duration;
 use tch::Tensor;
 
@@ -60,6 +60,16 @@ extern "C" {
         rank: c_int,
         size: c_int,
         timeout_ms: i64,
+        out: *mut *mut RawGroup,
+    ) -> *mut c_char;
+    fn tf_c10d_store_handle(s: *const RawStore) -> *const c_void;
+    fn tf_c10d_nccl_group(
+        s: *const RawStore,
+        cpu: *const RawStore,
+        rank: c_int,
+        size: c_int,
+        timeout_ms: i64,
+        nccl: *mut c_void,
         out: *mut *mut RawGroup,
     ) -> *mut c_char;
     fn tf_c10d_group_free(g: *mut RawGroup);
@@ -111,6 +121,31 @@ pub fn set_cpp_log(level: CppLog) {
 }
 
 /// Turns the shim's answer (NULL or an owned message) into a `Result`.
+/// The file name of the NCCL library.
+const NCCL_LIBRARY: &str = "libtorchfit_nccl.so";
+
+/// The NCCL library, loaded once for the life of the process (it brings libtorch_cuda, which is
+/// never unloaded).
+fn nccl_library() -> Result<&'static libloading::Library> {
+    static LOADED: std::sync::OnceLock<std::result::Result<libloading::Library, String>> = std::sync::OnceLock::new();
+    let loaded = LOADED.get_or_init(|| {
+        let exe_dir = std::env::current_exe().ok().and_then(|e| e.parent().map(std::path::Path::to_path_buf));
+        let candidates: Vec<std::path::PathBuf> = match std::env::var_os("TORCHFIT_NCCL_LIBRARY") {
+            Some(path) => vec![path.into()],
+            None => exe_dir.iter().flat_map(|d| [d.join(NCCL_LIBRARY), d.join("..").join(NCCL_LIBRARY)]).collect(),
+        };
+        let Some(path) = candidates.iter().find(|p| p.exists()) else {
+            return Err(format!(
+                "backend \"nccl\" needs {NCCL_LIBRARY} beside the torchfit executable (`cargo build --release` builds it) or at TORCHFIT_NCCL_LIBRARY; looked at {}",
+                candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            ));
+        };
+        // SAFETY: torchfit-nccl's library runs no code at load beyond libtorch_cuda's own.
+        unsafe { libloading::Library::new(path) }.map_err(|e| format!("cannot load {}: {e}", path.display()))
+    });
+    loaded.as_ref().map_err(|e| Error(e.clone()))
+}
+
 fn check(e: *mut c_char) -> Result<()> {
     if e.is_null() {
         return Ok(());
@@ -240,6 +275,42 @@ impl ProcessGroup {
         let mut raw = std::ptr::null_mut();
         // SAFETY: live store handle, out-pointer to a local.
         check(unsafe { tf_c10d_gloo_group(store.raw, rank as c_int, size as c_int, millis(timeout), &mut raw) })?;
+        Ok(Self { raw, rank, size })
+    }
+
+    /// Joins a group as [`ProcessGroup::gloo`] does, with PyTorch's NCCL backend for CUDA tensors
+    /// (torch.distributed's `"cpu:gloo,cuda:nccl"`: CPU tensors still go through Gloo). CUDA
+    /// device `device` becomes this process's current device. NCCL comes from
+    /// `libtorchfit_nccl.so` (the `torchfit-nccl` package), loaded now from
+    /// `TORCHFIT_NCCL_LIBRARY`, or beside the executable (or its parent folder).
+    pub fn nccl(store: &Store, rank: usize, size: usize, timeout: Duration, device: usize) -> Result<Self> {
+        if size == 0 || rank >= size {
+            return Err(Error(format!("rank {rank} is outside a world of {size}")));
+        }
+        type Create = unsafe extern "C" fn(*const c_void, c_int, c_int, i64, c_int, *mut *mut c_void) -> *mut c_char;
+        let library = nccl_library()?;
+        // SAFETY: the symbol has this signature (torchfit-nccl's `torchfit_nccl_backend`).
+        let create: libloading::Symbol<'_, Create> = unsafe { library.get(b"torchfit_nccl_backend\0") }
+            .map_err(|e| Error(format!("{NCCL_LIBRARY} has no torchfit_nccl_backend: {e}")))?;
+        let (cpu, cuda) = (store.prefixed("cpu/")?, store.prefixed("cuda/")?);
+        let mut backend = std::ptr::null_mut();
+        // SAFETY: a live store handle, an out-pointer to a local; the message is malloc'd.
+        check(unsafe {
+            create(
+                tf_c10d_store_handle(cuda.raw),
+                rank as c_int,
+                size as c_int,
+                millis(timeout),
+                device as c_int,
+                &mut backend,
+            )
+        })
+        .map_err(|Error(e)| Error(format!("NCCL on cuda:{device}: {}", e.lines().next().unwrap_or_default())))?;
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: live store handles; the backend's reference passes to the group (or is dropped).
+        check(unsafe {
+            tf_c10d_nccl_group(store.raw, cpu.raw, rank as c_int, size as c_int, millis(timeout), backend, &mut raw)
+        })?;
         Ok(Self { raw, rank, size })
     }
 

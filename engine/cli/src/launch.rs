@@ -158,7 +158,7 @@ fn send(child: &Child, signal: i32) {
 }
 
 /// Asks `workers` to stop (SIGTERM), kills those still running after `grace`, and reaps all.
-fn stop(workers: &mut [Child], grace: Duration) {
+pub(crate) fn stop(workers: &mut [Child], grace: Duration) {
     for child in workers.iter() {
         send(child, libc::SIGTERM);
     }

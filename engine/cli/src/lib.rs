@@ -4,7 +4,7 @@
 //! shape. This package composes the engine ([`torchfit_engine`], re-exported here whole) with the
 //! stock models ([`models`]), criteria ([`criteria`]) and dataset readers ([`readers`]), linked
 //! in-process; provides the classifier and regressor presets ([`classifier`], [`regressor`],
-//! [`from_params`], [`from_file`]); and runs the `torchfit` command ([`run`]).
+//! [`from_params`], [`from_file`]); and runs the `torchfit` command ([`run`], [`search`]).
 //!
 //! ```no_run
 //! # fn main() -> Result<(), torchfit::Error> {
@@ -23,6 +23,7 @@ pub mod launch;
 mod presets;
 pub mod run;
 pub mod run_dir;
+pub mod search;
 
 pub use presets::{classifier, defaults, from_file, from_params, regressor};
 pub use torchfit_engine::*;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use torchfit::{launch, run};
+use torchfit::{launch, run, search};
 use torchfit_engine::net::{Interruption, StopFlag};
 use torchfit_engine::{fsutil::write_atomic, plugins, Error};
 
@@ -54,6 +54,69 @@ enum Command {
         /// Write predictions here instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Search hyper-parameters: cross-validate every candidate (scikit-learn's GridSearchCV,
+    /// RandomizedSearchCV, HalvingGridSearchCV), rank them, refit the best on all the samples.
+    Search {
+        /// The TOML config.
+        config: PathBuf,
+        /// Values to try, KEY=V1,V2,... with skorch's routing: `module__dropout=0.2,0.5,0.8`
+        /// (repeatable; every combination is a candidate). With --random, also `uniform(a,b)`,
+        /// `loguniform(a,b)`, `randint(a,b)`.
+        #[arg(long = "grid", value_name = "KEY=VALUES", required = true)]
+        grid: Vec<String>,
+        /// Override a config key for every candidate (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Folds of the cross-validation (stratified for classification).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..))]
+        cv: u16,
+        /// Draw N candidates from the --grid values and distributions instead of taking them all.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        random: Option<u32>,
+        /// Successive halving with epochs as the resource: few epochs for all candidates, the
+        /// best 1/factor go on with factor times more, up to max_epochs.
+        #[arg(long)]
+        halving: bool,
+        /// Halving's factor.
+        #[arg(long, default_value_t = 3.0, requires = "halving")]
+        factor: f64,
+        /// Epochs of halving's first iteration (default: as many as reach max_epochs in the last).
+        #[arg(long, value_name = "EPOCHS", requires = "halving")]
+        min_epochs: Option<i64>,
+        /// Score with this scorer component (`f1_macro`, `log_loss`, ...; default: accuracy or r2).
+        #[arg(long)]
+        scoring: Option<String>,
+        /// Fits running at once, each a worker process.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        jobs: u16,
+        /// Intra-op threads of each fit (default: cores / jobs). Scores are bit-identical for
+        /// the same threads, whatever --jobs.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        threads: Option<u16>,
+        /// The search folder: search.json, each fit, and the refitted best run (refit/).
+        #[arg(long)]
+        out: PathBuf,
+        /// Continue the search in --out DIR: finished fits are kept.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// One fit of a search (run by `torchfit search` in its workers).
+    #[command(hide = true)]
+    SearchFold {
+        config: PathBuf,
+        #[arg(long = "set")]
+        sets: Vec<String>,
+        #[arg(long = "candidate")]
+        candidate: Vec<String>,
+        #[arg(long)]
+        cv: usize,
+        #[arg(long)]
+        fold: usize,
+        #[arg(long)]
+        scoring: Option<String>,
+        #[arg(long)]
+        result: PathBuf,
     },
     /// List every component torchfit can use (builtin, and plugins on the search path).
     Plugins {
@@ -189,6 +252,76 @@ fn execute(command: Command) -> Result<Ended, Error> {
                 // A closed stdout (`| head`) is not an error of the run, which is complete.
                 let _ = std::io::stdout().write_all(text.as_bytes());
             }
+            Ok(Ended::Completed)
+        }
+        Command::Search {
+            config,
+            grid,
+            sets,
+            cv,
+            random,
+            halving,
+            factor,
+            min_epochs,
+            scoring,
+            jobs,
+            threads,
+            out,
+            resume,
+        } => {
+            let params = run::load_params(&config, &sets)?;
+            let halving = halving.then(|| torchfit::net::halving::Halving {
+                factor,
+                min_resources: min_epochs,
+                max_resources: params.settings().max_epochs as i64,
+            });
+            let request = search::Request {
+                config: config.clone(),
+                sets,
+                space: grid,
+                cv: cv.into(),
+                random: random.map(|n| n as usize),
+                halving,
+                scoring,
+                jobs: jobs.into(),
+                threads: threads.map(usize::from),
+                out: out.clone(),
+                resume,
+            };
+            let stop = StopFlag::new();
+            let received = stop_on_signals(&stop).map_err(|e| Error::io(Path::new("<signal handlers>"), e))?;
+            match search::search(&request, &stop)? {
+                search::Ended::Completed(_, table) => {
+                    log::info!(
+                        "search written to {}; the best refitted in {}",
+                        out.display(),
+                        out.join("refit").display()
+                    );
+                    // A closed stdout (`| head`) is not an error of the search, which is complete.
+                    let _ = std::io::stdout().write_all(table.as_bytes());
+                    Ok(Ended::Completed)
+                }
+                search::Ended::Interrupted(kept) => {
+                    let signal = match received.load(Ordering::SeqCst) as i32 {
+                        0 => signal_hook::consts::SIGINT,
+                        s => s,
+                    };
+                    let name = if signal == signal_hook::consts::SIGTERM { "SIGTERM" } else { "SIGINT" };
+                    eprintln!(
+                        "interrupted by {name}; {} keeps {kept} finished fits: continue with the same command and --resume",
+                        out.display()
+                    );
+                    Ok(Ended::Interrupted(signal))
+                }
+            }
+        }
+        Command::SearchFold { config, sets, candidate, cv, fold, scoring, result } => {
+            let mut params = run::load_params(&config, &sets)?;
+            for c in &candidate {
+                params.set_assignment(c)?;
+            }
+            let cv = torchfit::net::Cv { n_splits: cv, scoring, ..Default::default() };
+            search::fit_fold(params, candidate, &cv, fold, &result)?;
             Ok(Ended::Completed)
         }
         Command::Predict { run, data, sets, out } => {

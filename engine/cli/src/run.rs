@@ -74,6 +74,39 @@ fn reader(registry: &Registry, params: &Params, key: &str, spec: &ComponentSpec)
     registry.reader(&spec.name, &spec.json(), &ctx).map_err(|e| params.component_error(key, e))
 }
 
+/// The config's data set and how its samples are used.
+pub(crate) struct TrainingData {
+    /// The reader of `[dataset]`.
+    pub reader: Box<dyn DatasetReader>,
+    /// The samples training may use.
+    pub pool: Vec<i64>,
+    /// The held-out `test_split`.
+    pub test: Vec<i64>,
+}
+
+/// The config's data set (`spec`) and the samples training may use (all but the held-out
+/// `test_split`).
+pub(crate) fn training_data(params: &Params, registry: &Registry, spec: &ComponentSpec) -> Result<TrainingData> {
+    let settings = params.settings();
+    let mut data = reader(registry, params, "dataset", spec)?;
+    let n = data.len();
+    if settings.test_dataset.is_some() && settings.test_split.is_some() {
+        return Err(params.config_error("test_dataset", "give either [test_dataset] or [test_split], not both".into()));
+    }
+    let (pool, test) = match &settings.test_split {
+        Some(ts) if ts.kind == SplitKind::Fraction => {
+            let labels = if settings.stratify(ts) {
+                Some(Vec::<i64>::try_from(data.targets()?.f_flatten(0, -1)?)?)
+            } else {
+                None
+            };
+            split_indices(n, labels.as_deref(), ts.fraction, settings.seed, Stream::TestSplit)
+        }
+        _ => ((0..n as i64).collect(), Vec::new()),
+    };
+    Ok(TrainingData { reader: data, pool, test })
+}
+
 /// Trains the config in `params`; writes the run directory `out` when given (see
 /// [`crate::run_dir`]). With `resume`, continues the run in `out` from its newest complete
 /// checkpoint up to `max_epochs` epochs in all.
@@ -139,25 +172,10 @@ fn train_in(
         .clone()
         .ok_or_else(|| params.config_error("dataset", "missing: `torchfit train` needs a [dataset] section".into()))?;
     let registry = torchfit_engine::plugins::registry_for(&params)?;
-    let mut data = reader(&registry, &params, "dataset", &spec)?;
-    let n = data.len();
-    if settings.test_dataset.is_some() && settings.test_split.is_some() {
-        return Err(params.config_error("test_dataset", "give either [test_dataset] or [test_split], not both".into()));
-    }
+    let TrainingData { reader: mut data, pool, test } = training_data(&params, &registry, &spec)?;
     let mut test_data = match &settings.test_dataset {
         Some(t) => Some(reader(&registry, &params, "test_dataset", t)?),
         None => None,
-    };
-    let (pool, test) = match &settings.test_split {
-        Some(ts) if ts.kind == SplitKind::Fraction => {
-            let labels = if settings.stratify(ts) {
-                Some(Vec::<i64>::try_from(data.targets()?.f_flatten(0, -1)?)?)
-            } else {
-                None
-            };
-            split_indices(n, labels.as_deref(), ts.fraction, settings.seed, Stream::TestSplit)
-        }
-        _ => ((0..n as i64).collect(), Vec::new()),
     };
     if let Some(t) = test_data.as_mut() {
         check_held_out(settings.task, data.as_mut(), &pool, t.as_mut(), "[test_dataset]")?;

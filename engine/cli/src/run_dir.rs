@@ -90,6 +90,32 @@ impl RunDir {
     }
 }
 
+/// A folder other than a run directory (a search's `--out`) held by this process, with the same
+/// rules: locked while held, empty unless continued with `--resume`.
+#[derive(Debug)]
+pub struct Claim {
+    _lock: File,
+    /// Whether the folder held something already (then it was claimed with `resume`).
+    pub resumed: bool,
+}
+
+impl Claim {
+    /// Creates (when missing) and locks `path`; refuses a folder with content without `resume`.
+    pub fn new(path: &Path, resume: bool) -> Result<Claim> {
+        if path.exists() && !path.is_dir() {
+            return Err(Error::RunDir { dir: path.to_path_buf(), message: "exists and is not a directory".into() });
+        }
+        std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
+        let lock = lock(path)?;
+        let resumed = !contents(path).is_empty();
+        if resumed && !resume {
+            let message = "exists and is not empty; pass --resume to continue in it, or choose another --out".into();
+            return Err(Error::RunDir { dir: path.to_path_buf(), message });
+        }
+        Ok(Claim { _lock: lock, resumed })
+    }
+}
+
 /// Takes the folder's lock, or names the process that holds it.
 fn lock(dir: &Path) -> Result<File> {
     let path = dir.join(LOCK_FILE);

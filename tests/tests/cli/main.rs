@@ -1,5 +1,5 @@
 //! The `torchfit` binary end to end: the README's demo, run directories, reproducibility, every
-//! reader, a TorchScript model.
+//! reader, a TorchScript model, hyper-parameter search.
 
 mod demo;
 mod fuzz;
@@ -8,4 +8,5 @@ mod kill;
 mod readers;
 mod reproducibility;
 mod run_dir;
+mod search;
 mod torchscript;

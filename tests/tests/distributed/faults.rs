@@ -1,6 +1,7 @@
 //! Faults end in one-line errors within a bounded time, never in a hang.
 
 use super::{free_port, spawn, train, wait_for_row, workers};
+use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 use torchfit_tests::temp_dir;
@@ -73,6 +74,23 @@ fn an_unreachable_master_is_one_line_after_the_timeout() {
     assert_eq!(o.status.code(), Some(3), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains(&format!("rank 1 cannot reach the store at 127.0.0.1:{port}")), "{stderr}");
+}
+
+/// NCCL loads from libtorchfit_nccl.so (built with the workspace) and needs a GPU: without one
+/// the job ends in one line naming CUDA's reason, exit 3.
+#[test]
+fn nccl_without_a_gpu_is_one_line_naming_the_reason() {
+    if Path::new("/dev/nvidiactl").exists() {
+        eprintln!("SKIPPED: this machine has a GPU; NCCL is checked on it by hand (README)");
+        return;
+    }
+    let port = free_port().to_string();
+    let env = [("RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", port.as_str())];
+    let o = train(&["distributed__backend=\"nccl\"", "distributed__timeout=10"], &[], &env);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("NCCL on cuda:0: CUDA error"), "{stderr}");
 }
 
 #[test]

@@ -25,7 +25,7 @@ fn each_fold_is_a_fresh_fit_scored_on_its_held_out_samples() {
     let _serial = serial();
     let (x, y) = digits();
     let mut data = TensorDataset::new(&x, &y).unwrap();
-    let cv = Cv { n_splits: 3, ..Cv::default() };
+    let cv = &Cv { n_splits: 3, ..Cv::default() };
     let result = net().cross_validate(&mut data, None, cv).unwrap();
     assert_eq!(result.folds.len(), 3);
     assert!(result.folds.iter().all(|f| f.score > 0.85 && f.test_samples == 599), "{result:?}");
@@ -50,7 +50,7 @@ fn impossible_folds_are_a_config_error() {
     let _serial = serial();
     let (x, y) = digits();
     let mut data = TensorDataset::new(&x.narrow(0, 0, 4), &y.narrow(0, 0, 4)).unwrap();
-    let e = net().cross_validate(&mut data, None, Cv { n_splits: 5, ..Cv::default() }).unwrap_err();
+    let e = net().cross_validate(&mut data, None, &Cv { n_splits: 5, ..Cv::default() }).unwrap_err();
     assert!(e.to_string().contains("n_splits=5"), "{e}");
 }
 
@@ -62,9 +62,11 @@ fn a_grid_search_ranks_the_candidates_and_refits_the_best() {
     let mut data = TensorDataset::new(&x, &y).unwrap();
     let space = vec![("optimizer__lr".to_owned(), vec![toml::Value::from(1e-5), toml::Value::from(0.1)])];
     let candidates = grid(&space);
-    let (scored, refit) = search(net, &mut data, None, &candidates, Cv { n_splits: 2, ..Cv::default() }).unwrap();
+    let (found, refit) = search(net, &mut data, None, &candidates, &Cv { n_splits: 2, ..Cv::default() }, None).unwrap();
+    let scored = &found.scored;
     assert_eq!(scored.iter().map(|s| s.rank).collect::<Vec<_>>(), [2, 1], "{scored:?}");
-    assert!(scored[1].cv.mean > 0.8 && scored[0].cv.mean < 0.5, "{} {}", scored[0].cv.mean, scored[1].cv.mean);
+    assert!(scored[1].mean() > 0.8 && scored[0].mean() < 0.5, "{} {}", scored[0].mean(), scored[1].mean());
+    assert_eq!(found.best, 1);
     assert_eq!(refit.history().len(), 3, "the best candidate refitted on all the samples");
     assert_eq!(refit.optimizer().unwrap().lr(0), Some(0.1));
 }

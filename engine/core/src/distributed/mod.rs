@@ -43,10 +43,12 @@ use torchfit_c10d::{ProcessGroup, Reducer, Store};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
-    /// Gloo (the only one built in; it also carries CUDA tensors, through host memory).
+    /// Gloo, for CPU tensors (it also carries CUDA tensors, through host memory).
     #[default]
     Gloo,
-    /// NCCL, PyTorch's backend for CUDA: not built into this torchfit.
+    /// NCCL, PyTorch's backend for CUDA tensors (`cuda:LOCAL_RANK`); CPU tensors still go
+    /// through Gloo, as torch.distributed's `"cpu:gloo,cuda:nccl"`. Loaded at run time from
+    /// `libtorchfit_nccl.so` (the `torchfit-nccl` package).
     Nccl,
 }
 
@@ -54,7 +56,7 @@ pub enum Backend {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DistributedConfig {
-    /// The backend (`gloo`).
+    /// The backend (`gloo` or `nccl`).
     #[serde(default)]
     pub backend: Backend,
     /// Seconds the rendezvous and each collective may wait for the other ranks (PyTorch's
@@ -137,13 +139,6 @@ impl Distributed {
     /// `config.timeout` for every rank.
     pub fn join(launch: Launch, config: &DistributedConfig) -> Result<Self> {
         config.validated().map_err(|(key, message)| Error::Config { origin: "config".into(), key, message })?;
-        if config.backend == Backend::Nccl {
-            return Err(Error::Config {
-                origin: "config".into(),
-                key: "distributed.backend".into(),
-                message: "nccl is not built into this torchfit; use \"gloo\" (it also carries CUDA tensors)".into(),
-            });
-        }
         // The errors come back as this crate's; libtorch's own lines about each retry are noise
         // below a debug log.
         let debug = log::max_level() >= log::LevelFilter::Debug;
@@ -158,9 +153,13 @@ impl Distributed {
                 .map_err(|e| Error::Rendezvous(format!("rank {} cannot reach the store at {at}: {e}", launch.rank)))?
         };
         let store = store.prefixed(&prefix(&launch)).map_err(|e| Error::Rendezvous(e.0))?;
-        let group = ProcessGroup::gloo(&store, launch.rank, launch.world_size, timeout).map_err(|e| {
+        let group = match config.backend {
+            Backend::Gloo => ProcessGroup::gloo(&store, launch.rank, launch.world_size, timeout),
+            Backend::Nccl => ProcessGroup::nccl(&store, launch.rank, launch.world_size, timeout, launch.local_rank),
+        };
+        let group = group.map_err(|e| {
             Error::Rendezvous(format!(
-                "rank {} of {} could not join the group at {at} within {} s: {e}",
+                "rank {} of {} could not join the group at {at} (timeout {} s): {e}",
                 launch.rank, launch.world_size, config.timeout
             ))
         })?;

@@ -1,6 +1,6 @@
 //! Cross-validation of a net (scikit-learn's `cross_validate`): for each fold the net is fitted
 //! afresh on the fold's training samples (with its `train_split` inside them, as skorch's nets in
-//! scikit-learn do) and scored on the held-out ones.
+//! scikit-learn do) and scored on the held-out ones, by accuracy / R² or any scorer component.
 
 use super::{NeuralNet, Start};
 use crate::data::{k_fold, stratified_k_fold, Fold};
@@ -10,7 +10,7 @@ use torchfit_sdk::metrics::{accuracy, r2};
 use torchfit_sdk::{DatasetReader, Task};
 
 /// How the samples are split into folds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cv {
     /// Number of folds (scikit-learn's `cv = 5` default).
     pub n_splits: usize,
@@ -18,18 +18,22 @@ pub struct Cv {
     pub stratified: Option<bool>,
     /// Shuffle before splitting, with this seed; `None`: folds of consecutive samples.
     pub shuffle: Option<u64>,
+    /// A scorer component by name (`f1_macro`, `log_loss`, a plugin's); `None`: accuracy for
+    /// classification, R² for regression. Scores are higher-is-better, as in scikit-learn: a
+    /// scorer that is lower-is-better is negated and named `neg_<name>`.
+    pub scoring: Option<String>,
 }
 
 impl Default for Cv {
     fn default() -> Self {
-        Cv { n_splits: 5, stratified: None, shuffle: None }
+        Cv { n_splits: 5, stratified: None, shuffle: None, scoring: None }
     }
 }
 
 /// One fold's result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FoldResult {
-    /// The score on the held-out samples: accuracy (classification) or R² (regression).
+    /// The score on the held-out samples (see [`Cv::scoring`]).
     pub score: f64,
     /// Seconds fitting.
     pub fit_seconds: f64,
@@ -44,6 +48,9 @@ pub struct FoldResult {
 /// The result of a cross-validation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CrossValidation {
+    /// What the scores are: `accuracy`, `r2`, a scorer's name, or `neg_<name>` for a
+    /// lower-is-better scorer.
+    pub scoring: String,
     /// Each fold's result, in fold order.
     pub folds: Vec<FoldResult>,
     /// Mean of the folds' scores.
@@ -60,40 +67,75 @@ impl NeuralNet {
         &mut self,
         reader: &mut dyn DatasetReader,
         indices: Option<&[i64]>,
-        cv: Cv,
+        cv: &Cv,
     ) -> Result<CrossValidation> {
+        let mut folds = Vec::with_capacity(cv.n_splits);
+        let mut scoring = String::new();
+        for fold in 0..cv.n_splits {
+            let (name, result) = self.cross_validate_fold(reader, indices, cv, fold)?;
+            log::info!("fold {} of {}: {name} {:.6}", fold + 1, cv.n_splits, result.score);
+            scoring = name;
+            folds.push(result);
+        }
+        Ok(CrossValidation::of(scoring, folds))
+    }
+
+    /// Fold `fold` (from 0) of [`NeuralNet::cross_validate`] alone, and the scoring's name: what
+    /// a search runs in each of its worker processes. The same fold fitted here or inside
+    /// `cross_validate` scores the same, bit for bit.
+    pub fn cross_validate_fold(
+        &mut self,
+        reader: &mut dyn DatasetReader,
+        indices: Option<&[i64]>,
+        cv: &Cv,
+        fold: usize,
+    ) -> Result<(String, FoldResult)> {
         let pool: Vec<i64> = indices.map(<[i64]>::to_vec).unwrap_or_else(|| (0..reader.len() as i64).collect());
         let task = self.params.settings().task;
         let targets = reader.targets().map_err(|e| Error::Data(e.to_string()))?;
         let folds = folds_of(&pool, &targets, task, cv)?;
-        let mut results = Vec::with_capacity(folds.len());
-        for (i, fold) in folds.iter().enumerate() {
-            let (train, test) = (select(&pool, &fold.train), select(&pool, &fold.test));
-            let started = Instant::now();
-            self.fit_dataset(reader, Some(&train), Start::Fresh)?;
-            let fit_seconds = started.elapsed().as_secs_f64();
-            let started = Instant::now();
-            let out = self.forward_reader(reader, &test)?;
-            let y = targets.f_index_select(0, &tch::Tensor::from_slice(&test))?;
-            let score = match task {
-                Task::Classification => accuracy(&y, &out)?,
-                Task::Regression => r2(&y, &out)?,
-            };
-            log::info!("fold {} of {}: score {score:.6}", i + 1, folds.len());
-            results.push(FoldResult {
-                score,
-                fit_seconds,
-                score_seconds: started.elapsed().as_secs_f64(),
-                train_samples: train.len(),
-                test_samples: test.len(),
-            });
-        }
-        Ok(summarize(results))
+        let Some(fold) = folds.get(fold) else {
+            let message = format!("fold {fold} of a {}-fold cross-validation", folds.len());
+            return Err(Error::Config { origin: "cross_validate".into(), key: "fold".into(), message });
+        };
+        let (train, test) = (select(&pool, &fold.train), select(&pool, &fold.test));
+        let started = Instant::now();
+        self.fit_dataset(reader, Some(&train), Start::Fresh)?;
+        let fit_seconds = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let out = self.forward_reader(reader, &test)?;
+        let y = targets.f_index_select(0, &tch::Tensor::from_slice(&test))?;
+        let (scoring, score) = match (&cv.scoring, task) {
+            (Some(name), _) => self.score_by(name, &y, &out)?,
+            (None, Task::Classification) => ("accuracy".to_owned(), accuracy(&y, &out)?),
+            (None, Task::Regression) => ("r2".to_owned(), r2(&y, &out)?),
+        };
+        let result = FoldResult {
+            score,
+            fit_seconds,
+            score_seconds: started.elapsed().as_secs_f64(),
+            train_samples: train.len(),
+            test_samples: test.len(),
+        };
+        Ok((scoring, result))
+    }
+
+    /// The score of scorer component `name`, negated and named `neg_<name>` when it is
+    /// lower-is-better.
+    fn score_by(&mut self, name: &str, y: &tch::Tensor, out: &tch::Tensor) -> Result<(String, f64)> {
+        let c = self.components.as_mut().ok_or(Error::NotInitialized)?;
+        let error = |source| Error::Component { kind: torchfit_sdk::ComponentKind::Scorer, name: name.into(), source };
+        let scorer = c.scorers.get(name).map_err(error)?;
+        let score = scorer.score(y, out).map_err(error)?;
+        Ok(match scorer.lower_is_better() {
+            Some(true) => (format!("neg_{name}"), -score),
+            _ => (name.to_owned(), score),
+        })
     }
 }
 
 /// The folds of `pool` (positions into it), stratified by `targets` as `cv` says.
-fn folds_of(pool: &[i64], targets: &tch::Tensor, task: Task, cv: Cv) -> Result<Vec<Fold>> {
+fn folds_of(pool: &[i64], targets: &tch::Tensor, task: Task, cv: &Cv) -> Result<Vec<Fold>> {
     let refuse = |m: String| Error::Config { origin: "cross_validate".into(), key: "cv".into(), message: m };
     match cv.stratified.unwrap_or(task == Task::Classification) {
         false => k_fold(pool.len(), cv.n_splits, cv.shuffle).map_err(refuse),
@@ -109,12 +151,19 @@ fn select(pool: &[i64], positions: &[i64]) -> Vec<i64> {
     positions.iter().map(|&p| pool[p as usize]).collect()
 }
 
-/// Mean and population standard deviation of the folds' scores.
-fn summarize(folds: Vec<FoldResult>) -> CrossValidation {
-    let n = folds.len().max(1) as f64;
-    let mean = folds.iter().map(|f| f.score).sum::<f64>() / n;
-    let std = (folds.iter().map(|f| (f.score - mean).powi(2)).sum::<f64>() / n).sqrt();
-    CrossValidation { folds, mean, std }
+impl CrossValidation {
+    /// The folds' results with the mean and population standard deviation of their scores.
+    pub fn of(scoring: String, folds: Vec<FoldResult>) -> Self {
+        let (mean, std) = mean_std(folds.iter().map(|f| f.score));
+        CrossValidation { scoring, folds, mean, std }
+    }
+}
+
+/// Mean and population standard deviation (NumPy's `std`), NaN for no values.
+pub fn mean_std(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
+    let n = values.clone().count() as f64;
+    let mean = values.clone().sum::<f64>() / n;
+    (mean, (values.map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt())
 }
 
 #[cfg(test)]
@@ -127,7 +176,7 @@ mod tests {
 
     #[test]
     fn the_summary_is_the_mean_and_numpys_population_std() {
-        let s = summarize(vec![fold(0.9), fold(0.8), fold(1.0)]);
+        let s = CrossValidation::of("accuracy".into(), vec![fold(0.9), fold(0.8), fold(1.0)]);
         assert!((s.mean - 0.9).abs() < 1e-12);
         assert!((s.std - (0.02f64 / 3.0).sqrt()).abs() < 1e-12); // np.std([0.9, 0.8, 1.0])
     }

@@ -58,7 +58,7 @@ impl Scorers {
         Self { registry, ctx, built: Default::default() }
     }
 
-    fn get(&mut self, name: &str) -> Result<&dyn torchfit_sdk::Scorer> {
+    pub(crate) fn get(&mut self, name: &str) -> Result<&dyn torchfit_sdk::Scorer> {
         if !self.built.contains_key(name) {
             let ctx = torchfit_sdk::BuildContext { name: name.into(), ..self.ctx.clone() };
             let scorer = self.registry.scorer(name, &serde_json::json!({}), &ctx).map_err(Error::msg)?;

@@ -27,6 +27,7 @@ mod cross_validate;
 mod ddp;
 mod events;
 mod fit_loop;
+pub mod halving;
 mod host;
 mod inference;
 mod interrupt;
