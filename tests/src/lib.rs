@@ -71,8 +71,8 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Builds workspace package `package` (a plugin) with the profile of this test executable and
-/// returns its shared library, `lib<stem>.so`.
+/// Builds workspace package `package` (a plugin, or another cdylib) with the profile of this
+/// test executable and returns its shared library, `lib<stem>.so`.
 pub fn plugin_library(package: &str, stem: &str) -> PathBuf {
     build_plugin(package, stem, &[])
 }

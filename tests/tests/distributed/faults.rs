@@ -84,6 +84,8 @@ fn nccl_without_a_gpu_is_one_line_naming_the_reason() {
         eprintln!("SKIPPED: this machine has a GPU; NCCL is checked on it by hand (README)");
         return;
     }
+    // Beside the binary, where `cargo build` puts it (`cargo test` builds no cdylib by itself).
+    torchfit_tests::plugin_library("torchfit-nccl", "torchfit_nccl");
     let port = free_port().to_string();
     let env = [("RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", port.as_str())];
     let o = train(&["distributed__backend=\"nccl\"", "distributed__timeout=10"], &[], &env);
