@@ -91,31 +91,28 @@ const POLL: Duration = Duration::from_millis(20);
 /// The candidates `request` describes, checked against `params` (every key and value is set on a
 /// copy of the config, so a wrong one is refused before anything runs).
 pub fn candidates(request: &Request, params: &Params) -> Result<Vec<Candidate>> {
+    let refuse = |entry: &str, message: String| Error::Config { origin: "--grid".into(), key: entry.into(), message };
     let mut space = Vec::new();
     for entry in &request.space {
-        let refuse = |message: String| Error::Config { origin: "--grid".into(), key: entry.clone(), message };
-        let (key, values) =
-            entry.split_once('=').ok_or_else(|| refuse("needs KEY=VALUES, e.g. module__dropout=0.2,0.5".into()))?;
-        let distribution: Distribution = values.parse().map_err(refuse)?;
-        if request.random.is_none() && !matches!(distribution, Distribution::List(_)) {
-            return Err(refuse(format!("{values} draws values: give --random N for a random search")));
-        }
-        space.push((key.trim().to_owned(), distribution));
+        let (key, values) = entry
+            .split_once('=')
+            .ok_or_else(|| refuse(entry, "needs KEY=VALUES, e.g. module__dropout=0.2,0.5".into()))?;
+        let distribution: Distribution = values.parse().map_err(|m| refuse(entry, m))?;
+        space.push((entry, key.trim().to_owned(), distribution));
     }
     if space.is_empty() {
-        let message = "nothing to search: give --grid KEY=VALUES (repeatable)".into();
-        return Err(Error::Config { origin: "--grid".into(), key: "grid".into(), message });
+        return Err(refuse("grid", "nothing to search: give --grid KEY=VALUES (repeatable)".into()));
     }
     let candidates = match request.random {
-        Some(n) => sample(&space, n, params.settings().seed),
+        Some(n) => sample(&space.into_iter().map(|(_, k, d)| (k, d)).collect::<Vec<_>>(), n, params.settings().seed),
         None => {
-            let lists: Vec<(String, Vec<toml::Value>)> = space
-                .into_iter()
-                .map(|(k, d)| match d {
-                    Distribution::List(values) => (k, values),
-                    _ => unreachable!("refused above"),
-                })
-                .collect();
+            let mut lists = Vec::with_capacity(space.len());
+            for (entry, key, distribution) in space {
+                match distribution {
+                    Distribution::List(values) => lists.push((key, values)),
+                    _ => return Err(refuse(entry, "draws values: give --random N for a random search".into())),
+                }
+            }
             grid(&lists)
         }
     };
