@@ -269,12 +269,7 @@ fn execute(command: Command) -> Result<Ended, Error> {
             out,
             resume,
         } => {
-            let params = run::load_params(&config, &sets)?;
-            let halving = halving.then(|| torchfit::net::halving::Halving {
-                factor,
-                min_resources: min_epochs,
-                max_resources: params.settings().max_epochs as i64,
-            });
+            let halving = halving.then_some(search::HalvingRequest { factor, min_epochs });
             let request = search::Request {
                 config: config.clone(),
                 sets,

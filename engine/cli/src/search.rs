@@ -46,7 +46,7 @@ pub struct Request {
     /// Draw this many candidates instead of taking the whole grid.
     pub random: Option<usize>,
     /// Successive halving with epochs as the resource, up to the config's `max_epochs`.
-    pub halving: Option<Halving>,
+    pub halving: Option<HalvingRequest>,
     /// A scorer component by name (default: accuracy / R² by task).
     pub scoring: Option<String>,
     /// Fits at once.
@@ -58,6 +58,15 @@ pub struct Request {
     pub out: PathBuf,
     /// Continue the search in `out`.
     pub resume: bool,
+}
+
+/// `--halving`: scikit-learn's `factor` and `min_resources` (`None`: `"exhaust"`), in epochs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HalvingRequest {
+    /// Candidates kept per iteration: `ceil(n / factor)`; epochs grow by `factor`.
+    pub factor: f64,
+    /// Epochs of the first iteration.
+    pub min_epochs: Option<i64>,
 }
 
 /// How a search ended without an error.
@@ -138,7 +147,12 @@ pub fn search(request: &Request, stop: &StopFlag) -> Result<Ended> {
         return Err(params.config_error("train_split.kind", message));
     }
     let candidates = candidates(request, &params)?;
-    torchfit_engine::net::search::check(&candidates, request.halving.as_ref())?;
+    let halving = request.halving.map(|h| Halving {
+        factor: h.factor,
+        min_resources: h.min_epochs,
+        max_resources: settings.max_epochs as i64,
+    });
+    torchfit_engine::net::search::check(&candidates, halving.as_ref())?;
     let claim = Claim::new(&request.out, request.resume)?;
     let spec = settle_spec(request, claim.resumed)?;
     std::fs::create_dir_all(request.out.join("fits")).map_err(|e| Error::io(&request.out, e))?;
@@ -151,7 +165,7 @@ pub fn search(request: &Request, stop: &StopFlag) -> Result<Ended> {
         request.jobs,
         spec.threads
     );
-    let found = run_search(&candidates, request.halving.as_ref(), |iter, round| pool.evaluate(iter, round, &cv));
+    let found = run_search(&candidates, halving.as_ref(), |iter, round| pool.evaluate(iter, round, &cv));
     let found = match found {
         Err(_) if pool.interrupted => return Ok(Ended::Interrupted(finished_fits(&request.out))),
         other => other?,
@@ -180,7 +194,10 @@ fn settle_spec(request: &Request, resumed: bool) -> Result<Spec> {
     let config = std::fs::read_to_string(&request.config).map_err(|e| Error::io(&request.config, e))?;
     let recorded: Option<Spec> = match resumed {
         true => {
-            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+            let text = std::fs::read_to_string(&path).map_err(|_| Error::RunDir {
+                dir: request.out.clone(),
+                message: format!("holds no search to resume (no {SPEC_FILE}); choose another --out"),
+            })?;
             Some(serde_json::from_str(&text).map_err(|e| Error::Data(format!("{}: {e}", path.display())))?)
         }
         false => None,
@@ -196,7 +213,7 @@ fn settle_spec(request: &Request, resumed: bool) -> Result<Spec> {
         space: request.space.clone(),
         cv: request.cv,
         random: request.random,
-        halving: request.halving.map(|h| (h.factor, h.min_resources)),
+        halving: request.halving.map(|h| (h.factor, h.min_epochs)),
         scoring: request.scoring.clone(),
         threads,
     };

@@ -271,4 +271,12 @@ fn bad_searches_are_refused_in_one_line() {
     let other = search(&out, &["--grid", "optimizer__lr=0.2", "--set", "max_epochs=1", "--cv", "2", "--resume"]);
     assert_eq!(other.status.code(), Some(2));
     assert!(stderr(&other).contains("space differs"), "{}", stderr(&other));
+    // A folder with something else in it.
+    let notes = dir.join("notes");
+    std::fs::create_dir_all(&notes).unwrap();
+    std::fs::write(notes.join("notes.txt"), "mine").unwrap();
+    let resumed = search(&notes, &["--grid", "optimizer__lr=0.1", "--cv", "2", "--resume"]);
+    assert_eq!(resumed.status.code(), Some(2));
+    assert!(stderr(&resumed).contains("holds no search to resume"), "{}", stderr(&resumed));
+    assert_eq!(std::fs::read_to_string(notes.join("notes.txt")).unwrap(), "mine");
 }
