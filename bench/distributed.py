@@ -28,15 +28,30 @@ def torchfit(extra, data):
     images, labels = f"{data}/train-images.idx3-ubyte.gz", f"{data}/train-labels.idx1-ubyte.gz"
     sets += [f'dataset__images="{os.path.abspath(images)}"', f'dataset__labels="{os.path.abspath(labels)}"']
     cmd = [BIN, "train", CONFIG, "--out", out] + [a for s in sets for a in ("--set", s)] + extra
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "TORCHFIT_LOG": "warn"})
+    p = subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                       env={**os.environ, "TORCHFIT_LOG": "info"})
     summary = json.load(open(os.path.join(out, "summary.json")))
     history = json.load(open(os.path.join(out, "history.json")))
     shutil.rmtree(out)
-    return {"fit_seconds": summary["fit_seconds"], "train_loss": history[-1]["train_loss"]}
+    report = {"fit_seconds": summary["fit_seconds"], "train_loss": history[-1]["train_loss"]}
+    # Rank 0's line from DDP's Logger over torchfit's Reducer (see net/ddp.rs); the other rank's
+    # lines may interleave with it, so only a whole line counts.
+    line = re.compile(r"^\[info\] gradient reduction .*: forward ([0-9.]+) ms, backward ([0-9.]+) ms, "
+                      r"communication ([0-9.]+) ms, of it overlapped with backward ([0-9.]+) ms$")
+    found = [m for m in map(line.match, p.stderr.splitlines()) if m]
+    if found:
+        keys = ["avg_forward_compute_time", "avg_backward_compute_time", "avg_backward_comm_time",
+                "avg_backward_compute_comm_overlap_time"]
+        report["reducer"] = {k: round(float(v) * 1e6) for k, v in zip(keys, found[-1].groups())}
+    return report
 
 
 def python(cmd):
-    p = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=os.path.join(ROOT, "bench", "python"))
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=os.path.join(ROOT, "bench", "python"))
+    if p.returncode != 0:
+        # torchrun's standalone rendezvous fails now and then on this machine; one more try, said.
+        print(f"{cmd[1:4]} failed ({p.returncode}), once more: {p.stderr.strip().splitlines()[-1:]}", flush=True)
+        p = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=os.path.join(ROOT, "bench", "python"))
     report = json.loads([l for l in p.stdout.splitlines() if l.startswith("{")][-1])
     ddp = [l for l in p.stdout.splitlines() if l.startswith("# ddp ")]
     if ddp:
@@ -101,6 +116,10 @@ def main():
     if ddp:
         d = ddp[-1]
         lines += ["", "PyTorch DDP's Logger (last run, rank 0, ns per sampled iteration): " + ", ".join(f"{k} = {v}" for k, v in d.items())]
+    ours = [x.get("reducer") for x in runs["torchfit_2p"] if x.get("reducer")]
+    if ours:
+        lines += ["", "The same Logger over torchfit_2p's Reducer (last run, rank 0, ns per sampled iteration): "
+                  + ", ".join(f"{k} = {v}" for k, v in ours[-1].items())]
     text = "\n".join(lines) + "\n"
     base = os.path.join(ROOT, "bench", "results", a.out_name)
     for path, content in ((base + ".md", text), (base + ".json", json.dumps(runs, indent=1))):

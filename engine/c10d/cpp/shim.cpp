@@ -7,6 +7,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/comm.hpp>
+#include <torch/csrc/distributed/c10d/logger.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
 
 #include <cstdlib>
@@ -26,6 +27,8 @@ struct TfGroup {
 };
 struct TfReducer {
   std::shared_ptr<c10d::Reducer> reducer;
+  // DDP's Logger: times sampled iterations of the Reducer (forward, backward, communication).
+  std::shared_ptr<c10d::Logger> logger;
 };
 
 static char* message(const char* what) {
@@ -193,12 +196,16 @@ char* tf_c10d_reducer_new(const TfGroup* g, at::Tensor** params, const char** na
                                              /*find_unused_parameters=*/false, /*gradient_as_bucket_view=*/false,
                                              param_names, bucket_bytes, /*skip_all_reduce_unused_params=*/false,
                                              /*use_python_reducer=*/false, caps);
-    *out = new TfReducer{r};
+    auto logger = std::make_shared<c10d::Logger>(r);
+    r->set_logger(logger);
+    logger->set_construction_data_and_log("torchfit", {}, -1, false, false, false);
+    *out = new TfReducer{r, logger};
   });
 }
 
 char* tf_c10d_reducer_prepare_for_forward(const TfReducer* r) {
   return guard([&] {
+    r->logger->set_runtime_stats_and_log();  // as DDP's forward: the last sampled iteration's times
     r->reducer->prepare_for_forward();
     r->reducer->rebuild_buckets();
   });
@@ -206,6 +213,21 @@ char* tf_c10d_reducer_prepare_for_forward(const TfReducer* r) {
 
 char* tf_c10d_reducer_prepare_for_backward(const TfReducer* r, at::Tensor** outputs, size_t n) {
   return guard([&] { r->reducer->prepare_for_backward(tensors(outputs, n)); });
+}
+
+// DDP's Logger's averages over the sampled iterations so far, in ns (-1 before any): forward
+// compute, backward compute, backward communication, their overlap; and the iteration they
+// were last set at.
+char* tf_c10d_reducer_stats(const TfReducer* r, int64_t* out) {
+  return guard([&] {
+    auto data = r->logger->get_ddp_logging_data();
+    const char* keys[] = {"avg_forward_compute_time", "avg_backward_compute_time", "avg_backward_comm_time",
+                          "avg_backward_compute_comm_overlap_time", "iteration"};
+    for (size_t i = 0; i < 5; ++i) {
+      auto it = data.ints_map.find(keys[i]);
+      out[i] = it == data.ints_map.end() ? -1 : it->second;
+    }
+  });
 }
 
 void tf_c10d_reducer_free(TfReducer* r) { delete r; }

@@ -97,6 +97,7 @@ extern "C" {
         outputs: *const *mut CTensor,
         n: usize,
     ) -> *mut c_char;
+    fn tf_c10d_reducer_stats(r: *const RawReducer, out: *mut i64) -> *mut c_char;
     fn tf_c10d_reducer_free(r: *mut RawReducer);
 }
 
@@ -374,6 +375,21 @@ pub const BUCKET_BYTES: usize = 25 * 1024 * 1024;
 /// starts early in backward.
 pub const FIRST_BUCKET_BYTES: usize = 1024 * 1024;
 
+/// DDP's Logger's averages of a Reducer's sampled iterations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReducerStats {
+    /// Forward pass (from `prepare_for_forward` to `prepare_for_backward`).
+    pub forward_compute: Duration,
+    /// Backward pass, to the last gradient ready.
+    pub backward_compute: Duration,
+    /// From the first bucket's all-reduce started to the last one finished.
+    pub backward_comm: Duration,
+    /// The part of the communication that ran while backward still computed.
+    pub backward_overlap: Duration,
+    /// The iteration the averages were last updated at.
+    pub iteration: u64,
+}
+
 impl Reducer {
     /// A reducer over `params` (name, tensor) in `group`, with DDP's bucketing.
     pub fn new(group: &ProcessGroup, params: &[(String, Tensor)], bucket_bytes: usize) -> Result<Self> {
@@ -403,6 +419,23 @@ impl Reducer {
     pub fn prepare_for_forward(&self) -> Result<()> {
         // SAFETY: live handle.
         check(unsafe { tf_c10d_reducer_prepare_for_forward(self.raw) })
+    }
+
+    /// DDP's Logger's timing of this Reducer: averages over sampled iterations (the first ten,
+    /// then every hundredth), as `DistributedDataParallel._get_ddp_logging_data()` reports them.
+    /// `None` before any iteration was timed.
+    pub fn stats(&self) -> Result<Option<ReducerStats>> {
+        let mut out = [-1i64; 5];
+        // SAFETY: live handle, an out-array of the five values the shim writes.
+        check(unsafe { tf_c10d_reducer_stats(self.raw, out.as_mut_ptr()) })?;
+        let ns = |v: i64| Duration::from_nanos(v.max(0) as u64);
+        Ok((out[..4].iter().all(|v| *v >= 0)).then(|| ReducerStats {
+            forward_compute: ns(out[0]),
+            backward_compute: ns(out[1]),
+            backward_comm: ns(out[2]),
+            backward_overlap: ns(out[3]),
+            iteration: out[4].max(0) as u64,
+        }))
     }
 
     /// Before backward from `outputs`: arms the autograd hooks for this step.

@@ -76,6 +76,30 @@ fn the_reducer_averages_gradients_like_one_process_on_the_whole_batch() {
 }
 
 #[test]
+fn ddps_logger_times_the_reducers_sampled_iterations() {
+    let stats = two_ranks(|rank, pg| {
+        let w = Tensor::ones([256, 256], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let reducer = Reducer::new(&pg, &[("w".to_owned(), w.shallow_clone())], BUCKET_BYTES).unwrap();
+        let before = reducer.stats().unwrap();
+        for _ in 0..4 {
+            // The times of a sampled step are taken at the next step's forward, as in DDP.
+            reducer.prepare_for_forward().unwrap();
+            let x = Tensor::full([64, 256], 1.0 + rank as f64, (Kind::Float, Device::Cpu));
+            let loss = x.matmul(&w).tanh().sum(Kind::Float);
+            reducer.prepare_for_backward(&[&loss]).unwrap();
+            loss.f_backward().unwrap();
+        }
+        (before, reducer.stats().unwrap())
+    });
+    for (before, after) in stats {
+        assert_eq!(before, None, "nothing timed before the first step");
+        let s = after.expect("timed after four steps");
+        assert!(s.iteration >= 1 && s.backward_compute > Duration::ZERO && s.backward_comm > Duration::ZERO, "{s:?}");
+        assert!(s.forward_compute > Duration::ZERO, "{s:?}");
+    }
+}
+
+#[test]
 fn a_missing_peer_is_an_error_after_the_timeout_not_a_hang() {
     let server = Store::serve("127.0.0.1", 0, 2, Duration::from_secs(2)).unwrap();
     let store = Store::connect("127.0.0.1", server.port(), Duration::from_secs(2)).unwrap();

@@ -51,6 +51,25 @@ impl Ddp {
         Ok(Self { dist, reducer: None, flags, deferred: (false, false) })
     }
 
+    /// Logs DDP's Logger's timing of the gradient reduction (sampled iterations): how much of
+    /// the communication ran while backward still computed.
+    pub fn log_reduction_times(&self) {
+        let Some((reducer, _)) = &self.reducer else { return };
+        match reducer.stats() {
+            Ok(Some(s)) => log::info!(
+                "gradient reduction (DDP's Logger, sampled iterations up to {}): forward {:.2} ms, backward {:.2} ms, \
+                 communication {:.2} ms, of it overlapped with backward {:.2} ms",
+                s.iteration,
+                s.forward_compute.as_secs_f64() * 1e3,
+                s.backward_compute.as_secs_f64() * 1e3,
+                s.backward_comm.as_secs_f64() * 1e3,
+                s.backward_overlap.as_secs_f64() * 1e3,
+            ),
+            Ok(None) => {}
+            Err(e) => log::debug!("no reduction times: {e}"),
+        }
+    }
+
     /// Makes every rank start from rank 0's model: checks that the ranks built the same
     /// parameters, then broadcasts parameters and buffers.
     pub fn sync_from_main(&self, model: &dyn Model) -> Result<()> {

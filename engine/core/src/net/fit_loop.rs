@@ -74,6 +74,7 @@ pub(super) fn partial_fit(
         Err(e) => Err(e),
     };
     if let (Ok(()), Some(d)) = (&result, &c.ddp) {
+        d.log_reduction_times();
         result = match d.dist.parameters_in_sync(&c.model.parameters()) {
             Ok(true) => Ok(()),
             Ok(false) => Err(Error::Distributed(
