@@ -323,6 +323,17 @@ struct Running {
     child: Child,
 }
 
+/// The running workers; those still running when it goes (an error, an interruption) are
+/// stopped: asked with SIGTERM, killed after 10 s, reaped.
+struct Workers(Vec<Running>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        let mut children: Vec<Child> = self.0.drain(..).map(|r| r.child).collect();
+        crate::launch::stop(&mut children, Duration::from_secs(10));
+    }
+}
+
 impl Pool<'_> {
     /// Cross-validates the candidates of iteration `iter`: every fit not kept from an earlier
     /// attempt runs in a worker, up to `jobs` at once.
@@ -344,7 +355,8 @@ impl Pool<'_> {
         if kept > 0 {
             log::info!("iteration {iter}: {kept} of {total} fits kept from before");
         }
-        let mut running: Vec<Running> = Vec::new();
+        let mut workers = Workers(Vec::new());
+        let running = &mut workers.0;
         let mut done = kept;
         loop {
             while running.len() < self.request.jobs.max(1) && !self.stop.is_raised() {
@@ -353,8 +365,7 @@ impl Pool<'_> {
             }
             if self.stop.is_raised() {
                 self.interrupted = true;
-                stop_all(&mut running);
-                return Err(Error::Data("the search was interrupted".into()));
+                return Err(Error::Data("the search was interrupted".into())); // `workers` stops the rest
             }
             if running.is_empty() {
                 break;
@@ -471,12 +482,6 @@ fn worker_error(log: &Path, status: &std::process::ExitStatus) -> String {
             None => format!("the worker exited with {status} (see {})", log.display()),
         },
     }
-}
-
-/// Asks running workers to stop (SIGTERM), kills those still there after 10 s, reaps all.
-fn stop_all(running: &mut Vec<Running>) {
-    let mut children: Vec<Child> = running.drain(..).map(|r| r.child).collect();
-    crate::launch::stop(&mut children, Duration::from_secs(10));
 }
 
 /// The ranked table: rank, mean and std of the score, mean fit time per fold, and the candidate
