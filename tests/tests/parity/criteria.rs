@@ -1,7 +1,6 @@
 //! Every stock criterion equals its `torch.nn` loss on the same inputs (rtol 1e-6), computed by
 //! the venv's PyTorch in a subprocess from the tensors this test writes.
 
-use std::process::Command;
 use tch::{Device, Kind, Tensor};
 use torchfit::Registry;
 use torchfit_sdk::BuildContext;
@@ -47,9 +46,8 @@ fn every_criterion_equals_pytorchs_loss() {
         file.display().to_string(),
         exprs.join(", ")
     );
-    let out = Command::new(torchfit_tests::python()).args(["-c", &script]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let expected: Vec<f64> = serde_json::from_slice(&out.stdout).unwrap();
+    let expected: Vec<f64> =
+        serde_json::from_value(super::python_json(&script, &serde_json::Value::Null, "torch.nn")).unwrap();
     let get = |n: &str| t.iter().find(|(k, _)| k == n).unwrap().1.shallow_clone();
     let registry = Registry::builtin();
     let ctx = BuildContext { input_shape: vec![4], n_outputs: 4, ..torchfit_sdk::testing::context("criterion") };

@@ -2,7 +2,6 @@
 //! shuffling) index for index, computed by the venv's scikit-learn (installed by
 //! `.cargo/setup.sh`) in a subprocess.
 
-use std::process::Command;
 use torchfit::data::{k_fold, stratified_k_fold};
 
 /// Label sets: the digits' labels, an imbalanced one with a class rarer than the folds, one
@@ -30,21 +29,8 @@ for labels in json.load(sys.stdin):
         out.append([t.tolist() for _, t in StratifiedKFold(k).split(np.zeros(len(y)), y)])
 print(json.dumps(out))
 "#;
-    let mut child = Command::new(torchfit_tests::python())
-        .args(["-W", "ignore", "-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    serde_json::to_writer(child.stdin.take().unwrap(), &sets).unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert!(
-        o.status.success(),
-        "scikit-learn (bash .cargo/setup.sh installs it): {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let expected: Vec<Vec<Vec<i64>>> = serde_json::from_slice(&o.stdout).unwrap();
+    let expected: Vec<Vec<Vec<i64>>> =
+        serde_json::from_value(super::python_json(script, &serde_json::json!(sets), "scikit-learn")).unwrap();
     let mut ours = Vec::new();
     for labels in &sets {
         for k in [2, 3, 5, 10] {
@@ -78,9 +64,8 @@ from sklearn.model_selection import ParameterGrid
 g = {"optimizer__lr": [0.1, 0.01], "module__dropout": [0.2, 0.5, 0.8], "iterator_train__batch_size": [32, 128]}
 print(json.dumps([sorted(p.items()) for p in ParameterGrid(g)]))
 "#;
-    let o = Command::new(torchfit_tests::python()).args(["-c", script]).output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let expected: Vec<Vec<(String, serde_json::Value)>> = serde_json::from_slice(&o.stdout).unwrap();
+    let expected: Vec<Vec<(String, serde_json::Value)>> =
+        serde_json::from_value(super::python_json(script, &serde_json::Value::Null, "scikit-learn")).unwrap();
     let ours: Vec<Vec<(String, serde_json::Value)>> = grid(&space)
         .into_iter()
         .map(|c| c.into_iter().map(|(k, v)| (k, serde_json::to_value(v).unwrap())).collect())

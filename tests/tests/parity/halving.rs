@@ -3,7 +3,6 @@
 //! same ranks and best candidate, computed by the venv's scikit-learn on an estimator whose
 //! score is a known function of its parameters.
 
-use std::process::Command;
 use torchfit::net::halving::{Halving, RESOURCE};
 use torchfit::net::search::{grid, run, Candidate};
 use torchfit::net::{CrossValidation, FoldResult};
@@ -61,21 +60,8 @@ for n, factor, max_epochs, min_epochs in json.load(sys.stdin):
     })
 print(json.dumps(out))
 "#;
-    let mut child = Command::new(torchfit_tests::python())
-        .args(["-W", "ignore", "-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    serde_json::to_writer(child.stdin.take().unwrap(), &CASES).unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert!(
-        o.status.success(),
-        "scikit-learn (bash .cargo/setup.sh installs it): {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let expected: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let expected: Vec<serde_json::Value> =
+        serde_json::from_value(super::python_json(script, &serde_json::json!(CASES), "scikit-learn")).unwrap();
     for ((n, factor, max_epochs, min_epochs), want) in CASES.iter().zip(&expected) {
         let xs: Vec<toml::Value> = (0..*n).map(|i| toml::Value::Integer(i * 7 % n)).collect();
         let halving = Halving {

@@ -3,8 +3,6 @@
 //! that `CyclicLR` and `OneCycleLR` cycle; through the binary, the stock `lr_scheduler` sets them
 //! on the optimizer at every step of a run.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use torchfit_plugin_lr_scheduler::plateau::{Plateau, PlateauConfig};
 use torchfit_plugin_lr_scheduler::policy::Policy;
 
@@ -109,17 +107,7 @@ fn every_policy_matches_torch_optim_lr_scheduler() {
     let metrics: Vec<f64> = (0..STEPS).map(metric).collect();
     let momentum_cases: Vec<(&str, &str, &str)> = MOMENTUM_CASES.iter().map(|(n, _, o, c)| (*n, *o, *c)).collect();
     let request = serde_json::json!({"cases": cases, "momentum_cases": momentum_cases, "base": BASE, "steps": STEPS, "metric": metrics});
-    let mut child = Command::new(torchfit_tests::python())
-        .args(["-c", PYTHON])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let reference: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reference = super::python_json(PYTHON, &request, "torch.optim.lr_scheduler");
     let close = |a: f64, e: f64| (a - e).abs() <= 1e-9 * e.abs() + 1e-12;
 
     for (name, json, _) in CASES {
@@ -195,10 +183,9 @@ fn one_cycle_on_adamw_sets_torchs_lr_and_beta1_at_every_step_of_a_run() {
         seen = []\n\
         for _ in range(100):\n    g = opt.param_groups[0]\n    seen.append([g['lr'], g['betas'][0]])\n    opt.step()\n    sched.step()\n\
         print(json.dumps(seen))";
-    let py = Command::new(torchfit_tests::python()).args(["-c", script]).output().unwrap();
-    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+    let py = super::python_json(script, &serde_json::Value::Null, "torch.optim.lr_scheduler.OneCycleLR");
     let torch: Vec<(f64, f64)> =
-        serde_json::from_slice::<Vec<[f64; 2]>>(&py.stdout).unwrap().into_iter().map(|[a, b]| (a, b)).collect();
+        serde_json::from_value::<Vec<[f64; 2]>>(py).unwrap().into_iter().map(|[a, b]| (a, b)).collect();
     for (step, ((lr, beta1), (t_lr, t_beta1))) in used.iter().zip(&torch).enumerate() {
         assert!(
             (lr - t_lr).abs() < 1e-12 && (beta1 - t_beta1).abs() < 1e-12,

@@ -10,3 +10,23 @@ mod halving;
 mod lr_scheduler;
 mod optimizer;
 mod update_bn;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+/// Runs `script` in the venv's Python (`bash .cargo/setup.sh` installs torch and scikit-learn)
+/// with `input` as JSON on its standard input, and returns what it prints as JSON. A failing
+/// script fails the test with `hint` and Python's standard error.
+fn python_json(script: &str, input: &serde_json::Value, hint: &str) -> serde_json::Value {
+    let mut child = Command::new(torchfit_tests::python())
+        .args(["-W", "ignore", "-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the venv's python");
+    child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{hint}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}

@@ -1,8 +1,6 @@
 //! Each optimizer matches `torch.optim` over 20 steps on the same problem (rtol 1e-5), computed
 //! by the venv's PyTorch in a subprocess.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use tch::{Device, Kind, Tensor};
 use torchfit::optim::{Optimizer, OptimizerConfig};
 
@@ -98,17 +96,8 @@ fn torchfit_run(config: &str) -> (Vec<f32>, Vec<f32>) {
 #[test]
 fn every_optimizer_matches_torch_optim_over_20_steps() {
     let cases: Vec<(&str, &str, &str)> = CASES.iter().map(|(n, _, c, k)| (*n, *c, *k)).collect();
-    let mut child = Command::new(torchfit_tests::python())
-        .args(["-c", &PYTHON.replace("%STEPS%", &STEPS.to_string())])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the venv's python");
-    child.stdin.take().unwrap().write_all(serde_json::to_string(&cases).unwrap().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
-    let reference: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let script = PYTHON.replace("%STEPS%", &STEPS.to_string());
+    let reference = super::python_json(&script, &serde_json::json!(cases), "python failed");
     for (name, config, _, _) in CASES {
         let (w, b) = torchfit_run(config);
         for (key, ours) in [("w", &w), ("b", &b)] {
