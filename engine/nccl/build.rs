@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 fn main() {
     println!("cargo:rustc-check-cfg=cfg(torchfit_nccl)");
     println!("cargo:rerun-if-changed=cpp");
+    println!("cargo:rerun-if-changed=../c10d/cpp/guard.hpp");
     let lib = PathBuf::from(
         std::env::var("DEP_TCH_LIBTORCH_LIB")
             .expect("torch-sys did not report libtorch's lib folder; run `bash .cargo/setup.sh` first"),
@@ -35,7 +36,8 @@ fn main() {
         b.flag("-isystem").flag(p.to_str().expect("utf-8 path"));
     };
     let mut build = cc::Build::new();
-    build.cpp(true).file("cpp/nccl.cpp").std("c++17");
+    // torchfit-c10d's error guard, shared with its shim.
+    build.cpp(true).file("cpp/nccl.cpp").std("c++17").include("../c10d/cpp");
     build.define("_GLIBCXX_USE_CXX11_ABI", "1").define("GLOG_USE_GLOG_EXPORT", None).define("USE_C10D_NCCL", None);
     for p in [include.clone(), include.join("torch/csrc/api/include"), cuda.join("cccl"), cuda, nccl] {
         isystem(&mut build, &p);

@@ -1,7 +1,8 @@
 // C functions over libtorch's c10d for the torchfit-c10d crate: a TCPStore, a Gloo process
-// group (or Gloo with an NCCL backend from libtorchfit_nccl), collectives and DDP's Reducer. Tensors arrive as `at::Tensor*` (tch's C_tensor).
-// Every function catches C++ exceptions: it returns NULL on success or a malloc'd message
-// that the caller frees with tf_c10d_free_error.
+// group (or Gloo with an NCCL backend from libtorchfit_nccl), collectives and DDP's Reducer.
+// Tensors arrive as `at::Tensor*` (tch's C_tensor). Every function catches C++ exceptions
+// (guard.hpp): it returns NULL on success or a malloc'd message that the caller frees with
+// tf_c10d_free_error.
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -9,6 +10,8 @@
 #include <torch/csrc/distributed/c10d/comm.hpp>
 #include <torch/csrc/distributed/c10d/logger.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
+
+#include "guard.hpp"
 
 #include <cstdlib>
 #include <cstring>
@@ -30,30 +33,6 @@ struct TfReducer {
   // DDP's Logger: times sampled iterations of the Reducer (forward, backward, communication).
   std::shared_ptr<c10d::Logger> logger;
 };
-
-static char* message(const char* what) {
-  std::string m(what);
-  // libtorch appends C++ frames and "Exception raised from ..." to its messages.
-  auto cut = m.find("\nException raised from");
-  if (cut != std::string::npos) m.resize(cut);
-  char* out = static_cast<char*>(std::malloc(m.size() + 1));
-  if (out) std::memcpy(out, m.c_str(), m.size() + 1);
-  return out;
-}
-
-template <class F>
-static char* guard(F f) {
-  try {
-    f();
-    return nullptr;
-  } catch (const c10::Error& e) {
-    return message(e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    return message(e.what());
-  } catch (...) {
-    return message("unknown C++ exception");
-  }
-}
 
 static std::vector<at::Tensor> tensors(at::Tensor** ts, size_t n) {
   std::vector<at::Tensor> v;
