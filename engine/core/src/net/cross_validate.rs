@@ -69,11 +69,12 @@ impl NeuralNet {
         indices: Option<&[i64]>,
         cv: &Cv,
     ) -> Result<CrossValidation> {
-        let mut folds = Vec::with_capacity(cv.n_splits);
+        let split = Split::of(reader, indices, self.params.settings().task, cv)?;
+        let mut folds = Vec::with_capacity(split.folds.len());
         let mut scoring = String::new();
-        for fold in 0..cv.n_splits {
-            let (name, result) = self.cross_validate_fold(reader, indices, cv, fold)?;
-            log::info!("fold {} of {}: {name} {:.6}", fold + 1, cv.n_splits, result.score);
+        for fold in 0..split.folds.len() {
+            let (name, result) = self.fit_and_score(reader, &split, fold, cv)?;
+            log::info!("fold {} of {}: {name} {:.6}", fold + 1, split.folds.len(), result.score);
             scoring = name;
             folds.push(result);
         }
@@ -90,22 +91,31 @@ impl NeuralNet {
         cv: &Cv,
         fold: usize,
     ) -> Result<(String, FoldResult)> {
-        let pool: Vec<i64> = indices.map(<[i64]>::to_vec).unwrap_or_else(|| (0..reader.len() as i64).collect());
-        let task = self.params.settings().task;
-        let targets = reader.targets().map_err(|e| Error::Data(e.to_string()))?;
-        let folds = folds_of(&pool, &targets, task, cv)?;
-        let Some(fold) = folds.get(fold) else {
-            let message = format!("fold {fold} of a {}-fold cross-validation", folds.len());
+        let split = Split::of(reader, indices, self.params.settings().task, cv)?;
+        if fold >= split.folds.len() {
+            let message = format!("fold {fold} of a {}-fold cross-validation", split.folds.len());
             return Err(Error::Config { origin: "cross_validate".into(), key: "fold".into(), message });
-        };
-        let (train, test) = (select(&pool, &fold.train), select(&pool, &fold.test));
+        }
+        self.fit_and_score(reader, &split, fold, cv)
+    }
+
+    /// Fits a fresh net on fold `fold`'s training samples and scores it on its held-out ones.
+    fn fit_and_score(
+        &mut self,
+        reader: &mut dyn DatasetReader,
+        split: &Split,
+        fold: usize,
+        cv: &Cv,
+    ) -> Result<(String, FoldResult)> {
+        let Split { pool, targets, folds } = split;
+        let (train, test) = (select(pool, &folds[fold].train), select(pool, &folds[fold].test));
         let started = Instant::now();
         self.fit_dataset(reader, Some(&train), Start::Fresh)?;
         let fit_seconds = started.elapsed().as_secs_f64();
         let started = Instant::now();
         let out = self.forward_reader(reader, &test)?;
         let y = targets.f_index_select(0, &tch::Tensor::from_slice(&test))?;
-        let (scoring, score) = match (&cv.scoring, task) {
+        let (scoring, score) = match (&cv.scoring, self.params.settings().task) {
             (Some(name), _) => self.score_by(name, &y, &out)?,
             (None, Task::Classification) => ("accuracy".to_owned(), accuracy(&y, &out)?),
             (None, Task::Regression) => ("r2".to_owned(), r2(&y, &out)?),
@@ -134,16 +144,28 @@ impl NeuralNet {
     }
 }
 
-/// The folds of `pool` (positions into it), stratified by `targets` as `cv` says.
-fn folds_of(pool: &[i64], targets: &tch::Tensor, task: Task, cv: &Cv) -> Result<Vec<Fold>> {
-    let refuse = |m: String| Error::Config { origin: "cross_validate".into(), key: "cv".into(), message: m };
-    match cv.stratified.unwrap_or(task == Task::Classification) {
-        false => k_fold(pool.len(), cv.n_splits, cv.shuffle).map_err(refuse),
-        true => {
-            let all = Vec::<i64>::try_from(targets.f_flatten(0, -1)?.f_to_kind(tch::Kind::Int64)?)?;
-            let labels: Vec<i64> = pool.iter().map(|&i| all[i as usize]).collect();
-            stratified_k_fold(&labels, cv.n_splits, cv.shuffle).map_err(refuse)
-        }
+/// The samples a cross-validation uses, their targets, and its folds (positions into `pool`).
+struct Split {
+    pool: Vec<i64>,
+    targets: tch::Tensor,
+    folds: Vec<Fold>,
+}
+
+impl Split {
+    /// The samples `indices` of `reader` (all when `None`) in folds stratified as `cv` says.
+    fn of(reader: &mut dyn DatasetReader, indices: Option<&[i64]>, task: Task, cv: &Cv) -> Result<Self> {
+        let pool: Vec<i64> = indices.map(<[i64]>::to_vec).unwrap_or_else(|| (0..reader.len() as i64).collect());
+        let targets = reader.targets().map_err(|e| Error::Data(e.to_string()))?;
+        let refuse = |m: String| Error::Config { origin: "cross_validate".into(), key: "cv".into(), message: m };
+        let folds = match cv.stratified.unwrap_or(task == Task::Classification) {
+            false => k_fold(pool.len(), cv.n_splits, cv.shuffle).map_err(refuse)?,
+            true => {
+                let all = Vec::<i64>::try_from(targets.f_flatten(0, -1)?.f_to_kind(tch::Kind::Int64)?)?;
+                let labels: Vec<i64> = pool.iter().map(|&i| all[i as usize]).collect();
+                stratified_k_fold(&labels, cv.n_splits, cv.shuffle).map_err(refuse)?
+            }
+        };
+        Ok(Split { pool, targets, folds })
     }
 }
 
