@@ -169,6 +169,15 @@ fn stop_on_signals(stop: &StopFlag) -> std::io::Result<Arc<AtomicUsize>> {
     Ok(received)
 }
 
+/// The signal `stop_on_signals` recorded, and its name. A worker of a distributed job stops with
+/// the others when a signal reached any of them: SIGINT then, when none reached this one.
+fn received_signal(received: &AtomicUsize) -> (i32, &'static str) {
+    match received.load(Ordering::SeqCst) as i32 {
+        signal_hook::consts::SIGTERM => (signal_hook::consts::SIGTERM, "SIGTERM"),
+        _ => (signal_hook::consts::SIGINT, "SIGINT"),
+    }
+}
+
 fn main() -> ExitCode {
     // Workers of a distributed job other than rank 0 log warnings and errors only, by default.
     let rank = std::env::var("RANK").ok().filter(|r| r != "0" && std::env::var_os("WORLD_SIZE").is_some());
@@ -227,17 +236,11 @@ fn execute(command: Command) -> Result<Ended, Error> {
                 return launch_workers(n.into(), stop);
             }
             let outcome = run::train_until(params, out.as_deref(), resume, &stop)?;
-            // A worker of a distributed job stops with the others when a signal reached any of
-            // them: SIGINT's code then, when none reached this one.
-            let signal = match received.load(Ordering::SeqCst) as i32 {
-                0 => signal_hook::consts::SIGINT,
-                s => s,
-            };
+            let (signal, name) = received_signal(&received);
             if !outcome.reports {
                 return Ok(if outcome.interrupted.is_some() { Ended::Interrupted(signal) } else { Ended::Completed });
             }
             if let Some(interrupted) = outcome.interrupted {
-                let name = if signal == signal_hook::consts::SIGTERM { "SIGTERM" } else { "SIGINT" };
                 eprintln!("{}", interrupted_line(name, interrupted, &config, out.as_deref()));
                 return Ok(Ended::Interrupted(signal));
             }
@@ -297,11 +300,7 @@ fn execute(command: Command) -> Result<Ended, Error> {
                     Ok(Ended::Completed)
                 }
                 search::Ended::Interrupted(kept) => {
-                    let signal = match received.load(Ordering::SeqCst) as i32 {
-                        0 => signal_hook::consts::SIGINT,
-                        s => s,
-                    };
-                    let name = if signal == signal_hook::consts::SIGTERM { "SIGTERM" } else { "SIGINT" };
+                    let (signal, name) = received_signal(&received);
                     eprintln!(
                         "interrupted by {name}; {} keeps {kept} finished fits: continue with the same command and --resume",
                         out.display()

@@ -221,10 +221,10 @@ fn settle_spec(request: &Request, resumed: bool) -> Result<Spec> {
         Some(r) if r != spec => {
             let (a, b) =
                 (serde_json::to_value(&r).unwrap_or_default(), serde_json::to_value(&spec).unwrap_or_default());
-            let field = ["config", "sets", "space", "cv", "random", "halving", "scoring", "threads"]
-                .into_iter()
-                .find(|k| a[k] != b[k])
-                .unwrap_or("config");
+            let field = a
+                .as_object()
+                .and_then(|o| o.keys().find(|k| a[k.as_str()] != b[k.as_str()]).cloned())
+                .unwrap_or_default();
             let message = format!("holds another search ({field} differs from its {SPEC_FILE}); choose another --out");
             Err(Error::RunDir { dir: request.out.clone(), message })
         }
