@@ -54,11 +54,15 @@ def available(name):
     return True
 
 
+class Failed(Exception):
+    """A program that exited non-zero: it is reported and left out of the later rounds."""
+
+
 def run_measured(a, name, workload, batch):
     with tempfile.TemporaryDirectory(prefix="torchfit-bench-") as tmp:
         tmp = Path(tmp)
         cmd = binary(a, workload, batch, tmp) if name == "torchfit_binary" else PROGRAMS[name][1](a, workload, batch)
-        env = dict(os.environ, PYTHONPATH=str(BENCH / "python"), TORCHFIT_LOG="warn")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(BENCH / "python"), os.environ.get("PYTHONPATH")])), TORCHFIT_LOG="warn")
         if name == "raw_tch_malloc":
             env.update(MALLOC_MMAP_THRESHOLD_=str(32 << 20), MALLOC_TRIM_THRESHOLD_=str(64 << 20))
         out_path, err_path = tmp / "stdout", tmp / "stderr"
@@ -69,7 +73,7 @@ def run_measured(a, name, workload, batch):
             wall = time.perf_counter() - start
         p.returncode = os.waitstatus_to_exitcode(status)
         if p.returncode != 0:
-            sys.exit(f"{name} {workload} batch {batch} failed ({p.returncode}):\n{' '.join(cmd)}\n{err_path.read_text()[-3000:]}")
+            raise Failed(f"{name} {workload} batch {batch} failed ({p.returncode}): {' '.join(cmd)}\n{err_path.read_text()[-3000:]}")
         if name == "torchfit_binary":
             summary = json.loads((tmp / "run" / "summary.json").read_text())
             history = json.loads((tmp / "run" / "history.json").read_text())
@@ -135,36 +139,58 @@ def main():
     for n in skipped:
         print(f"SKIPPED {n}: not installed in .venv (bash bench/setup.sh installs it)", file=sys.stderr)
     settings = [(w, int(b)) for w in a.workloads.split(",") for b in a.batches.split(",")]
-    results = []
+    results, failures = [], []
     for r in range(a.rounds):
         for w, b in settings:
             order = names[r % len(names):] + names[:r % len(names)]
             for n in order:
-                rep = run_measured(a, n, w, b)
+                if any(f["program"] == n for f in failures):
+                    continue
+                try:
+                    rep = run_measured(a, n, w, b)
+                except Failed as e:
+                    print(f"FAILED {e}", file=sys.stderr, flush=True)
+                    failures.append(dict(program=n, workload=w, batch=b, round=r, error=str(e)))
+                    continue
                 rep.update(program=n, workload=w, batch=b, round=r)
                 results.append(rep)
                 print(f"round {r + 1}/{a.rounds} {w} b{b} {n:<17} fit {rep['fit_seconds']:7.2f} s  wall {rep['wall_seconds']:7.2f} s  rss {rep['peak_rss_mib']:6.0f} MiB  acc {rep['valid_acc']:.4f}", flush=True)
+        # Written after every round, so an interrupted run keeps the rounds it finished.
+        lines = write(a, names, settings, results, failures, r + 1)
+    print("\n".join(lines))
+    if failures:
+        sys.exit(f"{len(failures)} program(s) failed: " + ", ".join(f["program"] for f in failures))
+
+
+def write(a, names, settings, results, failures, rounds_done):
+    """Writes the tables of the rounds so far to results/<device>.md and .json (atomically)."""
     date = datetime.date.today().isoformat()
+    ran = [n for n in names if any(r["program"] == n for r in results)]
     lines = [f"# Benchmark results: {a.device}", "",
-             f"{date}, {machine()}; {a.threads} threads; medians of {a.rounds} alternating runs per program;",
+             f"{date}, {machine()}; {a.threads} threads; medians of {rounds_done} alternating runs per program;",
              "ratios to the raw tch loop. `fit s`: one epoch, 48,000 training and 12,000 validation samples,",
              "as the program reports it (no start-up, no data loading); `ratio`: median fit / the raw loop's median fit;",
              "`paired ratio`: median over rounds of fit / the raw loop's fit in the same round (robust to slow drifts",
              "of the machine's speed); `best s`: the fastest run; `wall s`: the whole process.",
-             "Command: `" + " ".join(["bash bench/run.sh", *sys.argv[1:]]) + "`", ""]
-    lines += [f"- `{n}`: {PROGRAMS[n][0]}" for n in names] + [""]
-    for w, b in settings:
-        lines += table(results, names, w, b)
+             "Command: `" + " ".join(["bash bench/run.sh", *sys.argv[1:]]) + "`"
+             + (f" (interrupted after {rounds_done} of {a.rounds} rounds)" if rounds_done < a.rounds else ""), ""]
+    lines += [f"- `{n}`: {PROGRAMS[n][0]}" for n in ran] + [""]
+    for f in failures:
+        lines += [f"- **`{f['program']}` failed** ({f['workload']} batch {f['batch']}, round {f['round'] + 1}) and was left out:", "",
+                  "```", f["error"].strip()[-1500:], "```", ""]
+    if REFERENCE in ran:
+        for w, b in settings:
+            lines += table(results, ran, w, b)
     if a.hook_dispatch and a.hook_dispatch.exists():
         lines += ["### Hook dispatch", "", "```", a.hook_dispatch.read_text().strip(), "```", ""]
     a.out.mkdir(parents=True, exist_ok=True)
     stem = a.out / a.device.split(":")[0]
-    for path, text in [(stem.with_suffix(".md"), "\n".join(lines)), (stem.with_suffix(".json"), json.dumps(results, indent=1))]:
+    for path, text in [(stem.with_suffix(".md"), "\n".join(lines)), (stem.with_suffix(".json"), json.dumps(results + failures, indent=1))]:
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(text)
         tmp.replace(path)
-    print("\n".join(lines))
-    print(f"written: {stem.with_suffix('.md')} and {stem.with_suffix('.json')}")
+    print(f"written: {stem.with_suffix('.md')} and {stem.with_suffix('.json')}", flush=True)
+    return lines
 
 
 if __name__ == "__main__":

@@ -75,7 +75,15 @@ impl Args {
                 }
                 "--batch" => args.batch = value.parse()?,
                 "--data" => args.data = value.into(),
-                "--device" => args.device = if value == "cpu" { Device::Cpu } else { Device::Cuda(0) },
+                "--device" => {
+                    args.device = match torchfit::device::parse(&value).map_err(anyhow::Error::msg)? {
+                        torchfit::device::DeviceSpec::Cpu => Device::Cpu,
+                        // The engine's resolution loads libtorch_cuda, which the linker dropped.
+                        spec => {
+                            torchfit::device::resolve(spec).map_err(|e| anyhow::anyhow!("--device {value}: {e}"))?
+                        }
+                    }
+                }
                 "--threads" => args.threads = value.parse()?,
                 "--train" => args.train = value.parse()?,
                 "--valid" => args.valid = value.parse()?,

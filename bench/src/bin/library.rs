@@ -16,18 +16,24 @@ fn main() -> Result<()> {
     // The CNN model takes images (the raw loop's network reshapes inside its forward).
     let x = if args.workload == Workload::Cnn { x.view([-1, 1, 28, 28]) } else { x };
     let ((xt, yt), (xv, yv)) = split(&args, &x, &y);
-    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(match args.workload {
-        Workload::Mlp => "configs/mlp.toml",
-        Workload::Cnn => "configs/cnn.toml",
-    });
-    let mut net = torchfit::from_file(&config)?;
+    // The config is compiled in, so the program runs wherever it is copied (the data comes from
+    // the tensors above, not from the config's dataset).
+    let (name, text) = match args.workload {
+        Workload::Mlp => ("bench/configs/mlp.toml", include_str!("../../configs/mlp.toml")),
+        Workload::Cnn => ("bench/configs/cnn.toml", include_str!("../../configs/cnn.toml")),
+    };
+    let params = torchfit::config::Params::from_str(text, name, env!("CARGO_MANIFEST_DIR").into())?;
+    let mut net = torchfit::from_params(params);
     let (batch, threads) = (args.batch.to_string(), args.threads.to_string());
-    let device = if args.device == tch::Device::Cpu { "cpu" } else { "cuda" };
+    let device = match args.device {
+        tch::Device::Cuda(n) => format!("cuda:{n}"),
+        _ => "cpu".to_string(),
+    };
     net.set_params(&[
         ("iterator_train__batch_size", &batch),
         ("iterator_valid__batch_size", &batch),
         ("threads", &threads),
-        ("device", device),
+        ("device", &device),
     ])?;
     let start = Instant::now();
     net.fit_with_valid(&xt, &yt, &xv, &yv)?;

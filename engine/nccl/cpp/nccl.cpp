@@ -9,8 +9,10 @@
 
 // Makes `device` this process's current CUDA device (NCCL binds a communicator to it) and
 // creates an NCCL backend of `size` ranks rendezvousing in `*store` (a
-// `c10::intrusive_ptr<c10d::Store>`); `*out` receives it as a `c10d::Backend*` holding one
-// reference.
+// `c10::intrusive_ptr<c10d::Store>`), bound to `device` as `init_process_group(device_id=...)`
+// binds it (without the binding NCCL guesses the device from the global rank, which is wrong
+// where a node runs fewer ranks than it has GPUs); `*out` receives it as a `c10d::Backend*`
+// holding one reference.
 extern "C" char* tf_nccl_backend(const void* store, int rank, int size, int64_t timeout_ms, int device, void** out) {
   return guard([&] {
     c10::cuda::set_device(static_cast<c10::DeviceIndex>(device));
@@ -18,6 +20,7 @@ extern "C" char* tf_nccl_backend(const void* store, int rank, int size, int64_t 
     auto options = c10d::ProcessGroupNCCL::Options::create();
     options->timeout = std::chrono::milliseconds(timeout_ms);
     auto backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(s, rank, size, options);
+    backend->setBoundDeviceId(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device)));
     *out = static_cast<c10d::Backend*>(backend.release());
   });
 }

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The checks for a machine with a GPU, in one go (bench/README.md, "On a GPU"): NCCL at world
+# size 1 against one plain CUDA process (bench/cuda_check.py), then the suite's table on cuda
+# (bench/run.py --device cuda, every program but raw_tch_malloc, whose subject is the CPU
+# allocator). Needs the release programs in target/release (built here, or copied to a machine
+# whose loader is pointed at its own torch/lib), .venv/bin/python with torch and the peers, and
+# MNIST in $DATA (default ../shared/data/mnist).
+#
+#   bash bench/gpu.sh [OUT_DIR] [ROUNDS] [SECONDS_FOR_THE_SUITE]
+#
+# The suite writes its tables after every round, so a run stopped at SECONDS keeps the rounds it
+# finished. Exits non-zero when either part failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-bench/results}
+rounds=${2:-3}
+limit=${3:-3600}
+data=${DATA:-../shared/data/mnist}
+nvidia-smi -L
+.venv/bin/python bench/cuda_check.py --epochs 10 --out "$out"
+check=$?
+timeout "$limit" .venv/bin/python bench/run.py --device cuda --rounds "$rounds" --data "$data" --out "$out" \
+    --programs raw_tch,torchfit_library,torchfit_binary,pytorch_plain,skorch,poutyne,lightning
+suite=$?
+echo "cuda_check: exit $check; suite: exit $suite"
+[ "$check" -eq 0 ] && [ "$suite" -eq 0 ]
