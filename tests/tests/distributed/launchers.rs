@@ -66,3 +66,23 @@ fn nproc_inside_a_launched_job_is_refused() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("under torchrun"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn threads_that_oversubscribe_the_node_are_warned_about_once() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let dir = temp_dir("oversubscribed");
+    let (many, few) = (dir.join("many"), dir.join("few"));
+    // Each of the two processes asks for every core: twice what the node has.
+    let o =
+        train(&[&format!("threads={cores}"), "max_epochs=1"], &["--nproc", "2", "--out", many.to_str().unwrap()], &[]);
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let fair = (cores / 2).max(1);
+    assert_eq!(err.matches("intra-op threads in each of the 2 processes").count(), 1, "{err}");
+    assert!(err.contains(&format!("set threads = {fair} (--set threads={fair})")), "{err}");
+    if cores >= 2 {
+        let o = train(&["max_epochs=1"], &["--nproc", "2", "--out", few.to_str().unwrap()], &[]); // threads = 1
+        ok(&o);
+        assert!(!String::from_utf8_lossy(&o.stderr).contains("intra-op threads"));
+    }
+}

@@ -28,6 +28,18 @@ pub struct Launch {
 }
 
 impl Launch {
+    /// Whether `threads` intra-op threads in each of this node's processes ask for more than its
+    /// `cores`: libtorch's OpenMP threads then spin waiting for each other's share of every
+    /// operation, and the job runs several times slower than with a fair share.
+    pub fn oversubscribes(&self, threads: usize, cores: usize) -> bool {
+        threads.saturating_mul(self.local_world_size) > cores
+    }
+
+    /// The threads per process that share this node's `cores` among its processes (at least 1).
+    pub fn fair_threads(&self, cores: usize) -> usize {
+        (cores / self.local_world_size.max(1)).max(1)
+    }
+
     /// The launch described by the process environment; `None` when `WORLD_SIZE` is unset
     /// (a process of its own).
     pub fn from_env() -> Result<Option<Self>> {
@@ -124,6 +136,16 @@ mod tests {
         ("TORCHELASTIC_USE_AGENT_STORE", "True"),
         ("TORCHELASTIC_RESTART_COUNT", "2"),
     ];
+
+    #[test]
+    fn threads_oversubscribe_when_the_nodes_processes_ask_for_more_than_its_cores() {
+        let l = launch(TORCHRUN).unwrap().unwrap(); // two processes on this node
+        assert!(l.oversubscribes(2, 2));
+        assert!(l.oversubscribes(5, 8));
+        assert!(!l.oversubscribes(1, 2));
+        assert!(!l.oversubscribes(4, 8));
+        assert_eq!((l.fair_threads(2), l.fair_threads(8), l.fair_threads(1)), (1, 4, 1));
+    }
 
     #[test]
     fn no_world_size_means_a_process_of_its_own() {

@@ -71,6 +71,9 @@ impl Components {
         if let Some(t) = settings.threads {
             tch::set_num_threads(t);
         }
+        if let Some(d) = &dist {
+            warn_if_oversubscribed(d.launch());
+        }
         crate::malloc::apply(settings.malloc);
         let mut device =
             device::resolve(device::parse(&settings.device).map_err(|m| params.config_error("device", m))?)?;
@@ -257,4 +260,25 @@ pub(super) fn class_labels(reader: &mut dyn DatasetReader) -> Result<Vec<i64>> {
 /// `values` at the positions `idx`.
 pub(super) fn select(values: &[i64], idx: &[i64]) -> Vec<i64> {
     idx.iter().map(|&i| values[i as usize]).collect()
+}
+
+/// Warns once, on each node's local rank 0, when the processes of this node together run more
+/// intra-op threads than it has cores (a config written for one process, `threads = 2`, started
+/// with `--nproc 2` on two cores): a result of the config that the engine does not change, since
+/// the thread count decides the bits of a CPU result.
+fn warn_if_oversubscribed(launch: &crate::distributed::Launch) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let threads = tch::get_num_threads().max(1) as usize;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if launch.local_rank == 0 && launch.oversubscribes(threads, cores) {
+        WARNED.call_once(|| {
+            let fair = launch.fair_threads(cores);
+            log::warn!(
+                "threads: {threads} intra-op threads in each of the {} processes on this node ask for more than its \
+                 {cores} cores, and they will wait on each other (an epoch several times as long); \
+                 set threads = {fair} (--set threads={fair})",
+                launch.local_world_size
+            );
+        });
+    }
 }
