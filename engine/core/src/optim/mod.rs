@@ -416,8 +416,10 @@ impl Optimizer {
     pub fn step(&mut self) -> Result<()> {
         let _guard = tch::no_grad_guard();
         for group in &self.groups {
-            // SGD's `-lr` as a 0-dim tensor, made once per group and step, not once per parameter.
-            let mut neg_lr = None;
+            // SGD's `-lr` as a 0-dim tensor of the parameters' dtype, made once per group and
+            // step: not once per parameter, and not cast again by every update (libtorch casts a
+            // scalar operand of another dtype to the parameter's, the same value).
+            let mut neg_lr: Option<Tensor> = None;
             for &i in &group.params {
                 let p = &mut self.params[i].1;
                 if !p.requires_grad() {
@@ -430,13 +432,14 @@ impl Optimizer {
                 let state = &mut self.state[i];
                 state.step += 1;
                 match self.name {
-                    OptimizerName::Sgd => sgd::update(
-                        p,
-                        grad,
-                        state,
-                        &group.hyper,
-                        neg_lr.get_or_insert_with(|| Tensor::from(-group.hyper.lr)),
-                    )?,
+                    OptimizerName::Sgd => {
+                        let lr = match neg_lr.take() {
+                            Some(t) if t.kind() == p.kind() => t,
+                            _ => Tensor::from(-group.hyper.lr).f_to_kind(p.kind())?,
+                        };
+                        sgd::update(p, grad, state, &group.hyper, &lr)?;
+                        neg_lr = Some(lr);
+                    }
                     OptimizerName::Adam => adam::update(p, grad, state, &group.hyper, false)?,
                     OptimizerName::Adamw => adam::update(p, grad, state, &group.hyper, true)?,
                     OptimizerName::Rmsprop => rmsprop::update(p, grad, state, &group.hyper)?,
