@@ -4,7 +4,9 @@
 # (bench/run.py --device cuda, every program but raw_tch_malloc, whose subject is the CPU
 # allocator). Needs the release programs in target/release (built here, or copied to a machine
 # whose loader is pointed at its own torch/lib), .venv/bin/python with torch and the peers, and
-# MNIST in $DATA (default ../shared/data/mnist).
+# MNIST in $DATA (default ../shared/data/mnist). $PROGRAMS narrows the suite (the Python
+# programs' start-up is 11-25 s each on an H200 machine, so a short lease fits one round of all
+# of them or several rounds of the Rust ones: PROGRAMS=raw_tch,torchfit_library,torchfit_binary).
 #
 #   bash bench/gpu.sh [OUT_DIR] [ROUNDS] [SECONDS_FOR_THE_SUITE]
 #
@@ -20,7 +22,7 @@ nvidia-smi -L
 .venv/bin/python bench/cuda_check.py --epochs 10 --out "$out"
 check=$?
 timeout "$limit" .venv/bin/python bench/run.py --device cuda --rounds "$rounds" --data "$data" --out "$out" \
-    --programs raw_tch,torchfit_library,torchfit_binary,pytorch_plain,skorch,poutyne,lightning
+    --programs "${PROGRAMS:-raw_tch,torchfit_library,torchfit_binary,pytorch_plain,skorch,poutyne,lightning}"
 suite=$?
 echo "cuda_check: exit $check; suite: exit $suite"
 [ "$check" -eq 0 ] && [ "$suite" -eq 0 ]
