@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use torchfit_c10d::Store;
-use torchfit_engine::{Error, Result};
+use torchfit_engine::{distributed, Error, Result};
 
 /// How long the other workers get to end by themselves once one failed (they fail at once when
 /// they lose it in a collective; an interrupted job's workers write their run directory).
@@ -39,11 +39,6 @@ pub fn worker_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
         }
     }
     out
-}
-
-/// Intra-op threads per worker: the machine's cores shared among `nproc` workers.
-pub fn threads_per_worker(cores: usize, nproc: usize) -> usize {
-    (cores / nproc.max(1)).max(1)
 }
 
 /// How the job of workers ended.
@@ -76,8 +71,8 @@ pub fn run(nproc: usize, args: Vec<OsString>, signals: Arc<AtomicBool>) -> Resul
     torchfit_c10d::set_cpp_log(torchfit_c10d::CppLog::Fatal);
     let store = Store::serve(addr, port, nproc, Duration::from_secs(1800))
         .map_err(|e| Error::Rendezvous(format!("cannot serve the store on {addr}:{port}: {e}")))?;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = std::env::var("OMP_NUM_THREADS").unwrap_or_else(|_| threads_per_worker(cores, nproc).to_string());
+    let threads = std::env::var("OMP_NUM_THREADS")
+        .unwrap_or_else(|_| distributed::threads_per_process(distributed::cores(), nproc).to_string());
     log::info!("starting {nproc} workers (store on {addr}:{}, {threads} threads each)", store.port());
     let mut workers: Vec<Child> = Vec::with_capacity(nproc);
     for rank in 0..nproc {
@@ -187,12 +182,5 @@ mod tests {
             args(&["train", "c.toml", "--out", "d"])
         );
         assert_eq!(worker_args(args(&["train", "--nproc=4", "c.toml"])), args(&["train", "c.toml"]));
-    }
-
-    #[test]
-    fn cores_are_shared_among_workers() {
-        assert_eq!(threads_per_worker(16, 2), 8);
-        assert_eq!(threads_per_worker(2, 4), 1);
-        assert_eq!(threads_per_worker(3, 2), 1);
     }
 }

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use torchfit_engine::config::{Params, SplitKind};
+use torchfit_engine::distributed;
 use torchfit_engine::fsutil::write_atomic;
 use torchfit_engine::net::halving::Halving;
 use torchfit_engine::net::random_search::{sample, Distribution};
@@ -202,11 +203,10 @@ fn settle_spec(request: &Request, resumed: bool) -> Result<Spec> {
         }
         false => None,
     };
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = request
         .threads
         .or(recorded.as_ref().map(|r| r.threads))
-        .unwrap_or_else(|| crate::launch::threads_per_worker(cores, request.jobs));
+        .unwrap_or_else(|| distributed::threads_per_process(distributed::cores(), request.jobs));
     let spec = Spec {
         config,
         sets: request.sets.clone(),

@@ -69,7 +69,7 @@ fn nproc_inside_a_launched_job_is_refused() {
 
 #[test]
 fn threads_that_oversubscribe_the_node_are_warned_about_once() {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = torchfit_engine::distributed::cores();
     let dir = temp_dir("oversubscribed");
     let (many, few) = (dir.join("many"), dir.join("few"));
     // Each of the two processes asks for every core: twice what the node has.

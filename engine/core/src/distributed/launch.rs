@@ -4,6 +4,17 @@
 
 use crate::{Error, Result};
 
+/// The cores this process may run on (1 when that cannot be known).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Intra-op threads per process that share `cores` among `processes` (at least 1): what
+/// `--nproc` gives each worker and what a search gives each fit.
+pub fn threads_per_process(cores: usize, processes: usize) -> usize {
+    (cores / processes.max(1)).max(1)
+}
+
 /// Where this process stands in a distributed job, as its launcher said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Launch {
@@ -33,11 +44,6 @@ impl Launch {
     /// operation, and the job runs several times slower than with a fair share.
     pub fn oversubscribes(&self, threads: usize, cores: usize) -> bool {
         threads.saturating_mul(self.local_world_size) > cores
-    }
-
-    /// The threads per process that share this node's `cores` among its processes (at least 1).
-    pub fn fair_threads(&self, cores: usize) -> usize {
-        (cores / self.local_world_size.max(1)).max(1)
     }
 
     /// The launch described by the process environment; `None` when `WORLD_SIZE` is unset
@@ -144,7 +150,14 @@ mod tests {
         assert!(l.oversubscribes(5, 8));
         assert!(!l.oversubscribes(1, 2));
         assert!(!l.oversubscribes(4, 8));
-        assert_eq!((l.fair_threads(2), l.fair_threads(8), l.fair_threads(1)), (1, 4, 1));
+    }
+
+    #[test]
+    fn cores_are_shared_among_processes() {
+        assert_eq!(threads_per_process(16, 2), 8);
+        assert_eq!(threads_per_process(2, 4), 1);
+        assert_eq!(threads_per_process(3, 2), 1);
+        assert_eq!(threads_per_process(8, 0), 8);
     }
 
     #[test]

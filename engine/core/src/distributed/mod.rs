@@ -30,7 +30,7 @@
 mod launch;
 mod shard;
 
-pub use launch::Launch;
+pub use launch::{cores, threads_per_process, Launch};
 pub use shard::shard;
 
 use crate::{Error, Result};

@@ -269,10 +269,10 @@ pub(super) fn select(values: &[i64], idx: &[i64]) -> Vec<i64> {
 fn warn_if_oversubscribed(launch: &crate::distributed::Launch) {
     static WARNED: std::sync::Once = std::sync::Once::new();
     let threads = tch::get_num_threads().max(1) as usize;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = crate::distributed::cores();
     if launch.local_rank == 0 && launch.oversubscribes(threads, cores) {
         WARNED.call_once(|| {
-            let fair = launch.fair_threads(cores);
+            let fair = crate::distributed::threads_per_process(cores, launch.local_world_size);
             log::warn!(
                 "threads: {threads} intra-op threads in each of the {} processes on this node ask for more than its \
                  {cores} cores, and they will wait on each other (an epoch several times as long); \
