@@ -22,9 +22,9 @@ python=${PYTHON:-python3}
 command -v "$python" >/dev/null || { echo "setup: $python not found; torchfit needs Python 3 to fetch libtorch" >&2; exit 1; }
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust first (https://rustup.rs)" >&2; exit 1; }
 
-echo "setup: installing $packages into $venv (about 5 GB and a few minutes the first time)" >&2
+echo "setup: installing $packages into $venv (about 5 GB, and 2.6 GB more for the wheels while pip installs them; a few minutes the first time)" >&2
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install --disable-pip-version-check -q $packages
+"$venv/bin/python" -m pip install --disable-pip-version-check --no-cache-dir -q $packages
 torch_dir=$("$venv/bin/python" -c "import os, torch; print(os.path.relpath(os.path.dirname(torch.__file__), \"$venv\"))")
 ln -sfn "$torch_dir" "$venv/torch"
 echo "$packages" > "$stamp"
