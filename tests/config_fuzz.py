@@ -39,7 +39,7 @@ KEYS = [
 
 VALUES = [
     "0", "1", "-1", "2", "0.5", "-0.5", "1e9", "4000000000", "-4000000000", "9223372036854775807",
-    "1e308", "-1e308", "nan", "inf", "-inf", "true", "false", '""', '"x"', '"cuda"', '"auto"',
+    "100000", "1e308", "-1e308", "nan", "inf", "-inf", "true", "false", '""', '"x"', '"cuda"', '"auto"',
     '"regression"', '"none"', '"predefined"', '"mlp"', '"cnn"', '"adam"', '"nll"', '"bce_with_logits"',
     '"mse"', '"checkpoint"', '"early_stopping"', '"lr_scheduler"', '"missing.csv"', '"/"', '"../"',
     "[]", "[0]", "[-5]", "[1e9]", "[4000000000]", "[1, 8, 8]", "[64, 0]", '["a"]', "[0.9, 1.5]",

@@ -148,6 +148,11 @@ pub fn search(request: &Request, stop: &StopFlag) -> Result<Ended> {
         return Err(params.config_error("train_split.kind", message));
     }
     let candidates = candidates(request, &params)?;
+    if let Some(threads) = request.threads {
+        // Every fit would refuse a count the config refuses: say it once, before anything runs.
+        let threads = i64::try_from(threads).unwrap_or(i64::MAX);
+        params.clone().set("threads", toml::Value::Integer(threads), "--threads")?;
+    }
     let halving = request.halving.map(|h| Halving {
         factor: h.factor,
         min_resources: h.min_epochs,

@@ -142,6 +142,14 @@ fn sizes_that_cannot_fit_are_refused_before_allocating() {
 }
 
 #[test]
+fn a_thread_count_beyond_the_machine_is_refused_before_any_thread_starts() {
+    // 100,000 threads on a small machine never finished and used up its processes.
+    let (cfg, out) = config("threads", |t| t);
+    let o = torchfit(&["train", cfg.to_str().unwrap(), "--out", out.to_str().unwrap(), "--set", "threads=100000"]);
+    assert_refused(&o, &out, &["--set threads=100000", "`threads`", "at most"]);
+}
+
+#[test]
 fn validation_and_test_data_the_model_cannot_take_are_refused_before_training() {
     let predefined = "[train_split]\nkind = \"predefined\"\n[valid_dataset]\nname = \"csv\"\npath = \"valid.csv\"\n";
     let (cfg, out) = csv_config("valid-width", ROWS, &[("valid.csv", "1,2,3,0\n")], predefined);

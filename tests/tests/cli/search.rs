@@ -247,8 +247,9 @@ fn random_candidates_come_from_their_distributions_and_any_scorer_scores_them() 
 #[test]
 fn bad_searches_are_refused_in_one_line() {
     let dir = temp_dir("search-bad");
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (&["--grid", "module__dropuot=0.1,0.5"], "dropuot"),
+        (&["--grid", "optimizer__lr=0.1", "--threads", "5000"], "--threads: `threads`: 5000 is more than"),
         (&["--grid", "optimizer__lr=uniform(0.1,0.5)"], "--random"),
         (&["--grid", "optimizer__lr=0.1", "--grid", "iterator_train__batch_size=0,8"], "batch_size"),
         (&["--grid", "max_epochs=2,3", "--halving"], "max_epochs"),

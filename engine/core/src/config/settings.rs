@@ -200,6 +200,35 @@ pub struct CallbackSpec {
     pub params: serde_json::Value,
 }
 
+/// The fewest intra-op threads [`max_threads`] allows, whatever the machine: more than any
+/// machine's cores today, so a config written for a large machine still runs (its thread count
+/// decides a CPU result's bits), only slower.
+pub const THREADS_FLOOR: usize = 1024;
+
+/// The most intra-op threads a config may ask for on a machine with `cores` cores: its cores, or
+/// [`THREADS_FLOOR`] when that is more. libtorch starts that many OpenMP threads, and every
+/// operation waits on all of them: far beyond the cores a run slows without end and can use up
+/// the processes the system allows, so a larger count is refused as a mistake.
+pub fn max_threads(cores: usize) -> usize {
+    cores.max(THREADS_FLOOR)
+}
+
+/// `threads` is at least 1 and at most [`max_threads`] on a machine with `cores` cores.
+fn check_threads(threads: i32, cores: usize) -> Result<(), (String, String)> {
+    let max = max_threads(cores);
+    match usize::try_from(threads) {
+        Ok(t) if t >= 1 && t <= max => Ok(()),
+        Ok(t) if t > max => Err((
+            "threads".into(),
+            format!(
+                "{t} is more than this machine can run: at most {max} (the larger of its {cores} cores and {THREADS_FLOOR}), \
+                 since every operation would wait on all {t} OpenMP threads"
+            ),
+        )),
+        _ => Err(("threads".into(), "must be at least 1".into())),
+    }
+}
+
 impl Settings {
     pub(crate) fn validated(self) -> Result<Self, (String, String)> {
         for (key, split) in [("train_split", Some(&self.train_split)), ("test_split", self.test_split.as_ref())] {
@@ -217,8 +246,8 @@ impl Settings {
                 return Err((format!("{key}.batch_size"), "must be at least 1".into()));
             }
         }
-        if self.threads.is_some_and(|t| t < 1) {
-            return Err(("threads".into(), "must be at least 1".into()));
+        if let Some(threads) = self.threads {
+            check_threads(threads, crate::distributed::cores())?;
         }
         crate::device::parse(&self.device).map_err(|m| ("device".to_owned(), m))?;
         self.distributed.validated()?;
@@ -258,5 +287,33 @@ impl Settings {
     /// Whether the split should be stratified.
     pub fn stratify(&self, split: &SplitConfig) -> bool {
         split.stratified.unwrap_or(self.task == Task::Classification)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_up_to_the_cores_or_the_floor_are_accepted() {
+        assert!(check_threads(1, 2).is_ok());
+        assert!(check_threads(THREADS_FLOOR as i32, 2).is_ok());
+        assert!(check_threads(4096, 4096).is_ok());
+    }
+
+    #[test]
+    fn threads_beyond_what_the_machine_can_run_are_refused_with_the_bound() {
+        let (key, message) = check_threads(THREADS_FLOOR as i32 + 1, 2).unwrap_err();
+        assert_eq!(key, "threads");
+        assert!(message.contains("at most 1024 (the larger of its 2 cores and 1024)"), "{message}");
+        assert!(check_threads(4097, 4096).is_err());
+        assert!(check_threads(i32::MAX, 2).is_err());
+    }
+
+    #[test]
+    fn threads_below_one_are_refused() {
+        for t in [0, -3, i32::MIN] {
+            assert_eq!(check_threads(t, 2).unwrap_err().1, "must be at least 1");
+        }
     }
 }
