@@ -6,7 +6,7 @@
 //! | `target` | `-1` | column of the target (negative counts from the end) |
 //! | `header` | `false` | skip the first line |
 //! | `delimiter` | `","` | field separator (one character) |
-//! | `scale` | `1.0` | every feature is divided by this |
+//! | `scale` | `1.0` | every feature is divided by this (not 0) |
 //! | `shape` | `[]` | reshape each sample's features (e.g. `[1, 8, 8]` for a CNN); empty keeps a flat vector |
 //! | `allow_non_finite` | `false` | keep `nan` and `inf` fields; by default they are an error naming the line and field |
 
@@ -61,6 +61,9 @@ pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn D
 
 /// Reads the whole file into a [`TensorDataset`].
 pub fn read(path: &Path, cfg: &CsvConfig, task: Task) -> Result<TensorDataset> {
+    if cfg.scale == 0.0 {
+        return Err(Error::Config { key: "scale".into(), message: "must not be 0".into() });
+    }
     let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let mut text = String::new();
     if path.extension().is_some_and(|e| e == "gz") {
@@ -169,6 +172,17 @@ mod tests {
         let (x, _) = ds.get(&[1, 2]).unwrap();
         let v = Vec::<f32>::try_from(x.flatten(0, -1)).unwrap();
         assert!(v[1].is_nan() && v[2].is_infinite());
+    }
+
+    #[test]
+    fn a_zero_scale_is_refused_naming_the_key_even_where_non_finite_values_are_allowed() {
+        let p = write("scale.csv", "1,2,0\n0,4,1\n");
+        for allow in [false, true] {
+            let zero: CsvConfig =
+                parse_config(&serde_json::json!({ "path": "x", "scale": 0.0, "allow_non_finite": allow })).unwrap();
+            let err = read(&p, &zero, Task::Classification).unwrap_err().to_string();
+            assert!(err.contains("scale") && err.contains("must not be 0"), "{err}");
+        }
     }
 
     #[test]
