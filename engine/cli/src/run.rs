@@ -349,6 +349,8 @@ pub fn predict(run: &Path, data: Option<&Path>, sets: &[String]) -> Result<Vec<S
     let meta_text = std::fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
     let meta: ModelMeta =
         serde_json::from_str(&meta_text).map_err(|e| Error::Data(format!("{}: {e}", meta_path.display())))?;
+    torchfit_engine::net::check_model_shape(&meta.input_shape, meta.n_outputs)
+        .map_err(|m| Error::Data(format!("{}: {m}", meta_path.display())))?;
     let config = run.join("config.toml");
     let text = std::fs::read_to_string(&config).map_err(|e| Error::io(&config, e))?;
     let mut params = Params::from_str(&text, &config.display().to_string(), meta.base_dir.clone())?;

@@ -89,6 +89,28 @@ fn predict_reads_the_run_directory_and_labels_every_sample() {
 }
 
 #[test]
+fn predict_refuses_a_model_json_no_model_can_be_built_for_in_one_line() {
+    let run = temp_dir("predict-meta").join("run");
+    let o =
+        torchfit(&["train", "examples/digits/config.toml", "--set", "max_epochs=1", "--out", run.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let meta_path = run.join("model.json");
+    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
+    for (key, value, needle) in
+        [("n_outputs", serde_json::json!(-1), "-1 outputs"), ("input_shape", serde_json::json!([0]), "dimension of 0")]
+    {
+        let mut bad = meta.clone();
+        bad[key] = value;
+        std::fs::write(&meta_path, bad.to_string()).unwrap();
+        let o = torchfit(&["predict", run.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{key}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{key}: {stderr}");
+        assert!(stderr.contains("model.json") && stderr.contains(needle), "{key}: {stderr}");
+    }
+}
+
+#[test]
 fn plugins_lists_every_builtin_component_with_kind_version_and_origin() {
     let o = torchfit(&["plugins"]);
     assert!(o.status.success());

@@ -67,6 +67,7 @@ impl Components {
     /// libtorch first, so the same seed gives the same initial weights.
     pub fn build(recipe: Recipe<'_>, input_shape: &[i64], n_outputs: i64) -> Result<Self> {
         let Recipe { params, registry, defaults, run_dir, dist } = recipe;
+        check_model_shape(input_shape, n_outputs).map_err(Error::Data)?;
         let settings = params.settings().clone();
         if let Some(t) = settings.threads {
             tch::set_num_threads(t);
@@ -206,6 +207,18 @@ pub(super) fn output_count(
     })
 }
 
+/// Refuses a shape no model can be built for: a sample dimension or an output count below 1
+/// (they size the model's layers, and libtorch would refuse them inside a model's constructor).
+pub fn check_model_shape(input_shape: &[i64], n_outputs: i64) -> std::result::Result<(), String> {
+    if let Some(d) = input_shape.iter().find(|&&d| d < 1) {
+        return Err(format!("input shape {input_shape:?} has a dimension of {d}; each must be at least 1"));
+    }
+    if n_outputs < 1 {
+        return Err(format!("{n_outputs} outputs; a model needs at least 1"));
+    }
+    Ok(())
+}
+
 /// Refuses held-out data (`what`: a test set) that a model trained on the samples `train` of
 /// `reader` could not evaluate: samples of another shape, or, for classification, class labels
 /// outside the training labels. Checked before training, so that a mistake there costs no run.
@@ -280,5 +293,21 @@ fn warn_if_oversubscribed(launch: &crate::distributed::Launch) {
                 launch.local_world_size
             );
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_model_shape;
+
+    #[test]
+    fn a_model_needs_positive_dimensions_and_at_least_one_output() {
+        assert!(check_model_shape(&[64], 10).is_ok());
+        assert!(check_model_shape(&[1, 28, 28], 1).is_ok());
+        assert!(check_model_shape(&[], 1).is_ok(), "a scalar sample");
+        assert!(check_model_shape(&[64], 0).unwrap_err().contains("0 outputs"));
+        assert!(check_model_shape(&[64], -1).unwrap_err().contains("-1 outputs"));
+        assert!(check_model_shape(&[1, 0, 28], 10).unwrap_err().contains("dimension of 0"));
+        assert!(check_model_shape(&[-5], 10).unwrap_err().contains("dimension of -5"));
     }
 }

@@ -36,7 +36,7 @@ pub mod random_search;
 pub mod search;
 mod update_bn;
 
-pub use build::{check_held_out, Defaults};
+pub use build::{check_held_out, check_model_shape, Defaults};
 pub use cross_validate::{CrossValidation, Cv, FoldResult};
 pub use inference::Evaluation;
 pub use interrupt::{Interruption, Keep, StopFlag};
@@ -308,7 +308,8 @@ impl NeuralNet {
 
     /// Builds model, criterion, optimizer and callbacks for samples of `input_shape` and
     /// `n_outputs` outputs, and clears the history. Seeds libtorch first, so the same seed gives
-    /// the same initial weights.
+    /// the same initial weights. A sample dimension or an output count below 1 is an
+    /// [`Error::Data`] ([`check_model_shape`]), before any component is built.
     pub fn initialize(&mut self, input_shape: &[i64], n_outputs: i64) -> Result<&mut Self> {
         let recipe = Recipe {
             params: &self.params,
