@@ -200,9 +200,9 @@ pub struct CallbackSpec {
     pub params: serde_json::Value,
 }
 
-/// The fewest intra-op threads [`max_threads`] allows, whatever the machine: more than any
-/// machine's cores today, so a config written for a large machine still runs (its thread count
-/// decides a CPU result's bits), only slower.
+/// The fewest intra-op threads [`max_threads`] allows, whatever the machine: more than the cores
+/// of the largest common machines, so a config written for one still runs on a small machine (its
+/// thread count decides a CPU result's bits), only slower.
 pub const THREADS_FLOOR: usize = 1024;
 
 /// The most intra-op threads a config may ask for on a machine with `cores` cores: its cores, or
