@@ -34,6 +34,7 @@ KEYS = [
     "dataset__header", "dataset__path",
     "callbacks__print_log", "callbacks__cp__type", "callbacks__cp__monitor", "callbacks__es__type",
     "callbacks__es__patience", "callbacks__lr__type", "callbacks__lr__policy", "callbacks__x__unknown",
+    "distributed__timeout", "distributed__bucket_cap_mb",
     "plugin_dirs", "plugins", "unknown_key",
 ]
 

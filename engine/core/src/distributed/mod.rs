@@ -75,6 +75,11 @@ pub struct DistributedConfig {
     pub drop_last: bool,
 }
 
+/// The longest `timeout`, in seconds (about 31 years): a deadline this far off still fits the
+/// 64-bit nanosecond clocks c10d adds it to (a larger one made `Duration` panic, or would
+/// overflow them).
+const MAX_TIMEOUT: f64 = 1e9;
+
 fn default_timeout() -> f64 {
     1800.0
 }
@@ -93,16 +98,16 @@ impl Default for DistributedConfig {
 
 impl DistributedConfig {
     pub(crate) fn validated(&self) -> std::result::Result<(), (String, String)> {
-        if !(self.timeout > 0.0 && self.timeout.is_finite()) {
+        if !(self.timeout > 0.0 && self.timeout <= MAX_TIMEOUT) {
             return Err((
                 "distributed.timeout".into(),
-                format!("must be a positive number of seconds, got {}", self.timeout),
+                format!("must be a positive number of seconds, at most {MAX_TIMEOUT:e}, got {:?}", self.timeout),
             ));
         }
         if !(self.bucket_cap_mb > 0.0 && self.bucket_cap_mb < 1e6) {
             return Err((
                 "distributed.bucket_cap_mb".into(),
-                format!("must be in (0, 1e6), got {}", self.bucket_cap_mb),
+                format!("must be in (0, 1e6), got {:?}", self.bucket_cap_mb),
             ));
         }
         Ok(())
@@ -379,4 +384,26 @@ pub(crate) fn reduce_batches(d: &Distributed, losses: &[f64], sizes: &[f64]) -> 
     let v = Vec::<f64>::try_from(&t)?;
     let (weighted, totals) = v.split_at(n);
     Ok((weighted.iter().zip(totals).map(|(w, s)| if *s > 0.0 { w / s } else { f64::NAN }).collect(), totals.to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DistributedConfig;
+
+    fn with_timeout(timeout: f64) -> DistributedConfig {
+        DistributedConfig { timeout, ..DistributedConfig::default() }
+    }
+
+    #[test]
+    fn a_timeout_is_refused_unless_every_clock_can_hold_its_deadline() {
+        for ok in [1e-3, 1800.0, 1e9] {
+            assert!(with_timeout(ok).validated().is_ok(), "{ok}");
+            assert!(std::time::Duration::try_from_secs_f64(ok).is_ok());
+        }
+        for bad in [0.0, -1.0, 1.1e9, 1e300, f64::INFINITY, f64::NAN] {
+            let (key, message) = with_timeout(bad).validated().unwrap_err();
+            assert_eq!(key, "distributed.timeout", "{bad}");
+            assert!(message.contains("at most 1e9"), "{message}");
+        }
+    }
 }
