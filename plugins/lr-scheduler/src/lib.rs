@@ -67,7 +67,9 @@ fn build(config: &Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
     };
     let schedule = if rest.get("policy") == Some(&Value::String("ReduceLROnPlateau".into())) {
         rest.remove("policy");
-        Schedule::Plateau(parse_config(&Value::Object(rest))?)
+        let cfg: PlateauConfig = parse_config(&Value::Object(rest))?;
+        cfg.validate().map_err(|(key, message)| Error::Config { key, message })?;
+        Schedule::Plateau(cfg)
     } else {
         let p: Policy = parse_config(&Value::Object(rest))?;
         p.validate().map_err(|(key, message)| Error::Config { key, message })?;
@@ -110,7 +112,10 @@ impl LrScheduler {
     fn advance(&mut self, host: &mut dyn Host) -> Result<()> {
         self.state.step += 1;
         match &self.schedule {
-            Schedule::Policy(_) => self.apply(host),
+            Schedule::Policy(p) => {
+                p.check_step(self.state.step).map_err(|(key, message)| Error::Config { key, message })?;
+                self.apply(host)
+            }
             Schedule::Plateau(cfg) => {
                 let key = cfg.monitor.clone();
                 let value =

@@ -73,6 +73,17 @@ pub enum ThresholdMode {
     Abs,
 }
 
+impl PlateauConfig {
+    /// Checks settings torch would refuse (a `factor` not below 1: "Factor should be < 1.0");
+    /// `(key, message)` on error.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        match self.factor < 1.0 {
+            true => Ok(()),
+            false => Err(("factor".into(), format!("must be below 1, got {:?}", self.factor))),
+        }
+    }
+}
+
 /// Counters, checkpointed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Plateau {
@@ -151,6 +162,16 @@ mod tests {
             config(serde_json::json!({"mode": "max", "threshold_mode": "abs"})).threshold_mode,
             ThresholdMode::Abs
         );
+    }
+
+    #[test]
+    fn a_factor_that_would_not_cut_the_rate_is_refused_as_torch_refuses_it() {
+        assert!(config(serde_json::json!({"factor": 0.5})).validate().is_ok());
+        for factor in [1.0, 2.0] {
+            let (key, message) = config(serde_json::json!({ "factor": factor })).validate().unwrap_err();
+            assert_eq!(key, "factor");
+            assert!(message.contains("must be below 1"), "{message}");
+        }
     }
 
     #[test]

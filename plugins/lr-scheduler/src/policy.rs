@@ -308,11 +308,28 @@ impl Policy {
             }
             Policy::CosineAnnealingLR { t_max: 0, .. } => bad("t_max", "must be at least 1"),
             Policy::WarmRestart { t_0: 0, .. } => bad("t_0", "must be at least 1"),
+            Policy::WarmRestart { t_mult: 0, .. } => bad("t_mult", "must be at least 1"),
             Policy::CyclicLR { step_size_up: 0, .. } => bad("step_size_up", "must be at least 1"),
             Policy::OneCycleLR { total_steps: 0, .. } => bad("total_steps", "must be at least 1"),
             Policy::OneCycleLR { pct_start, .. } if !(0.0..=1.0).contains(pct_start) => {
                 bad("pct_start", "must be in [0, 1]")
             }
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses a step torch's scheduler would refuse: `OneCycleLR` is defined for `total_steps`
+    /// steps, and torch raises on the step after them rather than go on with a rate it never
+    /// planned; `(key, message)` on error.
+    pub fn check_step(&self, step: u64) -> Result<(), (String, String)> {
+        match self {
+            Policy::OneCycleLR { total_steps, .. } if step > *total_steps => Err((
+                "total_steps".to_owned(),
+                format!(
+                    "OneCycleLR stepped {step} times, more than its total_steps = {total_steps} (torch refuses \
+                     it too): set it to the epochs the run takes, or its training batches with step_every = \"batch\""
+                ),
+            )),
             _ => Ok(()),
         }
     }
@@ -417,6 +434,19 @@ mod tests {
             key(serde_json::json!({"policy": "OneCycleLR", "max_lr": 1.0, "total_steps": 10, "pct_start": 1.5})),
             "pct_start"
         );
+        assert_eq!(key(serde_json::json!({"policy": "WarmRestart", "t_0": 1, "t_mult": 0})), "t_mult");
         assert!(torchfit_sdk::parse_config::<Policy>(&serde_json::json!({"policy": "StepLr", "step_size": 1})).is_err());
+    }
+
+    #[test]
+    fn one_cycle_takes_total_steps_steps_and_refuses_the_next_as_torch_does() {
+        // torch: `total_steps = 3` gives a rate for step 3 and raises "Tried to step 4 times".
+        let p = policy(serde_json::json!({"policy": "OneCycleLR", "max_lr": 1.0, "total_steps": 3}));
+        assert!((0..=3).all(|step| p.check_step(step).is_ok()));
+        let (key, message) = p.check_step(4).unwrap_err();
+        assert_eq!(key, "total_steps");
+        assert!(message.contains("stepped 4 times") && message.contains("total_steps = 3"), "{message}");
+        let step = policy(serde_json::json!({"policy": "StepLR", "step_size": 1}));
+        assert!(step.check_step(u64::MAX).is_ok(), "the other policies go on for ever");
     }
 }
