@@ -132,6 +132,22 @@ fn the_transfer_learning_example_fine_tunes_only_the_head_of_a_pretrained_net() 
     assert!(epochs.iter().any(|e| e["event_cp"] == true));
 }
 
+#[test]
+fn one_cycle_past_its_total_steps_ends_the_run_naming_the_key_and_keeps_its_epochs() {
+    plugin_library("torchfit-plugin-lr-scheduler", "torchfit_plugin_lr_scheduler");
+    let out = temp_dir("onecycle-past").join("run");
+    let sched = "callbacks__lr={type = \"lr_scheduler\", policy = \"OneCycleLR\", max_lr = 0.1, total_steps = 2}";
+    let args = ["train", "examples/digits/config.toml", "--set", "max_epochs=4", "--set", sched];
+    let o = torchfit_env(&[&args[..], &["--out", out.to_str().unwrap()]].concat(), &[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("total_steps") && stderr.contains("stepped 3 times"), "{stderr}");
+    // As torch raises in the third epoch's scheduler.step(), after its training: the three
+    // epochs trained are in the run directory.
+    let epochs = read_json(&out.join("history.json")).as_array().unwrap().len();
+    assert_eq!(epochs, 3, "{stderr}");
+}
+
 /// `torchfit train` on the digits with the weight-averaging plugin and `sets`, into `out`, with
 /// `--resume` when asked.
 fn train_averaged(out: &Path, sets: &[&str], resume: bool) {
