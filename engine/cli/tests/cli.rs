@@ -180,4 +180,9 @@ fn criterion_settings_libtorch_would_refuse_are_bad_input_in_one_line() {
     let (cfg, out) = config("bce", |t| t + "\n[criterion]\nname = \"bce_with_logits\"\n");
     let o = torchfit(&["train", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert_refused(&o, &out, &["bce_with_logits", "one 0/1 target per output", "cross_entropy"]);
+    // Ten digit classes, two class weights: refused when the criterion is built, not at a batch.
+    let weights = |t: String| t + "\n[criterion]\nname = \"cross_entropy\"\nweight = [1.0, 2.0]\n";
+    let (cfg, out) = config("weights", weights);
+    let o = torchfit(&["train", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_refused(&o, &out, &["bad.toml", "criterion.weight", "has 2 values", "10 outputs"]);
 }

@@ -4,7 +4,7 @@
 //! | name | PyTorch | keys |
 //! |---|---|---|
 //! | `cross_entropy` | `CrossEntropyLoss` (logits, class indices) | `weight` (per class), `label_smoothing` = 0.0, `ignore_index` = -100 |
-//! | `nll` | `NLLLoss` (log-probabilities, class indices) | `weight`, `ignore_index` = -100 |
+//! | `nll` | `NLLLoss` (log-probabilities, class indices) | `weight` (per class), `ignore_index` = -100 |
 //! | `bce_with_logits` | `BCEWithLogitsLoss` (logits, 0/1 targets) | `pos_weight` (per output) |
 //! | `mse` | `MSELoss` | none |
 //! | `l1` | `L1Loss` | none |
@@ -19,6 +19,29 @@
 use serde::Deserialize;
 use torchfit_sdk::tch::{Reduction, Tensor};
 use torchfit_sdk::{export_plugin, parse_config, BuildContext, Criterion, Error, Result};
+
+/// Whether a per-output list of one value stands for every output (torch broadcasts
+/// `pos_weight`; a class `weight` must name every class).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Broadcast {
+    No,
+    FromOne,
+}
+
+/// The tensor of a per-output list `key`, refused by its key unless it has one value per output
+/// of the model (`ctx.n_outputs`), or one value where `broadcast` allows: libtorch would refuse
+/// it only at the first batch.
+fn per_output(key: &str, values: Option<Vec<f32>>, ctx: &BuildContext, broadcast: Broadcast) -> Result<Option<Tensor>> {
+    let Some(values) = values else { return Ok(None) };
+    let n = values.len() as i64;
+    if n != ctx.n_outputs && !(broadcast == Broadcast::FromOne && n == 1) {
+        let one = if broadcast == Broadcast::FromOne { " (or 1 for all)" } else { "" };
+        let message =
+            format!("has {n} values; the model has {} outputs, so it needs {}{one}", ctx.n_outputs, ctx.n_outputs);
+        return Err(Error::Config { key: key.into(), message });
+    }
+    Ok(Some(Tensor::from_slice(&values).f_to_device(ctx.device)?))
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,7 +72,7 @@ pub fn cross_entropy(config: &serde_json::Value, ctx: &BuildContext) -> Result<B
             format!("must be between 0.0 and 1.0 (as in torch.nn.CrossEntropyLoss), got {}", c.label_smoothing);
         return Err(Error::Config { key: "label_smoothing".into(), message });
     }
-    let weight = c.weight.map(|w| Tensor::from_slice(&w).f_to_device(ctx.device)).transpose()?;
+    let weight = per_output("weight", c.weight, ctx, Broadcast::No)?;
     Ok(Box::new(CrossEntropy { weight, label_smoothing: c.label_smoothing, ignore_index: c.ignore_index }))
 }
 
@@ -82,7 +105,7 @@ struct Nll {
 /// Builds `nll`.
 pub fn nll(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Criterion>> {
     let c: NllConfig = parse_config(config)?;
-    let weight = c.weight.map(|w| Tensor::from_slice(&w).f_to_device(ctx.device)).transpose()?;
+    let weight = per_output("weight", c.weight, ctx, Broadcast::No)?;
     Ok(Box::new(Nll { weight, ignore_index: c.ignore_index }))
 }
 
@@ -106,7 +129,7 @@ struct BceWithLogits {
 /// Builds `bce_with_logits`.
 pub fn bce_with_logits(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Criterion>> {
     let c: BceConfig = parse_config(config)?;
-    let pos_weight = c.pos_weight.map(|w| Tensor::from_slice(&w).f_to_device(ctx.device)).transpose()?;
+    let pos_weight = per_output("pos_weight", c.pos_weight, ctx, Broadcast::FromOne)?;
     Ok(Box::new(BceWithLogits { pos_weight }))
 }
 
@@ -226,6 +249,24 @@ mod tests {
         let l =
             c.loss(&Tensor::zeros([4, 3], (Kind::Float, Device::Cpu)), &Tensor::from_slice(&[0i64, 1, 2, 0])).unwrap();
         assert!((l.double_value(&[]) - 3f64.ln()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn per_output_lists_must_match_the_outputs_as_libtorch_requires() {
+        let three = BuildContext { n_outputs: 3, ..ctx() };
+        let key = |r: Result<Box<dyn Criterion>>| match r {
+            Err(Error::Config { key, message }) => format!("{key}: {message}"),
+            Err(e) => panic!("not a config error: {e}"),
+            Ok(_) => "accepted".into(),
+        };
+        assert_eq!(key(cross_entropy(&serde_json::json!({"weight": [1.0, 2.0, 1.0]}), &three)), "accepted");
+        let wrong = key(cross_entropy(&serde_json::json!({"weight": [1.0, 2.0]}), &three));
+        assert!(wrong.starts_with("weight: has 2 values") && wrong.contains("needs 3"), "{wrong}");
+        assert!(key(nll(&serde_json::json!({"weight": [1.0]}), &three)).starts_with("weight: has 1 values"));
+        assert_eq!(key(bce_with_logits(&serde_json::json!({"pos_weight": [2.0]}), &three)), "accepted");
+        assert_eq!(key(bce_with_logits(&serde_json::json!({"pos_weight": [1.0, 2.0, 3.0]}), &three)), "accepted");
+        let wrong = key(bce_with_logits(&serde_json::json!({"pos_weight": [1.0, 2.0]}), &three));
+        assert!(wrong.starts_with("pos_weight: has 2 values") && wrong.contains("(or 1 for all)"), "{wrong}");
     }
 
     #[test]

@@ -50,15 +50,17 @@ fn every_criterion_equals_pytorchs_loss() {
         serde_json::from_value(super::python_json(&script, &serde_json::Value::Null, "torch.nn")).unwrap();
     let get = |n: &str| t.iter().find(|(k, _)| k == n).unwrap().1.shallow_clone();
     let registry = Registry::builtin();
-    let ctx = BuildContext { input_shape: vec![4], n_outputs: 4, ..torchfit_sdk::testing::context("criterion") };
     for ((name, config, expr), want) in CASES.iter().zip(expected) {
-        let c = registry.criterion(name, &serde_json::from_str(config).unwrap(), &ctx).unwrap();
         let (pred, y) = match *name {
             "cross_entropy" => (get("logits"), get("classes")),
             "nll" => (get("log_probs"), get("classes")),
             "bce_with_logits" => (get("multi"), get("bits")),
             _ => (get("pred"), get("target")),
         };
+        // Built for a model with as many outputs as the predictions have columns.
+        let n_outputs = pred.size()[1];
+        let ctx = BuildContext { input_shape: vec![4], n_outputs, ..torchfit_sdk::testing::context("criterion") };
+        let c = registry.criterion(name, &serde_json::from_str(config).unwrap(), &ctx).unwrap();
         let got = c.loss(&pred, &y).unwrap().double_value(&[]);
         assert!((got - want).abs() <= 1e-6 * want.abs(), "{name} {config}: {got} vs PyTorch's {want} ({expr})");
     }
