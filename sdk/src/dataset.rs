@@ -16,7 +16,9 @@ impl TensorDataset {
     pub fn new(x: &Tensor, y: &Tensor) -> Result<Self> {
         let (nx, ny) = (x.size().first().copied(), y.size().first().copied());
         if nx != ny || nx.is_none() {
-            return Err(crate::Error::msg(format!("x has {:?} samples but y has {:?}", nx, ny)));
+            let count =
+                |n: Option<i64>| n.map_or("no sample dimension (a scalar)".to_owned(), |n| format!("{n} samples"));
+            return Err(crate::Error::msg(format!("x has {} but y has {}", count(nx), count(ny))));
         }
         let x = x.f_to_kind(Kind::Float)?.f_to_device(tch::Device::Cpu)?.f_contiguous()?;
         let y = y.f_to_device(tch::Device::Cpu)?.f_contiguous()?;

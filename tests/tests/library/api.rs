@@ -68,6 +68,32 @@ fn an_invalid_parameter_is_refused_and_leaves_the_net_unchanged() {
     assert!(net.set_param("iterator_train__batchsize", 3).is_err());
 }
 
+/// Data the model cannot take is an error of the data, saying what is wrong, before libtorch
+/// meets it in a batch (or a model's forward).
+#[test]
+fn data_the_net_cannot_take_is_a_data_error_naming_what_is_wrong() {
+    let _serial = serial();
+    let (x, y) = digits();
+    let data_error = |r: torchfit::Result<&mut NeuralNet>| match r {
+        Err(Error::Data(m)) => m,
+        Err(e) => panic!("not a data error: {e}"),
+        Ok(_) => panic!("accepted"),
+    };
+    let m = data_error(small_net(1).fit(&x.narrow(0, 0, 100), &y.narrow(0, 0, 90)));
+    assert!(m.contains("x has 100 samples but y has 90 samples"), "{m}");
+    let m = data_error(small_net(1).fit(&x, &(&y - 1)));
+    assert!(m.contains("class label -1"), "{m}");
+    // partial_fit keeps the model's outputs: a class it has no output for is refused.
+    let mut net = small_net(1);
+    net.fit(&x, &y.remainder(5)).unwrap();
+    let m = data_error(net.partial_fit(&x, &y));
+    assert!(m.contains("class label 5") && m.contains("5 outputs"), "{m}");
+    match net.predict(&x.narrow(0, 0, 0)) {
+        Err(Error::Data(m)) => assert_eq!(m, "no samples to predict"),
+        other => panic!("{:?}", other.map(|t| t.size())),
+    }
+}
+
 #[test]
 fn partial_fit_continues_and_fit_starts_over() {
     let _serial = serial();

@@ -197,7 +197,13 @@ pub(super) fn output_count(
 ) -> Result<i64> {
     Ok(match task {
         Task::Classification => {
-            let max = select(&class_labels(reader)?, train).into_iter().max().unwrap_or(0);
+            let labels = select(&class_labels(reader)?, train);
+            if let Some(l) = labels.iter().find(|&&l| l < 0) {
+                return Err(Error::Data(format!(
+                    "the training data has class label {l}; class labels index the model's outputs, from 0"
+                )));
+            }
+            let max = labels.into_iter().max().unwrap_or(0);
             if let Valid::Other(r, idx) = valid {
                 check_labels("the validation data", &select(&class_labels(*r)?, idx), max + 1)?;
             }

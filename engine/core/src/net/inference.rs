@@ -21,9 +21,13 @@ pub struct Evaluation {
 }
 
 impl NeuralNet {
-    /// The model's outputs for samples `indices` of `reader`, on the CPU.
+    /// The model's outputs for samples `indices` of `reader`, on the CPU. No samples is an
+    /// [`Error::Data`], as scikit-learn refuses an array of 0 samples.
     pub fn forward_reader(&mut self, reader: &mut dyn DatasetReader, indices: &[i64]) -> Result<Tensor> {
         let c = self.components.as_ref().ok_or(Error::NotInitialized)?;
+        if indices.is_empty() {
+            return Err(Error::Data("no samples to predict".into()));
+        }
         let _guard = tch::no_grad_guard();
         let mut outs = Vec::new();
         let iv = &c.settings.iterator_valid;

@@ -48,7 +48,7 @@ use build::{class_labels, output_count, select, Components, Recipe};
 use std::path::{Path, PathBuf};
 use tch::Tensor;
 use torchfit_sdk::checkpoint::Action;
-use torchfit_sdk::{DatasetReader, Model};
+use torchfit_sdk::{DatasetReader, Model, Task};
 
 /// Prefix of the checkpoint a run directory ends with.
 pub const RESUME_PREFIX: &str = "train_end_";
@@ -394,9 +394,16 @@ impl NeuralNet {
             build::check_shape("the validation", &**r, reader)?;
         }
         let keep = self.components.is_some() && (start == Start::Continue || self.params.settings().warm_start);
-        if !keep {
-            let n_outputs = output_count(self.params.settings().task, reader, &train, &mut valid)?;
-            self.initialize(&reader.sample_shape(), n_outputs)?;
+        match (keep, &self.components) {
+            (true, Some(c)) if c.settings.task == Task::Classification => {
+                // The model keeps its outputs: every class must be one of them.
+                build::check_labels("the training data", &select(&class_labels(reader)?, &train), c.n_outputs)?;
+            }
+            (true, _) => {}
+            (false, _) => {
+                let n_outputs = output_count(self.params.settings().task, reader, &train, &mut valid)?;
+                self.initialize(&reader.sample_shape(), n_outputs)?;
+            }
         }
         let c = self.components.as_mut().ok_or(Error::NotInitialized)?;
         c.watch = self.stop.clone().map(|(flag, keep)| interrupt::Watch::new(flag, keep));
