@@ -198,12 +198,8 @@ pub(super) fn output_count(
     Ok(match task {
         Task::Classification => {
             let labels = select(&class_labels(reader)?, train);
-            if let Some(l) = labels.iter().find(|&&l| l < 0) {
-                return Err(Error::Data(format!(
-                    "the training data has class label {l}; class labels index the model's outputs, from 0"
-                )));
-            }
-            let max = labels.into_iter().max().unwrap_or(0);
+            let max = labels.iter().copied().max().unwrap_or(0);
+            check_labels("the training data", &labels, max + 1)?; // refuses a negative label
             if let Valid::Other(r, idx) = valid {
                 check_labels("the validation data", &select(&class_labels(*r)?, idx), max + 1)?;
             }

@@ -394,16 +394,12 @@ impl NeuralNet {
             build::check_shape("the validation", &**r, reader)?;
         }
         let keep = self.components.is_some() && (start == Start::Continue || self.params.settings().warm_start);
-        match (keep, &self.components) {
-            (true, Some(c)) if c.settings.task == Task::Classification => {
-                // The model keeps its outputs: every class must be one of them.
-                build::check_labels("the training data", &select(&class_labels(reader)?, &train), c.n_outputs)?;
-            }
-            (true, _) => {}
-            (false, _) => {
-                let n_outputs = output_count(self.params.settings().task, reader, &train, &mut valid)?;
-                self.initialize(&reader.sample_shape(), n_outputs)?;
-            }
+        if !keep {
+            let n_outputs = output_count(self.params.settings().task, reader, &train, &mut valid)?;
+            self.initialize(&reader.sample_shape(), n_outputs)?;
+        } else if let Some(c) = self.components.as_ref().filter(|c| c.settings.task == Task::Classification) {
+            // The model keeps its outputs: every class must be one of them.
+            build::check_labels("the training data", &select(&class_labels(reader)?, &train), c.n_outputs)?;
         }
         let c = self.components.as_mut().ok_or(Error::NotInitialized)?;
         c.watch = self.stop.clone().map(|(flag, keep)| interrupt::Watch::new(flag, keep));
