@@ -35,7 +35,13 @@ pub fn save_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
         .map(|(n, t)| Ok((n.clone(), t.f_to_device(tch::Device::Cpu)?.f_contiguous()?)))
         .collect::<Result<_>>()?;
     with_temp(path, |tmp| {
-        Tensor::write_safetensors(&cpu, tmp).map_err(|e| Error::msg(format!("{}: {e}", path.display())))
+        Tensor::write_safetensors(&cpu, tmp).map_err(|e| match e {
+            // The kind of an I/O error (a full disk) tells the host the environment refused.
+            tch::TchError::SafeTensorError { err: safetensors::SafeTensorError::IoError(e), .. } => Error::io(path, e),
+            tch::TchError::Io(e) => Error::io(path, e),
+            other => Error::msg(format!("{}: {other}", path.display())),
+        })?;
+        std::fs::File::open(tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io(path, e))
     })
 }
 

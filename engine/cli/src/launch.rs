@@ -7,12 +7,15 @@
 //! unless set, `OMP_NUM_THREADS` = cores / N. When a worker fails, the others get a grace period to
 //! end by themselves (they lose it in their next collective, or they were interrupted with it),
 //! then are stopped (SIGTERM, then SIGKILL); the launcher exits with the first failed worker's
-//! code. A SIGINT or SIGTERM to the launcher is passed on to the workers, which stop after their
-//! batch.
+//! code, or 1 when a worker was lost to a signal (killed). A SIGINT or SIGTERM to the launcher
+//! is passed on, as the same signal, to the workers, which stop after their batch as one process
+//! does; the launcher then exits as they do (130 for SIGINT). The workers run in a process group
+//! of their own, so a terminal's Ctrl-C (sent to the launcher's group) reaches each of them once,
+//! through the launcher; and a worker whose launcher dies is sent SIGTERM.
 
 use std::ffi::OsString;
 use std::process::{Child, Command};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use torchfit_c10d::Store;
@@ -46,17 +49,42 @@ pub fn worker_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
 pub enum JobEnd {
     /// Every worker exited with 0.
     Completed,
-    /// A worker failed first (or was interrupted).
+    /// The launcher passed this signal on and every worker stopped as it asked.
+    Interrupted(i32),
+    /// A worker failed first.
     Failed {
         /// Its rank.
         rank: usize,
-        /// Its exit code (128 + the signal's number for a worker a signal ended).
+        /// Its exit code; 1 for a worker lost to a signal the launcher did not send.
         code: i32,
     },
 }
 
-/// Starts `nproc` workers running this binary with `args` and waits for them.
-pub fn run(nproc: usize, args: Vec<OsString>, signals: Arc<AtomicBool>) -> Result<JobEnd> {
+/// What the exit `status` of a worker says, once the launcher passed on `passed_on` (if any):
+/// its exit code, and whether the job lost it (a signal killed it that the launcher did not send).
+fn worker_code(status: std::process::ExitStatus, passed_on: Option<i32>) -> (i32, bool) {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => (code, false),
+        (None, Some(s)) if Some(s) == passed_on => (128 + s, false),
+        _ => (1, true),
+    }
+}
+
+/// How the job ended: the first failure, unless every worker stopped as the signal the launcher
+/// passed on asked (its code, 128 + the signal).
+fn job_end(first_failure: Option<(usize, i32)>, passed_on: Option<i32>) -> JobEnd {
+    match (first_failure, passed_on) {
+        (None, None) => JobEnd::Completed,
+        (None, Some(signal)) => JobEnd::Interrupted(signal),
+        (Some((_, code)), Some(signal)) if code == 128 + signal => JobEnd::Interrupted(signal),
+        (Some((rank, code)), _) => JobEnd::Failed { rank, code },
+    }
+}
+
+/// Starts `nproc` workers running this binary with `args` and waits for them. `received` holds
+/// the signal the launcher got (0 while none), which it passes on to the workers.
+pub fn run(nproc: usize, args: Vec<OsString>, received: Arc<AtomicUsize>) -> Result<JobEnd> {
     use std::os::unix::process::ExitStatusExt;
     let exe = std::env::current_exe().map_err(|e| Error::io(std::path::Path::new("<current executable>"), e))?;
     let addr = "127.0.0.1";
@@ -76,7 +104,9 @@ pub fn run(nproc: usize, args: Vec<OsString>, signals: Arc<AtomicBool>) -> Resul
     log::info!("starting {nproc} workers (store on {addr}:{}, {threads} threads each)", store.port());
     let mut workers: Vec<Child> = Vec::with_capacity(nproc);
     for rank in 0..nproc {
-        let spawned = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        own_group_until_the_launcher_dies(&mut command);
+        let spawned = command
             .args(&args)
             .env("RANK", rank.to_string())
             .env("LOCAL_RANK", rank.to_string())
@@ -98,28 +128,31 @@ pub fn run(nproc: usize, args: Vec<OsString>, signals: Arc<AtomicBool>) -> Resul
         }
     }
     let mut running: Vec<Option<Child>> = workers.into_iter().map(Some).collect();
-    let mut passed_on = false;
+    let mut passed_on = None;
     let mut first_failure = None;
     let mut deadline = None;
     loop {
-        if signals.load(Ordering::SeqCst) && !passed_on {
-            passed_on = true;
-            signal_all(&running, libc::SIGTERM);
+        let signal = received.load(Ordering::SeqCst) as i32;
+        if signal != 0 && passed_on.is_none() {
+            passed_on = Some(signal);
+            signal_all(&running, signal);
         }
         for (rank, slot) in running.iter_mut().enumerate() {
             let Some(child) = slot else { continue };
             if let Ok(Some(status)) = child.try_wait() {
                 *slot = None;
-                let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+                let (code, lost) = worker_code(status, passed_on);
                 if code != 0 && first_failure.is_none() {
                     first_failure = Some((rank, code));
                     deadline = Some(Instant::now() + GRACE);
-                    if !passed_on {
-                        let how = match status.signal() {
-                            Some(s) => format!("was killed by signal {s}"),
-                            None => format!("exited with code {code}"),
-                        };
-                        log::error!("worker rank {rank} {how}: stopping the other workers");
+                    match status.signal() {
+                        Some(s) if lost => log::error!(
+                            "worker rank {rank} was killed by signal {s}: the job lost it; stopping the other workers"
+                        ),
+                        _ if passed_on.is_none() => {
+                            log::error!("worker rank {rank} exited with code {code}: stopping the other workers")
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -134,10 +167,26 @@ pub fn run(nproc: usize, args: Vec<OsString>, signals: Arc<AtomicBool>) -> Resul
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(match first_failure {
-        None => JobEnd::Completed,
-        Some((rank, code)) => JobEnd::Failed { rank, code },
-    })
+    Ok(job_end(first_failure, passed_on))
+}
+
+/// Makes the worker `command` starts the leader of a process group of its own, and sends it
+/// SIGTERM when the launcher dies (as a search's workers are).
+fn own_group_until_the_launcher_dies(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    command.process_group(0);
+    // SAFETY: `getpid` before the fork; in the child, prctl(2) and getppid(2) are
+    // async-signal-safe and touch only the child's own state.
+    let launcher = unsafe { libc::getpid() };
+    unsafe {
+        command.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            match libc::getppid() == launcher {
+                true => Ok(()),
+                false => Err(std::io::Error::other("the launcher is gone")),
+            }
+        });
+    }
 }
 
 fn signal_all(workers: &[Option<Child>], signal: i32) {
@@ -173,6 +222,22 @@ pub(crate) fn stop(workers: &mut [Child], grace: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_stopped_by_the_signal_passed_on_ends_interrupted_and_a_killed_worker_is_lost() {
+        use std::os::unix::process::ExitStatusExt;
+        let exited = |code: i32| std::process::ExitStatus::from_raw(code << 8);
+        let killed = |signal: i32| std::process::ExitStatus::from_raw(signal);
+        assert_eq!(worker_code(exited(130), Some(libc::SIGINT)), (130, false));
+        assert_eq!(worker_code(killed(libc::SIGINT), Some(libc::SIGINT)), (130, false));
+        assert_eq!(worker_code(killed(libc::SIGKILL), None), (1, true));
+        assert_eq!(worker_code(killed(libc::SIGKILL), Some(libc::SIGINT)), (1, true));
+        assert_eq!(job_end(None, None), JobEnd::Completed);
+        assert_eq!(job_end(Some((0, 130)), Some(libc::SIGINT)), JobEnd::Interrupted(libc::SIGINT));
+        assert_eq!(job_end(None, Some(libc::SIGTERM)), JobEnd::Interrupted(libc::SIGTERM));
+        assert_eq!(job_end(Some((1, 1)), Some(libc::SIGINT)), JobEnd::Failed { rank: 1, code: 1 });
+        assert_eq!(job_end(Some((1, 2)), None), JobEnd::Failed { rank: 1, code: 2 });
+    }
 
     #[test]
     fn workers_get_the_arguments_without_nproc() {

@@ -213,15 +213,17 @@ enum Ended {
     WorkersFailed(u8),
 }
 
-/// `train --nproc N`: the workers run this command without `--nproc` (see [`launch`]).
-fn launch_workers(nproc: usize, stop: StopFlag) -> Result<Ended, Error> {
+/// `train --nproc N`: the workers run this command without `--nproc` (see [`launch`]);
+/// `received` is the signal this process got, passed on to them.
+fn launch_workers(nproc: usize, received: Arc<AtomicUsize>) -> Result<Ended, Error> {
     if std::env::var_os("WORLD_SIZE").is_some() {
         let message = "--nproc starts workers itself; under torchrun (WORLD_SIZE is set) leave it out".into();
         return Err(Error::Config { origin: "--nproc".into(), key: "nproc".into(), message });
     }
     let args = launch::worker_args(std::env::args_os().skip(1));
-    match launch::run(nproc, args, stop.shared())? {
+    match launch::run(nproc, args, received)? {
         launch::JobEnd::Completed => Ok(Ended::Completed),
+        launch::JobEnd::Interrupted(signal) => Ok(Ended::Interrupted(signal)),
         launch::JobEnd::Failed { code, .. } => Ok(Ended::WorkersFailed(code.clamp(1, 255) as u8)),
     }
 }
@@ -233,7 +235,7 @@ fn execute(command: Command) -> Result<Ended, Error> {
             let stop = StopFlag::new();
             let received = stop_on_signals(&stop).map_err(|e| Error::io(Path::new("<signal handlers>"), e))?;
             if let Some(n) = nproc {
-                return launch_workers(n.into(), stop);
+                return launch_workers(n.into(), received);
             }
             let outcome = run::train_until(params, out.as_deref(), resume, &stop)?;
             let (signal, name) = received_signal(&received);

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
+use torchfit_engine::checkpoint::Sum;
 use torchfit_engine::config::{ComponentSpec, Params, SplitKind};
 use torchfit_engine::data::{split_indices, Stream};
 use torchfit_engine::distributed::{Distributed, Launch};
@@ -49,6 +50,10 @@ pub struct ModelMeta {
     pub task: Task,
     /// Folder the config's relative paths resolve against (absolute).
     pub base_dir: PathBuf,
+    /// Length and CRC-32 of `model.safetensors`, checked before `predict` loads it (absent in a
+    /// run directory from before they were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<Sum>,
 }
 
 /// Loads a config file and applies `--set` assignments.
@@ -214,11 +219,18 @@ fn train_in(
         }
         None => net.fit_dataset(data.as_mut(), Some(&pool), Start::Fresh),
     };
-    // Bad input found in the first epoch (a criterion that does not fit the targets) leaves
-    // nothing worth keeping; any other failure keeps the run so far.
+    // A run that failed before an epoch of its own began (a resume point that does not load, a
+    // callback failing in on_train_begin) leaves the folder as it found it; bad input found in
+    // the first epoch (a criterion that does not fit the targets) leaves nothing worth keeping
+    // either; any other failure keeps the run so far.
+    let resumed_epochs = match run.map(RunDir::begin) {
+        Some(Begin::Resume(found)) => found.epochs,
+        _ => 0,
+    };
     *started = match &fitted {
-        Err(e) if e.is_bad_input() => net.history().len() > 1,
-        _ => !net.history().is_empty(),
+        Err(e) if e.is_bad_input() => net.history().len() > resumed_epochs + 1,
+        Err(_) => net.history().len() > resumed_epochs,
+        Ok(()) => true,
     };
     if let (Err(e), Some(dir), true) = (&fitted, write_to, *started) {
         // The last epoch boundary, from which `--resume` continues.
@@ -272,13 +284,21 @@ fn train_in(
 
 /// The optimizer hyper-parameters (top-level keys of `[optimizer]`) that `params` sets to other
 /// values than the run's recorded config (`recorded`, absent for a run that never wrote one):
-/// a rate changed on resume applies instead of the checkpoint's. Changing the optimizer or its
-/// parameter groups on resume is refused.
+/// a rate changed on resume applies instead of the checkpoint's. Changing the model's settings,
+/// the optimizer or its parameter groups on resume is refused: the weights were trained with
+/// the recorded ones.
 fn changed_hypers(recorded: &Path, params: &Params) -> Result<Vec<(String, serde_json::Value)>> {
     let Ok(text) = std::fs::read_to_string(recorded) else { return Ok(Vec::new()) };
     let before = Params::from_str(&text, &recorded.display().to_string(), params.base_dir().to_path_buf())?;
-    let section = |p: &Params| p.table().get("optimizer").and_then(toml::Value::as_table).cloned().unwrap_or_default();
-    let (old, new) = (section(&before), section(params));
+    let section =
+        |p: &Params, name: &str| p.table().get(name).and_then(toml::Value::as_table).cloned().unwrap_or_default();
+    let (old, new) = (section(&before, "module"), section(params, "module"));
+    if let Some(key) = old.keys().chain(new.keys()).find(|k| old.get(*k) != new.get(*k)) {
+        let message =
+            format!("differs from the run's ({}): a resumed run keeps the model it trained", recorded.display());
+        return Err(params.config_error(&format!("module.{key}"), message));
+    }
+    let (old, new) = (section(&before, "optimizer"), section(params, "optimizer"));
     for fixed in ["name", "param_groups"] {
         if old.get(fixed) != new.get(fixed) {
             let message = format!("differs from the run's ({}): a resumed run keeps its optimizer", recorded.display());
@@ -298,19 +318,19 @@ fn changed_hypers(recorded: &Path, params: &Params) -> Result<Vec<(String, serde
 fn write_failed_run(dir: &Path, net: &NeuralNet, params: &Params, error: &Error) {
     let summary = serde_json::json!({ "epochs": net.history().len(), "error": error.to_string() });
     let written = write_atomic(&dir.join("config.toml"), params.to_toml().as_bytes())
-        .and_then(|()| save_history(dir, net, false))
+        .and_then(|()| save_history(dir, net))
         .and_then(|()| write_atomic(&dir.join("summary.json"), json(&summary).as_bytes()));
     if let Err(e) = written {
         log::warn!("the failed run's directory is incomplete: {e}");
     }
 }
 
-/// Writes the history as `history.json`, unless the run did not end by itself (`ended`) and a checkpoint saved with an empty prefix into
-/// the run directory owns that file: an interrupted or failed run's history is ahead of it, and
-/// `--resume` may still need the checkpoint whole.
-fn save_history(dir: &Path, net: &NeuralNet, ended: bool) -> Result<()> {
-    let checkpoint_there = torchfit_sdk::checkpoint::Files::new(dir, "").exist(torchfit_sdk::Parts::ALL);
-    match checkpoint_there && !ended {
+/// Writes the history as `history.json`, unless a checkpoint saved with an empty prefix into the
+/// run directory owns that file (a `checkpoint` with the default `dirname` and `fn_prefix`, as
+/// skorch's `Checkpoint` writes `history.json`): then it stays the checkpoint's, consistent with
+/// its parameters, and the run's own history is in its `train_end_history.json`.
+fn save_history(dir: &Path, net: &NeuralNet) -> Result<()> {
+    match torchfit_sdk::checkpoint::Files::new(dir, "").exist(torchfit_sdk::Parts::ALL) {
         true => Ok(()),
         false => net.history().save(&dir.join("history.json")),
     }
@@ -333,10 +353,12 @@ fn summary(net: &NeuralNet, (seconds, fit_seconds): (f64, f64), test: Option<Eva
 fn write_run_dir(dir: &Path, net: &NeuralNet, params: &Params, summary: &serde_json::Value) -> Result<()> {
     let (input_shape, n_outputs) = net.shape().ok_or(Error::NotInitialized)?;
     let base_dir = std::fs::canonicalize(params.base_dir()).map_err(|e| Error::io(params.base_dir(), e))?;
-    let meta = ModelMeta { input_shape, n_outputs, task: params.settings().task, base_dir };
     write_atomic(&dir.join("config.toml"), params.to_toml().as_bytes())?;
-    save_history(dir, net, net.interruption().is_none())?;
-    net.save_params(&dir.join("model.safetensors"))?;
+    save_history(dir, net)?;
+    let model = dir.join("model.safetensors");
+    net.save_params(&model)?;
+    let meta =
+        ModelMeta { input_shape, n_outputs, task: params.settings().task, base_dir, model: Some(Sum::of(&model)?) };
     write_atomic(&dir.join("model.json"), json(&serde_json::to_value(&meta).unwrap_or_default()).as_bytes())?;
     write_atomic(&dir.join("summary.json"), json(summary).as_bytes())
 }
@@ -384,7 +406,11 @@ pub fn predict(run: &Path, data: Option<&Path>, sets: &[String]) -> Result<Vec<S
     }
     let mut net = NeuralNet::with_registry(params, registry).with_defaults(crate::defaults());
     net.initialize(&meta.input_shape, meta.n_outputs)?;
-    net.load_params(&run.join("model.safetensors"))?;
+    let model = run.join("model.safetensors");
+    if let Some(sum) = &meta.model {
+        sum.check(&model, &meta_path)?;
+    }
+    net.load_params(&model)?;
     let all: Vec<i64> = (0..reader.len() as i64).collect();
     let out = net.forward_reader(reader.as_mut(), &all)?;
     Ok(match meta.task {

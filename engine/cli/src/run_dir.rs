@@ -8,8 +8,9 @@
 //!   ([`torchfit_engine::checkpoint::recover_all`]), so a folder that holds nothing but the
 //!   leftovers of a first save counts as empty.
 //! - A fresh run needs the folder empty; `--resume` continues from the newest complete
-//!   checkpoint in it, whatever callback wrote it, and starts from the beginning (with a
-//!   warning) when the folder holds nothing at all.
+//!   checkpoint saved at an epoch boundary in it, whatever callback wrote it, and starts from the
+//!   beginning (with a warning) when the folder holds no checkpoint and nothing but what a run
+//!   that failed before its first checkpoint leaves (config, history, summary).
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
@@ -157,6 +158,19 @@ fn contents(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The files a run that failed before its first checkpoint leaves (see [`crate::run`]).
+const FAILED_RUN_FILES: &[&str] = &["config.toml", "history.json", "summary.json"];
+
+/// Whether `dir` holds nothing but what a run that failed before its first checkpoint leaves,
+/// and empty folders (a checkpoint's `dirname` made for a save that never completed): `--resume`
+/// starts such a run afresh. A trained model (`model.safetensors`) or any other file is kept.
+fn holds_only_a_failed_run(dir: &Path) -> bool {
+    contents(dir).iter().all(|name| {
+        let path = dir.join(name);
+        FAILED_RUN_FILES.contains(&name.as_str()) || (path.is_dir() && contents(&path).is_empty())
+    })
+}
+
 /// How a run begins in `dir` (already cleaned), or why it cannot.
 fn begin(dir: &Path, resume: bool) -> std::result::Result<Begin, String> {
     let empty = contents(dir).is_empty();
@@ -170,7 +184,7 @@ fn begin(dir: &Path, resume: bool) -> std::result::Result<Begin, String> {
     }
     match checkpoint::newest(dir).map_err(|e| e.to_string())? {
         Some(found) => Ok(Begin::Resume(found)),
-        None if empty => {
+        None if empty || holds_only_a_failed_run(dir) => {
             log::warn!("{} holds no checkpoint: the run starts from the beginning", dir.display());
             Ok(Begin::Fresh)
         }
@@ -221,6 +235,20 @@ mod tests {
         let resume = RunDir::open(&d, true).unwrap_err().to_string();
         assert!(resume.contains("no complete checkpoint"), "{resume}");
         assert!(d.join("notes.txt").exists());
+    }
+
+    #[test]
+    fn resume_starts_afresh_in_a_folder_a_run_left_before_its_first_checkpoint() {
+        let d = dir("failed-first");
+        std::fs::create_dir_all(d.join("checkpoints")).unwrap();
+        for f in FAILED_RUN_FILES {
+            std::fs::write(d.join(f), "{}").unwrap();
+        }
+        assert!(RunDir::open(&d, false).unwrap_err().to_string().contains("not empty"));
+        assert_eq!(RunDir::open(&d, true).unwrap().begin(), &Begin::Fresh);
+        std::fs::write(d.join("model.safetensors"), "trained").unwrap();
+        let err = RunDir::open(&d, true).unwrap_err().to_string();
+        assert!(err.contains("no complete checkpoint"), "a trained model is never started over: {err}");
     }
 
     #[test]

@@ -10,7 +10,10 @@
 //! - `search.json`: scikit-learn's `cv_results_` and `best_*_` ([`Search::cv_results`]), once
 //!   every candidate is evaluated.
 //! - `refit/`: the run directory of the best candidate fitted on all the samples, as `torchfit
-//!   train --out` writes it (`torchfit predict DIR/refit`).
+//!   train --out` writes it (`torchfit predict DIR/refit`); `refit.json`: that candidate, written
+//!   before the refit starts. `--resume` continues a refit only when `refit.json` names the best
+//!   candidate of the finished search (a failed fit that succeeds on resume can change it);
+//!   otherwise the refit starts afresh.
 //!
 //! A fit that fails is recorded with its error and the search goes on without its candidate. A
 //! SIGINT or SIGTERM stops the workers at once; the finished fits stay, and `--resume` runs only
@@ -95,6 +98,8 @@ struct Spec {
 
 const SPEC_FILE: &str = "search-spec.json";
 const REFIT: &str = "refit";
+/// The candidate `refit/` trains: its `key=value` assignments, as JSON.
+const REFIT_RECORD: &str = "refit.json";
 /// How often the workers are polled.
 const POLL: Duration = Duration::from_millis(20);
 
@@ -159,10 +164,11 @@ pub fn search(request: &Request, stop: &StopFlag) -> Result<Ended> {
         max_resources: settings.max_epochs as i64,
     });
     torchfit_engine::net::search::check(&candidates, halving.as_ref())?;
+    let cv = Cv { n_splits: request.cv, scoring: request.scoring.clone(), ..Cv::default() };
+    check_cv(&params, &cv)?;
     let claim = Claim::new(&request.out, request.resume)?;
     let spec = settle_spec(request, claim.resumed)?;
     std::fs::create_dir_all(request.out.join("fits")).map_err(|e| Error::io(&request.out, e))?;
-    let cv = Cv { n_splits: request.cv, scoring: request.scoring.clone(), ..Cv::default() };
     let mut pool = Pool { request, spec: &spec, stop, interrupted: false };
     log::info!(
         "searching {} candidates x {} folds, {} fits at once, {} threads each",
@@ -186,12 +192,38 @@ pub fn search(request: &Request, stop: &StopFlag) -> Result<Ended> {
         refit_params.set(key, value.clone(), "the best candidate")?;
     }
     let refit_dir = request.out.join(REFIT);
-    let resume_refit = std::fs::read_dir(&refit_dir).is_ok_and(|mut d| d.next().is_some());
+    let resume_refit = settle_refit(&request.out, &assignments(&best.params))?;
     let outcome = run::train_until(refit_params, Some(&refit_dir), resume_refit, stop)?;
     if outcome.interrupted.is_some() {
         return Ok(Ended::Interrupted(finished_fits(&request.out)));
     }
     Ok(Ended::Completed(found, table))
+}
+
+/// Refuses, before any worker starts, what every fit would fail on: a scorer `--scoring` names
+/// that no component provides, and folds the config's data cannot be split into (`--cv` above
+/// the number of samples, or of every class's members when stratified).
+fn check_cv(params: &Params, cv: &Cv) -> Result<()> {
+    let registry = torchfit_engine::plugins::registry_for(params)?;
+    if let Some(name) = &cv.scoring {
+        let scorers: Vec<&str> = registry
+            .components()
+            .iter()
+            .filter(|c| c.kind == torchfit_sdk::ComponentKind::Scorer)
+            .map(|c| c.name.as_str())
+            .collect();
+        if !scorers.contains(&name.as_str()) {
+            let message = format!("no scorer named `{name}`; known: {}", scorers.join(", "));
+            return Err(Error::Config { origin: "--scoring".into(), key: name.clone(), message });
+        }
+    }
+    let spec = params.settings().dataset.clone().ok_or_else(|| params.config_error("dataset", "missing".into()))?;
+    let TrainingData { reader: mut data, pool, .. } = training_data(params, &registry, &spec)?;
+    let net = NeuralNet::with_registry(params.clone(), registry);
+    net.check_folds(data.as_mut(), Some(&pool), cv).map_err(|e| match e {
+        Error::Config { message, .. } => Error::Config { origin: "--cv".into(), key: cv.n_splits.to_string(), message },
+        other => other,
+    })
 }
 
 /// The spec of this search; a resumed one must match the folder's (threads default to its).
@@ -240,6 +272,29 @@ fn settle_spec(request: &Request, resumed: bool) -> Result<Spec> {
             Ok(spec)
         }
     }
+}
+
+/// Whether the refit of `best` (its assignments) continues what `out/refit/` holds: only when
+/// `refit.json` names the same candidate. A refit of another candidate, or of none recorded, is
+/// removed; then `refit.json` names `best`, before its refit writes anything.
+fn settle_refit(out: &Path, best: &[String]) -> Result<bool> {
+    let (dir, record) = (out.join(REFIT), out.join(REFIT_RECORD));
+    let recorded: Option<Vec<String>> = std::fs::read(&record).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let held = std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some());
+    if recorded.as_deref() == Some(best) {
+        return Ok(held);
+    }
+    if held {
+        log::warn!(
+            "{} holds a refit of another candidate than the best ({}): it starts afresh",
+            dir.display(),
+            best.join(" ")
+        );
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    }
+    let json = serde_json::to_string_pretty(best).map_err(|e| Error::Data(e.to_string()))?;
+    write_atomic(&record, json.as_bytes())?;
+    Ok(false)
 }
 
 /// `key=value` assignments of a candidate, as `--set` takes them.

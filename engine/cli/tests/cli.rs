@@ -186,3 +186,33 @@ fn criterion_settings_libtorch_would_refuse_are_bad_input_in_one_line() {
     let o = torchfit(&["train", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert_refused(&o, &out, &["bad.toml", "criterion.weight", "has 2 values", "10 outputs"]);
 }
+
+#[test]
+fn a_pointwise_criterion_for_a_classifier_is_refused_when_it_is_built() {
+    let (cfg, out) = config("mse", |t| t + "\n[criterion]\nname = \"mse\"\n");
+    let o = torchfit(&["train", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_refused(&o, &out, &["bad.toml", "criterion.name", "`mse`", "class indices", "cross_entropy"]);
+}
+
+#[test]
+fn a_torchscript_path_to_another_kind_of_file_is_bad_input_in_one_line() {
+    let (cfg, out) = config("not-script", |t| {
+        t.replace("name = \"mlp\"\nhidden = [128, 64]\ndropout = 0.1", "name = \"torchscript\"\npath = \"bad.toml\"")
+    });
+    let o = torchfit(&["train", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_refused(&o, &out, &["bad.toml: not a TorchScript module"]);
+}
+
+#[test]
+fn cuda_without_a_gpu_is_the_environment_s_refusal_exit_3() {
+    if std::env::var_os("CUDA_VISIBLE_DEVICES").is_none() && Path::new("/dev/nvidia0").exists() {
+        eprintln!("SKIPPED: this machine has a GPU");
+        return;
+    }
+    let (cfg, out) = config("cuda", |t| t.replace("threads = 2", "threads = 2\ndevice = \"cuda\""));
+    let o = torchfit(&["train", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    assert!(stderr.trim_end().lines().count() == 1 && stderr.contains("CUDA"), "{stderr}");
+    assert!(!out.exists());
+}

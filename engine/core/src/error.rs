@@ -119,10 +119,10 @@ impl Error {
         match self {
             Error::Io { source, .. } => Class::of_io(source),
             Error::Config { .. } | Error::Data(_) | Error::Plugin(_) | Error::RunDir { .. } => Class::BadInput,
-            Error::Rendezvous(_) => Class::Environment,
+            Error::Rendezvous(_) | Error::Device(_) => Class::Environment,
             Error::Component { source, .. } | Error::Callback { source, .. } => match source {
                 torchfit_sdk::Error::Io { source, .. } => Class::of_io(source),
-                other if other.is_bad_input() && matches!(self, Error::Component { .. }) => Class::BadInput,
+                other if other.is_bad_input() => Class::BadInput,
                 _ => Class::Failure,
             },
             _ => Class::Failure,
@@ -159,6 +159,19 @@ impl Class {
             Class::Failure => 1,
             Class::BadInput => 2,
             Class::Environment => 3,
+        }
+    }
+}
+
+impl Error {
+    /// The error as a component's (a checkpoint a callback asked for that failed), keeping what
+    /// decides its class: an I/O error's kind, a data error.
+    pub fn into_sdk(self) -> torchfit_sdk::Error {
+        match self {
+            Error::Io { path, source } => torchfit_sdk::Error::Io { path: path.display().to_string(), source },
+            Error::Data(message) => torchfit_sdk::Error::Data(message),
+            e @ (Error::History(_) | Error::Config { .. }) => torchfit_sdk::Error::Data(e.to_string()),
+            other => torchfit_sdk::Error::msg(other),
         }
     }
 }
@@ -214,5 +227,12 @@ mod tests {
         let component =
             Error::Component { kind: torchfit_sdk::ComponentKind::Criterion, name: "c".into(), source: config };
         assert_eq!(component.class(), Class::BadInput);
+        let data =
+            Error::Callback { name: "cb".into(), event: "on_epoch_end", source: torchfit_sdk::Error::Data("x".into()) };
+        assert_eq!(data.class(), Class::BadInput, "a callback's data error is the input's, as a reader's is");
+        let failed =
+            Error::Callback { name: "cb".into(), event: "on_epoch_end", source: torchfit_sdk::Error::msg("x") };
+        assert_eq!(failed.class(), Class::Failure);
+        assert_eq!(Error::Device("no GPU".into()).class(), Class::Environment);
     }
 }

@@ -173,15 +173,31 @@ impl Criterion for Pointwise {
     }
 }
 
+/// Refuses a loss between outputs and targets of the same shape for a classifier, whose targets
+/// are class indices (one per sample, not one per output).
+fn regression_only(name: &str, ctx: &BuildContext) -> Result<()> {
+    match ctx.task {
+        torchfit_sdk::Task::Regression => Ok(()),
+        torchfit_sdk::Task::Classification => Err(Error::Config {
+            key: "name".into(),
+            message: format!(
+                "`{name}` compares each output with a target of its own, but a classifier's targets are class indices: use cross_entropy, or set task = \"regression\""
+            ),
+        }),
+    }
+}
+
 /// Builds `mse`.
-pub fn mse(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn Criterion>> {
+pub fn mse(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Criterion>> {
     let _: NoConfig = parse_config(config)?;
+    regression_only("mse", ctx)?;
     Ok(Box::new(Pointwise::Mse))
 }
 
 /// Builds `l1`.
-pub fn l1(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn Criterion>> {
+pub fn l1(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Criterion>> {
     let _: NoConfig = parse_config(config)?;
+    regression_only("l1", ctx)?;
     Ok(Box::new(Pointwise::L1))
 }
 
@@ -204,14 +220,16 @@ fn one() -> f64 {
 }
 
 /// Builds `smooth_l1`.
-pub fn smooth_l1(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn Criterion>> {
+pub fn smooth_l1(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Criterion>> {
     let c: BetaConfig = parse_config(config)?;
+    regression_only("smooth_l1", ctx)?;
     Ok(Box::new(Pointwise::SmoothL1(c.beta)))
 }
 
 /// Builds `huber`.
-pub fn huber(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn Criterion>> {
+pub fn huber(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Criterion>> {
     let c: DeltaConfig = parse_config(config)?;
+    regression_only("huber", ctx)?;
     if c.delta <= 0.0 {
         return Err(torchfit_sdk::Error::Config {
             key: "delta".into(),
@@ -243,6 +261,23 @@ mod tests {
         BuildContext { input_shape: vec![], ..torchfit_sdk::testing::context("criterion") }
     }
 
+    fn regression() -> BuildContext {
+        BuildContext { task: torchfit_sdk::Task::Regression, ..ctx() }
+    }
+
+    #[test]
+    fn a_pointwise_loss_is_refused_for_a_classifier_when_built() {
+        for build in [mse, l1, smooth_l1, huber] {
+            match build(&serde_json::json!({}), &ctx()) {
+                Err(Error::Config { key, message }) => {
+                    assert!(key == "name" && message.contains("cross_entropy"), "{message}")
+                }
+                _ => panic!("a classifier's pointwise loss is refused"),
+            }
+            assert!(build(&serde_json::json!({}), &regression()).is_ok());
+        }
+    }
+
     #[test]
     fn cross_entropy_of_uniform_logits_is_log_of_the_class_count() {
         let c = cross_entropy(&serde_json::json!({}), &ctx()).unwrap();
@@ -271,7 +306,7 @@ mod tests {
 
     #[test]
     fn mse_is_the_mean_squared_difference() {
-        let c = mse(&serde_json::json!({}), &ctx()).unwrap();
+        let c = mse(&serde_json::json!({}), &regression()).unwrap();
         let l = c.loss(&Tensor::from_slice(&[1f32, 3.0]).view([2, 1]), &Tensor::from_slice(&[0f32, 1.0])).unwrap();
         assert!((l.double_value(&[]) - 2.5).abs() < 1e-6);
     }

@@ -40,12 +40,13 @@ pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn M
     if !path.exists() {
         return Err(Error::Config { key: "path".into(), message: format!("{} does not exist", path.display()) });
     }
-    let module = CModule::load_on_device(&path, ctx.device)
-        .map_err(|e| Error::msg(format!("{}: not a TorchScript module: {e}", path.display())))?;
+    let module = CModule::load_on_device(&path, ctx.device).map_err(|e| {
+        Error::Data(format!("{}: not a TorchScript module: {}", path.display(), torchfit_sdk::error::torch_summary(&e)))
+    })?;
     let mut params = module.named_parameters()?;
     params.sort_by(|a, b| crate::natural_cmp(&a.0, &b.0));
     if params.is_empty() {
-        return Err(Error::msg(format!("{}: the module has no parameters to train", path.display())));
+        return Err(Error::Data(format!("{}: the module has no parameters to train", path.display())));
     }
     let trainable = params.iter().filter(|(_, t)| t.requires_grad()).map(|(n, _)| n.clone()).collect();
     Ok(Box::new(TorchScript { module: Mutex::new((module, None)), params, trainable }))

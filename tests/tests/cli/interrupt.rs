@@ -77,6 +77,40 @@ fn ctrl_c_writes_the_run_directory_exits_130_and_resume_equals_an_uninterrupted_
 }
 
 #[test]
+fn ctrl_c_mid_epoch_resumes_from_the_boundary_and_not_from_a_callbacks_train_end_checkpoint() {
+    // The callback's set is saved in on_train_end, after batch k of the cut epoch: it is marked as
+    // saved during an epoch and never taken as the point --resume continues from.
+    let root = temp_dir("interrupt-cb-end");
+    let (straight, stopped) = (root.join("straight"), root.join("stopped"));
+    let sets = [
+        "max_epochs=12",
+        "iterator_train__batch_size=4",
+        "callbacks__end__type=train_end_checkpoint",
+        "callbacks__end__fn_prefix=cb_end_",
+    ];
+    assert!(train_digits(&sets, Some(&straight), &[]).status.success());
+    let (code, after) = interrupt_at(&stopped, &sets, "3 ", &["-INT"]);
+    assert_eq!(code, Some(130), "{after:?}");
+    let summary = read_json(&stopped.join("summary.json"));
+    assert!(summary["interrupted"]["batches"].as_u64().unwrap() > 0, "the signal came during an epoch: {summary}");
+    let record = read_json(&stopped.join("cb_end_checkpoint.json"));
+    assert_eq!(record["boundary"], false, "{record}");
+    let mut args = vec!["train", "examples/digits/config.toml"];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let dir = stopped.to_str().unwrap().to_owned();
+    args.extend(["--out", &dir, "--resume"]);
+    let o = torchfit_tests::torchfit_env(&args, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(history_without(&stopped, &["dur"]), history_without(&straight, &["dur"]));
+    assert_eq!(
+        std::fs::read(stopped.join("model.safetensors")).unwrap(),
+        std::fs::read(straight.join("model.safetensors")).unwrap()
+    );
+}
+
+#[test]
 fn sigterm_ends_the_run_the_same_way_with_143() {
     let out = temp_dir("interrupt-term").join("run");
     let (code, after) = interrupt(&out, "-TERM");

@@ -213,3 +213,147 @@ fn non_finite_input_is_bad_input_naming_the_file_and_line() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("d.csv:7") && err.contains("allow_non_finite") && err.trim().lines().count() == 1, "{err}");
 }
+
+/// Every file under `dir` (the lock file aside) with its bytes, in path order.
+fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n != ".torchfit.lock") {
+                files.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// `bytes` with the byte at `at` (from the end when negative) flipped.
+fn flip(path: &Path, at: i64) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let i = if at < 0 { bytes.len() - (-at) as usize } else { at as usize };
+    bytes[i] ^= 0x10;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_resume_refused_for_a_damaged_checkpoint_changes_nothing_in_the_run_directory() {
+    let root = temp_dir("rundir-damaged");
+    let finished = root.join("finished");
+    assert!(train(&finished, &["--set", "max_epochs=2"]).status.success());
+    type Damage = fn(&Path);
+    let cases: [(&str, Damage); 5] = [
+        ("train_end_params.safetensors", |p| flip(p, -9)),
+        // A set saved before records were: the history loads, then the optimizer state fails.
+        ("train_end_optimizer.safetensors", |p| {
+            std::fs::remove_file(p.with_file_name("train_end_checkpoint.json")).unwrap();
+            std::fs::write(p, b"not safetensors").unwrap();
+        }),
+        ("train_end_params.safetensors", |p| flip(p, 3)),
+        ("train_end_optimizer.safetensors", |p| {
+            let bytes = std::fs::read(p).unwrap();
+            std::fs::write(p, &bytes[..bytes.len() / 2]).unwrap();
+        }),
+        ("train_end_callbacks.json", |p| std::fs::write(p, "{\"valid_loss\": nul}").unwrap()),
+    ];
+    for (i, (file, damage)) in cases.into_iter().enumerate() {
+        let run = root.join(format!("case{i}"));
+        assert!(std::process::Command::new("cp").arg("-r").arg(&finished).arg(&run).status().unwrap().success());
+        damage(&run.join(file));
+        let before = snapshot(&run);
+        let o = train(&run, &["--resume", "--set", "max_epochs=3", "--set", "optimizer__lr=0.05"]);
+        assert_eq!(o.status.code(), Some(2), "{file}: {}", String::from_utf8_lossy(&o.stderr));
+        let err = String::from_utf8_lossy(&o.stderr);
+        let lines: Vec<&str> = err.lines().filter(|l| !l.starts_with('[')).collect();
+        let why = if i == 1 { "" } else { "changed after it was saved" };
+        assert!(lines.len() == 1 && lines[0].contains(file) && lines[0].contains(why), "{file}: {err}");
+        assert!(snapshot(&run) == before, "{file}: the refused resume changed the run directory");
+    }
+}
+
+#[test]
+fn predict_refuses_a_model_whose_bytes_changed_naming_the_file() {
+    let run = temp_dir("rundir-predict-damaged").join("run");
+    assert!(train(&run, &["--set", "max_epochs=1"]).status.success());
+    let predict = || torchfit_env(&["predict", run.to_str().unwrap()], &[]);
+    assert!(predict().status.success());
+    flip(&run.join("model.safetensors"), -5);
+    let o = predict();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("model.safetensors") && err.contains("model.json"), "{err}");
+}
+
+#[test]
+fn resume_refuses_a_changed_model_setting_and_records_nothing() {
+    let run = temp_dir("rundir-module-changed").join("run");
+    assert!(train(&run, &["--set", "max_epochs=1"]).status.success());
+    let before = snapshot(&run);
+    let o = train(&run, &["--resume", "--set", "module__dropout=0.3"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("module.dropout") && err.contains("keeps the model"), "{err}");
+    assert!(snapshot(&run) == before);
+}
+
+/// A tmpfs of `size` mounted on a fresh folder for one test, unmounted when dropped; `None`
+/// (said loudly) where this process may not mount.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(name: &str, size: &str) -> Option<SmallDisk> {
+        let dir = temp_dir(name).join("disk");
+        std::fs::create_dir_all(&dir).unwrap();
+        let o = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .output()
+            .ok()?;
+        if !o.status.success() {
+            eprintln!(
+                "SKIPPED: cannot mount a tmpfs to fill ({}): run as root",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            return None;
+        }
+        Some(SmallDisk(dir))
+    }
+
+    fn resize(&self, size: &str) {
+        let o = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_at_the_first_checkpoint_exits_3_and_resume_then_starts_afresh() {
+    let Some(disk) = SmallDisk::mount("rundir-full", "48k") else { return };
+    let straight = temp_dir("rundir-full-straight").join("run");
+    assert!(train(&straight, &["--set", "max_epochs=2"]).status.success());
+    let run = disk.0.join("run");
+    let o = train(&run, &["--set", "max_epochs=2"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "a full disk is the environment's: {err}");
+    assert!(err.contains("No space left on device") && err.contains("train_end_"), "{err}");
+    assert!(!run.join("train_end_params.safetensors").exists());
+    disk.resize("16m");
+    let again = train(&run, &["--set", "max_epochs=2"]);
+    assert_eq!(again.status.code(), Some(2), "a fresh run still refuses the folder");
+    let o = train(&run, &["--set", "max_epochs=2", "--resume"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(history_without_dur(&run), history_without_dur(&straight));
+}

@@ -167,6 +167,41 @@ fn ctrl_c_keeps_the_finished_fits_and_resume_ends_as_a_search_never_stopped() {
 }
 
 #[test]
+fn resume_refits_afresh_when_the_best_candidate_changed_since_the_refit_began() {
+    let dir = temp_dir("search-refit-changed");
+    let args = ["--grid", "module__dropout=0.0,0.5", "--set", "max_epochs=2", "--cv", "2", "--threads", "1"];
+    let full = dir.join("full");
+    assert!(search(&full, &args).status.success());
+    let best = read_json(&full.join("search.json"))["best_index_"].as_u64().unwrap() as usize;
+    let other_value = ["0.0", "0.5"][1 - best];
+    let other = dir.join("other");
+    let only_other = ["--grid", &format!("module__dropout={other_value}"), "--set", "max_epochs=2", "--cv", "2"];
+    assert!(search(&other, &only_other).status.success());
+    // The folder a first run leaves when the best candidate's workers were killed: their fits
+    // failed, the other candidate won and its refit began.
+    let stopped = dir.join("stopped");
+    std::fs::create_dir_all(&stopped).unwrap();
+    for item in ["search-spec.json", "fits"] {
+        assert!(Command::new("cp").arg("-r").arg(full.join(item)).arg(&stopped).status().unwrap().success());
+    }
+    for item in ["refit", "refit.json"] {
+        assert!(Command::new("cp").arg("-r").arg(other.join(item)).arg(&stopped).status().unwrap().success());
+    }
+    for fold in 0..2 {
+        let path = stopped.join(format!("fits/i0-c{best:03}-f{fold}.json"));
+        let fit = read_json(&path);
+        let failed = serde_json::json!({ "candidate": fit["candidate"], "fold": fold, "error": "killed" });
+        std::fs::write(&path, failed.to_string()).unwrap();
+    }
+    let resumed = search(&stopped, &[&args[..], &["--resume"]].concat());
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert_eq!(read_json(&stopped.join("search.json"))["best_index_"], best as u64);
+    assert_eq!(read_json(&stopped.join("refit.json")), read_json(&full.join("refit.json")));
+    let model = |d: &Path| std::fs::read(d.join("refit/model.safetensors")).unwrap();
+    assert!(model(&stopped) == model(&full), "the refit is the best candidate's, not the other's");
+}
+
+#[test]
 fn halving_gives_the_best_third_three_times_the_epochs_and_refits_the_last_winner() {
     let dir = temp_dir("search-halving");
     let o = search(
@@ -247,8 +282,11 @@ fn random_candidates_come_from_their_distributions_and_any_scorer_scores_them() 
 #[test]
 fn bad_searches_are_refused_in_one_line() {
     let dir = temp_dir("search-bad");
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 8] = [
         (&["--grid", "module__dropuot=0.1,0.5"], "dropuot"),
+        (&["--grid", "optimizer__lr=0.1", "--cv", "5000"], "--cv: `5000`"),
+        (&["--grid", "optimizer__lr=0.1", "--cv", "200"], "--cv: `200`"),
+        (&["--grid", "optimizer__lr=0.1", "--scoring", "acuracy"], "--scoring: `acuracy`: no scorer named `acuracy`"),
         (&["--grid", "optimizer__lr=0.1", "--threads", "5000"], "--threads: `threads`: 5000 is more than"),
         (&["--grid", "optimizer__lr=uniform(0.1,0.5)"], "--random"),
         (&["--grid", "optimizer__lr=0.1", "--grid", "iterator_train__batch_size=0,8"], "batch_size"),

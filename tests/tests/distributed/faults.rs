@@ -47,8 +47,66 @@ fn the_launcher_stops_the_job_when_a_worker_dies() {
     let o = launcher.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(killed.elapsed() < Duration::from_secs(60), "took {:?}", killed.elapsed());
-    assert_eq!(o.status.code(), Some(137), "{stderr}");
-    assert!(stderr.contains("worker rank 1 was killed by signal 9"), "{stderr}");
+    assert_eq!(o.status.code(), Some(1), "a lost rank is a failure of the run: {stderr}");
+    assert!(stderr.contains("worker rank 1 was killed by signal 9: the job lost it"), "{stderr}");
+}
+
+/// Whether process `pid` still runs (a zombie counts as ended).
+fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+#[test]
+fn ctrl_c_to_a_launched_job_stops_it_as_one_process_and_resume_equals_an_uninterrupted_job() {
+    // A terminal's Ctrl-C reaches every process of the foreground group: here the test makes the
+    // launcher the leader of a group and sends SIGINT to that group.
+    let dir = temp_dir("dist-ctrl-c");
+    let (straight, stopped) = (dir.join("straight"), dir.join("stopped"));
+    let sets = ["max_epochs=30", "iterator_train__batch_size=8"];
+    super::ok(&train(&sets, &["--nproc", "2", "--out", straight.to_str().unwrap()], &[]));
+    let mut cmd = Command::new(torchfit_tests::torchfit_bin());
+    cmd.args(["train", "examples/digits/config.toml"]);
+    for s in super::BASE.iter().chain(&sets) {
+        cmd.args(["--set", s]);
+    }
+    cmd.args(["--nproc", "2", "--out", stopped.to_str().unwrap()]).current_dir(torchfit_tests::root());
+    cmd.env("TORCHFIT_LOG", "warn").env_remove("TORCHFIT_PLUGIN_PATH");
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut launcher = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let rows = wait_for_row(&mut launcher, "2 ");
+    assert!(Command::new("kill").args(["-INT", "--", &format!("-{}", launcher.id())]).status().unwrap().success());
+    rows.for_each(drop);
+    let o = launcher.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("interrupted by SIGINT") && stderr.contains("--resume"), "{stderr}");
+    assert!(stopped.join("summary.json").exists() && stopped.join("train_end_params.safetensors").exists());
+    let pending: Vec<_> = std::fs::read_dir(&stopped)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".commit") || n.ends_with(".next"))
+        .collect();
+    assert!(pending.is_empty(), "{pending:?}");
+    super::ok(&train(&sets, &["--nproc", "2", "--out", stopped.to_str().unwrap(), "--resume"], &[]));
+    assert_eq!(super::history(&stopped), super::history(&straight));
+    let model = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
+    assert!(model(&stopped) == model(&straight));
+}
+
+#[test]
+fn the_workers_stop_when_their_launcher_is_killed() {
+    let mut launcher = spawn(&["max_epochs=100000"], &["--nproc", "2"], &[]);
+    // The pipe of their output stays open: they do not end for want of a reader.
+    let _rows = wait_for_row(&mut launcher, "2 ");
+    let pids = workers(&launcher);
+    launcher.kill().unwrap();
+    launcher.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pids.iter().any(|p| alive(p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!pids.iter().any(|p| alive(p)), "workers {pids:?} outlived their launcher");
 }
 
 #[test]

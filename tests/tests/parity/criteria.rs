@@ -3,7 +3,7 @@
 
 use tch::{Device, Kind, Tensor};
 use torchfit::Registry;
-use torchfit_sdk::BuildContext;
+use torchfit_sdk::{BuildContext, Task};
 
 /// (criterion, its config, the PyTorch expression over the saved tensors)
 const CASES: &[(&str, &str, &str)] = &[
@@ -51,15 +51,15 @@ fn every_criterion_equals_pytorchs_loss() {
     let get = |n: &str| t.iter().find(|(k, _)| k == n).unwrap().1.shallow_clone();
     let registry = Registry::builtin();
     for ((name, config, expr), want) in CASES.iter().zip(expected) {
-        let (pred, y) = match *name {
-            "cross_entropy" => (get("logits"), get("classes")),
-            "nll" => (get("log_probs"), get("classes")),
-            "bce_with_logits" => (get("multi"), get("bits")),
-            _ => (get("pred"), get("target")),
+        let (pred, y, task) = match *name {
+            "cross_entropy" => (get("logits"), get("classes"), Task::Classification),
+            "nll" => (get("log_probs"), get("classes"), Task::Classification),
+            "bce_with_logits" => (get("multi"), get("bits"), Task::Classification),
+            _ => (get("pred"), get("target"), Task::Regression),
         };
         // Built for a model with as many outputs as the predictions have columns.
         let n_outputs = pred.size()[1];
-        let ctx = BuildContext { input_shape: vec![4], n_outputs, ..torchfit_sdk::testing::context("criterion") };
+        let ctx = BuildContext { input_shape: vec![4], n_outputs, task, ..torchfit_sdk::testing::context("criterion") };
         let c = registry.criterion(name, &serde_json::from_str(config).unwrap(), &ctx).unwrap();
         let got = c.loss(&pred, &y).unwrap().double_value(&[]);
         assert!((got - want).abs() <= 1e-6 * want.abs(), "{name} {config}: {got} vs PyTorch's {want} ({expr})");

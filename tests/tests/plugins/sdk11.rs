@@ -94,6 +94,37 @@ fn a_stop_after_the_batch_cuts_the_epoch_there_and_still_ends_the_run() {
 }
 
 #[test]
+fn a_run_stopped_after_a_batch_resumes_from_the_epoch_boundary_before_the_cut() {
+    // A time-budget callback stops in epoch 3; --resume must replay epoch 3 whole, not take the
+    // cut epoch (counted in the history of the mid-epoch state) as done.
+    let dir = temp_dir("sdk11-stop-resume");
+    let (straight, cut) = (dir.join("straight"), dir.join("cut"));
+    let never = ["callbacks__stop__type=stop_now", "callbacks__stop__epoch=99"];
+    ok(&train(5, &never, Some(&straight)));
+    ok(&train(
+        5,
+        &["callbacks__stop__type=stop_now", "callbacks__stop__epoch=3", "callbacks__stop__batch=4"],
+        Some(&cut),
+    ));
+    assert_eq!(
+        read_json(&cut.join("train_end_history.json")).as_array().unwrap().len(),
+        2,
+        "the boundary before the cut"
+    );
+    let plugins = format!("plugins=[{:?}]", sdk11().display().to_string());
+    let mut args = vec!["train", "examples/digits/config.toml", "--out", cut.to_str().unwrap(), "--resume"];
+    for s in ["max_epochs=5", plugins.as_str(), never[0], never[1]] {
+        args.extend(["--set", s]);
+    }
+    ok(&torchfit_tests::torchfit_env(&args, &[]));
+    assert_eq!(torchfit_tests::history_without(&cut, &["dur"]), torchfit_tests::history_without(&straight, &["dur"]));
+    assert_eq!(
+        std::fs::read(cut.join("model.safetensors")).unwrap(),
+        std::fs::read(straight.join("model.safetensors")).unwrap()
+    );
+}
+
+#[test]
 fn a_replaced_batch_trains_on_soft_targets() {
     let run = temp_dir("sdk11-mixup").join("run");
     ok(&train(2, &["callbacks__mix__type=mixup", "callbacks__mix__lam=0.7"], Some(&run)));

@@ -31,7 +31,7 @@ fn sdk_error(e: torchfit_sdk::Error) -> Error {
 
 /// Writes `parts` as one checkpoint set (see [`crate::checkpoint`]).
 fn save(c: &Components, history: &History, dir: &Path, prefix: &str, parts: torchfit_sdk::Parts) -> Result<()> {
-    Snapshot::take(c, history, parts)?.write(dir, prefix)
+    Snapshot::take(c, history, parts)?.write(dir, prefix, !c.mid_epoch)
 }
 
 /// The parts of a run a checkpoint holds, taken from the components.
@@ -84,8 +84,9 @@ impl<'h> Snapshot<'h> {
         })
     }
 
-    /// Writes the snapshot as checkpoint `prefix` under `dir`, as one set.
-    pub(super) fn write(&self, dir: &Path, prefix: &str) -> Result<()> {
+    /// Writes the snapshot as checkpoint `prefix` under `dir`, as one set; `boundary` says
+    /// whether it was taken between two epochs (see [`crate::checkpoint::Record`]).
+    pub(super) fn write(&self, dir: &Path, prefix: &str, boundary: bool) -> Result<()> {
         let files = Files::new(dir, prefix);
         let mut set: Vec<Writer<'_>> = Vec::new();
         if let Some(state) = &self.params {
@@ -101,7 +102,7 @@ impl<'h> Snapshot<'h> {
         if let Some(history) = &self.history {
             set.push((files.history, Box::new(move |p: &Path| history.save(p))));
         }
-        crate::checkpoint::save(dir, prefix, set)
+        crate::checkpoint::save(dir, prefix, set, boundary)
     }
 }
 
@@ -124,14 +125,17 @@ fn check_world_size(states: &serde_json::Value, world: usize, path: &Path) -> Re
     )))
 }
 
-/// Restores `parts` from checkpoint `prefix` under `dir`, completing an interrupted save first.
+/// Restores `parts` from checkpoint `prefix` under `dir`, completing an interrupted save first
+/// and checking its files against the set's record before anything is restored.
 fn load(c: &mut Components, history: &mut History, dir: &Path, prefix: &str, parts: torchfit_sdk::Parts) -> Result<()> {
     if super::ddp::writes_files(c.ddp.as_ref()) {
         crate::checkpoint::recover(dir, prefix)?; // the other ranks read what rank 0 recovered
     }
+    crate::checkpoint::verify(dir, prefix)?;
     let files = Files::new(dir, prefix);
     if parts.history {
         *history = History::load(&files.history)?;
+        c.mid_epoch = false;
     }
     if parts.params {
         let state = load_tensors(&files.params).map_err(sdk_error)?;

@@ -51,6 +51,9 @@ pub(super) struct Components {
     pub watch: Option<super::interrupt::Watch>,
     /// The distributed job this process trains in, if any.
     pub ddp: Option<super::ddp::Ddp>,
+    /// Whether the history's last epoch is open: from its record's start until `on_epoch_end`
+    /// reached every callback. A checkpoint saved meanwhile is not a resume point.
+    pub mid_epoch: bool,
 }
 
 /// What a net is built from.
@@ -155,6 +158,7 @@ impl Components {
             scorers,
             watch: None,
             ddp,
+            mid_epoch: false,
         })
     }
 

@@ -99,6 +99,13 @@ impl NeuralNet {
         self.fit_and_score(reader, &split, fold, cv)
     }
 
+    /// Refuses, before any fit, a cross-validation `cv` of the samples `indices` of `reader` that
+    /// could not be split into its folds (more folds than samples, or than members of every
+    /// class when stratified), as each fold of it would.
+    pub fn check_folds(&self, reader: &mut dyn DatasetReader, indices: Option<&[i64]>, cv: &Cv) -> Result<()> {
+        Split::of(reader, indices, self.params.settings().task, cv).map(drop)
+    }
+
     /// Fits a fresh net on fold `fold`'s training samples and scores it on its held-out ones.
     fn fit_and_score(
         &mut self,

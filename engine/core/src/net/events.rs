@@ -164,9 +164,12 @@ fn dispatch(
             actions.extend(requests.actions.into_iter().map(|a| (name.clone(), a)));
         }
     }
+    if matches!(event, Event::EpochEnd) {
+        c.mid_epoch = false; // the epoch has ended for every callback: saves now are at its boundary
+    }
     for (name, action) in actions {
         if let Err(e) = perform(c, history, &action) {
-            fail(Error::Callback { name, event: event.name(), source: torchfit_sdk::Error::msg(e) })?;
+            fail(Error::Callback { name, event: event.name(), source: e.into_sdk() })?;
         }
     }
     first.map_or(Ok(asked), Err)

@@ -110,6 +110,7 @@ fn fit_loop(
         }
         let epoch = history.len() + 1;
         history.new_epoch();
+        c.mid_epoch = true;
         history.record("epoch", epoch)?;
         tch::manual_seed((SplitMix64::new(seed, Stream::Torch, epoch as u64).next_u64() >> 1) as i64);
         reader.reset(epoch as u64, seed)?;

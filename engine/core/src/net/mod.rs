@@ -235,13 +235,14 @@ impl NeuralNet {
     }
 
     /// Saves, as checkpoint `prefix` under `dir`, what resumes the run exactly: the whole run as
-    /// it is after a fit that ended by itself; after an interruption or an error, the run at the
-    /// last epoch boundary (an error when none was kept: see [`NeuralNet::set_stop_flag`]).
+    /// it is after a fit that ended by itself at an epoch boundary; after an interruption, an
+    /// error or a callback's stop after a batch, the run at the last epoch boundary (an error
+    /// when none was kept: see [`NeuralNet::set_stop_flag`]).
     pub fn save_resume_checkpoint(&mut self, dir: &Path, prefix: &str) -> Result<()> {
         let c = self.components.as_mut().ok_or(Error::NotInitialized)?;
-        match (self.completed, c.watch.as_ref().and_then(|w| w.boundary.as_ref())) {
+        match (self.completed && !c.mid_epoch, c.watch.as_ref().and_then(|w| w.boundary.as_ref())) {
             (true, _) => self.save_checkpoint(dir, prefix, torchfit_sdk::Parts::ALL),
-            (false, Some(boundary)) => boundary.write(dir, prefix),
+            (false, Some(boundary)) => boundary.write(dir, prefix, true),
             (false, None) => Err(Error::Data("the last fit did not end by itself and kept no epoch boundary".into())),
         }
     }
