@@ -105,7 +105,11 @@ pub(crate) fn training_data(params: &Params, registry: &Registry, spec: &Compone
             } else {
                 None
             };
-            split_indices(n, labels.as_deref(), ts.fraction, settings.seed, Stream::TestSplit)
+            let (pool, test) = split_indices(n, labels.as_deref(), ts.fraction, settings.seed, Stream::TestSplit);
+            if test.is_empty() {
+                log::warn!("test_split.fraction = {} of {n} samples holds none out: the run has no test", ts.fraction);
+            }
+            (pool, test)
         }
         _ => ((0..n as i64).collect(), Vec::new()),
     };

@@ -216,3 +216,25 @@ fn cuda_without_a_gpu_is_the_environment_s_refusal_exit_3() {
     assert!(stderr.trim_end().lines().count() == 1 && stderr.contains("CUDA"), "{stderr}");
     assert!(!out.exists());
 }
+
+#[test]
+fn a_value_beyond_float32s_range_is_bad_input_naming_the_line() {
+    let (cfg, out) = csv_config("huge-value", &format!("{ROWS}9,4e38,1\n"), &[], "");
+    let o = torchfit(&["train", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_refused(&o, &out, &["train.csv:11", "field 2 is beyond float32's range"]);
+}
+
+#[test]
+fn one_sample_trains_with_a_warning_that_nothing_is_held_out() {
+    let extra = "[train_split]\nfraction = 0.2\n[test_split]\nfraction = 0.2\n";
+    let (cfg, out) = csv_config("one-sample", "1,2,0\n", &[], extra);
+    let o = Command::new(env!("CARGO_BIN_EXE_torchfit"))
+        .args(["train", cfg.to_str().unwrap(), "--set", "max_epochs=2", "--out", out.to_str().unwrap()])
+        .env("TORCHFIT_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("test_split.fraction = 0.2 of 1 samples holds none out"), "{stderr}");
+    assert!(stderr.contains("trains without validation"), "{stderr}");
+}

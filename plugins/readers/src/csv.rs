@@ -90,9 +90,11 @@ pub fn read(path: &Path, cfg: &CsvConfig, task: Task) -> Result<TensorDataset> {
         }
         for (j, f) in fields.iter().enumerate() {
             let v: f64 = f.parse().map_err(|_| bad(i + 1, format!("field {} is not a number: {f:?}", j + 1)))?;
-            if !cfg.allow_non_finite && !(v / cfg.scale).is_finite() {
-                let what =
-                    format!("field {} is not finite ({f}); set allow_non_finite = true to keep such values", j + 1);
+            // Every value is kept as float32: one beyond its range would be infinite.
+            let kept = if j as i64 == t { v } else { v / cfg.scale };
+            if !cfg.allow_non_finite && !(kept as f32).is_finite() {
+                let why = if kept.is_finite() { "beyond float32's range" } else { "not finite" };
+                let what = format!("field {} is {why} ({f}); set allow_non_finite = true to keep such values", j + 1);
                 return Err(bad(i + 1, what));
             }
             if j as i64 == t {
@@ -172,6 +174,16 @@ mod tests {
         let (x, _) = ds.get(&[1, 2]).unwrap();
         let v = Vec::<f32>::try_from(x.flatten(0, -1)).unwrap();
         assert!(v[1].is_nan() && v[2].is_infinite());
+    }
+
+    #[test]
+    fn a_value_beyond_float32s_range_is_refused_as_a_non_finite_one_is() {
+        let p = write("huge.csv", "1,2,0\n3,3e39,1\n");
+        let err = read(&p, &cfg("x"), Task::Classification).unwrap_err().to_string();
+        assert!(err.contains("huge.csv:2") && err.contains("field 2 is beyond float32's range (3e39)"), "{err}");
+        let p = write("huge-target.csv", "1,2,0\n3,4,-1e300\n");
+        let err = read(&p, &cfg("x"), Task::Regression).unwrap_err().to_string();
+        assert!(err.contains("huge-target.csv:2") && err.contains("field 3"), "{err}");
     }
 
     #[test]

@@ -49,6 +49,7 @@ fn the_launcher_stops_the_job_when_a_worker_dies() {
     assert!(killed.elapsed() < Duration::from_secs(60), "took {:?}", killed.elapsed());
     assert_eq!(o.status.code(), Some(1), "a lost rank is a failure of the run: {stderr}");
     assert!(stderr.contains("worker rank 1 was killed by signal 9: the job lost it"), "{stderr}");
+    assert!(stderr.contains("error: distributed: lost rank 1"), "the survivor names the lost rank: {stderr}");
 }
 
 /// Whether process `pid` still runs (a zombie counts as ended).

@@ -374,6 +374,13 @@ impl NeuralNet {
                     settings.seed,
                     Stream::ValidSplit,
                 );
+                if held.is_empty() {
+                    log::warn!(
+                        "train_split.fraction = {} of {} samples holds none out: the run trains without validation",
+                        settings.train_split.fraction,
+                        pool.len()
+                    );
+                }
                 (select(&pool, &kept), Valid::Same(select(&pool, &held)))
             }
         };
@@ -427,7 +434,7 @@ impl NeuralNet {
     /// atomically.
     pub fn save_params(&self, path: &Path) -> Result<()> {
         let model = self.model().ok_or(Error::NotInitialized)?;
-        torchfit_sdk::io::save_tensors(path, &model.state_dict()).map_err(|e| Error::Data(e.to_string()))
+        torchfit_sdk::io::save_tensors(path, &model.state_dict()).map_err(Error::from)
     }
 
     /// Loads a state dict saved by [`NeuralNet::save_params`] into the initialized model.

@@ -231,7 +231,10 @@ fn train_step(
         c.optimizer.zero_grad();
         let loss_and_flags = d.with_flags(&loss, non_finite.is_some(), skip_step)?;
         d.before_backward(&loss_and_flags)?;
-        loss_and_flags.f_backward()?;
+        // The Reducer all-reduces inside backward: a peer lost there is named as elsewhere.
+        loss_and_flags.f_backward().map_err(|e| {
+            d.dist.lost("the gradient reduction", torchfit_c10d::Error(torchfit_sdk::error::torch_summary(&e)))
+        })?;
         let agreed = d.agreed_flags()?;
         non_finite = non_finite.or(agreed.non_finite.then_some(f64::NAN));
         skip_step = agreed.skip_step;
