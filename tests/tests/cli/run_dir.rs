@@ -357,3 +357,15 @@ fn a_full_disk_at_the_first_checkpoint_exits_3_and_resume_then_starts_afresh() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(history_without_dur(&run), history_without_dur(&straight));
 }
+
+#[test]
+fn a_full_disk_in_a_callbacks_checkpoint_save_is_the_environments_refusal_exit_3() {
+    let Some(disk) = SmallDisk::mount("rundir-full-cp", "48k") else { return };
+    let run = disk.0.join("run");
+    let sets =
+        ["--set", "max_epochs=2", "--set", "callbacks__cp__type=checkpoint", "--set", "callbacks__cp__monitor=false"];
+    let o = train(&run, &sets);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("callback `cp` failed in on_epoch_end") && err.contains("No space left on device"), "{err}");
+}
