@@ -64,12 +64,21 @@ fn ctrl_c_writes_the_run_directory_exits_130_and_resume_equals_an_uninterrupted_
     assert_eq!(read_json(&stopped.join("train_end_history.json")).as_array().unwrap().len() as u64, kept);
     let o = train_digits(&[EPOCHS], Some(&stopped), &[]);
     assert_eq!(o.status.code(), Some(2), "a plain rerun is refused");
-    let mut args = vec!["train", "examples/digits/config.toml", "--set", EPOCHS];
+    resume_equals(&stopped, &straight, &[EPOCHS]);
+}
+
+/// Resumes the run in `stopped` with `sets` and asserts it ends as the uninterrupted `straight`:
+/// the same history (but the timings) and the same model, byte for byte.
+fn resume_equals(stopped: &Path, straight: &Path, sets: &[&str]) {
+    let mut args = vec!["train", "examples/digits/config.toml"];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
     let dir = stopped.to_str().unwrap().to_owned();
     args.extend(["--out", &dir, "--resume"]);
     let o = torchfit_tests::torchfit_env(&args, &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(history_without(&stopped, &["dur"]), history_without(&straight, &["dur"]));
+    assert_eq!(history_without(stopped, &["dur"]), history_without(straight, &["dur"]));
     assert_eq!(
         std::fs::read(stopped.join("model.safetensors")).unwrap(),
         std::fs::read(straight.join("model.safetensors")).unwrap()
@@ -95,19 +104,7 @@ fn ctrl_c_mid_epoch_resumes_from_the_boundary_and_not_from_a_callbacks_train_end
     assert!(summary["interrupted"]["batches"].as_u64().unwrap() > 0, "the signal came during an epoch: {summary}");
     let record = read_json(&stopped.join("cb_end_checkpoint.json"));
     assert_eq!(record["boundary"], false, "{record}");
-    let mut args = vec!["train", "examples/digits/config.toml"];
-    for s in sets {
-        args.extend(["--set", s]);
-    }
-    let dir = stopped.to_str().unwrap().to_owned();
-    args.extend(["--out", &dir, "--resume"]);
-    let o = torchfit_tests::torchfit_env(&args, &[]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(history_without(&stopped, &["dur"]), history_without(&straight, &["dur"]));
-    assert_eq!(
-        std::fs::read(stopped.join("model.safetensors")).unwrap(),
-        std::fs::read(straight.join("model.safetensors")).unwrap()
-    );
+    resume_equals(&stopped, &straight, &sets);
 }
 
 #[test]
