@@ -3,7 +3,7 @@
 //! records the libtorch version the crate is built against (`TORCHFIT_TORCH_VERSION`); for the
 //! SDK, it also tells crates that depend on it where libtorch is (`DEP_TORCHFIT_SDK_LIBTORCH_LIB`).
 //! Every crate of the workspace that links libtorch uses this script (`build = "../sdk/build.rs"`).
-fn main() {
+pub fn main() {
     let lib = std::env::var("DEP_TCH_LIBTORCH_LIB")
         .expect("torch-sys did not report libtorch's lib folder; run `bash .cargo/setup.sh` first");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");

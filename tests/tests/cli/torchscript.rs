@@ -1,5 +1,7 @@
 //! A model scripted in PyTorch (`torch.jit.save`) is trained by torchfit: its loss falls, and its
-//! parameters keep their PyTorch names in the saved model and for Freezer.
+//! parameters keep their PyTorch names in the saved model and for Freezer; its buffers (batch
+//! norm's running statistics) are trained, resumed and exported, and PyTorch loading the export
+//! predicts what `torchfit predict` does.
 
 use torchfit_tests::{python, read_json, root, temp_dir, torchfit_env};
 
@@ -18,9 +20,42 @@ torch.manual_seed(0)
 torch.jit.script(Net()).save(sys.argv[1])
 "#;
 
+const SCRIPT_BN: &str = r#"
+import sys, torch
+from torch import nn
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(64, 32)
+        self.bn = nn.BatchNorm1d(32)
+        self.fc2 = nn.Linear(32, 10)
+    def forward(self, x):
+        return self.fc2(torch.relu(self.bn(self.fc1(x.flatten(1)))))
+torch.manual_seed(0)
+torch.jit.script(Net()).save(sys.argv[1])
+"#;
+
+/// PyTorch's predictions for the digits from `net.pt` (argv 1) with the state dict of
+/// `model.safetensors` (argv 2) loaded strictly, in evaluation mode: a JSON list of classes.
+const PREDICT: &str = r#"
+import gzip, json, sys, torch
+from safetensors.torch import load_file
+net = torch.jit.load(sys.argv[1])
+net.load_state_dict(load_file(sys.argv[2]), strict=True)
+net.eval()
+rows = [[float(v) for v in line.split(",")] for line in gzip.open(sys.argv[3], "rt") if line.strip()]
+x = torch.tensor([r[:-1] for r in rows]) / 16.0
+with torch.no_grad():
+    print(json.dumps(net(x).argmax(1).tolist()))
+"#;
+
 /// Writes `net.pt` into `dir` (TorchScript compiles from source, so the script is a file).
 fn script(dir: &std::path::Path) {
-    std::fs::write(dir.join("make_net.py"), SCRIPT).unwrap();
+    script_of(dir, SCRIPT);
+}
+
+fn script_of(dir: &std::path::Path, source: &str) {
+    std::fs::write(dir.join("make_net.py"), source).unwrap();
     let o = std::process::Command::new(python()).arg(dir.join("make_net.py")).arg(dir.join("net.pt")).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
@@ -84,4 +119,47 @@ fn freezer_patterns_see_the_pytorch_names() {
     let get = |v: &[(String, tch::Tensor)], n: &str| v.iter().find(|(k, _)| k == n).unwrap().1.shallow_clone();
     assert!(get(&a, "fc1.weight").equal(&get(&b, "fc1.weight")), "frozen by its PyTorch name");
     assert!(!get(&a, "fc2.weight").equal(&get(&b, "fc2.weight")));
+}
+
+#[test]
+fn batch_norm_statistics_are_trained_resumed_and_exported_as_pytorch_reads_them() {
+    let dir = temp_dir("torchscript-bn");
+    script_of(&dir, SCRIPT_BN);
+    let cfg = config(&dir, "");
+    let train = |out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["train", cfg.to_str().unwrap(), "--set", "max_epochs=4", "--out", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let o = torchfit_env(&args, &[]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let (straight, resumed) = (dir.join("straight"), dir.join("resumed"));
+    train(&straight, &[]);
+    let state = tch::Tensor::read_safetensors(straight.join("model.safetensors")).unwrap();
+    let get = |n: &str| state.iter().find(|(k, _)| k == n).unwrap_or_else(|| panic!("no {n}")).1.shallow_clone();
+    assert!(get("bn.running_mean").abs().sum(tch::Kind::Float).double_value(&[]) > 0.0, "trained statistics");
+    assert!(get("bn.num_batches_tracked").int64_value(&[]) > 0);
+    train(&resumed, &["--set", "max_epochs=2"]);
+    train(&resumed, &["--resume"]);
+    assert!(
+        std::fs::read(resumed.join("model.safetensors")).unwrap()
+            == std::fs::read(straight.join("model.safetensors")).unwrap(),
+        "a resumed run restores the statistics and ends as the uninterrupted one"
+    );
+    std::fs::write(dir.join("predict.py"), PREDICT).unwrap();
+    let digits = root().join("examples/digits/digits.csv.gz");
+    let o = std::process::Command::new(python())
+        .arg(dir.join("predict.py"))
+        .arg(dir.join("net.pt"))
+        .arg(straight.join("model.safetensors"))
+        .arg(&digits)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let pytorch: Vec<i64> = serde_json::from_slice(&o.stdout).unwrap();
+    let o = torchfit_env(&["predict", straight.to_str().unwrap()], &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ours: Vec<i64> = String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().parse().unwrap()).collect();
+    assert_eq!(ours.len(), 1797);
+    let differ = ours.iter().zip(&pytorch).filter(|(a, b)| a != b).count();
+    assert_eq!(differ, 0, "PyTorch with the exported state predicts as torchfit does");
 }
