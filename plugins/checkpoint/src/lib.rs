@@ -56,16 +56,14 @@ struct CheckpointConfig {
     parts: Vec<String>,
     #[serde(default)]
     load_best: bool,
-    #[serde(default = "event_cp")]
-    event_name: String,
+    /// Default: `event_<name>`, the callback's config name (`event_cp` for `[callbacks.cp]`), so
+    /// that two checkpoints never record into one key.
+    #[serde(default)]
+    event_name: Option<String>,
 }
 
 fn valid_loss_best() -> Monitor {
     Monitor::Key("valid_loss_best".into())
-}
-
-fn event_cp() -> String {
-    "event_cp".into()
 }
 
 /// The monitored key is not in the epoch's history.
@@ -84,7 +82,7 @@ pub fn should_save(monitor: &Monitor, value: Option<&serde_json::Value>) -> std:
     }
 }
 
-/// `checkpoint`: saves on epoch end when `monitor` holds; records `event_cp`.
+/// `checkpoint`: saves on epoch end when `monitor` holds; records `event_<name>`.
 pub struct Checkpoint {
     monitor: Monitor,
     dir: PathBuf,
@@ -95,7 +93,7 @@ pub struct Checkpoint {
     saved: bool,
 }
 
-fn build_checkpoint(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
+fn build_checkpoint(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Callback>> {
     let c: CheckpointConfig = parse_config(config)?;
     if let Monitor::Every(true) = c.monitor {
         return Err(Error::Config {
@@ -109,7 +107,7 @@ fn build_checkpoint(config: &serde_json::Value, _ctx: &BuildContext) -> Result<B
         dir: c.dirname.into(),
         prefix: c.fn_prefix.unwrap_or_default(),
         load_best: c.load_best,
-        event_name: c.event_name,
+        event_name: c.event_name.unwrap_or_else(|| format!("event_{}", ctx.name)),
         saved: false,
     }))
 }
@@ -196,20 +194,53 @@ struct LoadConfig {
     fn_prefix: String,
     #[serde(default = "all_parts")]
     parts: Vec<String>,
+    #[serde(default)]
+    missing_ok: bool,
 }
 
-/// `load_init_state`: on the first `on_train_begin` after initialize, restores a checkpoint when
-/// one exists (skorch's `LoadInitState`); training goes on from the epoch after the restored one.
+/// `load_init_state`: on the first `on_train_begin` after initialize, restores a checkpoint
+/// (skorch's `LoadInitState`); training goes on from the epoch after the restored one. A missing
+/// checkpoint is an error naming where it was looked for, unless `missing_ok` (then training
+/// starts fresh, as skorch's does).
 pub struct LoadInitState {
     dir: PathBuf,
     prefix: String,
     parts: Parts,
+    missing_ok: bool,
     done: bool,
 }
 
 fn build_load(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
     let c: LoadConfig = parse_config(config)?;
-    Ok(Box::new(LoadInitState { parts: parts_of(&c.parts)?, dir: c.dirname.into(), prefix: c.fn_prefix, done: false }))
+    let parts = parts_of(&c.parts)?;
+    Ok(Box::new(LoadInitState {
+        parts,
+        dir: c.dirname.into(),
+        prefix: c.fn_prefix,
+        missing_ok: c.missing_ok,
+        done: false,
+    }))
+}
+
+/// What `load_init_state` does when its checkpoint has (`found`) or lacks its files (pure
+/// decision).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnStart {
+    /// Restore the checkpoint.
+    Load,
+    /// Start fresh: none is there, and `missing_ok` allows it.
+    Fresh,
+    /// Refuse: none is there.
+    Missing,
+}
+
+/// The decision of `load_init_state` at its first train begin.
+pub fn on_start(found: bool, missing_ok: bool) -> OnStart {
+    match (found, missing_ok) {
+        (true, _) => OnStart::Load,
+        (false, true) => OnStart::Fresh,
+        (false, false) => OnStart::Missing,
+    }
 }
 
 impl Callback for LoadInitState {
@@ -223,14 +254,32 @@ impl Callback for LoadInitState {
             return Ok(Flow::Continue);
         }
         let dir = torchfit_sdk::host::in_run_dir(host, &self.dir);
-        if Files::new(&dir, &self.prefix).exist(self.parts) {
-            host.load_checkpoint(&self.dir, &self.prefix, self.parts)?;
-        } else {
-            torchfit_sdk::log::info!(
-                "load_init_state: no checkpoint `{}` in {}, starting fresh",
+        let files = Files::new(&dir, &self.prefix);
+        match on_start(files.exist(self.parts), self.missing_ok) {
+            OnStart::Load => host.load_checkpoint(&self.dir, &self.prefix, self.parts)?,
+            OnStart::Fresh => torchfit_sdk::log::info!(
+                "load_init_state: no checkpoint `{}` in {}, starting fresh (missing_ok)",
                 self.prefix,
                 dir.display()
-            );
+            ),
+            OnStart::Missing => {
+                let absolute = std::path::absolute(&dir).unwrap_or(dir);
+                let missing: Vec<String> = files
+                    .of(self.parts)
+                    .into_iter()
+                    .filter(|p| !p.exists())
+                    .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned())
+                    .collect();
+                return Err(Error::Config {
+                    key: "dirname".into(),
+                    message: format!(
+                        "no checkpoint `{}` in {} (missing: {}); set missing_ok = true to start fresh when there is none",
+                        self.prefix,
+                        absolute.display(),
+                        missing.join(", ")
+                    ),
+                });
+            }
         }
         Ok(Flow::Continue)
     }
@@ -239,9 +288,9 @@ impl Callback for LoadInitState {
 export_plugin! {
     name: "torchfit-plugin-checkpoint",
     components: [
-        Callback("checkpoint", build_checkpoint, "saves on epoch end when `monitor` holds (default valid_loss_best); records event_cp; keys: monitor, dirname, fn_prefix, parts, load_best, event_name"),
+        Callback("checkpoint", build_checkpoint, "saves on epoch end when `monitor` holds (default valid_loss_best); records event_<name>; keys: monitor, dirname, fn_prefix, parts, load_best, event_name"),
         Callback("train_end_checkpoint", build_train_end, "saves on train end with prefix train_end_; keys: dirname, fn_prefix, parts"),
-        Callback("load_init_state", build_load, "restores a checkpoint on the first train begin, when it exists; keys: dirname, fn_prefix, parts"),
+        Callback("load_init_state", build_load, "restores a checkpoint on the first train begin (an error when missing unless missing_ok); keys: dirname, fn_prefix, parts, missing_ok"),
     ],
 }
 
@@ -314,10 +363,39 @@ mod tests {
     }
 
     #[test]
+    fn two_checkpoints_record_into_keys_of_their_own() {
+        let mut host = FakeHost::default();
+        host.new_epoch();
+        host.record("valid_loss_best", true.into()).unwrap();
+        let named = |name: &str| BuildContext { name: name.into(), ..ctx() };
+        build_checkpoint(&json!({}), &named("best")).unwrap().on_epoch_end(&mut host).unwrap();
+        build_checkpoint(&json!({"monitor": false}), &named("every")).unwrap().on_epoch_end(&mut host).unwrap();
+        assert_eq!(
+            (host.history_get(-1, "event_best"), host.history_get(-1, "event_every")),
+            (Some(json!(true)), Some(json!(true)))
+        );
+        assert_eq!(host.history_get(-1, "event_cp"), None);
+    }
+
+    #[test]
+    fn a_missing_checkpoint_is_refused_unless_missing_ok() {
+        assert_eq!(on_start(true, false), OnStart::Load);
+        assert_eq!(on_start(false, true), OnStart::Fresh);
+        assert_eq!(on_start(false, false), OnStart::Missing);
+        let mut cb = build_load(&json!({"dirname": "nowhere", "fn_prefix": "best_"}), &ctx()).unwrap();
+        let err = cb.on_train_begin(&mut FakeHost::default()).unwrap_err();
+        let Error::Config { key, message } = err else { panic!("a config error: {err}") };
+        let here = std::path::absolute("nowhere").unwrap();
+        assert!(key == "dirname" && message.contains(&here.display().to_string()), "{message}");
+        assert!(message.contains("best_params.safetensors") && message.contains("missing_ok"), "{message}");
+    }
+
+    #[test]
     fn load_init_state_loads_once_and_only_an_existing_checkpoint() {
         let dir = std::env::temp_dir().join(format!("torchfit-lis-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut cb = build_load(&json!({"dirname": dir.to_str().unwrap(), "parts": ["history"]}), &ctx()).unwrap();
+        let config = json!({"dirname": dir.to_str().unwrap(), "parts": ["history"], "missing_ok": true});
+        let mut cb = build_load(&config, &ctx()).unwrap();
         let mut host = FakeHost::default();
         cb.on_train_begin(&mut host).unwrap();
         assert!(host.actions.is_empty(), "no checkpoint yet: start fresh");

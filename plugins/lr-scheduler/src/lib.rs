@@ -44,11 +44,16 @@ struct State {
     step: u64,
     base: Vec<f64>,
     plateau: Plateau,
+    /// A `OneCycleLR`'s total steps taken from the run (kept, so a resumed run keeps its cycle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    total: Option<u64>,
 }
 
 /// The `lr_scheduler` callback: its schedule and the steps taken.
 pub struct LrScheduler {
     schedule: Schedule,
+    /// Whether the schedule's length is the run's (a `OneCycleLR` given none).
+    length_from_run: bool,
     step_every: StepEvery,
     event_name: String,
     state: State,
@@ -71,11 +76,15 @@ fn build(config: &Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
         cfg.validate().map_err(|(key, message)| Error::Config { key, message })?;
         Schedule::Plateau(cfg)
     } else {
-        let p: Policy = parse_config(&Value::Object(rest))?;
+        let mut p: Policy = parse_config(&Value::Object(rest))?;
         p.validate().map_err(|(key, message)| Error::Config { key, message })?;
+        if !p.needs_total() {
+            p.set_total(0); // `epochs` x `steps_per_epoch`, when given so
+        }
         Schedule::Policy(p)
     };
-    Ok(Box::new(LrScheduler { schedule, step_every, event_name, state: State::default() }))
+    let length_from_run = matches!(&schedule, Schedule::Policy(p) if p.needs_total());
+    Ok(Box::new(LrScheduler { schedule, length_from_run, step_every, event_name, state: State::default() }))
 }
 
 /// Where a cycled momentum goes: `momentum` (SGD, RMSprop) or the first of `betas` (Adam, AdamW),
@@ -99,6 +108,9 @@ impl LrScheduler {
     /// Sets every group's rate (and momentum, when the policy cycles it) for the current step.
     fn apply(&self, host: &mut dyn Host) -> Result<()> {
         if let Schedule::Policy(p) = &self.schedule {
+            if p.needs_total() && p.total().is_none() {
+                return Ok(()); // set once the run's length is known (`resolve`)
+            }
             for (g, &base) in self.state.base.iter().enumerate() {
                 host.set_lr(g, p.lr(base, self.state.step))?;
                 if let Some(m) = self.momentum() {
@@ -136,10 +148,41 @@ impl LrScheduler {
     }
 }
 
+impl LrScheduler {
+    /// Gives a `OneCycleLR` without a length of its own the run's: `max_epochs` epochs, of
+    /// `train_batches` steps each with `step_every = "batch"` (a resumed run keeps the length it
+    /// began with). Returns whether the length was set now.
+    fn resolve(&mut self, max_epochs: usize, train_batches: Option<usize>) -> bool {
+        let Schedule::Policy(p) = &mut self.schedule else { return false };
+        if !p.needs_total() || p.total().is_some() {
+            return false;
+        }
+        let total = match (self.state.total, self.step_every, train_batches) {
+            (Some(total), _, _) => total,
+            (None, StepEvery::Epoch, _) => max_epochs as u64,
+            (None, StepEvery::Batch, Some(batches)) => (max_epochs as u64).saturating_mul(batches as u64),
+            (None, StepEvery::Batch, None) => return false,
+        };
+        p.set_total(total);
+        self.state.total = Some(total);
+        true
+    }
+}
+
 impl Callback for LrScheduler {
     fn initialize(&mut self) -> Result<()> {
         self.state = State::default();
+        if let (Schedule::Policy(p), true) = (&mut self.schedule, self.length_from_run) {
+            p.clear_total(); // a new fit takes its own run's length
+        }
         Ok(())
+    }
+
+    fn on_epoch_begin(&mut self, host: &mut dyn Host) -> Result<Flow> {
+        if self.resolve(host.max_epochs(), Some(host.batch_counts().0)) {
+            self.apply(host)?;
+        }
+        Ok(Flow::Continue)
     }
 
     fn on_train_begin(&mut self, host: &mut dyn Host) -> Result<Flow> {
@@ -153,6 +196,7 @@ impl Callback for LrScheduler {
                 Schedule::Plateau(_) => Vec::new(),
             };
         }
+        self.resolve(host.max_epochs(), None);
         self.apply(host)?;
         Ok(Flow::Continue)
     }

@@ -78,12 +78,21 @@ pub enum Policy {
         #[serde(default = "nine_tenths")]
         max_momentum: f64,
     },
-    /// `OneCycleLR` (`cycle_momentum = False`).
+    /// `OneCycleLR`.
     OneCycleLR {
         /// Peak rate.
         max_lr: f64,
-        /// Total steps.
-        total_steps: u64,
+        /// Total steps; as torch, `epochs` x `steps_per_epoch` when not given, and when neither
+        /// is given the run's own ([`Policy::needs_total`]: `max_epochs`, times the training
+        /// batches per epoch with `step_every = "batch"`).
+        #[serde(default)]
+        total_steps: Option<u64>,
+        /// Epochs of the cycle (torch's `epochs`), with `steps_per_epoch`.
+        #[serde(default)]
+        epochs: Option<u64>,
+        /// Steps per epoch (torch's `steps_per_epoch`), with `epochs`.
+        #[serde(default)]
+        steps_per_epoch: Option<u64>,
         /// Fraction of steps rising.
         #[serde(default = "three_tenths")]
         pct_start: f64,
@@ -269,7 +278,10 @@ impl Policy {
         };
         let initial = max_lr / div_factor;
         let min = initial / final_div_factor;
-        let total = *total_steps as f64;
+        // Unresolved only before the run tells it (see `needs_total`); step 0 is the initial rate.
+        let Some(total) = total_steps.map(|t| t as f64) else {
+            return of(&Ends { lr: (initial, 0.0), momentum: (*max_momentum, 0.0) }).0;
+        };
         let (lo, hi) = (*base_momentum, *max_momentum);
         let phases: Vec<(f64, Ends)> = if *three_phase {
             vec![
@@ -310,7 +322,15 @@ impl Policy {
             Policy::WarmRestart { t_0: 0, .. } => bad("t_0", "must be at least 1"),
             Policy::WarmRestart { t_mult: 0, .. } => bad("t_mult", "must be at least 1"),
             Policy::CyclicLR { step_size_up: 0, .. } => bad("step_size_up", "must be at least 1"),
-            Policy::OneCycleLR { total_steps: 0, .. } => bad("total_steps", "must be at least 1"),
+            Policy::OneCycleLR { total_steps: Some(0), .. } => bad("total_steps", "must be at least 1"),
+            Policy::OneCycleLR { epochs: Some(0), .. } => bad("epochs", "must be at least 1"),
+            Policy::OneCycleLR { steps_per_epoch: Some(0), .. } => bad("steps_per_epoch", "must be at least 1"),
+            Policy::OneCycleLR { total_steps: None, epochs, steps_per_epoch, .. }
+                if epochs.is_some() != steps_per_epoch.is_some() =>
+            {
+                let missing = if epochs.is_none() { "epochs" } else { "steps_per_epoch" };
+                bad(missing, "give epochs and steps_per_epoch together (or total_steps, or neither for the run's own)")
+            }
             Policy::OneCycleLR { pct_start, .. } if !(0.0..=1.0).contains(pct_start) => {
                 bad("pct_start", "must be in [0, 1]")
             }
@@ -323,7 +343,7 @@ impl Policy {
     /// planned; `(key, message)` on error.
     pub fn check_step(&self, step: u64) -> Result<(), (String, String)> {
         match self {
-            Policy::OneCycleLR { total_steps, .. } if step > *total_steps => Err((
+            Policy::OneCycleLR { total_steps: Some(total_steps), .. } if step > *total_steps => Err((
                 "total_steps".to_owned(),
                 format!(
                     "OneCycleLR stepped {step} times, more than its total_steps = {total_steps} (torch refuses \
@@ -331,6 +351,38 @@ impl Policy {
                 ),
             )),
             _ => Ok(()),
+        }
+    }
+
+    /// Whether the policy's length is the run's: a `OneCycleLR` given neither `total_steps` nor
+    /// `epochs` and `steps_per_epoch` (torch's two ways). Then [`Policy::set_total`] sets it.
+    pub fn needs_total(&self) -> bool {
+        matches!(self, Policy::OneCycleLR { total_steps: None, epochs: None, .. })
+    }
+
+    /// Resolves a `OneCycleLR`'s total steps: `epochs` x `steps_per_epoch` when given, else
+    /// `run` (the run's steps, see [`Policy::needs_total`]); the other policies are unchanged.
+    pub fn set_total(&mut self, run: u64) {
+        if let Policy::OneCycleLR { total_steps: total @ None, epochs, steps_per_epoch, .. } = self {
+            *total = Some(match (epochs, steps_per_epoch) {
+                (Some(e), Some(s)) => e.saturating_mul(*s),
+                _ => run.max(1),
+            });
+        }
+    }
+
+    /// Forgets a `OneCycleLR`'s resolved total steps (for a new run to set its own).
+    pub fn clear_total(&mut self) {
+        if let Policy::OneCycleLR { total_steps, .. } = self {
+            *total_steps = None;
+        }
+    }
+
+    /// A `OneCycleLR`'s total steps once resolved.
+    pub fn total(&self) -> Option<u64> {
+        match self {
+            Policy::OneCycleLR { total_steps, .. } => *total_steps,
+            _ => None,
         }
     }
 
@@ -436,6 +488,24 @@ mod tests {
         );
         assert_eq!(key(serde_json::json!({"policy": "WarmRestart", "t_0": 1, "t_mult": 0})), "t_mult");
         assert!(torchfit_sdk::parse_config::<Policy>(&serde_json::json!({"policy": "StepLr", "step_size": 1})).is_err());
+    }
+
+    #[test]
+    fn one_cycle_takes_epochs_times_steps_per_epoch_or_the_runs_length() {
+        let given = policy(serde_json::json!({"policy": "OneCycleLR", "max_lr": 1.0, "total_steps": 12}));
+        let mut split =
+            policy(serde_json::json!({"policy": "OneCycleLR", "max_lr": 1.0, "epochs": 3, "steps_per_epoch": 4}));
+        assert!(!split.needs_total());
+        split.set_total(99);
+        assert_eq!(split.total(), Some(12), "torch: epochs x steps_per_epoch");
+        assert_eq!(rates(&split, 0.04, 12), rates(&given, 0.04, 12));
+        let mut run = policy(serde_json::json!({"policy": "OneCycleLR", "max_lr": 1.0}));
+        assert!(run.needs_total() && run.validate().is_ok());
+        assert!((run.lr(0.04, 0) - 0.04).abs() < 1e-12, "step 0 is the initial rate before the length is known");
+        run.set_total(12);
+        assert_eq!(rates(&run, 0.04, 12), rates(&given, 0.04, 12));
+        let half = policy(serde_json::json!({"policy": "OneCycleLR", "max_lr": 1.0, "epochs": 3}));
+        assert_eq!(half.validate().unwrap_err().0, "steps_per_epoch");
     }
 
     #[test]

@@ -216,3 +216,19 @@ fn a_run_killed_mid_epoch_resumes_from_the_last_epoch_checkpoint_and_ends_identi
         assert!(a.equal(b), "{na} differs");
     }
 }
+
+#[test]
+fn a_load_init_state_whose_checkpoint_is_missing_names_the_resolved_folder_unless_missing_ok() {
+    stock();
+    let root = temp_dir("cp-missing");
+    let run = root.join("run");
+    let sets = ["max_epochs=1", "callbacks__load__type=load_init_state", "callbacks__load__dirname=pretrained"];
+    let o = train_digits(&sets, Some(&run), &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    let folder = run.join("pretrained");
+    assert!(err.contains("callbacks.load.dirname") && err.contains(&folder.display().to_string()), "{err}");
+    assert!(err.contains("params.safetensors") && err.contains("missing_ok"), "{err}");
+    let ok = train_digits(&[&sets[..], &["callbacks__load__missing_ok=true"]].concat(), Some(&root.join("fresh")), &[]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+}

@@ -151,49 +151,47 @@ fn every_policy_matches_torch_optim_lr_scheduler() {
 
 #[test]
 fn one_cycle_on_adamw_sets_torchs_lr_and_beta1_at_every_step_of_a_run() {
-    let lib = torchfit_tests::plugin_library("torchfit-plugin-lr-scheduler", "torchfit_plugin_lr_scheduler");
-    let run = torchfit_tests::temp_dir("onecycle-adamw").join("run");
-    let plugins = format!("plugins=[{:?}]", lib.display().to_string());
-    let o = torchfit_tests::train_digits(
-        &[
-            "max_epochs=2",
-            &plugins,
-            "optimizer={name = \"adamw\", lr = 0.001}",
-            "callbacks__sched={type = \"lr_scheduler\", policy = \"OneCycleLR\", max_lr = 0.01, total_steps = 100, step_every = \"batch\"}",
-        ],
-        Some(&run),
-        &[],
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let history = torchfit_tests::read_json(&run.join("history.json"));
-    let used: Vec<(f64, f64)> = history
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|e| e["batches"].as_array().unwrap().clone())
-        .filter(|b| b.get("event_lr").is_some())
-        .map(|b| (b["event_lr"].as_f64().unwrap(), b["event_momentum"].as_f64().unwrap()))
-        .collect();
-    assert!(used.len() > 60, "{} steps", used.len());
-
+    // 2 epochs of 36 training batches: 72 steps, given as torch's total_steps, as its epochs and
+    // steps_per_epoch, or not at all (the run's own length).
     let script = "import json, torch\n\
         p = torch.nn.Parameter(torch.zeros(1))\n\
         opt = torch.optim.AdamW([p], lr=0.001)\n\
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.01, total_steps=100)\n\
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.01, epochs=2, steps_per_epoch=36)\n\
         seen = []\n\
-        for _ in range(100):\n    g = opt.param_groups[0]\n    seen.append([g['lr'], g['betas'][0]])\n    opt.step()\n    sched.step()\n\
+        for i in range(73):\n    g = opt.param_groups[0]\n    seen.append([g['lr'], g['betas'][0]])\n    if i < 72:\n        opt.step()\n        sched.step()\n\
         print(json.dumps(seen))";
     let py = super::python_json(script, &serde_json::Value::Null, "torch.optim.lr_scheduler.OneCycleLR");
     let torch: Vec<(f64, f64)> =
         serde_json::from_value::<Vec<[f64; 2]>>(py).unwrap().into_iter().map(|[a, b]| (a, b)).collect();
-    for (step, ((lr, beta1), (t_lr, t_beta1))) in used.iter().zip(&torch).enumerate() {
-        assert!(
-            (lr - t_lr).abs() < 1e-12 && (beta1 - t_beta1).abs() < 1e-12,
-            "step {step}: ({lr}, {beta1}) against torch's ({t_lr}, {t_beta1})"
+    let lib = torchfit_tests::plugin_library("torchfit-plugin-lr-scheduler", "torchfit_plugin_lr_scheduler");
+    let plugins = format!("plugins=[{:?}]", lib.display().to_string());
+    for (i, length) in ["total_steps = 72, ", "epochs = 2, steps_per_epoch = 36, ", ""].into_iter().enumerate() {
+        let run = torchfit_tests::temp_dir(&format!("onecycle-adamw-{i}")).join("run");
+        let sched = format!(
+            "callbacks__sched={{type = \"lr_scheduler\", policy = \"OneCycleLR\", max_lr = 0.01, {length}step_every = \"batch\"}}"
         );
+        let sets = ["max_epochs=2", &plugins, "optimizer={name = \"adamw\", lr = 0.001}", &sched];
+        let o = torchfit_tests::train_digits(&sets, Some(&run), &[]);
+        assert!(o.status.success(), "{length}: {}", String::from_utf8_lossy(&o.stderr));
+        let history = torchfit_tests::read_json(&run.join("history.json"));
+        let used: Vec<(f64, f64)> = history
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|e| e["batches"].as_array().unwrap().clone())
+            .filter(|b| b.get("event_lr").is_some())
+            .map(|b| (b["event_lr"].as_f64().unwrap(), b["event_momentum"].as_f64().unwrap()))
+            .collect();
+        assert_eq!(used.len(), 72, "{length}");
+        for (step, ((lr, beta1), (t_lr, t_beta1))) in used.iter().zip(&torch).enumerate() {
+            assert!(
+                (lr - t_lr).abs() < 1e-12 && (beta1 - t_beta1).abs() < 1e-12,
+                "{length}step {step}: ({lr}, {beta1}) against torch's ({t_lr}, {t_beta1})"
+            );
+        }
+        // The optimizer trained with them: its checkpoint holds the beta1 set after the last step.
+        let state = tch::Tensor::read_safetensors(run.join("train_end_optimizer.safetensors")).unwrap();
+        let (_, betas) = state.iter().find(|(n, _)| n == "group0.betas").expect("group0.betas saved");
+        assert!((betas.double_value(&[0]) - torch[72].1).abs() < 1e-12, "{length}");
     }
-    // The optimizer trained with them: its checkpoint holds the beta1 set after the last step.
-    let state = tch::Tensor::read_safetensors(run.join("train_end_optimizer.safetensors")).unwrap();
-    let (_, betas) = state.iter().find(|(n, _)| n == "group0.betas").expect("group0.betas saved");
-    assert!((betas.double_value(&[0]) - torch[used.len()].1).abs() < 1e-12);
 }

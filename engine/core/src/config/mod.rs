@@ -48,6 +48,25 @@ pub fn parse_value(text: &str) -> Value {
         .unwrap_or_else(|| Value::String(text.to_owned()))
 }
 
+/// The section a set of `path` to `value` replaces: a component's section (`[module]`,
+/// `[criterion]`, `[optimizer]`, the readers', a callback's) whose `name` (a callback's `type`)
+/// changes to another value.
+fn replaced_section(table: &Table, path: &[String], value: &Value) -> Option<Vec<String>> {
+    const NAMED: &[&str] = &["module", "criterion", "optimizer", "dataset", "valid_dataset", "test_dataset"];
+    let (section, key) = path.split_at(path.len().checked_sub(1)?);
+    let is_choice = match (section, key[0].as_str()) {
+        ([s], "name") => NAMED.contains(&s.as_str()),
+        ([c, _], "type") => c == "callbacks",
+        _ => false,
+    };
+    let mut current = table.get(section.first()?)?;
+    for part in &section[1..] {
+        current = current.as_table()?.get(part)?;
+    }
+    let old = current.as_table()?.get(&key[0])?;
+    (is_choice && old != value).then(|| section.to_vec())
+}
+
 impl Params {
     /// Reads a TOML config file; relative paths in it resolve against its folder.
     pub fn from_file(path: &Path) -> Result<Self> {
@@ -85,13 +104,24 @@ impl Params {
     }
 
     /// Sets `key` (skorch routing) to `value`; `origin` names it in errors (`--set K=V`).
-    /// The change is validated at once: on error the tree is left as it was.
+    /// The change is validated at once: on error the tree is left as it was. Choosing another
+    /// component (`module__name=cnn`, `callbacks__cp__type=...`) replaces its section: the old
+    /// component's keys are dropped, not merged into the new one's.
     pub fn set(&mut self, key: &str, value: Value, origin: &str) -> Result<()> {
         let path = key_path(key);
         if path.iter().any(String::is_empty) {
             return Err(Error::Config { origin: origin.into(), key: key.into(), message: "empty key segment".into() });
         }
         let mut next = self.tree.clone();
+        if let Some(section) = replaced_section(&next.table, &path, &value) {
+            log::debug!("{origin}: another component for `{}`: its earlier keys are dropped", section.join("."));
+            let mut table = &mut next.table;
+            for part in &section[..section.len() - 1] {
+                table = table.get_mut(part).and_then(Value::as_table_mut).expect("replaced_section found it");
+            }
+            table.insert(section[section.len() - 1].clone(), Value::Table(Table::new()));
+            next.overrides.retain(|(p, _)| !p.starts_with(&section));
+        }
         let mut table = &mut next.table;
         for (i, part) in path[..path.len() - 1].iter().enumerate() {
             let entry = table.entry(part.clone()).or_insert_with(|| Value::Table(Table::new()));
@@ -226,6 +256,20 @@ mod tests {
         assert_eq!(s.optimizer.lr, Some(0.05));
         assert_eq!(s.iterator_train.batch_size, 16);
         assert_eq!(p.table()["callbacks"]["print_log"]["decimals"].as_integer(), Some(3));
+    }
+
+    #[test]
+    fn choosing_another_component_replaces_its_settings_instead_of_merging_them() {
+        let text = "[module]\nname = 'mlp'\nhidden = [8]\ndropout = 0.5\n[callbacks.lr]\ntype = 'lr_scheduler'\npolicy = 'StepLR'\n";
+        let mut p = Params::from_str(text, "cfg.toml", ".".into()).unwrap();
+        p.set_assignment("module__name=cnn").unwrap();
+        assert_eq!(p.table()["module"].as_table().unwrap().len(), 1, "{:?}", p.table()["module"]);
+        p.set_assignment("module__dense=[16]").unwrap();
+        assert_eq!(p.table()["module"]["dense"].as_array().unwrap().len(), 1);
+        p.set_assignment("module__name=cnn").unwrap();
+        assert!(p.table()["module"].get("dense").is_some(), "the same component keeps its keys");
+        p.set_assignment("callbacks__lr__type=early_stopping").unwrap();
+        assert!(p.table()["callbacks"]["lr"].get("policy").is_none());
     }
 
     #[test]
