@@ -60,6 +60,7 @@ pub mod dataset;
 pub mod error;
 #[doc(hidden)]
 pub mod ffi;
+pub mod glob;
 pub mod host;
 pub mod io;
 pub mod metrics;

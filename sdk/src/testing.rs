@@ -148,8 +148,7 @@ impl Host for FakeHost {
     }
     fn set_requires_grad(&mut self, pattern: &str, requires_grad: bool) -> Result<usize> {
         // The engine's rule: Python's fnmatch syntax, `*` crossing dots.
-        let glob = glob::Pattern::new(pattern)
-            .map_err(|e| Error::msg(format!("{pattern:?} is not a glob pattern: {}", e.msg)))?;
+        let glob = crate::glob::Glob::new(pattern).map_err(Error::msg)?;
         let mut n = 0;
         for (name, p) in &self.params {
             if glob.matches(name) {

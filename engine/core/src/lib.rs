@@ -33,7 +33,6 @@ pub mod device;
 pub mod distributed;
 mod error;
 pub mod fsutil;
-mod glob;
 pub mod history;
 pub mod malloc;
 pub mod net;

@@ -5,8 +5,9 @@
 
 use serde::Deserialize;
 use std::path::PathBuf;
-use torchfit_sdk::checkpoint::Files;
-use torchfit_sdk::{export_plugin, parse_config, BuildContext, Callback, Error, Flow, Host, Parts, Result};
+use torchfit_sdk::checkpoint::{partial_state, Files};
+use torchfit_sdk::glob::Glob;
+use torchfit_sdk::{export_plugin, parse_config, BuildContext, Callback, Error, Flow, Host, Parts, Result, SdkVersion};
 
 /// `monitor`: a history key whose truth triggers a save, or `false` to save every epoch.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -66,6 +67,29 @@ fn valid_loss_best() -> Monitor {
     Monitor::Key("valid_loss_best".into())
 }
 
+/// `fn_prefix` with its keys replaced for epoch `epoch` (from 1): `{epoch}` (Poutyne's
+/// `best_epoch_{epoch}`) and skorch's `{last_epoch[epoch]}`; any other `{...}` is refused.
+pub fn expand_prefix(template: &str, epoch: usize) -> std::result::Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = rest[open..].find('}').ok_or_else(|| format!("`{{` without `}}` in {template:?}"))? + open;
+        match &rest[open + 1..close] {
+            "epoch" | "last_epoch[epoch]" => out.push_str(&epoch.to_string()),
+            other => {
+                return Err(format!("unknown key {{{other}}} in {template:?}; known: {{epoch}}, {{last_epoch[epoch]}}"))
+            }
+        }
+        rest = &rest[close + 1..];
+    }
+    if rest.contains('}') {
+        return Err(format!("`}}` without `{{` in {template:?}"));
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 /// The monitored key is not in the epoch's history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MissingKey;
@@ -90,7 +114,8 @@ pub struct Checkpoint {
     parts: Parts,
     load_best: bool,
     event_name: String,
-    saved: bool,
+    /// The prefix of the last save (its `fn_prefix` expanded), which `load_best` restores.
+    saved: Option<String>,
 }
 
 fn build_checkpoint(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Callback>> {
@@ -101,20 +126,22 @@ fn build_checkpoint(config: &serde_json::Value, ctx: &BuildContext) -> Result<Bo
             message: "a history key, or false to save every epoch".into(),
         });
     }
+    let prefix = c.fn_prefix.unwrap_or_default();
+    expand_prefix(&prefix, 1).map_err(|message| Error::Config { key: "fn_prefix".into(), message })?;
     Ok(Box::new(Checkpoint {
         parts: parts_of(&c.parts)?,
         monitor: c.monitor,
         dir: c.dirname.into(),
-        prefix: c.fn_prefix.unwrap_or_default(),
+        prefix,
         load_best: c.load_best,
         event_name: c.event_name.unwrap_or_else(|| format!("event_{}", ctx.name)),
-        saved: false,
+        saved: None,
     }))
 }
 
 impl Callback for Checkpoint {
     fn initialize(&mut self) -> Result<()> {
-        self.saved = false;
+        self.saved = None;
         Ok(())
     }
 
@@ -133,18 +160,26 @@ impl Callback for Checkpoint {
         })?;
         host.record(&self.event_name, save.into())?;
         if save {
-            host.save_checkpoint(&self.dir, &self.prefix, self.parts)?;
-            self.saved = true;
+            let prefix = expand_prefix(&self.prefix, host.epochs()).map_err(Error::msg)?;
+            host.save_checkpoint(&self.dir, &prefix, self.parts)?;
+            self.saved = Some(prefix);
         }
         Ok(Flow::Continue)
     }
 
     fn on_train_end(&mut self, host: &mut dyn Host) -> Result<()> {
-        let any_saved = self.saved
-            || (0..host.epochs() as isize)
-                .any(|e| host.history_get(e, &self.event_name) == Some(serde_json::Value::Bool(true)));
-        if self.load_best && any_saved {
-            host.load_checkpoint(&self.dir, &self.prefix, Parts::PARAMS)?;
+        if !self.load_best {
+            return Ok(());
+        }
+        // The last save, in this fit or (resumed) before it, as the history records it.
+        let last = self.saved.clone().or_else(|| {
+            (0..host.epochs())
+                .rev()
+                .find(|&e| host.history_get(e as isize, &self.event_name) == Some(serde_json::Value::Bool(true)))
+                .and_then(|e| expand_prefix(&self.prefix, e + 1).ok())
+        });
+        if let Some(prefix) = last {
+            host.load_checkpoint(&self.dir, &prefix, Parts::PARAMS)?;
         }
         Ok(())
     }
@@ -196,6 +231,14 @@ struct LoadConfig {
     parts: Vec<String>,
     #[serde(default)]
     missing_ok: bool,
+    #[serde(default = "yes")]
+    strict: bool,
+    #[serde(default)]
+    exclude: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `load_init_state`: on the first `on_train_begin` after initialize, restores a checkpoint
@@ -207,19 +250,46 @@ pub struct LoadInitState {
     prefix: String,
     parts: Parts,
     missing_ok: bool,
+    /// `Some` for a partial load of the parameters (`strict = false` or `exclude`): with
+    /// `strict`, and the patterns left as initialized.
+    partial: Option<(bool, Vec<Glob>)>,
     done: bool,
 }
 
 fn build_load(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
     let c: LoadConfig = parse_config(config)?;
     let parts = parts_of(&c.parts)?;
-    Ok(Box::new(LoadInitState {
-        parts,
-        dir: c.dirname.into(),
-        prefix: c.fn_prefix,
-        missing_ok: c.missing_ok,
-        done: false,
-    }))
+    let mut exclude = Vec::with_capacity(c.exclude.len());
+    for (i, pattern) in c.exclude.iter().enumerate() {
+        exclude.push(Glob::new(pattern).map_err(|message| Error::Config { key: format!("exclude[{i}]"), message })?);
+    }
+    let partial = (!c.strict || !exclude.is_empty()).then_some((c.strict, exclude));
+    if partial.is_some() && parts != Parts::PARAMS {
+        let message =
+            "a partial load (strict = false or exclude) restores the parameters only: set parts = [\"params\"]";
+        return Err(Error::Config { key: "parts".into(), message: message.into() });
+    }
+    let (dir, prefix, missing_ok) = (c.dirname.into(), c.fn_prefix, c.missing_ok);
+    Ok(Box::new(LoadInitState { parts, dir, prefix, missing_ok, partial, done: false }))
+}
+
+impl LoadInitState {
+    /// Loads the parameters that fit from the checkpoint's params file into the model, leaving
+    /// the excluded ones (and, without `strict`, those that differ) as initialized.
+    fn load_partially(
+        &self,
+        host: &mut dyn Host,
+        file: &std::path::Path,
+        strict: bool,
+        exclude: &[Glob],
+    ) -> Result<()> {
+        let saved = torchfit_sdk::io::load_tensors(file)?;
+        let (state, report) = partial_state(&host.state_dict()?, &saved, exclude, strict)
+            .map_err(|e| Error::Data(format!("{}: {e}", file.display())))?;
+        host.load_state_dict(&state)?;
+        torchfit_sdk::log::info!("load_init_state: {}: {}", file.display(), report.summary());
+        Ok(())
+    }
 }
 
 /// What `load_init_state` does when its checkpoint has (`found`) or lacks its files (pure
@@ -249,6 +319,14 @@ impl Callback for LoadInitState {
         Ok(())
     }
 
+    /// A partial load reads and sets the model's state dict, services of SDK 1.1.
+    fn requires_sdk(&self) -> SdkVersion {
+        match self.partial {
+            Some(_) => SdkVersion::V1_1,
+            None => SdkVersion::V1_0,
+        }
+    }
+
     fn on_train_begin(&mut self, host: &mut dyn Host) -> Result<Flow> {
         if std::mem::replace(&mut self.done, true) {
             return Ok(Flow::Continue);
@@ -256,7 +334,10 @@ impl Callback for LoadInitState {
         let dir = torchfit_sdk::host::in_run_dir(host, &self.dir);
         let files = Files::new(&dir, &self.prefix);
         match on_start(files.exist(self.parts), self.missing_ok) {
-            OnStart::Load => host.load_checkpoint(&self.dir, &self.prefix, self.parts)?,
+            OnStart::Load => match &self.partial {
+                None => host.load_checkpoint(&self.dir, &self.prefix, self.parts)?,
+                Some((strict, exclude)) => self.load_partially(host, &files.params, *strict, exclude)?,
+            },
             OnStart::Fresh => torchfit_sdk::log::info!(
                 "load_init_state: no checkpoint `{}` in {}, starting fresh (missing_ok)",
                 self.prefix,
@@ -290,7 +371,7 @@ export_plugin! {
     components: [
         Callback("checkpoint", build_checkpoint, "saves on epoch end when `monitor` holds (default valid_loss_best); records event_<name>; keys: monitor, dirname, fn_prefix, parts, load_best, event_name"),
         Callback("train_end_checkpoint", build_train_end, "saves on train end with prefix train_end_; keys: dirname, fn_prefix, parts"),
-        Callback("load_init_state", build_load, "restores a checkpoint on the first train begin (an error when missing unless missing_ok); keys: dirname, fn_prefix, parts, missing_ok"),
+        Callback("load_init_state", build_load, "restores a checkpoint on the first train begin (an error when missing unless missing_ok), or only the parameters that fit (strict = false, exclude); keys: dirname, fn_prefix, parts, missing_ok, strict, exclude"),
     ],
 }
 
@@ -359,6 +440,37 @@ mod tests {
         cb.on_train_end(&mut host).unwrap();
         assert!(
             matches!(&host.actions[0], Action::Save { prefix, parts, .. } if prefix == "train_end_" && parts.params && parts.history && !parts.optimizer)
+        );
+    }
+
+    #[test]
+    fn fn_prefix_takes_the_epoch_as_poutyne_and_skorch_name_it() {
+        assert_eq!(expand_prefix("best_epoch_{epoch}_", 7).unwrap(), "best_epoch_7_");
+        assert_eq!(expand_prefix("e{last_epoch[epoch]}-", 12).unwrap(), "e12-");
+        assert_eq!(expand_prefix("plain_", 3).unwrap(), "plain_");
+        assert!(expand_prefix("{batch}", 1).unwrap_err().contains("unknown key {batch}"));
+        assert!(expand_prefix("x{epoch", 1).is_err() && expand_prefix("x}", 1).is_err());
+        assert!(build_checkpoint(&json!({"fn_prefix": "{step}_"}), &ctx()).is_err(), "refused when built");
+        let mut cb =
+            build_checkpoint(&json!({"fn_prefix": "best_epoch_{epoch}_", "monitor": false, "load_best": true}), &ctx())
+                .unwrap();
+        let mut host = FakeHost::default();
+        for _ in 0..2 {
+            host.new_epoch();
+            cb.on_epoch_end(&mut host).unwrap();
+        }
+        cb.on_train_end(&mut host).unwrap();
+        let prefixes: Vec<&str> = host
+            .actions
+            .iter()
+            .map(|a| match a {
+                Action::Save { prefix, .. } | Action::Load { prefix, .. } => prefix.as_str(),
+            })
+            .collect();
+        assert_eq!(
+            prefixes,
+            ["best_epoch_1_", "best_epoch_2_", "best_epoch_2_"],
+            "one file set per epoch; the last loaded"
         );
     }
 

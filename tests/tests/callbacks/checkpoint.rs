@@ -232,3 +232,59 @@ fn a_load_init_state_whose_checkpoint_is_missing_names_the_resolved_folder_unles
     let ok = train_digits(&[&sets[..], &["callbacks__load__missing_ok=true"]].concat(), Some(&root.join("fresh")), &[]);
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
 }
+
+/// The digits of classes 0 to 2 only, as a CSV file in `dir`: a data set whose model needs
+/// another head than the ten-class one.
+fn three_classes(dir: &Path) -> std::path::PathBuf {
+    let gz = torchfit_tests::root().join("examples/digits/digits.csv.gz");
+    let text = std::process::Command::new("gzip").arg("-dc").arg(gz).output().unwrap().stdout;
+    let rows: String = String::from_utf8(text)
+        .unwrap()
+        .lines()
+        .filter(|l| matches!(l.rsplit(',').next(), Some("0" | "1" | "2")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let path = dir.join("three.csv");
+    std::fs::write(&path, rows).unwrap();
+    path
+}
+
+#[test]
+fn a_partial_load_keeps_the_pretrained_body_and_leaves_a_head_for_other_classes_as_initialized() {
+    stock();
+    let root = temp_dir("cp-partial");
+    let pre = root.join("pre");
+    train(&pre, &["max_epochs=2"]);
+    let data = format!("dataset__path={:?}", three_classes(&root).display().to_string());
+    let from = format!("callbacks__load__dirname={:?}", pre.display().to_string());
+    let base = [
+        "max_epochs=0",
+        data.as_str(),
+        "callbacks__load__type=load_init_state",
+        from.as_str(),
+        "callbacks__load__fn_prefix=train_end_",
+        "callbacks__load__parts=[\"params\"]",
+    ];
+    let o = train_digits(&base, Some(&root.join("strict")), &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("has shape [10] in the state but [3] in the model"),
+        "a whole load refuses another head: {err}"
+    );
+    let pretrained = params(&pre);
+    for (name, extra) in
+        [("lenient", "callbacks__load__strict=false"), ("excluded", "callbacks__load__exclude=[\"output.*\"]")]
+    {
+        let run = root.join(name);
+        let o = train_digits(&[&base[..], &[extra]].concat(), Some(&run), &[]);
+        assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+        for (n, t) in params(&run) {
+            let before = pretrained.iter().find(|(k, _)| *k == n).unwrap().1.shallow_clone();
+            match n.starts_with("output.") {
+                true => assert_eq!(t.size()[0], 3, "{name}: {n} is the new three-class head"),
+                false => assert!(t.equal(&before), "{name}: {n} is the pretrained body's"),
+            }
+        }
+    }
+}

@@ -503,3 +503,29 @@ fn update_batch_norm_passes_over_the_training_data_at_the_epoch_end_only() {
     let err = net.fit(&x, &y).unwrap_err().to_string();
     assert!(err.contains("update_batch_norm is possible in on_epoch_end and on_train_end only"), "{err}");
 }
+
+#[test]
+fn load_params_partially_keeps_the_body_and_leaves_a_new_head_as_initialized() {
+    let _serial = serial();
+    let (x, y) = digits();
+    let mut pre = small_net(2);
+    pre.fit(&x, &y).unwrap();
+    let path = std::env::temp_dir().join(format!("torchfit-partial-{}.safetensors", std::process::id()));
+    pre.save_params(&path).unwrap();
+    let mut three = small_net(1);
+    three.initialize(&[64], 3).unwrap();
+    let err = three.load_params(&path).unwrap_err().to_string();
+    assert!(err.contains("shape"), "a whole load refuses another head: {err}");
+    let report = three.load_params_partially(&path, false, &[]).unwrap();
+    assert_eq!(report.loaded.len(), 2, "{report:?}");
+    assert_eq!(report.mismatched.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), ["output.bias", "output.weight"]);
+    let strict = three.load_params_partially(&path, true, &[]).unwrap_err().to_string();
+    assert!(strict.contains("strict = false"), "{strict}");
+    let excluded = three.load_params_partially(&path, true, &["output.*"]).unwrap();
+    assert_eq!(excluded.excluded, ["output.bias", "output.weight"]);
+    let body = |net: &NeuralNet| {
+        net.model().unwrap().state_dict().into_iter().find(|(n, _)| n == "hidden.0.weight").unwrap().1
+    };
+    assert!(body(&three).equal(&body(&pre)));
+    let _ = std::fs::remove_file(path);
+}

@@ -4,12 +4,12 @@
 
 use super::events::Event;
 use super::update_bn::{update_batch_norm, TrainData};
-use crate::glob::Glob;
 use crate::{History, Optimizer};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
 use torchfit_sdk::checkpoint::Action;
+use torchfit_sdk::glob::Glob;
 use torchfit_sdk::{Error, Forward, Host, Model, Parts, Result, SdkVersion};
 
 /// What one callback asked for during one event.

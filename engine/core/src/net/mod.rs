@@ -437,6 +437,26 @@ impl NeuralNet {
         torchfit_sdk::io::save_tensors(path, &model.state_dict()).map_err(Error::from)
     }
 
+    /// Loads from a state dict saved by [`NeuralNet::save_params`] what fits the initialized
+    /// model, leaving as initialized the tensors `exclude` patterns match (a new head: `fc.*`)
+    /// and, without `strict`, those the file lacks or has in another shape; says what it loaded
+    /// and left ([`torchfit_sdk::checkpoint::partial_state`]).
+    pub fn load_params_partially(
+        &mut self,
+        path: &Path,
+        strict: bool,
+        exclude: &[&str],
+    ) -> Result<torchfit_sdk::checkpoint::PartialLoad> {
+        let exclude: Vec<torchfit_sdk::glob::Glob> =
+            exclude.iter().map(|p| torchfit_sdk::glob::Glob::new(p).map_err(Error::Data)).collect::<Result<_>>()?;
+        let c = self.components.as_mut().ok_or(Error::NotInitialized)?;
+        let saved = Tensor::read_safetensors(path).map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
+        let (state, report) = torchfit_sdk::checkpoint::partial_state(&c.model.state_dict(), &saved, &exclude, strict)
+            .map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
+        c.model.load_state_dict(&state).map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
+        Ok(report)
+    }
+
     /// Loads a state dict saved by [`NeuralNet::save_params`] into the initialized model.
     pub fn load_params(&mut self, path: &Path) -> Result<()> {
         let c = self.components.as_mut().ok_or(Error::NotInitialized)?;

@@ -25,10 +25,10 @@ mod adam;
 mod rmsprop;
 mod sgd;
 
-use crate::glob::Glob;
 use crate::{Error, Result};
 use serde::Deserialize;
 use tch::Tensor;
+use torchfit_sdk::glob::Glob;
 
 /// Which update rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]

@@ -1,5 +1,5 @@
-//! Glob patterns over parameter names, as Freezer, `set_requires_grad` and parameter groups use
-//! them: Python's `fnmatch` syntax, as in skorch. `*` matches any run of characters (dots
+//! Glob patterns over parameter names, as Freezer, `set_requires_grad`, parameter groups and
+//! partial loading (`exclude`) use them, in the engine and in plugins alike: Python's `fnmatch` syntax, as in skorch. `*` matches any run of characters (dots
 //! included), `?` one character, `[seq]` and `[!seq]` a character class; parameter names hold no
 //! `/`, so nothing else is special.
 
@@ -11,16 +11,16 @@ const OPTIONS: MatchOptions =
 
 /// A compiled pattern.
 #[derive(Debug, Clone)]
-pub(crate) struct Glob(Pattern);
+pub struct Glob(Pattern);
 
 impl Glob {
     /// Compiles `pattern`; the error says what is wrong with it.
-    pub(crate) fn new(pattern: &str) -> Result<Self, String> {
+    pub fn new(pattern: &str) -> Result<Self, String> {
         Pattern::new(pattern).map(Glob).map_err(|e| format!("{pattern:?} is not a glob pattern: {}", e.msg))
     }
 
     /// Whether `name` matches.
-    pub(crate) fn matches(&self, name: &str) -> bool {
+    pub fn matches(&self, name: &str) -> bool {
         self.0.matches_with(name, OPTIONS)
     }
 }
