@@ -15,6 +15,20 @@ pub fn predicted_classes(y_pred: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// Class probabilities from a classifier's outputs `y_pred` (skorch's `predict_proba`): the
+/// softmax of each sample's logits, or, for one logit per sample (a binary model with
+/// `bce_with_logits`), its sigmoid as the probability of class 1 beside that of class 0.
+pub fn class_probabilities(y_pred: &Tensor) -> Result<Tensor> {
+    match y_pred.size().as_slice() {
+        [] => Err(Error::msg("model outputs need a batch dimension")),
+        [n] | [n, 1] => {
+            let p1 = y_pred.f_sigmoid()?.f_view([*n, 1])?;
+            Ok(Tensor::f_cat(&[p1.f_neg()?.f_add_scalar(1.0)?, p1], 1)?)
+        }
+        _ => Ok(y_pred.f_softmax(-1, Kind::Float)?),
+    }
+}
+
 /// How many samples the outputs `y_pred` predict right ([`predicted_classes`] against the class
 /// labels `y_true`), as an `Int64` scalar on their device: summing it over batches costs no
 /// synchronisation with the device.

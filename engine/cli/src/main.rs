@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use torchfit::{launch, run, search};
 use torchfit_engine::net::{Interruption, StopFlag};
-use torchfit_engine::{fsutil::write_atomic, plugins, Error};
+use torchfit_engine::{plugins, Error};
 
 /// torchfit trains neural networks on libtorch from a TOML config, with skorch's semantics
 /// (validation split, callbacks, checkpoints, exact resume), and predicts with the trained model.
@@ -51,9 +51,17 @@ enum Command {
         /// Override a config key (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
-        /// Write predictions here instead of standard output.
+        /// Write predictions here instead of standard output: NumPy's format for a `.npy` file,
+        /// CSV otherwise.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// A classifier's class probabilities beside its label (skorch's `predict_proba`); in a
+        /// `.npy` file, the probabilities alone.
+        #[arg(long, conflicts_with = "logits")]
+        proba: bool,
+        /// The model's raw outputs (logits), in their shape in a `.npy` file.
+        #[arg(long)]
+        logits: bool,
     },
     /// Search hyper-parameters: cross-validate every candidate (scikit-learn's GridSearchCV,
     /// RandomizedSearchCV, HalvingGridSearchCV), rank them, refit the best on all the samples.
@@ -320,14 +328,22 @@ fn execute(command: Command) -> Result<Ended, Error> {
             search::fit_fold(params, candidate, &cv, fold, &result)?;
             Ok(Ended::Completed)
         }
-        Command::Predict { run, data, sets, out } => {
-            let lines = run::predict(&run, data.as_deref(), &sets)?;
-            let text = lines.join("\n") + "\n";
+        Command::Predict { run, data, sets, out, proba, logits } => {
+            let what = match (proba, logits) {
+                (true, _) => run::Predicted::Proba,
+                (_, true) => run::Predicted::Logits,
+                _ => run::Predicted::Labels,
+            };
+            let predictions = run::predict(&run, data.as_deref(), &sets, what)?;
             match out {
-                Some(path) => write_atomic(&path, text.as_bytes())?,
-                None => {
-                    std::io::stdout().write_all(text.as_bytes()).map_err(|e| Error::io(Path::new("<stdout>"), e))?
-                }
+                Some(path) => predictions.write(&path)?,
+                // A reader that closed its end (`| head`) took what it wanted.
+                None => match std::io::stdout().write_all(predictions.csv().as_bytes()) {
+                    Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                        return Err(Error::io(Path::new("<stdout>"), e))
+                    }
+                    _ => {}
+                },
             }
             Ok(Ended::Completed)
         }

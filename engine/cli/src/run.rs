@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
+use tch::Tensor;
 use torchfit_engine::checkpoint::Sum;
 use torchfit_engine::config::{ComponentSpec, Params, SplitKind};
 use torchfit_engine::data::{split_indices, Stream};
@@ -18,7 +19,7 @@ use torchfit_engine::fsutil::write_atomic;
 use torchfit_engine::net::{check_held_out, Interruption, Keep, Start, StopFlag, RESUME_PREFIX};
 use torchfit_engine::registry::Component;
 use torchfit_engine::{EpochCount, Error, Evaluation, History, NeuralNet, Registry, Result, Valid};
-use torchfit_sdk::metrics::predicted_classes;
+use torchfit_sdk::metrics::{class_probabilities, predicted_classes};
 use torchfit_sdk::{BuildContext, DatasetReader, Task};
 
 /// What a finished `train` reports.
@@ -367,10 +368,108 @@ fn write_run_dir(dir: &Path, net: &NeuralNet, params: &Params, summary: &serde_j
     write_atomic(&dir.join("summary.json"), json(summary).as_bytes())
 }
 
-/// Predictions of the model in run directory `run` for the config's data set (or `data`, a file
-/// the same reader can read), one line per sample: the class for classification, the outputs
-/// (comma-separated) for regression.
-pub fn predict(run: &Path, data: Option<&Path>, sets: &[String]) -> Result<Vec<String>> {
+/// What `torchfit predict` gives for each sample (skorch's `predict` and `predict_proba`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Predicted {
+    /// The class (classifier) or the outputs (regressor).
+    #[default]
+    Labels,
+    /// The class and its probabilities (classifier; a regressor's outputs).
+    Proba,
+    /// The model's raw outputs, in their shape.
+    Logits,
+}
+
+/// The predictions of a run's model: one row per sample, in the data set's order.
+#[derive(Debug)]
+pub struct Predictions {
+    /// The column names of [`Predictions::rows`] after `id`.
+    pub columns: Vec<String>,
+    /// What `--out FILE.npy` holds: the labels (`Int64`, one per sample), the probabilities
+    /// (`[samples, classes]`), or the outputs in the model's shape (`[samples, ...]`).
+    pub array: Tensor,
+    /// Each sample's values, as the CSV writes them (the label first, then the probabilities).
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Predictions {
+    /// CSV with a header: `id` (the sample's row in the data set), then [`Predictions::columns`].
+    pub fn csv(&self) -> String {
+        let mut text =
+            std::iter::once("id").chain(self.columns.iter().map(String::as_str)).collect::<Vec<_>>().join(",");
+        text.push('\n');
+        for (id, row) in self.rows.iter().enumerate() {
+            text += &format!("{id},{}\n", row.join(","));
+        }
+        text
+    }
+
+    /// Writes the predictions to `path`: a NumPy file for `.npy` ([`Predictions::array`]), CSV
+    /// otherwise; atomically.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("npy") => torchfit_sdk::io::with_temp(path, |tmp| {
+                self.array.write_npy(tmp).map_err(|e| torchfit_sdk::Error::msg(format!("{}: {e}", path.display())))
+            })
+            .map_err(Error::from),
+            _ => write_atomic(path, self.csv().as_bytes()),
+        }
+    }
+}
+
+/// Each row of `t` (`[samples, ...]`, flattened per sample) as text.
+fn rows_of(t: &Tensor) -> Result<Vec<Vec<String>>> {
+    let n = t.size().first().copied().unwrap_or(0);
+    let rows = t.f_to_kind(tch::Kind::Double)?.f_reshape([n, -1])?;
+    let k = rows.size()[1] as usize;
+    let flat = Vec::<f64>::try_from(rows.f_flatten(0, -1)?)?;
+    // Debug: the shortest text that reads back as the same float32, in exponent form when tiny.
+    Ok(flat.chunks(k.max(1)).map(|r| r.iter().map(|v| format!("{:?}", *v as f32)).collect()).collect())
+}
+
+/// `prefix_0`, `prefix_1`, ... for `k` columns (`prefix` alone for one).
+fn numbered(prefix: &str, k: usize) -> Vec<String> {
+    match k {
+        1 => vec![prefix.to_owned()],
+        _ => (0..k).map(|i| format!("{prefix}_{i}")).collect(),
+    }
+}
+
+/// The predictions of the model in run directory `run` for the config's data set (or `data`, a
+/// file the same reader can read), as `what` asks.
+pub fn predict(run: &Path, data: Option<&Path>, sets: &[String], what: Predicted) -> Result<Predictions> {
+    let (out, task) = predict_outputs(run, data, sets)?;
+    let per_sample = |t: &Tensor| t.size().iter().skip(1).product::<i64>() as usize;
+    Ok(match (task, what) {
+        (_, Predicted::Logits) => {
+            let name = if task == Task::Classification { "logit" } else { "value" };
+            Predictions { columns: numbered(name, per_sample(&out)), rows: rows_of(&out)?, array: out }
+        }
+        (Task::Regression, _) => {
+            Predictions { columns: numbered("value", per_sample(&out)), rows: rows_of(&out)?, array: out }
+        }
+        (Task::Classification, Predicted::Labels) => {
+            let labels = predicted_classes(&out)?;
+            let rows = Vec::<i64>::try_from(&labels)?.into_iter().map(|c| vec![c.to_string()]).collect();
+            Predictions { columns: vec!["label".into()], rows, array: labels }
+        }
+        (Task::Classification, Predicted::Proba) => {
+            let proba = class_probabilities(&out)?;
+            let labels = Vec::<i64>::try_from(&predicted_classes(&out)?)?;
+            let rows = labels
+                .iter()
+                .zip(rows_of(&proba)?)
+                .map(|(c, p)| std::iter::once(c.to_string()).chain(p).collect())
+                .collect();
+            let columns = std::iter::once("label".to_owned()).chain(numbered("proba", per_sample(&proba))).collect();
+            Predictions { columns, rows, array: proba }
+        }
+    })
+}
+
+/// The model of run directory `run`, loaded, and its outputs for every sample of the config's
+/// data set (or `data`), on the CPU; and the task it was trained for.
+fn predict_outputs(run: &Path, data: Option<&Path>, sets: &[String]) -> Result<(Tensor, Task)> {
     let meta_path = run.join("model.json");
     let meta_text = std::fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
     let meta: ModelMeta =
@@ -416,18 +515,7 @@ pub fn predict(run: &Path, data: Option<&Path>, sets: &[String]) -> Result<Vec<S
     }
     net.load_params(&model)?;
     let all: Vec<i64> = (0..reader.len() as i64).collect();
-    let out = net.forward_reader(reader.as_mut(), &all)?;
-    Ok(match meta.task {
-        Task::Classification => {
-            Vec::<i64>::try_from(predicted_classes(&out)?)?.into_iter().map(|c| c.to_string()).collect()
-        }
-        Task::Regression => {
-            let rows = out.f_view([out.size()[0], -1])?;
-            let k = rows.size()[1] as usize;
-            let flat = Vec::<f32>::try_from(rows.f_flatten(0, -1)?)?;
-            flat.chunks(k).map(|r| r.iter().map(f32::to_string).collect::<Vec<_>>().join(",")).collect()
-        }
-    })
+    Ok((net.forward_reader(reader.as_mut(), &all)?, meta.task))
 }
 
 /// The key of a stock reader that names its data (what `predict --data` sets), and the key of

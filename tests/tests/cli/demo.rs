@@ -68,10 +68,21 @@ fn predict_reads_the_run_directory_and_labels_every_sample() {
     let o =
         torchfit(&["train", "examples/digits/config.toml", "--set", "max_epochs=10", "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let preds_file = out.parent().unwrap().join("preds.txt");
+    let preds_file = out.parent().unwrap().join("preds.csv");
     let o = torchfit(&["predict", out.to_str().unwrap(), "--out", preds_file.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let preds: Vec<i64> = std::fs::read_to_string(&preds_file).unwrap().lines().map(|l| l.parse().unwrap()).collect();
+    let text = std::fs::read_to_string(&preds_file).unwrap();
+    assert_eq!(text.lines().next(), Some("id,label"));
+    let preds: Vec<i64> = text
+        .lines()
+        .skip(1)
+        .enumerate()
+        .map(|(i, l)| {
+            let (id, label) = l.split_once(',').unwrap();
+            assert_eq!(id, i.to_string(), "each row names its sample");
+            label.parse().unwrap()
+        })
+        .collect();
     assert_eq!(preds.len(), 1797);
     // Labels of the embedded data set: the last CSV column.
     let csv = std::process::Command::new("gzip")
@@ -86,6 +97,53 @@ fn predict_reads_the_run_directory_and_labels_every_sample() {
         .collect();
     let correct = preds.iter().zip(&labels).filter(|(p, l)| p == l).count();
     assert!(correct as f64 / 1797.0 > 0.93, "{correct}/1797 correct");
+}
+
+#[test]
+fn predict_gives_probabilities_and_logits_as_csv_or_numpy_as_skorch_s_predict_proba() {
+    let run = temp_dir("predict-proba").join("run");
+    let o =
+        torchfit(&["train", "examples/digits/config.toml", "--set", "max_epochs=3", "--out", run.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = torchfit(&["predict", run.to_str().unwrap(), "--proba"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(header[..3], ["id", "label", "proba_0"]);
+    assert_eq!(header.len(), 12);
+    let rows: Vec<Vec<f64>> = lines.map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    assert_eq!(rows.len(), 1797);
+    for row in &rows {
+        let p = &row[2..];
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-5, "{row:?}");
+        let best = p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+        assert_eq!(best as f64, row[1], "the label is the most probable class");
+    }
+    // The same probabilities, and the logits in their shape, as NumPy files.
+    let dir = run.parent().unwrap();
+    for (flag, file) in [("--proba", "proba.npy"), ("--logits", "logits.npy")] {
+        let o = torchfit(&["predict", run.to_str().unwrap(), flag, "--out", dir.join(file).to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let script = "import numpy, sys, json\n\
+        p = numpy.load(sys.argv[1]); l = numpy.load(sys.argv[2])\n\
+        e = numpy.exp(l - l.max(1, keepdims=True))\n\
+        print(json.dumps([list(p.shape), list(l.shape), float(abs(e / e.sum(1, keepdims=True) - p).max()), p[5].tolist()]))";
+    let o = std::process::Command::new(torchfit_tests::python())
+        .args(["-c", script])
+        .arg(dir.join("proba.npy"))
+        .arg(dir.join("logits.npy"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((got[0].clone(), got[1].clone()), (serde_json::json!([1797, 10]), serde_json::json!([1797, 10])));
+    assert!(got[2].as_f64().unwrap() < 1e-6, "the probabilities are the logits' softmax: {got}");
+    let csv_row5: Vec<f64> = rows[5][2..].to_vec();
+    for (a, b) in got[3].as_array().unwrap().iter().zip(&csv_row5) {
+        assert!((a.as_f64().unwrap() - b).abs() < 1e-6, "the CSV and the .npy agree");
+    }
 }
 
 #[test]

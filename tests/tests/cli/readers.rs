@@ -242,7 +242,7 @@ fn predict_data_equals_predict(run: &Path, data: &Path) {
     assert!(own.status.success(), "{}", String::from_utf8_lossy(&own.stderr));
     let given = torchfit_env(&["predict", run.to_str().unwrap(), "--data", data.to_str().unwrap()], &[]);
     assert!(given.status.success(), "{}", String::from_utf8_lossy(&given.stderr));
-    assert_eq!(String::from_utf8_lossy(&given.stdout).lines().count(), 1797);
+    assert_eq!(String::from_utf8_lossy(&given.stdout).lines().count(), 1 + 1797, "a header and a row per sample");
     assert_eq!(given.stdout, own.stdout);
 }
 

@@ -50,13 +50,9 @@ impl NeuralNet {
     /// for regression.
     pub fn predict_proba(&mut self, x: &Tensor) -> Result<Tensor> {
         let out = self.forward_tensor(x)?;
-        match (self.task(), out.size().as_slice()) {
-            (Task::Regression, _) => Ok(out),
-            (Task::Classification, [n] | [n, 1]) => {
-                let p1 = out.f_sigmoid()?.f_view([*n, 1])?;
-                Ok(Tensor::f_cat(&[p1.f_neg()?.f_add_scalar(1.0)?, p1], 1)?)
-            }
-            (Task::Classification, _) => Ok(out.f_softmax(-1, Kind::Float)?),
+        match self.task() {
+            Task::Regression => Ok(out),
+            Task::Classification => Ok(torchfit_sdk::metrics::class_probabilities(&out)?),
         }
     }
 
