@@ -189,11 +189,15 @@ impl log::Log for Forward {
     fn flush(&self) {}
 }
 
-/// Root-module function: installs the host's sink as this library's logger.
+/// Root-module function: installs the host's sink as this library's logger, and a panic hook
+/// that sends a panic's report there at debug level. The library's Rust runtime is its own: its
+/// default hook would print the panic's report to standard error, though every entry point
+/// catches the panic and the host reports it in one line.
 pub extern "C" fn set_logger(sink: LogSink) {
     if log::set_boxed_logger(Box::new(Forward(sink))).is_ok() {
         log::set_max_level(log::LevelFilter::Trace);
     }
+    std::panic::set_hook(Box::new(|info| log::debug!("{info}")));
 }
 
 /// The host's side of [`LogSink`]: forwards to the host's `log` logger.

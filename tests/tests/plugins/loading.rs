@@ -181,6 +181,7 @@ fn a_panic_in_any_hook_ends_the_run_with_an_error_naming_the_callback_and_the_ho
         assert_eq!(o.status.code(), Some(1), "{hook}: the host must exit with an error, not crash: {}", stderr(&o));
         let err = error_line(&o);
         assert!(err.contains("callback `bad`") && err.contains(hook) && err.contains("panicked"), "{hook}: {err}");
+        assert_eq!(stderr(&o).trim_end().lines().count(), 1, "{hook}: one line, not the plugin's panic report too");
     }
 }
 

@@ -6,8 +6,11 @@
 //! | `decimals` | `4` | digits after the point for numbers |
 //!
 //! Columns: `epoch`, `train_loss`, `valid_loss`, the other keys in the order they were first
-//! recorded, `event_*` keys, and `dur` last. A value whose `<key>_best` is true is shown in green on
-//! a terminal and followed by `*` otherwise.
+//! recorded, `event_*` keys, and `dur` last; only keys with numbers (or flags) are shown, never
+//! text, lists or objects. A value whose `<key>_best` is true is shown in green on a terminal and
+//! followed by `*` otherwise. The first epoch fixes the columns and the header is printed once:
+//! a key that first appears in a later epoch stays in `history.json`, out of the table (said once
+//! at info level).
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -33,6 +36,14 @@ pub(crate) struct PrintLog {
     decimals: usize,
     color: bool,
     columns: Vec<String>,
+    /// Keys that first appeared after the columns were fixed (said once each).
+    late: std::collections::BTreeSet<String>,
+}
+
+impl PrintLog {
+    fn widths(&self) -> Vec<usize> {
+        self.columns.iter().map(|c| c.len().max(self.decimals + 3)).collect()
+    }
 }
 
 /// Builds it.
@@ -43,12 +54,14 @@ pub(crate) fn build(config: &serde_json::Value, _ctx: &BuildContext) -> Result<B
         decimals: c.decimals,
         color: std::io::stdout().is_terminal(),
         columns: Vec::new(),
+        late: Default::default(),
     }))
 }
 
 /// The columns to show for an epoch record, in display order.
 pub(crate) fn columns(epoch: &Map<String, Value>, ignored: &[String]) -> Vec<String> {
-    let shown = |k: &&String| !k.ends_with("_best") && k.as_str() != "batches" && !ignored.contains(k);
+    let tabular = |k: &String| matches!(epoch.get(k), Some(Value::Number(_) | Value::Bool(_) | Value::Null));
+    let shown = |k: &&String| !k.ends_with("_best") && tabular(k) && !ignored.contains(k);
     let mut keys: Vec<String> = epoch.keys().filter(shown).cloned().collect();
     let rank = |k: &str| match k {
         "epoch" => 0,
@@ -112,6 +125,7 @@ pub(crate) fn line(cells: &[String], widths: &[usize]) -> String {
 impl Callback for PrintLog {
     fn initialize(&mut self) -> Result<()> {
         self.columns.clear();
+        self.late.clear();
         Ok(())
     }
 
@@ -120,17 +134,28 @@ impl Callback for PrintLog {
             return Ok(Flow::Continue); // one table per job: rank 0's
         }
         let Some(epoch) = host.history_epoch(-1) else { return Ok(Flow::Continue) };
-        let cols = columns(&epoch, &self.keys_ignored);
-        let widths: Vec<usize> = cols.iter().map(|c| c.len().max(self.decimals + 3)).collect();
         let mut text = String::new();
-        if cols != self.columns {
-            text += &line(&cols, &widths);
+        let new = columns(&epoch, &self.keys_ignored);
+        if self.columns.is_empty() {
+            self.columns = new;
+            let widths = self.widths();
+            text += &line(&self.columns, &widths);
             text.push('\n');
-            text +=
-                &line(&cols.iter().map(|c| "-".repeat(c.len().max(self.decimals + 3))).collect::<Vec<_>>(), &widths);
+            let rules: Vec<String> = self.columns.iter().map(|c| "-".repeat(c.len().max(self.decimals + 3))).collect();
+            text += &line(&rules, &widths);
             text.push('\n');
-            self.columns = cols.clone();
+        } else {
+            for key in new.iter().filter(|k| !self.columns.contains(k)) {
+                if self.late.insert(key.clone()) {
+                    log::info!(
+                        "print_log: `{key}` first appeared in epoch {}: it is in the history, not in the table",
+                        host.epochs()
+                    );
+                }
+            }
         }
+        let cols = &self.columns;
+        let widths = self.widths();
         let cells: Vec<String> = cols.iter().map(|k| cell(&epoch, k, self.decimals, self.color)).collect();
         text += &line(&cells, &widths);
         text.push('\n');
@@ -159,6 +184,31 @@ mod tests {
             columns(&epoch(), &["event_lr".to_string()]),
             ["epoch", "train_loss", "valid_loss", "valid_acc", "dur"]
         );
+    }
+
+    #[test]
+    fn text_lists_and_objects_are_not_columns() {
+        let mut e = epoch();
+        e.insert("note".into(), json!("warmup"));
+        e.insert("per_class".into(), json!([0.1, 0.2]));
+        e.insert("event_cp".into(), json!(true));
+        assert_eq!(columns(&e, &[]), ["epoch", "train_loss", "valid_loss", "valid_acc", "event_lr", "event_cp", "dur"]);
+    }
+
+    #[test]
+    fn the_header_is_printed_once_and_a_late_key_stays_out_of_the_table() {
+        let mut log =
+            PrintLog { keys_ignored: vec![], decimals: 4, color: false, columns: vec![], late: Default::default() };
+        let mut host = torchfit_sdk::testing::FakeHost::default();
+        host.new_epoch();
+        host.record("train_loss", json!(0.5)).unwrap();
+        log.on_epoch_end(&mut host).unwrap();
+        host.new_epoch();
+        host.record("train_loss", json!(0.4)).unwrap();
+        host.record("swa_loss", json!(0.3)).unwrap();
+        log.on_epoch_end(&mut host).unwrap();
+        assert_eq!(log.columns, ["epoch", "train_loss"], "the columns of the first epoch");
+        assert!(log.late.contains("swa_loss"));
     }
 
     #[test]

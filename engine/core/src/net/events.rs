@@ -55,8 +55,8 @@ impl Event<'_> {
 enum OnError {
     /// The event stops at once and the error is returned (the run aborts).
     Abort,
-    /// Every callback still runs and every request is carried out; errors are logged and the
-    /// first is returned (`on_train_end`).
+    /// Every callback still runs and every request is carried out; the first error is returned
+    /// and the later ones are logged (`on_train_end`).
     Continue,
 }
 
@@ -125,8 +125,10 @@ fn dispatch(
     let mut fail = |e: Error| match on_error {
         OnError::Abort => Err(e),
         OnError::Continue => {
-            log::error!("{e}");
-            first.get_or_insert(e);
+            match &first {
+                None => first = Some(e),
+                Some(_) => log::error!("{e}"),
+            }
             Ok(())
         }
     };
