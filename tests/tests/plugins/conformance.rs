@@ -26,6 +26,8 @@ fn sample_config(name: &str) -> serde_json::Value {
         "freezer" | "unfreezer" => serde_json::json!({"patterns": "*.bias"}),
         "epoch_scoring" | "batch_scoring" => serde_json::json!({"scoring": "f1_macro"}),
         "gradient_norm_clipping" => serde_json::json!({"max_norm": 1.0}),
+        // No checkpoint to restore in the fake run.
+        "load_init_state" => serde_json::json!({"missing_ok": true}),
         "csv_logger" => {
             serde_json::json!({"filename": std::env::temp_dir().join(format!("conformance-{}.csv", std::process::id())), "batches": std::env::temp_dir().join(format!("conformance-b-{}.csv", std::process::id()))})
         }
