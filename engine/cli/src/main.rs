@@ -126,6 +126,15 @@ enum Command {
         #[arg(long)]
         result: PathBuf,
     },
+    /// Show the model a config builds for its data set: each parameter's name, shape and count,
+    /// and the total (as torchinfo).
+    Summary {
+        /// The TOML config.
+        config: PathBuf,
+        /// Override a config key (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
     /// List every component torchfit can use (builtin, and plugins on the search path).
     Plugins {
         /// Also search the plugin folders and files of this config.
@@ -345,6 +354,11 @@ fn execute(command: Command) -> Result<Ended, Error> {
                     _ => {}
                 },
             }
+            Ok(Ended::Completed)
+        }
+        Command::Summary { config, sets } => {
+            let text = run::model_summary(run::load_params(&config, &sets)?)?;
+            let _ = std::io::stdout().write_all(text.as_bytes());
             Ok(Ended::Completed)
         }
         Command::Plugins { config } => {

@@ -518,6 +518,56 @@ fn predict_outputs(run: &Path, data: Option<&Path>, sets: &[String]) -> Result<(
     Ok((net.forward_reader(reader.as_mut(), &all)?, meta.task))
 }
 
+/// `torchfit summary`: the model the config builds for its data set, as torchinfo shows one:
+/// each parameter's name, shape and count, the total, and the buffers apart (not counted).
+pub fn model_summary(params: Params) -> Result<String> {
+    let spec = params.settings().dataset.clone().ok_or_else(|| {
+        params.config_error("dataset", "missing: `torchfit summary` sizes the model for a [dataset]".into())
+    })?;
+    let registry = torchfit_engine::plugins::registry_for(&params)?;
+    let TrainingData { reader: mut data, pool, .. } = training_data(&params, &registry, &spec)?;
+    let mut net = NeuralNet::with_registry(params, registry).with_defaults(crate::defaults());
+    net.initialize_for(data.as_mut(), &pool)?;
+    let model = net.model().ok_or(Error::NotInitialized)?;
+    let parameters = model.parameters();
+    let buffers: Vec<(String, Tensor)> =
+        model.state_dict().into_iter().filter(|(n, _)| !parameters.iter().any(|(p, _)| p == n)).collect();
+    let rows: Vec<[String; 3]> =
+        parameters.iter().map(|(n, t)| [n.clone(), format!("{:?}", t.size()), thousands(t.numel() as u64)]).collect();
+    let total: u64 = parameters.iter().map(|(_, t)| t.numel() as u64).sum();
+    let header = ["parameter", "shape", "count"].map(str::to_owned);
+    let mut widths = [0; 3];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |r: &[String; 3]| {
+        format!("{:<w0$}  {:<w1$}  {:>w2$}\n", r[0], r[1], r[2], w0 = widths[0], w1 = widths[1], w2 = widths[2])
+    };
+    let mut text: String = std::iter::once(&header).chain(&rows).map(line).collect();
+    let (input_shape, n_outputs) = net.shape().ok_or(Error::NotInitialized)?;
+    text += &format!("total parameters: {} (input {input_shape:?}, {n_outputs} outputs)\n", thousands(total));
+    if !buffers.is_empty() {
+        let values: u64 = buffers.iter().map(|(_, t)| t.numel() as u64).sum();
+        text += &format!("buffers (not parameters): {} in {} tensors\n", thousands(values), buffers.len());
+    }
+    Ok(text)
+}
+
+/// `233578` as `233,578`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The key of a stock reader that names its data (what `predict --data` sets), and the key of
 /// its targets file when it has one apart (removed: the file to predict comes without them).
 fn data_keys(reader: &str) -> Option<(&'static str, Option<&'static str>)> {
@@ -569,6 +619,14 @@ pub fn component_table(components: &[Component]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        assert_eq!(thousands(233578), "233,578");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(0), "0");
+    }
 
     #[test]
     fn the_component_table_is_sorted_by_kind_then_name_in_aligned_columns() {

@@ -205,3 +205,27 @@ fn a_diverged_loss_is_kept_in_history_as_python_writes_nan() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&py.stdout).trim(), "True float", "{}", String::from_utf8_lossy(&py.stderr));
 }
+
+#[test]
+fn summary_counts_each_parameter_as_pytorch_counts_the_same_network() {
+    let o = torchfit(&["summary", "examples/digits/config.toml", "--set", "module__batch_norm=true"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(text.lines().next().unwrap().starts_with("parameter"), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("hidden.0.weight") && l.contains("[128, 64]") && l.ends_with("8,192")),
+        "{text}"
+    );
+    // The same layers in PyTorch: Linear(64, 128), BatchNorm1d(128), Linear(128, 64), BatchNorm1d(64), Linear(64, 10).
+    let script = "import torch.nn as nn\n\
+        m = nn.Sequential(nn.Linear(64, 128), nn.BatchNorm1d(128), nn.Linear(128, 64), nn.BatchNorm1d(64), nn.Linear(64, 10))\n\
+        print(f'{sum(p.numel() for p in m.parameters()):,}')";
+    let py = std::process::Command::new(torchfit_tests::python()).args(["-c", script]).output().unwrap();
+    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+    let total = String::from_utf8_lossy(&py.stdout).trim().to_owned();
+    assert!(
+        text.contains(&format!("total parameters: {total} (input [64], 10 outputs)")),
+        "PyTorch counts {total}:\n{text}"
+    );
+    assert!(text.contains("buffers (not parameters):"), "batch norm's statistics are shown apart: {text}");
+}

@@ -325,6 +325,13 @@ impl NeuralNet {
         Ok(self)
     }
 
+    /// [`NeuralNet::initialize`] for the samples `indices` of `reader`: their shape, and the
+    /// outputs `fit` would give the model (the classes of their labels, or the targets' width).
+    pub fn initialize_for(&mut self, reader: &mut dyn DatasetReader, indices: &[i64]) -> Result<&mut Self> {
+        let n_outputs = output_count(self.params.settings().task, reader, indices, &mut Valid::None)?;
+        self.initialize(&reader.sample_shape(), n_outputs)
+    }
+
     /// Trains from scratch (unless `warm_start`) on `x`, `y`, splitting off validation data as
     /// `train_split` says.
     pub fn fit(&mut self, x: &Tensor, y: &Tensor) -> Result<&mut Self> {
