@@ -420,11 +420,11 @@ impl Predictions {
 /// Each row of `t` (`[samples, ...]`, flattened per sample) as text.
 fn rows_of(t: &Tensor) -> Result<Vec<Vec<String>>> {
     let n = t.size().first().copied().unwrap_or(0);
-    let rows = t.f_to_kind(tch::Kind::Double)?.f_reshape([n, -1])?;
+    let rows = t.f_to_kind(tch::Kind::Float)?.f_reshape([n, -1])?;
     let k = rows.size()[1] as usize;
-    let flat = Vec::<f64>::try_from(rows.f_flatten(0, -1)?)?;
+    let flat = Vec::<f32>::try_from(rows.f_flatten(0, -1)?)?;
     // Debug: the shortest text that reads back as the same float32, in exponent form when tiny.
-    Ok(flat.chunks(k.max(1)).map(|r| r.iter().map(|v| format!("{:?}", *v as f32)).collect()).collect())
+    Ok(flat.chunks(k.max(1)).map(|r| r.iter().map(|v| format!("{v:?}")).collect()).collect())
 }
 
 /// `prefix_0`, `prefix_1`, ... for `k` columns (`prefix` alone for one).
@@ -535,17 +535,7 @@ pub fn model_summary(params: Params) -> Result<String> {
     let rows: Vec<[String; 3]> =
         parameters.iter().map(|(n, t)| [n.clone(), format!("{:?}", t.size()), thousands(t.numel() as u64)]).collect();
     let total: u64 = parameters.iter().map(|(_, t)| t.numel() as u64).sum();
-    let header = ["parameter", "shape", "count"].map(str::to_owned);
-    let mut widths = [0; 3];
-    for row in std::iter::once(&header).chain(&rows) {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |r: &[String; 3]| {
-        format!("{:<w0$}  {:<w1$}  {:>w2$}\n", r[0], r[1], r[2], w0 = widths[0], w1 = widths[1], w2 = widths[2])
-    };
-    let mut text: String = std::iter::once(&header).chain(&rows).map(line).collect();
+    let mut text = aligned(["parameter", "shape", "count"], &rows, [false, false, true]);
     let (input_shape, n_outputs) = net.shape().ok_or(Error::NotInitialized)?;
     text += &format!("total parameters: {} (input {input_shape:?}, {n_outputs} outputs)\n", thousands(total));
     if !buffers.is_empty() {
@@ -590,30 +580,32 @@ pub fn component_table(components: &[Component]) -> String {
         })
         .collect();
     rows.sort_by(|a, b| (&a[0], &a[1]).cmp(&(&b[0], &b[1])));
-    let header = ["kind", "name", "version", "origin", "summary"].map(str::to_owned);
-    let mut widths = [0; 4];
-    for row in std::iter::once(&header).chain(&rows) {
+    aligned(["kind", "name", "version", "origin", "summary"], &rows, [false; 5])
+}
+
+/// `header` and `rows` as a table of columns two spaces apart, each as wide as its widest cell
+/// and aligned to the right where `right` says (a last column aligned left is not padded).
+fn aligned<const N: usize>(header: [&str; N], rows: &[[String; N]], right: [bool; N]) -> String {
+    let header = header.map(str::to_owned);
+    let mut widths = [0; N];
+    for row in std::iter::once(&header).chain(rows) {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    std::iter::once(&header)
-        .chain(&rows)
-        .map(|r| {
-            format!(
-                "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}\n",
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                w0 = widths[0],
-                w1 = widths[1],
-                w2 = widths[2],
-                w3 = widths[3]
-            )
-        })
-        .collect()
+    let mut text = String::new();
+    for row in std::iter::once(&header).chain(rows) {
+        let cells: Vec<String> = (0..N)
+            .map(|i| match (right[i], i + 1 == N) {
+                (true, _) => format!("{:>w$}", row[i], w = widths[i]),
+                (false, true) => row[i].clone(),
+                (false, false) => format!("{:<w$}", row[i], w = widths[i]),
+            })
+            .collect();
+        text += &cells.join("  ");
+        text.push('\n');
+    }
+    text
 }
 
 #[cfg(test)]

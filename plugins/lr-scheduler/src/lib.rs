@@ -108,7 +108,7 @@ impl LrScheduler {
     /// Sets every group's rate (and momentum, when the policy cycles it) for the current step.
     fn apply(&self, host: &mut dyn Host) -> Result<()> {
         if let Schedule::Policy(p) = &self.schedule {
-            if p.needs_total() && p.total().is_none() {
+            if p.needs_total() {
                 return Ok(()); // set once the run's length is known (`resolve`)
             }
             for (g, &base) in self.state.base.iter().enumerate() {
@@ -154,7 +154,7 @@ impl LrScheduler {
     /// began with). Returns whether the length was set now.
     fn resolve(&mut self, max_epochs: usize, train_batches: Option<usize>) -> bool {
         let Schedule::Policy(p) = &mut self.schedule else { return false };
-        if !p.needs_total() || p.total().is_some() {
+        if !p.needs_total() {
             return false;
         }
         let total = match (self.state.total, self.step_every, train_batches) {

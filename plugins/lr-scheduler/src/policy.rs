@@ -354,8 +354,8 @@ impl Policy {
         }
     }
 
-    /// Whether the policy's length is the run's: a `OneCycleLR` given neither `total_steps` nor
-    /// `epochs` and `steps_per_epoch` (torch's two ways). Then [`Policy::set_total`] sets it.
+    /// Whether the policy waits for the run's length: a `OneCycleLR` given neither `total_steps`
+    /// nor `epochs` and `steps_per_epoch` (torch's two ways), until [`Policy::set_total`].
     pub fn needs_total(&self) -> bool {
         matches!(self, Policy::OneCycleLR { total_steps: None, epochs: None, .. })
     }

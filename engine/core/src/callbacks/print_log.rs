@@ -141,7 +141,7 @@ impl Callback for PrintLog {
             let widths = self.widths();
             text += &line(&self.columns, &widths);
             text.push('\n');
-            let rules: Vec<String> = self.columns.iter().map(|c| "-".repeat(c.len().max(self.decimals + 3))).collect();
+            let rules: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
             text += &line(&rules, &widths);
             text.push('\n');
         } else {
