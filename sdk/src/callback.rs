@@ -90,6 +90,10 @@ pub trait Callback: Send {
     /// is differentiated (a penalty, an auxiliary loss; skorch's `get_loss`, fastai's
     /// `after_loss`); [`Host::skip_step`] skips backward and the optimizer step for this batch.
     /// The batch's recorded `train_loss` is the loss with the terms added.
+    ///
+    /// It runs before the engine's `on_nan` check, so it sees every loss, finite or not; the
+    /// check then applies to the loss with the terms added, and a batch it skips (`skip_batch`,
+    /// `stop`) gets no backward, no `on_grad_computed` and no step, but still `on_batch_end`.
     fn on_loss_computed(&mut self, _host: &mut dyn Host, _out: &BatchOutput<'_>) -> Result<Flow> {
         Ok(Flow::Continue)
     }

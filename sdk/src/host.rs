@@ -32,7 +32,10 @@ pub trait Host {
     /// Number of epochs in history, the current one included (1 during the first epoch).
     fn epochs(&self) -> usize;
 
-    /// The value of `key` in epoch `epoch`, if recorded.
+    /// The value of `key` in epoch `epoch`, if recorded. `batches` gives the epoch's batch
+    /// records as an array of objects (skorch's `history[-1, 'batches']`), each with the keys
+    /// recorded in its batch (`train_batch_size` or `valid_batch_size`, the loss once written,
+    /// the callbacks' `record_batch` keys).
     fn history_get(&self, epoch: isize, key: &str) -> Option<Value>;
 
     /// All keys of epoch `epoch` except its `batches`, in the order they were recorded.
@@ -169,7 +172,19 @@ pub trait Host {
     }
 
     /// The optimizer's state tensors (step counts, moments) by name, as in its checkpoint file:
-    /// shallow handles, to read.
+    /// shallow handles, to read. Names, with `torch.optim`'s buffer names:
+    ///
+    /// | name | what |
+    /// |---|---|
+    /// | `<param>.step` | steps taken for parameter `<param>` (an `i64` scalar; absent before the first) |
+    /// | `<param>.momentum_buffer` | SGD with `momentum > 0` |
+    /// | `<param>.exp_avg`, `<param>.exp_avg_sq` | Adam and AdamW's first and second moments |
+    /// | `<param>.square_avg`, `<param>.grad_avg` | RMSprop's mean square (and mean, when `centered`) |
+    /// | `group<i>.<hyper>` | group `i`'s hyper-parameters (`lr`, `momentum`, `weight_decay`, `betas`, ...; the [`Host::hyper`] names that apply to the optimizer), as `f64` scalars (`betas` a pair, a flag 0 or 1) |
+    ///
+    /// `<param>` is the parameter's name ([`Host::parameters`]); groups are numbered as in
+    /// [`Host::group_parameters`]. A buffer appears once the optimizer created it (its first
+    /// step for that parameter).
     fn optimizer_state(&self) -> Result<Vec<(String, Tensor)>> {
         Err(crate::Error::unsupported("optimizer_state", crate::SdkVersion::V1_1))
     }

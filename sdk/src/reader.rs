@@ -37,6 +37,45 @@ pub trait DatasetReader: Send {
     fn reset(&mut self, _epoch: u64, _seed: u64) -> Result<()> {
         Ok(())
     }
+
+    /// Called by the engine before each pass over the data (SDK 1.3): [`Stage::Train`] before a
+    /// training pass, [`Stage::Eval`] before validation, prediction and scoring. A reader with
+    /// random augmentation applies it in `Train` only (torchvision's `transform` for the training
+    /// set, a deterministic one for evaluation). The default does nothing; a host older than 1.3
+    /// never calls it, so a reader must start in the stage it wants by default.
+    fn set_stage(&mut self, _stage: Stage) -> Result<()> {
+        Ok(())
+    }
+
+    /// A name for each sample, in index order (an image reader's file paths), or `None` (SDK
+    /// 1.3). `torchfit predict` writes them as the rows' ids instead of the row numbers.
+    fn sample_names(&mut self) -> Option<Vec<String>> {
+        None
+    }
+}
+
+/// What a pass over a reader's samples is for (see [`DatasetReader::set_stage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// A training pass: random augmentation applies.
+    Train,
+    /// Validation, prediction, scoring: deterministic samples.
+    Eval,
+}
+
+impl Stage {
+    /// `"train"` or `"eval"`, as the stage crosses the plugin boundary.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Train => "train",
+            Stage::Eval => "eval",
+        }
+    }
+
+    /// The stage named `name` ([`Stage::as_str`]).
+    pub fn from_name(name: &str) -> Option<Stage> {
+        [Stage::Train, Stage::Eval].into_iter().find(|s| s.as_str() == name)
+    }
 }
 
 impl<R: DatasetReader + ?Sized> DatasetReader for Box<R> {
@@ -54,5 +93,11 @@ impl<R: DatasetReader + ?Sized> DatasetReader for Box<R> {
     }
     fn reset(&mut self, epoch: u64, seed: u64) -> Result<()> {
         (**self).reset(epoch, seed)
+    }
+    fn set_stage(&mut self, stage: Stage) -> Result<()> {
+        (**self).set_stage(stage)
+    }
+    fn sample_names(&mut self) -> Option<Vec<String>> {
+        (**self).sample_names()
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! The plugin ABI is 1 (`ffi::ABI_VERSION`); within it the SDK grows by minor versions under
 //! the rule in [`crate::ffi`]'s documentation: 1.0 is the first released SDK, 1.1 added the
-//! extension interfaces, 1.2 the process service. A 1.x host loads every 1.y plugin.
+//! extension interfaces, 1.2 the process service, 1.3 the reader's stage and sample names. A 1.x host loads every 1.y plugin.
 
 /// An SDK version, `major.minor`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -24,8 +24,11 @@ impl SdkVersion {
     /// SDK 1.2: the process a callback runs in ([`crate::Host::process`]: rank and world size
     /// of a data-parallel run).
     pub const V1_2: SdkVersion = SdkVersion { major: 1, minor: 2 };
+    /// SDK 1.3: a reader's stage ([`crate::DatasetReader::set_stage`]: training or evaluation)
+    /// and its sample names ([`crate::DatasetReader::sample_names`]).
+    pub const V1_3: SdkVersion = SdkVersion { major: 1, minor: 3 };
     /// The version this SDK is.
-    pub const CURRENT: SdkVersion = SdkVersion::V1_2;
+    pub const CURRENT: SdkVersion = SdkVersion::V1_3;
 
     /// Version `1.minor`.
     pub const fn v1(minor: u32) -> Self {

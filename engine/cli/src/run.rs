@@ -383,6 +383,9 @@ pub enum Predicted {
 /// The predictions of a run's model: one row per sample, in the data set's order.
 #[derive(Debug)]
 pub struct Predictions {
+    /// Each sample's id: its name when the reader gives names (an image's path under the
+    /// reader's root), else its row in the data set.
+    pub ids: Vec<String>,
     /// The column names of [`Predictions::rows`] after `id`.
     pub columns: Vec<String>,
     /// What `--out FILE.npy` holds: the labels (`Int64`, one per sample), the probabilities
@@ -393,13 +396,14 @@ pub struct Predictions {
 }
 
 impl Predictions {
-    /// CSV with a header: `id` (the sample's row in the data set), then [`Predictions::columns`].
+    /// CSV with a header: `id` ([`Predictions::ids`], quoted as RFC 4180 asks when it holds a
+    /// comma, a quote or a line break), then [`Predictions::columns`].
     pub fn csv(&self) -> String {
         let mut text =
             std::iter::once("id").chain(self.columns.iter().map(String::as_str)).collect::<Vec<_>>().join(",");
         text.push('\n');
-        for (id, row) in self.rows.iter().enumerate() {
-            text += &format!("{id},{}\n", row.join(","));
+        for (id, row) in self.ids.iter().zip(&self.rows) {
+            text += &format!("{},{}\n", csv_field(id), row.join(","));
         }
         text
     }
@@ -414,6 +418,15 @@ impl Predictions {
             .map_err(Error::from),
             _ => write_atomic(path, self.csv().as_bytes()),
         }
+    }
+}
+
+/// `text` as one CSV field: quoted, with its quotes doubled, when it holds a comma, a quote or a
+/// line break.
+fn csv_field(text: &str) -> String {
+    match text.contains([',', '"', '\n', '\r']) {
+        true => format!("\"{}\"", text.replace('"', "\"\"")),
+        false => text.to_owned(),
     }
 }
 
@@ -438,20 +451,21 @@ fn numbered(prefix: &str, k: usize) -> Vec<String> {
 /// The predictions of the model in run directory `run` for the config's data set (or `data`, a
 /// file the same reader can read), as `what` asks.
 pub fn predict(run: &Path, data: Option<&Path>, sets: &[String], what: Predicted) -> Result<Predictions> {
-    let (out, task) = predict_outputs(run, data, sets)?;
+    let (out, task, names) = predict_outputs(run, data, sets)?;
     let per_sample = |t: &Tensor| t.size().iter().skip(1).product::<i64>() as usize;
+    let ids = names.unwrap_or_else(|| (0..out.size()[0]).map(|i| i.to_string()).collect());
     Ok(match (task, what) {
         (_, Predicted::Logits) => {
             let name = if task == Task::Classification { "logit" } else { "value" };
-            Predictions { columns: numbered(name, per_sample(&out)), rows: rows_of(&out)?, array: out }
+            Predictions { ids, columns: numbered(name, per_sample(&out)), rows: rows_of(&out)?, array: out }
         }
         (Task::Regression, _) => {
-            Predictions { columns: numbered("value", per_sample(&out)), rows: rows_of(&out)?, array: out }
+            Predictions { ids, columns: numbered("value", per_sample(&out)), rows: rows_of(&out)?, array: out }
         }
         (Task::Classification, Predicted::Labels) => {
             let labels = predicted_classes(&out)?;
             let rows = Vec::<i64>::try_from(&labels)?.into_iter().map(|c| vec![c.to_string()]).collect();
-            Predictions { columns: vec!["label".into()], rows, array: labels }
+            Predictions { ids, columns: vec!["label".into()], rows, array: labels }
         }
         (Task::Classification, Predicted::Proba) => {
             let proba = class_probabilities(&out)?;
@@ -462,14 +476,15 @@ pub fn predict(run: &Path, data: Option<&Path>, sets: &[String], what: Predicted
                 .map(|(c, p)| std::iter::once(c.to_string()).chain(p).collect())
                 .collect();
             let columns = std::iter::once("label".to_owned()).chain(numbered("proba", per_sample(&proba))).collect();
-            Predictions { columns, rows, array: proba }
+            Predictions { ids, columns, rows, array: proba }
         }
     })
 }
 
 /// The model of run directory `run`, loaded, and its outputs for every sample of the config's
-/// data set (or `data`), on the CPU; and the task it was trained for.
-fn predict_outputs(run: &Path, data: Option<&Path>, sets: &[String]) -> Result<(Tensor, Task)> {
+/// data set (or `data`), on the CPU; the task it was trained for; the samples' names when the
+/// reader gives them.
+fn predict_outputs(run: &Path, data: Option<&Path>, sets: &[String]) -> Result<(Tensor, Task, Option<Vec<String>>)> {
     let meta_path = run.join("model.json");
     let meta_text = std::fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
     let meta: ModelMeta =
@@ -515,7 +530,8 @@ fn predict_outputs(run: &Path, data: Option<&Path>, sets: &[String]) -> Result<(
     }
     net.load_params(&model)?;
     let all: Vec<i64> = (0..reader.len() as i64).collect();
-    Ok((net.forward_reader(reader.as_mut(), &all)?, meta.task))
+    let names = reader.sample_names().filter(|n| n.len() == all.len());
+    Ok((net.forward_reader(reader.as_mut(), &all)?, meta.task, names))
 }
 
 /// `torchfit summary`: the model the config builds for its data set, as torchinfo shows one:

@@ -169,12 +169,18 @@ impl Registry {
     fn find(&self, kind: ComponentKind, name: &str) -> Result<&Component> {
         self.components.iter().find(|c| c.kind == kind && c.name == name).ok_or_else(|| {
             let known: Vec<&str> = self.components.iter().filter(|c| c.kind == kind).map(|c| c.name.as_str()).collect();
+            // The key the config named it with: a callback section's `type` (its own name when
+            // absent), any other section's `name`.
+            let (key, hint) = match kind {
+                ComponentKind::Callback => ("type", " (a callback section's `type` defaults to its name)"),
+                _ => ("name", ""),
+            };
             Error::Component {
                 kind,
                 name: name.into(),
                 source: torchfit_sdk::Error::Config {
-                    key: "name".into(),
-                    message: format!("no {kind} named `{name}`; known: {}", known.join(", ")),
+                    key: key.into(),
+                    message: format!("no {kind} named `{name}`{hint}; known: {}", known.join(", ")),
                 },
             }
         })
@@ -242,8 +248,11 @@ impl Registry {
     /// Builds the dataset reader `name`.
     pub fn reader(&self, name: &str, config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn DatasetReader>> {
         let pick = |c| if let Constructor::Reader(f) = c { Some(f) } else { None };
-        let wrap = |b: Built| match b.base()? {
-            ComponentFfi::Reader(m) => Some(Box::new(DynReader(m)) as Box<dyn DatasetReader>),
+        let wrap = |b: Built| match b {
+            Built::Ext(ComponentExtFfi::Other(ComponentFfi::Reader(m), requests)) => {
+                Some(Box::new(DynReader(m, Some(requests))) as Box<dyn DatasetReader>)
+            }
+            Built::V1(ComponentFfi::Reader(m)) => Some(Box::new(DynReader(m, None)) as Box<dyn DatasetReader>),
             _ => None,
         };
         self.build(ComponentKind::Reader, name, config, ctx, pick, wrap)

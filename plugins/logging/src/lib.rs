@@ -1,7 +1,9 @@
 //! Stock callbacks `csv_logger` (the history as CSV, per epoch and optionally per batch) and
 //! `plot_history` (loss and score curves per epoch as SVG). Both rewrite their file from the
-//! history at every epoch end, atomically, so a resumed run simply continues the file; in a
-//! run of several processes only the main one writes.
+//! history, atomically, so a resumed run simply continues the file; in a run of several
+//! processes only the main one writes. `csv_logger` writes the epochs that have ended when the
+//! next one begins and when training ends, so that its rows hold what every callback recorded
+//! in `on_epoch_end`, wherever it stands in the list.
 #![deny(missing_docs)]
 
 pub mod csv;
@@ -28,36 +30,71 @@ struct CsvConfig {
     filename: String,
     #[serde(default)]
     batches: Option<String>,
+    #[serde(default = "comma")]
+    separator: char,
 }
 
 fn history_csv() -> String {
     "history.csv".into()
 }
 
-struct CsvLogger(CsvConfig);
+fn comma() -> char {
+    ','
+}
+
+/// The logger and the number of epochs whose `on_epoch_end` has run (the rows it writes).
+struct CsvLogger(CsvConfig, usize);
 
 fn build_csv(config: &Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
-    Ok(Box::new(CsvLogger(parse_config(config)?)))
+    let c: CsvConfig = parse_config(config)?;
+    if matches!(c.separator, '"' | '\n' | '\r') {
+        let message = format!("{:?} cannot separate CSV cells", c.separator);
+        return Err(torchfit_sdk::Error::Config { key: "separator".into(), message });
+    }
+    Ok(Box::new(CsvLogger(c, 0)))
+}
+
+impl CsvLogger {
+    /// Rewrites the files with the ended epochs.
+    fn write(&self, host: &dyn Host) -> Result<()> {
+        if !host.is_main_process() {
+            return Ok(());
+        }
+        let (ended, sep) = (self.1.min(host.epochs()), self.0.separator);
+        let records: Vec<Map<String, Value>> = epochs(host).into_iter().take(ended).collect();
+        torchfit_sdk::io::write_atomic(&in_run_dir(host, &self.0.filename), csv::epochs(&records, sep).as_bytes())?;
+        if let Some(name) = &self.0.batches {
+            let per_epoch: Vec<Vec<Map<String, Value>>> = (0..ended as isize)
+                .map(|e| match host.history_get(e, "batches") {
+                    Some(Value::Array(b)) => b.into_iter().filter_map(|r| r.as_object().cloned()).collect(),
+                    _ => Vec::new(),
+                })
+                .collect();
+            torchfit_sdk::io::write_atomic(&in_run_dir(host, name), csv::batches(&per_epoch, sep).as_bytes())?;
+        }
+        Ok(())
+    }
 }
 
 impl Callback for CsvLogger {
-    fn on_epoch_end(&mut self, host: &mut dyn Host) -> Result<Flow> {
-        if !host.is_main_process() {
-            return Ok(Flow::Continue);
-        }
-        torchfit_sdk::io::write_atomic(&in_run_dir(host, &self.0.filename), csv::epochs(&epochs(host)).as_bytes())?;
-        if let Some(name) = &self.0.batches {
-            let per_epoch: Vec<csv::BatchColumns> = (0..host.epochs() as isize)
-                .map(|e| csv::BatchColumns {
-                    train_loss: host.history_batch_values(e, "train_loss"),
-                    train_size: host.history_batch_values(e, "train_batch_size"),
-                    valid_loss: host.history_batch_values(e, "valid_loss"),
-                    valid_size: host.history_batch_values(e, "valid_batch_size"),
-                })
-                .collect();
-            torchfit_sdk::io::write_atomic(&in_run_dir(host, name), csv::batches(&per_epoch).as_bytes())?;
-        }
+    fn on_train_begin(&mut self, host: &mut dyn Host) -> Result<Flow> {
+        // A resumed run's history holds its ended epochs.
+        self.1 = host.epochs();
         Ok(Flow::Continue)
+    }
+
+    fn on_epoch_begin(&mut self, host: &mut dyn Host) -> Result<Flow> {
+        self.write(host)?;
+        Ok(Flow::Continue)
+    }
+
+    fn on_epoch_end(&mut self, host: &mut dyn Host) -> Result<Flow> {
+        self.1 = host.epochs();
+        Ok(Flow::Continue)
+    }
+
+    fn on_train_end(&mut self, host: &mut dyn Host) -> Result<()> {
+        self.write(host)
     }
 }
 
@@ -98,7 +135,7 @@ impl Callback for Plot {
 export_plugin! {
     name: "torchfit-plugin-logging",
     components: [
-        Callback("csv_logger", build_csv, "writes the history as CSV each epoch (filename = history.csv; batches = a file name for per-batch rows)"),
+        Callback("csv_logger", build_csv, "writes the history as CSV each epoch (filename = history.csv; batches = a file name for per-batch rows; separator = \",\")"),
         Callback("plot_history", build_plot, "draws loss and score curves per epoch as SVG (filename = training_curves.svg)"),
     ],
 }
@@ -123,6 +160,7 @@ mod tests {
             let mut plot = build_plot(&serde_json::json!({}), &ctx).unwrap();
             csv.on_epoch_end(&mut host).unwrap();
             plot.on_epoch_end(&mut host).unwrap();
+            csv.on_train_end(&mut host).unwrap();
             let written = std::fs::read_dir(&dir).unwrap().count();
             assert_eq!(written, if rank == 0 { 2 } else { 0 }, "rank {rank}");
         }
@@ -137,6 +175,36 @@ mod tests {
         host.0.new_epoch();
         let mut csv = build_csv(&serde_json::json!({}), &torchfit_sdk::testing::context("csv")).unwrap();
         csv.on_epoch_end(&mut host).unwrap();
+        csv.on_train_end(&mut host).unwrap();
         assert!(dir.join("history.csv").exists());
+    }
+
+    #[test]
+    fn a_row_holds_what_callbacks_after_the_logger_record_and_no_unended_epoch() {
+        let dir = std::env::temp_dir().join(format!("torchfit-logging-late-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut host = FakeHost { run_dir: Some(dir.clone()), ..FakeHost::default() };
+        let config = serde_json::json!({"batches": "b.csv", "separator": ";"});
+        let mut csv = build_csv(&config, &torchfit_sdk::testing::context("csv")).unwrap();
+        csv.on_train_begin(&mut host).unwrap();
+        for _ in 1..=2 {
+            host.new_epoch();
+            csv.on_epoch_begin(&mut host).unwrap();
+            host.new_batch();
+            host.record_batch("train_batch_size", serde_json::json!(4)).unwrap();
+            host.record_batch("lr", serde_json::json!(0.1)).unwrap();
+            csv.on_epoch_end(&mut host).unwrap();
+            // A callback listed after the logger.
+            host.record("event_cp", serde_json::json!(true)).unwrap();
+        }
+        host.new_epoch();
+        csv.on_epoch_begin(&mut host).unwrap();
+        csv.on_train_end(&mut host).unwrap();
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+        assert_eq!(read("history.csv"), "epoch;event_cp\n1;true\n2;true\n", "epoch 3 never ended");
+        assert_eq!(read("b.csv"), "epoch;phase;batch;train_batch_size;lr\n1;train;0;4;0.1\n2;train;0;4;0.1\n");
+        let bad = build_csv(&serde_json::json!({"separator": "\""}), &torchfit_sdk::testing::context("csv"));
+        assert!(bad.err().unwrap().to_string().contains("separator"));
     }
 }

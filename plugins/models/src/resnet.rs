@@ -1,8 +1,12 @@
 //! Residual networks: `resnet18` (torchvision's ResNet-18, with its parameter names, so its
 //! pretrained weights load by name) and `small_resnet` for small images such as MNIST's 28x28.
 //!
-//! `resnet18` has no keys: a 7x7 stride-2 stem with max-pool, four stages of two basic blocks
-//! (64, 128, 256, 512 channels), global average pooling and `fc`.
+//! `resnet18`: a 7x7 stride-2 stem with max-pool, four stages of two basic blocks (64, 128, 256,
+//! 512 channels), global average pooling and `fc`. Its one key is torchvision's:
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `num_classes` | the data's classes (outputs) | outputs of `fc`; at least the data's, so that every label has its logit |
 //!
 //! `small_resnet` keeps the resolution in a 3x3 stem and halves it at each later stage:
 //!
@@ -89,7 +93,7 @@ fn image(ctx: &BuildContext) -> Result<[i64; 3]> {
     }
 }
 
-fn build(spec: Spec, ctx: &BuildContext) -> Result<Box<dyn Model>> {
+fn build(spec: Spec, ctx: &BuildContext, outputs: i64) -> Result<Box<dyn Model>> {
     let image = image(ctx)?;
     let vs = nn::VarStore::new(ctx.device);
     let root = vs.root();
@@ -110,21 +114,33 @@ fn build(spec: Spec, ctx: &BuildContext) -> Result<Box<dyn Model>> {
         );
         cin = width;
     }
-    Budget::of_machine().output(cin, ctx.n_outputs)?;
-    let fc = nn::linear(&root / "fc", cin, ctx.n_outputs, Default::default());
+    Budget::of_machine().output(cin, outputs)?;
+    let fc = nn::linear(&root / "fc", cin, outputs, Default::default());
     Ok(Box::new(ResNet { vars: Vars::new(vs), conv1, bn1, max_pool: spec.max_pool, stages, fc, image }))
+}
+
+/// Settings of `resnet18`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResNet18Config {
+    /// Outputs of `fc`; the data's when absent.
+    pub num_classes: Option<i64>,
 }
 
 /// Builds `resnet18`.
 pub fn build_resnet18(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Model>> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct NoKeys {}
-    let _: NoKeys = parse_config(config)?;
-    build(
-        Spec { stem_kernel: 7, stem_stride: 2, max_pool: true, widths: vec![64, 128, 256, 512], blocks: vec![2; 4] },
-        ctx,
-    )
+    let c: ResNet18Config = parse_config(config)?;
+    let outputs = match c.num_classes {
+        None => ctx.n_outputs,
+        Some(n) if n >= ctx.n_outputs.max(1) => n,
+        Some(n) => {
+            let data = ctx.n_outputs;
+            return Err(bad("num_classes", format!("{n} is fewer than the {data} outputs the data needs")));
+        }
+    };
+    let spec =
+        Spec { stem_kernel: 7, stem_stride: 2, max_pool: true, widths: vec![64, 128, 256, 512], blocks: vec![2; 4] };
+    build(spec, ctx, outputs)
 }
 
 /// Settings of `small_resnet`.
@@ -161,7 +177,11 @@ pub fn build_small(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box
     if let Some(i) = c.blocks.iter().position(|&b| b < 1) {
         return Err(bad(format!("blocks[{i}]"), "must be at least 1"));
     }
-    build(Spec { stem_kernel: 3, stem_stride: 1, max_pool: false, widths: c.widths, blocks: c.blocks }, ctx)
+    build(
+        Spec { stem_kernel: 3, stem_stride: 1, max_pool: false, widths: c.widths, blocks: c.blocks },
+        ctx,
+        ctx.n_outputs,
+    )
 }
 
 impl Model for ResNet {
@@ -220,6 +240,15 @@ mod tests {
             m.forward(&Tensor::zeros([2, 3, 64, 64], (Kind::Float, Device::Cpu)), false).unwrap().size(),
             [2, 1000]
         );
+    }
+
+    #[test]
+    fn resnet18_sizes_fc_to_num_classes_and_refuses_fewer_than_the_data_needs() {
+        let m = build_resnet18(&serde_json::json!({"num_classes": 7}), &ctx(&[3, 32, 32], 5)).unwrap();
+        let fc = m.parameters().into_iter().find(|(n, _)| n == "fc.weight").unwrap().1;
+        assert_eq!(fc.size(), [7, 512]);
+        let e = build_resnet18(&serde_json::json!({"num_classes": 3}), &ctx(&[3, 32, 32], 5)).err().unwrap();
+        assert!(e.to_string().contains("num_classes") && e.to_string().contains("5 outputs"), "{e}");
     }
 
     #[test]

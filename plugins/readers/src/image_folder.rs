@@ -2,8 +2,9 @@
 //!
 //! | key | default | meaning |
 //! |---|---|---|
-//! | `root` | required | the folder; each sub-folder is a class, classes numbered in sorted name order |
-//! | `transforms` | `[]` | applied in order (see [`crate::transforms::Transform`]) |
+//! | `root` | required | the folder; each sub-folder is a class, classes numbered in sorted name order. A folder without class folders, or one image file, is read unlabeled (targets `-1`): what `torchfit predict --data` takes |
+//! | `transforms` | `[]` | applied in order to training samples (see [`crate::transforms::Transform`]) |
+//! | `eval_transforms` | `transforms` without its random steps | applied to validation and prediction samples: they must come out at the training samples' size |
 //! | `grayscale` | `false` | one channel (luma) instead of RGB |
 //! | `extensions` | `["png", "jpg", "jpeg"]` | file endings taken, any case; other files are skipped |
 //! | `workers` | the cores available | threads decoding the images of one batch |
@@ -13,16 +14,20 @@
 //! `prefetch` in `[iterator_train]` to decode the next batches while the current one trains.
 //! Every image must come out of the transforms at the same size (a batch is one tensor): end the
 //! chain with `resize = [h, w]`, a crop, or keep images of one size. Values are in [0, 1] unless
-//! the chain ends with `normalize`. Random transforms are seeded by the run's seed, the epoch
+//! the chain ends with `normalize` (each chain's own last step). Random transforms are seeded by the run's seed, the epoch
 //! (from [`DatasetReader::reset`]) and the sample index, so runs replay exactly whatever
-//! `workers` is; between `reset`s, reading a sample twice gives the same image.
+//! `workers` is; between `reset`s, reading a sample twice gives the same image. The engine says
+//! which chain applies before each pass ([`DatasetReader::set_stage`]): `transforms` in training
+//! passes, `eval_transforms` in every other (torchvision's `transform` of the training set and of
+//! the test set); a host older than SDK 1.3 never says, and the reader then stays in training.
+//! Each sample's name ([`DatasetReader::sample_names`]) is its path under `root`.
 
 use crate::transforms::{self, SampleRng, Transform};
 use image::ImageReader;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use torchfit_sdk::tch::Tensor;
-use torchfit_sdk::{parse_config, BuildContext, DatasetReader, Error, Result};
+use torchfit_sdk::{parse_config, BuildContext, DatasetReader, Error, Result, Stage};
 
 /// Settings of the `image_folder` reader.
 #[derive(Debug, Clone, Deserialize)]
@@ -30,9 +35,11 @@ use torchfit_sdk::{parse_config, BuildContext, DatasetReader, Error, Result};
 pub struct ImageFolderConfig {
     /// The folder of class folders.
     pub root: String,
-    /// Transforms, in order.
+    /// Transforms of training samples, in order.
     #[serde(default)]
     pub transforms: Vec<Transform>,
+    /// Transforms of evaluation samples; `transforms` without its random steps when absent.
+    pub eval_transforms: Option<Vec<Transform>>,
     /// One luma channel instead of three.
     #[serde(default)]
     pub grayscale: bool,
@@ -49,12 +56,34 @@ fn default_extensions() -> Vec<String> {
     ["png", "jpg", "jpeg"].map(String::from).to_vec()
 }
 
-/// A folder of class folders of images, decoded per batch.
-pub struct ImageFolder {
-    files: Vec<(PathBuf, i64)>,
-    classes: Vec<String>,
-    chain: Vec<Transform>,
+/// A chain of transforms and its final normalization.
+struct Chain {
+    steps: Vec<Transform>,
     normalize: Option<(Vec<f64>, Vec<f64>)>,
+}
+
+impl Chain {
+    /// Checks `steps`, configured under `key`, for images of `channels` channels.
+    fn new(steps: Vec<Transform>, key: &str, channels: usize) -> Result<Self> {
+        transforms::validate(&steps).map_err(|message| Error::Config { key: key.into(), message })?;
+        let normalize = match steps.last() {
+            Some(Transform::Normalize(n)) => {
+                Some(n.values(channels).map_err(|message| Error::Config { key: format!("{key}.normalize"), message })?)
+            }
+            _ => None,
+        };
+        Ok(Chain { steps, normalize })
+    }
+}
+
+/// A folder of class folders of images (or unlabeled images), decoded per batch.
+pub struct ImageFolder {
+    root: PathBuf,
+    files: Vec<Labelled>,
+    classes: Vec<String>,
+    train: Chain,
+    eval: Chain,
+    stage: Stage,
     grayscale: bool,
     workers: usize,
     shape: Vec<i64>,
@@ -93,47 +122,36 @@ fn images_under(dir: &Path, extensions: &[String], out: &mut Vec<PathBuf>) -> Re
 }
 
 impl ImageFolder {
-    /// Lists the classes and files under `root`, and decodes the first image to learn the
-    /// sample shape.
+    /// Lists the classes and files under `root` (or takes `root`, an image file), and decodes
+    /// the first image to learn the sample shape.
     pub fn open(root: &Path, cfg: ImageFolderConfig) -> Result<Self> {
-        transforms::validate(&cfg.transforms).map_err(|message| Error::Config { key: "transforms".into(), message })?;
         let channels = if cfg.grayscale { 1 } else { 3 };
-        let normalize = match cfg.transforms.last() {
-            Some(Transform::Normalize(n)) => Some(
-                n.values(channels).map_err(|message| Error::Config { key: "transforms.normalize".into(), message })?,
-            ),
-            _ => None,
+        let eval_steps = match &cfg.eval_transforms {
+            Some(steps) => steps.clone(),
+            None => cfg.transforms.iter().filter(|t| !t.is_random()).cloned().collect(),
         };
-        let mut classes: Vec<PathBuf> = std::fs::read_dir(root)
-            .map_err(|e| Error::io(root, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir())
-            .collect();
-        classes.sort();
-        let mut files = Vec::new();
-        for (class, dir) in classes.iter().enumerate() {
-            let mut found = Vec::new();
-            images_under(dir, &cfg.extensions, &mut found)?;
-            files.extend(found.into_iter().map(|p| (p, class as i64)));
-        }
+        let eval = Chain::new(eval_steps, "eval_transforms", channels)?;
+        let train = Chain::new(cfg.transforms, "transforms", channels)?;
+        let (classes, mut files) = match root.is_file() {
+            true => (Vec::new(), vec![(root.to_path_buf(), UNLABELED)]),
+            false => class_files(root, &cfg.extensions)?,
+        };
         files.truncate(cfg.limit.unwrap_or(usize::MAX));
         if files.is_empty() {
             return Err(Error::data(format!(
-                "{}: no images ({}) in class sub-folders",
+                "{}: no images ({}) in it or in class sub-folders",
                 root.display(),
                 cfg.extensions.join(", ")
             )));
         }
         let workers = cfg.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
-        let classes = classes
-            .iter()
-            .map(|c| c.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
-            .collect();
         let mut reader = ImageFolder {
+            root: root.to_path_buf(),
             files,
             classes,
-            chain: cfg.transforms,
-            normalize,
+            train,
+            eval,
+            stage: Stage::Train,
             grayscale: cfg.grayscale,
             workers,
             shape: Vec::new(),
@@ -142,6 +160,16 @@ impl ImageFolder {
         };
         let (c, h, w, _) = reader.decode(0)?;
         reader.shape = vec![c as i64, h as i64, w as i64];
+        reader.stage = Stage::Eval;
+        let (ec, eh, ew, _) = reader.decode(0)?;
+        reader.stage = Stage::Train;
+        if (ec, eh, ew) != (c, h, w) {
+            let message = format!(
+                "the first image comes out of them as [{ec}, {eh}, {ew}] but out of `transforms` as {:?}: evaluation samples must have the training samples' size (torchvision's habit: resize, then center_crop)",
+                reader.shape
+            );
+            return Err(Error::Config { key: "eval_transforms".into(), message });
+        }
         log::debug!(
             "{}: {} images in {} classes, samples of {:?}",
             root.display(),
@@ -168,11 +196,15 @@ impl ImageFolder {
             .decode()
             .map_err(|e| at(e.to_string()))?;
         let mut rng = SampleRng::new(self.seed, self.epoch, i as u64);
+        let chain = match self.stage {
+            Stage::Train => &self.train,
+            Stage::Eval => &self.eval,
+        };
         let (w, h, raw, c) = if self.grayscale {
-            let img = transforms::apply(img.to_luma8(), &self.chain, &mut rng).map_err(at)?;
+            let img = transforms::apply(img.to_luma8(), &chain.steps, &mut rng).map_err(at)?;
             (img.width(), img.height(), img.into_raw(), 1)
         } else {
-            let img = transforms::apply(img.to_rgb8(), &self.chain, &mut rng).map_err(at)?;
+            let img = transforms::apply(img.to_rgb8(), &chain.steps, &mut rng).map_err(at)?;
             (img.width(), img.height(), img.into_raw(), 3)
         };
         let plane = (w * h) as usize;
@@ -180,7 +212,7 @@ impl ImageFolder {
         for (p, px) in raw.chunks_exact(c).enumerate() {
             for (ch, &v) in px.iter().enumerate() {
                 let v = v as f64 / 255.0;
-                out[ch * plane + p] = match &self.normalize {
+                out[ch * plane + p] = match &chain.normalize {
                     Some((mean, std)) => ((v - mean[ch]) / std[ch]) as f32,
                     None => v as f32,
                 };
@@ -229,6 +261,49 @@ impl DatasetReader for ImageFolder {
         (self.epoch, self.seed) = (epoch, seed);
         Ok(())
     }
+
+    fn set_stage(&mut self, stage: Stage) -> Result<()> {
+        self.stage = stage;
+        Ok(())
+    }
+
+    fn sample_names(&mut self) -> Option<Vec<String>> {
+        let name = |p: &Path| match p.strip_prefix(&self.root) {
+            Ok(under) if !under.as_os_str().is_empty() => under.display().to_string(),
+            _ => p.display().to_string(),
+        };
+        Some(self.files.iter().map(|(p, _)| name(p)).collect())
+    }
+}
+
+/// An image file and its class (its target).
+type Labelled = (PathBuf, i64);
+
+/// The target of an image read without a class (a flat folder, one file).
+const UNLABELED: i64 = -1;
+
+/// The class names under `root` and the images of each, numbered in sorted name order; a folder
+/// without class folders holding images gives no classes and its images unlabeled.
+fn class_files(root: &Path, extensions: &[String]) -> Result<(Vec<String>, Vec<Labelled>)> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .map_err(|e| Error::io(root, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    let mut files = Vec::new();
+    for (class, dir) in dirs.iter().enumerate() {
+        let mut found = Vec::new();
+        images_under(dir, extensions, &mut found)?;
+        files.extend(found.into_iter().map(|p| (p, class as i64)));
+    }
+    if files.is_empty() {
+        let mut loose = Vec::new();
+        images_under(root, extensions, &mut loose)?;
+        return Ok((Vec::new(), loose.into_iter().map(|p| (p, UNLABELED)).collect()));
+    }
+    let names = dirs.iter().map(|c| c.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    Ok((names.collect(), files))
 }
 
 impl ImageFolder {

@@ -112,6 +112,47 @@ impl Model for SharedModel {
     }
 }
 
+/// A reader shared by its [`ReaderAdapter`] and the [`super::ext::RequestsAdapter`] that answers
+/// its requests (a plugin of SDK 1.3 or later).
+#[derive(Clone)]
+pub struct SharedReader(std::sync::Arc<std::sync::Mutex<Box<dyn DatasetReader>>>);
+
+impl SharedReader {
+    /// Shares `reader`.
+    pub fn new(reader: Box<dyn DatasetReader>) -> Self {
+        SharedReader(std::sync::Arc::new(std::sync::Mutex::new(reader)))
+    }
+
+    /// The reader; a panic caught while it was locked leaves it usable.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Box<dyn DatasetReader>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl DatasetReader for SharedReader {
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+    fn sample_shape(&self) -> Vec<i64> {
+        self.lock().sample_shape()
+    }
+    fn get(&mut self, indices: &[i64]) -> Result<(Tensor, Tensor)> {
+        self.lock().get(indices)
+    }
+    fn targets(&mut self) -> Result<Tensor> {
+        self.lock().targets()
+    }
+    fn reset(&mut self, epoch: u64, seed: u64) -> Result<()> {
+        self.lock().reset(epoch, seed)
+    }
+    fn set_stage(&mut self, stage: crate::Stage) -> Result<()> {
+        self.lock().set_stage(stage)
+    }
+    fn sample_names(&mut self) -> Option<Vec<String>> {
+        self.lock().sample_names()
+    }
+}
+
 /// Host side of a loaded model, with the requests of its extension interface when its plugin
 /// has one (SDK 1.1 or later).
 pub struct DynModel(pub ModelFfi_TO<'static, RBox<()>>, pub Option<super::ext::RequestsFfi_TO<'static, RBox<()>>>);
@@ -182,8 +223,24 @@ impl<R: DatasetReader> ReaderFfi for ReaderAdapter<R> {
     }
 }
 
-/// Host side of a loaded reader.
-pub struct DynReader(pub ReaderFfi_TO<'static, RBox<()>>);
+/// Host side of a loaded reader, with the requests of its extension interface when its plugin
+/// has one (SDK 1.1 or later; a plugin older than 1.3 answers `set_stage` and `sample_names` as
+/// unsupported, which means it has no stages and no names).
+pub struct DynReader(pub ReaderFfi_TO<'static, RBox<()>>, pub Option<super::ext::RequestsFfi_TO<'static, RBox<()>>>);
+
+impl DynReader {
+    /// The reply to `request`, or `None` when the plugin has no extension interface or does not
+    /// know the request (it predates it).
+    fn request(&mut self, request: &str, args: serde_json::Value) -> Result<Option<serde_json::Value>> {
+        let Some(requests) = &mut self.1 else { return Ok(None) };
+        match ok(requests.call(request.into(), args.to_string().as_str().into(), RVec::new())) {
+            // SAFETY: the plugin's requests give their reply's tensors.
+            Ok(reply) => Ok(Some(unsafe { reply.take() }?.0)),
+            Err(Error::Unsupported { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
 
 impl DatasetReader for DynReader {
     fn len(&self) -> usize {
@@ -202,6 +259,13 @@ impl DatasetReader for DynReader {
     }
     fn reset(&mut self, epoch: u64, seed: u64) -> Result<()> {
         ok(self.0.reset(epoch, seed))
+    }
+    fn set_stage(&mut self, stage: crate::Stage) -> Result<()> {
+        self.request(super::ext::requests::SET_STAGE, serde_json::json!({"stage": stage.as_str()})).map(drop)
+    }
+    fn sample_names(&mut self) -> Option<Vec<String>> {
+        let reply = self.request(super::ext::requests::SAMPLE_NAMES, serde_json::Value::Null).ok()??;
+        serde_json::from_value(reply).ok()
     }
 }
 

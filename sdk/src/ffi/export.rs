@@ -4,7 +4,7 @@
 use super::callback::{CallbackAdapter, CallbackFfi_TO};
 use super::components::{
     CriterionAdapter, CriterionFfi_TO, ModelAdapter, ModelFfi_TO, ReaderAdapter, ReaderFfi_TO, ScorerAdapter,
-    ScorerFfi_TO, SharedModel,
+    ScorerFfi_TO, SharedModel, SharedReader,
 };
 use super::ext::{
     CallbackExtAdapter, CallbackExtFfi_TO, ComponentExtFfi, ExtHeader, RequestsAdapter, RequestsFfi_TO, SdkExtFfi,
@@ -138,7 +138,16 @@ pub extern "C" fn build_ext(
                     ScorerAdapter(scorer, ErrorForm::WithKind),
                     TD_Opaque,
                 ));
-                let requests = RequestsAdapter { description, model: None };
+                let requests = RequestsAdapter { description, ..RequestsAdapter::default() };
+                ComponentExtFfi::Other(base, RequestsFfi_TO::from_value(requests, TD_Opaque))
+            }
+            Constructor::Reader(f) => {
+                let reader = SharedReader::new(f(&config, &ctx)?);
+                let base = ComponentFfi::Reader(ReaderFfi_TO::from_value(
+                    ReaderAdapter(reader.clone(), ErrorForm::WithKind),
+                    TD_Opaque,
+                ));
+                let requests = RequestsAdapter { reader: Some(reader), ..RequestsAdapter::default() };
                 ComponentExtFfi::Other(base, RequestsFfi_TO::from_value(requests, TD_Opaque))
             }
             Constructor::Model(f) => {
@@ -147,12 +156,12 @@ pub extern "C" fn build_ext(
                     ModelAdapter(model.clone(), ErrorForm::WithKind),
                     TD_Opaque,
                 ));
-                let requests = RequestsAdapter { description: serde_json::json!({}), model: Some(model) };
+                let requests = RequestsAdapter { model: Some(model), ..RequestsAdapter::default() };
                 ComponentExtFfi::Other(base, RequestsFfi_TO::from_value(requests, TD_Opaque))
             }
             other => {
                 let base = component(other, &config, &ctx, ErrorForm::WithKind)?;
-                let requests = RequestsAdapter { description: serde_json::json!({}), model: None };
+                let requests = RequestsAdapter::default();
                 ComponentExtFfi::Other(base, RequestsFfi_TO::from_value(requests, TD_Opaque))
             }
         })

@@ -77,34 +77,48 @@ fn clipping_bounds_the_gradient_norm_seen_by_later_callbacks() {
 
 #[test]
 fn the_csv_logger_and_the_plot_write_into_the_run_directory() {
-    plugin_library("torchfit-plugin-logging", "torchfit_plugin_logging");
+    for (package, stem) in [
+        ("torchfit-plugin-logging", "torchfit_plugin_logging"),
+        ("torchfit-plugin-checkpoint", "torchfit_plugin_checkpoint"),
+    ] {
+        plugin_library(package, stem);
+    }
+    let dir =
+        plugin_dir("csv-grad-norm", &plugin_library("custom-callback", "custom_callback"), "libcustom_callback.so");
     let out = temp_dir("logging").join("run");
+    // The logger comes before the checkpoint, which records `event_cp` in the same on_epoch_end.
     train(
         &out,
         &[
             "max_epochs=3",
             "callbacks__csv__type=csv_logger",
             "callbacks__csv__batches=batches.csv",
+            "callbacks__csv__separator=;",
+            "callbacks__cp__type=checkpoint",
+            "callbacks__grad_norm__key=grad_norm",
             "callbacks__plot__type=plot_history",
         ],
-        &[],
+        &[("TORCHFIT_PLUGIN_PATH", dir.to_str().unwrap())],
     );
     let csv = std::fs::read_to_string(out.join("history.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 4, "a header and one row per epoch");
     assert!(
-        lines[0].starts_with("epoch,") && lines[0].contains("valid_acc") && !lines[0].contains("batches"),
+        lines[0].starts_with("epoch;") && lines[0].contains("valid_acc") && !lines[0].contains("batches"),
         "{}",
         lines[0]
     );
+    assert!(lines[0].contains("event_cp"), "a key recorded after the logger's turn: {}", lines[0]);
     let batches = std::fs::read_to_string(out.join("batches.csv")).unwrap();
     assert_eq!(batches.lines().count(), 1 + 3 * (36 + 3));
+    let header = batches.lines().next().unwrap();
+    assert!(header.starts_with("epoch;phase;batch;") && header.contains("grad_norm"), "{header}");
     let svg = std::fs::read_to_string(out.join("training_curves.svg")).unwrap();
     assert!(svg.contains("<title>train_loss</title>") && svg.contains("<title>valid_acc</title>"));
 }
 
 #[test]
-fn the_transfer_learning_example_fine_tunes_only_the_head_of_a_pretrained_net() {
+fn the_transfer_learning_example_gives_a_body_pretrained_on_other_digits_a_new_head() {
     for (package, stem) in [
         ("torchfit-plugin-checkpoint", "torchfit_plugin_checkpoint"),
         ("torchfit-plugin-freezer", "torchfit_plugin_freezer"),
@@ -113,23 +127,32 @@ fn the_transfer_learning_example_fine_tunes_only_the_head_of_a_pretrained_net() 
         plugin_library(package, stem);
     }
     let root = temp_dir("transfer");
-    let (pre, fine) = (root.join("pretrained"), root.join("finetuned"));
-    train(&pre, &["max_epochs=5"], &[]);
-    let args = ["train", "examples/transfer-learning/config.toml", "--set"];
+    let (pre, fine, random) = (root.join("pretrained"), root.join("finetuned"), root.join("random"));
+    let run = |config: &str, sets: &[&str], out: &Path| {
+        let mut args = vec!["train", config, "--out", out.to_str().unwrap()];
+        sets.iter().for_each(|s| args.extend(["--set", s]));
+        let o = torchfit_env(&args, &[]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        read_json(&out.join("history.json"))
+    };
+    run("examples/transfer-learning/pretrain.toml", &[], &pre);
+    let config = "examples/transfer-learning/config.toml";
     let from = format!("callbacks__pretrained__dirname={}", pre.display());
-    let o = torchfit_env(&[&args[..], &[from.as_str(), "--out", fine.to_str().unwrap()]].concat(), &[]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let h = run(config, &[from.as_str()], &fine);
     let load = |run: &Path| tch::Tensor::read_safetensors(run.join("model.safetensors")).unwrap();
     let get = |v: &[(String, tch::Tensor)], n: &str| v.iter().find(|(k, _)| k == n).unwrap().1.shallow_clone();
     let (a, b) = (load(&pre), load(&fine));
     assert!(get(&a, "hidden.0.weight").equal(&get(&b, "hidden.0.weight")), "the body stays pretrained");
-    assert!(!get(&a, "output.weight").equal(&get(&b, "output.weight")), "the head is trained");
-    let h = read_json(&fine.join("history.json"));
+    assert_eq!(get(&a, "output.weight").size(), [6, 64], "pretrained on six digits");
+    assert_eq!(get(&b, "output.weight").size(), [4, 64], "a new head for the four others");
     let epochs = h.as_array().unwrap();
     assert_eq!(epochs.len(), 10);
-    assert!(epochs[0]["valid_acc"].as_f64().unwrap() > 0.9, "starts from pretrained weights");
-    assert!((epochs[7]["event_lr"].as_f64().unwrap() - 0.001).abs() < 1e-12, "StepLR decayed after 7 epochs");
+    assert!((epochs[7]["event_lr"].as_f64().unwrap() - 0.01).abs() < 1e-12, "StepLR decayed after 7 epochs");
     assert!(epochs.iter().any(|e| e["event_cp"] == true));
+    // The same run on a random frozen body starts lower: the pretrained features carry over.
+    let r = run(config, &["callbacks__pretrained=false"], &random);
+    let first = |h: &serde_json::Value| h[0]["valid_acc"].as_f64().unwrap();
+    assert!(first(&h) > first(&r), "pretrained {} vs random {}", first(&h), first(&r));
 }
 
 #[test]

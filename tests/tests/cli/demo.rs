@@ -229,3 +229,49 @@ fn summary_counts_each_parameter_as_pytorch_counts_the_same_network() {
     );
     assert!(text.contains("buffers (not parameters):"), "batch norm's statistics are shown apart: {text}");
 }
+
+#[test]
+fn the_progress_bar_shows_the_running_loss_and_named_keys_on_a_terminal_and_nothing_in_a_pipe() {
+    let Ok(script) = which("script") else {
+        eprintln!("SKIPPED: `script` (util-linux) is not installed; the terminal side of the progress bar is untested");
+        return;
+    };
+    let dir = temp_dir("progress");
+    // Epochs of one-sample batches last long enough for the bar to be redrawn with a loss.
+    let command = format!(
+        "{} train examples/digits/config.toml --set max_epochs=2 --set iterator_train__batch_size=1 \
+         --set 'callbacks__progress_bar__keys=[\"train_batch_size\"]' --out {}",
+        torchfit_tests::torchfit_bin().display(),
+        dir.join("tty").display()
+    );
+    let o = std::process::Command::new(script)
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(torchfit_tests::root())
+        .env("TORCHFIT_LOG", "warn")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{shown}");
+    assert!(shown.contains("train_loss=") && shown.contains("train_batch_size=1"), "{shown}");
+    let piped = torchfit_tests::train_digits(&["max_epochs=2"], Some(&dir.join("pipe")), &[]);
+    assert!(piped.status.success());
+    assert!(!String::from_utf8_lossy(&piped.stderr).contains("batches"), "no bar in a pipe");
+}
+
+/// The path of `program` on `PATH`.
+fn which(program: &str) -> Result<std::path::PathBuf, ()> {
+    let path = std::env::var_os("PATH").ok_or(())?;
+    std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file()).ok_or(())
+}
+
+#[test]
+fn an_unknown_callback_is_named_by_the_type_key_it_was_read_from() {
+    let o = torchfit(&["train", "examples/digits/config.toml", "--set", "callbacks__x__type=nonexist"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--set callbacks__x__type=nonexist") && err.contains("`callbacks.x.type`"), "{err}");
+    let o = torchfit(&["train", "examples/digits/config.toml", "--set", "callbacks__nonexist__k=1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("`callbacks.nonexist.type`") && err.contains("defaults to its name"), "{err}");
+}

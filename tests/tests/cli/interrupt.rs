@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 use torchfit_tests::{history_without, read_json, root, temp_dir, torchfit_bin, train_digits};
 
 const EPOCHS: &str = "max_epochs=40";
@@ -12,12 +13,18 @@ const EPOCHS: &str = "max_epochs=40";
 /// Starts a run, waits until the table shows epoch 3, sends `signal`, and returns the exit code
 /// and the lines printed on standard error.
 fn interrupt(out: &Path, signal: &str) -> (Option<i32>, Vec<String>) {
-    interrupt_at(out, &[EPOCHS], "3 ", &[signal])
+    interrupt_at(out, &[EPOCHS], "3 ", Duration::ZERO, &[signal])
 }
 
-/// Starts a run with `sets`, waits for the table row starting with `row`, sends `signals` 50 ms
-/// apart, and returns the exit code and the lines printed on standard error.
-fn interrupt_at(out: &Path, sets: &[&str], row: &str, signals: &[&str]) -> (Option<i32>, Vec<String>) {
+/// Starts a run with `sets`, waits for the table row starting with `row` and then `settle`, sends
+/// `signals` 50 ms apart, and returns the exit code and the lines printed on standard error.
+fn interrupt_at(
+    out: &Path,
+    sets: &[&str],
+    row: &str,
+    settle: Duration,
+    signals: &[&str],
+) -> (Option<i32>, Vec<String>) {
     let mut args = vec!["train", "examples/digits/config.toml", "--out", out.to_str().unwrap()];
     for s in sets {
         args.extend(["--set", s]);
@@ -36,10 +43,11 @@ fn interrupt_at(out: &Path, sets: &[&str], row: &str, signals: &[&str]) -> (Opti
             break;
         }
     }
+    std::thread::sleep(settle);
     for signal in signals {
         let sent = Command::new("kill").args([*signal, &child.id().to_string()]).status().unwrap();
         assert!(sent.success());
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(50));
     }
     rows.for_each(drop);
     let o = child.wait_with_output().unwrap();
@@ -88,17 +96,19 @@ fn resume_equals(stopped: &Path, straight: &Path, sets: &[&str]) {
 #[test]
 fn ctrl_c_mid_epoch_resumes_from_the_boundary_and_not_from_a_callbacks_train_end_checkpoint() {
     // The callback's set is saved in on_train_end, after batch k of the cut epoch: it is marked as
-    // saved during an epoch and never taken as the point --resume continues from.
+    // saved during an epoch and never taken as the point --resume continues from. Epochs of 1437
+    // one-sample batches, and the signal a quarter of a second after epoch 3's row: it lands in
+    // epoch 4 even when the row is printed before the epoch's other callbacks have run.
     let root = temp_dir("interrupt-cb-end");
     let (straight, stopped) = (root.join("straight"), root.join("stopped"));
     let sets = [
         "max_epochs=12",
-        "iterator_train__batch_size=4",
+        "iterator_train__batch_size=1",
         "callbacks__end__type=train_end_checkpoint",
         "callbacks__end__fn_prefix=cb_end_",
     ];
     assert!(train_digits(&sets, Some(&straight), &[]).status.success());
-    let (code, after) = interrupt_at(&stopped, &sets, "3 ", &["-INT"]);
+    let (code, after) = interrupt_at(&stopped, &sets, "3 ", Duration::from_millis(250), &["-INT"]);
     assert_eq!(code, Some(130), "{after:?}");
     let summary = read_json(&stopped.join("summary.json"));
     assert!(summary["interrupted"]["batches"].as_u64().unwrap() > 0, "the signal came during an epoch: {summary}");
@@ -121,7 +131,7 @@ fn a_second_ctrl_c_exits_at_once() {
     let out = temp_dir("interrupt-twice").join("run");
     // One batch of a second or so per epoch: both signals arrive while it runs.
     let slow = ["module__hidden=[2000, 2000]", "iterator_train__batch_size=1400", "max_epochs=20"];
-    let (code, after) = interrupt_at(&out, &slow, "1 ", &["-INT", "-INT"]);
+    let (code, after) = interrupt_at(&out, &slow, "1 ", Duration::ZERO, &["-INT", "-INT"]);
     assert_eq!(code, Some(130), "{after:?}");
     assert!(after.iter().all(|l| !l.contains("interrupted by")), "it did not wait for the batch: {after:?}");
     assert!(!out.join("summary.json").exists());

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use torchfit::readers::{csv, image_folder, npy};
 use torchfit_sdk::tch::Tensor;
-use torchfit_sdk::{BuildContext, DatasetReader};
+use torchfit_sdk::{BuildContext, DatasetReader, Stage};
 use torchfit_tests::{history_without, python, read_json, root, temp_dir, torchfit_env};
 
 fn digits_csv() -> PathBuf {
@@ -92,7 +92,7 @@ fn an_image_folder_reads_the_pixels_and_classes_it_was_written_with() {
 fn random_transforms_change_with_the_epoch_and_replay_with_it() {
     let dir = temp_dir("image-folder-random");
     write_images(&dir, 0);
-    let chain = serde_json::json!({"transforms": [{"resize": 16}, {"random_resized_crop": {"size": 12, "scale": [0.5, 1.0]}}, {"random_horizontal_flip": 0.5}, {"normalize": {"mean": [0.5], "std": [0.25]}}]});
+    let chain = serde_json::json!({"transforms": [{"resize": 16}, {"random_resized_crop": {"size": 12, "scale": [0.5, 1.0]}}, {"random_horizontal_flip": 0.5}, {"normalize": {"mean": [0.5], "std": [0.25]}}], "eval_transforms": [{"resize": 16}, {"center_crop": 12}]});
     let mut one = folder(&dir, chain.clone());
     let mut four = folder(&dir, {
         let mut c = chain.clone();
@@ -110,6 +110,36 @@ fn random_transforms_change_with_the_epoch_and_replay_with_it() {
     assert_eq!(a, read(&mut one, 1), "reading again replays the epoch");
     assert_ne!(a, read(&mut one, 2), "another epoch crops differently");
     assert!(a.iter().any(|&v| v < -1.0) && a.iter().any(|&v| v > 1.0), "normalized around 0.5 with std 0.25");
+}
+
+#[test]
+fn evaluation_samples_get_the_eval_transforms_and_never_the_random_ones() {
+    let dir = temp_dir("image-folder-eval");
+    write_images(&dir, 0);
+    let idx: Vec<i64> = (0..40).collect();
+    let read = |r: &mut Box<dyn DatasetReader>, stage, epoch| {
+        r.set_stage(stage).unwrap();
+        r.reset(epoch, 7).unwrap();
+        Vec::<f32>::try_from(r.get(&idx).unwrap().0.flatten(0, -1)).unwrap()
+    };
+    // Without eval_transforms, evaluation drops the random steps: a flip that always happens in
+    // training never happens in evaluation.
+    let mut flipped = folder(&dir, serde_json::json!({"transforms": [{"random_horizontal_flip": 1.0}]}));
+    let mut plain = folder(&dir, serde_json::json!({}));
+    let as_is = read(&mut plain, Stage::Train, 1);
+    assert_ne!(read(&mut flipped, Stage::Train, 1), as_is);
+    assert_eq!(read(&mut flipped, Stage::Eval, 1), as_is);
+    // A random crop has no size without its random step: eval_transforms is asked for, by name.
+    let crop = serde_json::json!([{"resize": 16}, {"random_resized_crop": {"size": 12, "scale": [0.5, 1.0]}}]);
+    let cfg = serde_json::json!({"root": dir, "grayscale": true, "transforms": crop});
+    let e = image_folder::build(&cfg, &ctx(&dir)).err().unwrap().to_string();
+    assert!(e.contains("eval_transforms") && e.contains("[1, 12, 12]"), "{e}");
+    let eval = serde_json::json!([{"resize": 16}, {"center_crop": 12}]);
+    let mut r = folder(&dir, serde_json::json!({"transforms": crop, "eval_transforms": eval.clone()}));
+    assert_ne!(read(&mut r, Stage::Train, 1), read(&mut r, Stage::Train, 2), "training crops change");
+    let evaluated = read(&mut r, Stage::Eval, 1);
+    assert_eq!(evaluated, read(&mut r, Stage::Eval, 2), "evaluation is the same every epoch");
+    assert_eq!(evaluated, read(&mut folder(&dir, serde_json::json!({"transforms": eval})), Stage::Train, 1));
 }
 
 #[test]
@@ -263,4 +293,53 @@ fn predict_data_reads_a_new_file_with_the_runs_reader_whichever_it_is() {
     let o = torchfit_env(&["train", &config, "--set", "max_epochs=1", "--out", run.to_str().unwrap()], &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     predict_data_equals_predict(&run, &dir.join("images"));
+}
+
+#[test]
+fn predict_takes_a_flat_folder_or_one_image_and_names_each_row_by_its_file() {
+    let dir = temp_dir("predict-images");
+    write_images(&dir.join("images"), 0);
+    let folder = "name = \"image_folder\"\nroot = \"images\"\ngrayscale = true";
+    let config = write_config(&dir, folder, "").to_str().unwrap().to_owned();
+    let run = dir.join("run");
+    let o = torchfit_env(&["train", &config, "--set", "max_epochs=2", "--out", run.to_str().unwrap()], &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let predict = |data: Option<&Path>| {
+        let mut args = vec!["predict".to_owned(), run.display().to_string(), "--proba".into()];
+        if let Some(d) = data {
+            args.extend(["--data".into(), d.display().to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = torchfit_env(&args, &[]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    // The run's own data: rows named by their path under the root, class folder first.
+    let all = predict(None);
+    let row = |text: &str, id: &str| text.lines().find(|l| l.split(',').next() == Some(id)).map(str::to_owned);
+    let seven = std::fs::read_dir(dir.join("images/7")).unwrap().map(|e| e.unwrap().path()).min().unwrap();
+    let name = seven.file_name().unwrap().to_str().unwrap().to_owned();
+    let expected = row(&all, &format!("7/{name}")).expect("a row named 7/<file>");
+    // The label, then the probabilities, equal to float32 rounding (a batch of another size sums
+    // in another order).
+    let same = |line: &str, want: &str| {
+        let cells = |l: &str| l.split(',').skip(1).map(|c| c.parse::<f64>().unwrap()).collect::<Vec<_>>();
+        let (got, want) = (cells(line), cells(want));
+        got.len() == want.len() && got[0] == want[0] && got.iter().zip(&want).all(|(a, b)| (a - b).abs() <= 1e-6)
+    };
+    // A flat folder (no class folders) of three images, one of them that file.
+    let flat = dir.join("flat");
+    std::fs::create_dir_all(&flat).unwrap();
+    for f in [&seven, &dir.join("images/0").read_dir().unwrap().next().unwrap().unwrap().path()] {
+        std::fs::copy(f, flat.join(f.file_name().unwrap())).unwrap();
+    }
+    std::fs::copy(&seven, flat.join("a, copy.png")).unwrap();
+    let text = predict(Some(&flat));
+    assert_eq!(text.lines().count(), 1 + 3, "{text}");
+    assert!(same(&row(&text, &name).expect("named by file"), &expected), "{text}\n{expected}");
+    assert!(text.lines().any(|l| l.starts_with("\"a, copy.png\",")), "a name with a comma is quoted: {text}");
+    // One image file.
+    let text = predict(Some(&seven));
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(same(text.lines().nth(1).unwrap(), &expected), "{text}\n{expected}");
 }

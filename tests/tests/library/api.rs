@@ -334,7 +334,8 @@ fn an_error_in_a_callback_aborts_the_run_and_every_train_end_still_runs() {
     );
 }
 
-/// A reader that logs `reset` calls and otherwise serves a small in-memory data set.
+/// A reader that logs `reset` and `set_stage` calls and otherwise serves a small in-memory data
+/// set.
 struct LoggingReader(torchfit::data::TensorDataset);
 
 impl DatasetReader for LoggingReader {
@@ -351,10 +352,14 @@ impl DatasetReader for LoggingReader {
         log(format!("reset {epoch} {seed}"));
         Ok(())
     }
+    fn set_stage(&mut self, stage: torchfit_sdk::Stage) -> SdkResult<()> {
+        log(format!("{stage:?}"));
+        Ok(())
+    }
 }
 
 #[test]
-fn readers_are_reset_with_the_epoch_and_seed_before_each_epoch() {
+fn readers_are_reset_each_epoch_and_told_the_stage_of_each_pass() {
     let _serial = serial();
     let (x, y) = digits();
     let mut reader = LoggingReader(torchfit::data::TensorDataset::new(&x, &y).unwrap());
@@ -362,7 +367,10 @@ fn readers_are_reset_with_the_epoch_and_seed_before_each_epoch() {
     net.set_param("seed", 7).unwrap();
     take_events();
     net.fit_dataset(&mut reader, None, torchfit::net::Start::Fresh).unwrap();
-    assert_eq!(take_events(), ["reset 1 7", "reset 2 7", "reset 3 7"]);
+    let epoch = |e: u64| [format!("reset {e} 7"), "Train".into(), "Eval".into()];
+    assert_eq!(take_events(), [epoch(1), epoch(2), epoch(3)].concat());
+    assert_eq!(net.forward_reader(&mut reader, &[0, 1, 2]).unwrap().size()[0], 3);
+    assert_eq!(take_events(), ["Eval"], "prediction reads evaluation samples");
 }
 
 /// Cross-entropy per sample, not reduced: `reshape` keeps a single-sample batch's loss of shape [1].

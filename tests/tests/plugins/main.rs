@@ -4,6 +4,7 @@
 
 mod abi_versions;
 mod conformance;
+mod examples;
 mod loading;
 mod sdk11;
 mod template;

@@ -229,6 +229,37 @@ fn a_missing_file_in_a_plugin_reader_exits_2_as_in_a_stock_reader() {
 }
 
 #[test]
+fn a_plugin_reader_is_told_each_passs_stage_and_names_its_samples_across_the_boundary() {
+    let dir = temp_dir("sdk13-reader");
+    let data = dir.join("lines.txt");
+    let text: String = (0..200).map(|i| format!("{},{}\n", i as f32 / 200.0, (i >= 100) as i64)).collect();
+    std::fs::write(&data, text).unwrap();
+    let run = dir.join("run");
+    let dataset = format!("dataset={{name = \"lines\", path = {:?}}}", data.display().to_string());
+    ok(&train(2, &[&dataset], Some(&run)));
+    let predict = |sets: &[&str]| {
+        let mut args = vec!["predict", run.to_str().unwrap(), "--logits"];
+        sets.iter().for_each(|s| args.extend(["--set", s]));
+        let o = torchfit_tests::torchfit_env(&args, &[]);
+        ok(&o);
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let plain = predict(&[]);
+    assert!(plain.lines().nth(1).unwrap().starts_with("line 1,"), "the reader's names are the ids: {plain}");
+    assert_eq!(plain.lines().count(), 201);
+    // Prediction is an evaluation pass: the plugin's shift of evaluation samples applies.
+    assert_ne!(predict(&["dataset__eval_offset=1000.0"]), plain, "the stage reached the plugin");
+    // Training on the shifted reader: the validation loss sees the shift, the training loss not.
+    let shifted = dir.join("shifted");
+    let eval_shifted =
+        format!("dataset={{name = \"lines\", path = {:?}, eval_offset = 1000.0}}", data.display().to_string());
+    ok(&train(1, &[&eval_shifted], Some(&shifted)));
+    let (a, b) = (read_json(&run.join("history.json")), read_json(&shifted.join("history.json")));
+    assert_eq!(a[0]["train_loss"], b[0]["train_loss"], "training samples are not shifted");
+    assert_ne!(a[0]["valid_loss"], b[0]["valid_loss"], "validation samples are");
+}
+
+#[test]
 fn a_libtorch_error_in_a_plugin_criterion_is_one_line_naming_the_component() {
     let plugins = format!("plugins=[{:?}]", sdk11().display().to_string());
     let o = train_digits(&["max_epochs=1", &plugins, "criterion__name=bad_shape"], None, &[]);

@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::sync_channel;
 use tch::Tensor;
-use torchfit_sdk::{DatasetReader, Error, Result};
+use torchfit_sdk::{DatasetReader, Error, Result, Stage};
 
 /// The batches of one pass: index lists of at most `batch_size` samples.
 pub type Batches = Vec<Vec<i64>>;
@@ -28,7 +28,7 @@ pub fn order(indices: &[i64], shuffle: bool, seed: u64, epoch: u64) -> Vec<i64> 
 }
 
 /// Calls `step(index, indices, x, y)` for each batch of `batches` in order, with the batch's
-/// samples from `reader`.
+/// samples from `reader`, which is first told the pass's `stage` (training or evaluation).
 ///
 /// With `prefetch == 0` each batch is read in line, just before its step. Otherwise a loader
 /// thread reads the batches in the same order and keeps up to `prefetch` of them ready, so that
@@ -38,12 +38,14 @@ pub fn order(indices: &[i64], shuffle: bool, seed: u64, epoch: u64) -> Vec<i64> 
 pub fn for_each_batch<E>(
     reader: &mut dyn DatasetReader,
     batches: &Batches,
+    stage: Stage,
     prefetch: usize,
     mut step: impl FnMut(usize, &[i64], Tensor, Tensor) -> std::result::Result<ControlFlow<()>, E>,
 ) -> std::result::Result<(), E>
 where
     E: From<Error>,
 {
+    reader.set_stage(stage)?;
     if prefetch == 0 {
         for (index, idx) in batches.iter().enumerate() {
             let (x, y) = read(reader, idx)?;
@@ -94,7 +96,7 @@ mod tests {
     fn seen(prefetch: usize) -> Vec<(usize, Vec<i64>, Vec<f32>)> {
         let mut out = Vec::new();
         let b = batches(&(0..23).collect::<Vec<_>>(), 5, true, 9, 1);
-        for_each_batch::<Error>(&mut dataset(23), &b, prefetch, |i, idx, x, _| {
+        for_each_batch::<Error>(&mut dataset(23), &b, Stage::Train, prefetch, |i, idx, x, _| {
             out.push((i, idx.to_vec(), Vec::<f32>::try_from(x.flatten(0, -1)).unwrap()));
             Ok(ControlFlow::Continue(()))
         })
@@ -133,7 +135,7 @@ mod tests {
         let b: Batches = (0..4).map(|i| vec![i]).collect();
         for prefetch in [0, 2] {
             let mut steps = 0;
-            let e = for_each_batch::<Error>(&mut Panicky, &b, prefetch, |_, _, _, _| {
+            let e = for_each_batch::<Error>(&mut Panicky, &b, Stage::Train, prefetch, |_, _, _, _| {
                 steps += 1;
                 Ok(ControlFlow::Continue(()))
             });
@@ -143,6 +145,7 @@ mod tests {
             let e = for_each_batch::<Error>(
                 &mut dataset(40),
                 &(0..40).map(|i| vec![i]).collect(),
+                Stage::Train,
                 prefetch,
                 |i, _, _, _| {
                     steps += 1;
@@ -185,7 +188,7 @@ mod tests {
         let b: Batches = (0..10).map(|i| vec![i]).collect();
         for prefetch in [0, 3] {
             let mut steps = Vec::new();
-            for_each_batch::<Error>(&mut dataset(10), &b, prefetch, |i, _, _, _| {
+            for_each_batch::<Error>(&mut dataset(10), &b, Stage::Train, prefetch, |i, _, _, _| {
                 steps.push(i);
                 Ok(if i == 3 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
             })

@@ -7,7 +7,7 @@ use crate::{Error, Result};
 use std::ops::ControlFlow;
 use tch::{Device, Kind, Tensor};
 use torchfit_sdk::metrics::{correct, predicted_classes, r2};
-use torchfit_sdk::{DatasetReader, Task};
+use torchfit_sdk::{DatasetReader, Stage, Task};
 
 /// Loss (and accuracy, for classification) of a model on a set of samples.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,10 +31,16 @@ impl NeuralNet {
         let _guard = tch::no_grad_guard();
         let mut outs = Vec::new();
         let iv = &c.settings.iterator_valid;
-        for_each_batch(reader, &batches(indices, iv.batch_size, false, 0, 0), iv.prefetch, |_, _, x, _| {
-            outs.push(c.forward(&x.f_to_device(c.device)?, false)?);
-            Ok::<_, Error>(ControlFlow::Continue(()))
-        })?;
+        for_each_batch(
+            reader,
+            &batches(indices, iv.batch_size, false, 0, 0),
+            Stage::Eval,
+            iv.prefetch,
+            |_, _, x, _| {
+                outs.push(c.forward(&x.f_to_device(c.device)?, false)?);
+                Ok::<_, Error>(ControlFlow::Continue(()))
+            },
+        )?;
         Ok(Tensor::f_cat(&outs, 0)?.f_to_device(Device::Cpu)?)
     }
 
@@ -82,16 +88,22 @@ impl NeuralNet {
         let (mut loss_sum, mut right) =
             (Tensor::zeros([], (Kind::Double, c.device)), Tensor::zeros([], (Kind::Int64, c.device)));
         let iv = &c.settings.iterator_valid;
-        for_each_batch(reader, &batches(indices, iv.batch_size, false, 0, 0), iv.prefetch, |_, idx, x, y| {
-            let (x, y) = (x.f_to_device(c.device)?, y.f_to_device(c.device)?);
-            let out = c.forward(&x, false)?;
-            let loss = c.loss(&out, &y)?;
-            loss_sum = loss_sum.f_add(&loss.f_to_kind(Kind::Double)?.f_mul_scalar(idx.len() as f64)?)?;
-            if classification {
-                right = right.f_add(&correct(&y, &out)?)?;
-            }
-            Ok::<_, Error>(ControlFlow::Continue(()))
-        })?;
+        for_each_batch(
+            reader,
+            &batches(indices, iv.batch_size, false, 0, 0),
+            Stage::Eval,
+            iv.prefetch,
+            |_, idx, x, y| {
+                let (x, y) = (x.f_to_device(c.device)?, y.f_to_device(c.device)?);
+                let out = c.forward(&x, false)?;
+                let loss = c.loss(&out, &y)?;
+                loss_sum = loss_sum.f_add(&loss.f_to_kind(Kind::Double)?.f_mul_scalar(idx.len() as f64)?)?;
+                if classification {
+                    right = right.f_add(&correct(&y, &out)?)?;
+                }
+                Ok::<_, Error>(ControlFlow::Continue(()))
+            },
+        )?;
         let n = indices.len().max(1) as f64;
         let accuracy = if classification { Some(right.f_int64_value(&[])? as f64 / n) } else { None };
         Ok(Evaluation { loss: loss_sum.f_double_value(&[])? / n, accuracy, samples: indices.len() })

@@ -15,7 +15,7 @@ use crate::data::{for_each_batch, Batches};
 use crate::{History, Result};
 use std::ops::ControlFlow;
 use tch::{Device, Kind, Tensor};
-use torchfit_sdk::{Batch, BatchOutput, DatasetReader, Flow, Process};
+use torchfit_sdk::{Batch, BatchOutput, DatasetReader, Flow, Process, Stage};
 
 /// The batch losses of one pass, waiting on the device to be written into history at the end
 /// of the epoch: `values[i]` is the loss of the batch in history record `records[i]`.
@@ -69,12 +69,15 @@ pub(super) fn run_single_epoch(
 ) -> Result<(Flow, Option<NonFinite>)> {
     let (size_key, loss_key) =
         if training { ("train_batch_size", "train_loss") } else { ("valid_batch_size", "valid_loss") };
-    let prefetch = if training { c.settings.iterator_train.prefetch } else { c.settings.iterator_valid.prefetch };
+    let (prefetch, stage) = match training {
+        true => (c.settings.iterator_train.prefetch, Stage::Train),
+        false => (c.settings.iterator_valid.prefetch, Stage::Eval),
+    };
     let slots = Tensor::f_zeros([batches.len() as i64], (Kind::Double, c.device))?;
     let losses = Pending { key: loss_key, records: Vec::with_capacity(batches.len()), values: slots };
     let mut pass = PassState { training, counts, size_key, flow: Flow::Continue, stopped: None, skipped: 0, losses };
     match c.ddp.as_ref().filter(|_| !training).map(|d| d.dist.process()) {
-        None => for_each_batch(reader, batches, prefetch, |index, idx, x, y| {
+        None => for_each_batch(reader, batches, stage, prefetch, |index, idx, x, y| {
             one_batch(c, history, &mut pass, Loaded { index, size: idx.len(), x, y }, None)
         })?,
         Some(p) => {
@@ -82,7 +85,7 @@ pub(super) fn run_single_epoch(
                 d.sync_buffers(c.model.as_ref())?;
             }
             let mut round = Vec::with_capacity(p.world_size);
-            for_each_batch(reader, batches, prefetch, |index, idx, x, y| {
+            for_each_batch(reader, batches, stage, prefetch, |index, idx, x, y| {
                 round.push(Loaded { index, size: idx.len(), x, y });
                 match round.len() == p.world_size || index + 1 == batches.len() {
                     true => shared_round(c, history, &mut pass, std::mem::take(&mut round), p),

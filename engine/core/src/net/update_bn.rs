@@ -5,7 +5,7 @@
 use crate::data::{batches, for_each_batch};
 use std::ops::ControlFlow;
 use tch::Device;
-use torchfit_sdk::{BatchNormStats, DatasetReader, Model, Result};
+use torchfit_sdk::{BatchNormStats, DatasetReader, Model, Result, Stage};
 
 /// The training data of the run, lent to the hooks that may pass over it (`on_epoch_end`,
 /// `on_train_end`).
@@ -34,7 +34,7 @@ pub(super) fn update_batch_norm(model: &mut dyn Model, device: Device, data: Tra
         return Ok(false);
     }
     let order = batches(data.indices, data.batch_size, false, 0, 0);
-    let pass = for_each_batch(data.reader, &order, data.prefetch, |_, _, x, _| {
+    let pass = for_each_batch(data.reader, &order, Stage::Train, data.prefetch, |_, _, x, _| {
         let x = x.f_to_device(device)?;
         drop(tch::no_grad(|| model.forward(&x, true))?);
         Ok(ControlFlow::Continue(()))

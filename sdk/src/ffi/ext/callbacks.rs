@@ -6,10 +6,12 @@ use super::{
     requests, CallbackExtFfi, CallbackExtFfi_TO, EventFfi, EventKind, FlowCode, ReplyFfi, RequestsFfi, ServicesFfi_TO,
 };
 use crate::ffi::callback::BatchFfi;
-use crate::ffi::components::SharedModel;
+use crate::ffi::components::{SharedModel, SharedReader};
 use crate::ffi::host::{parse, HostBridge, HostFfi_TO};
 use crate::ffi::{guard_in, ErrorFfi, ErrorForm, NamedTensor, RawTensor};
-use crate::{Batch, BatchNormStats, BatchOutput, Callback, Error, Flow, Host, Model, Result, SdkVersion};
+use crate::{
+    Batch, BatchNormStats, BatchOutput, Callback, DatasetReader, Error, Flow, Host, Model, Result, SdkVersion, Stage,
+};
 use abi_stable::std_types::{RBox, RResult, RStr, RString, RVec};
 use abi_stable::RMut;
 use serde_json::{json, Value};
@@ -223,13 +225,31 @@ pub struct RequestsAdapter {
     pub description: Value,
     /// The model, when the component is one.
     pub model: Option<SharedModel>,
+    /// The reader, when the component is one.
+    pub reader: Option<SharedReader>,
+}
+
+impl Default for RequestsAdapter {
+    /// Describes the component as `{}` and answers no model's or reader's request.
+    fn default() -> Self {
+        RequestsAdapter { description: json!({}), model: None, reader: None }
+    }
 }
 
 impl RequestsFfi for RequestsAdapter {
     fn call(&mut self, request: RStr<'_>, args: RStr<'_>, _tensors: RVec<NamedTensor>) -> RResult<ReplyFfi, ErrorFfi> {
-        guard_in(FORM, request.as_str(), || match (request.as_str(), &mut self.model) {
-            (requests::DESCRIBE, _) => Ok(ReplyFfi::data(&self.description, Vec::new())),
-            (requests::SET_BATCH_NORM_STATS, Some(model)) => {
+        guard_in(FORM, request.as_str(), || match (request.as_str(), &mut self.model, &mut self.reader) {
+            (requests::DESCRIBE, _, _) => Ok(ReplyFfi::data(&self.description, Vec::new())),
+            (requests::SET_STAGE, _, Some(reader)) => {
+                let args: Value = serde_json::from_str(args.as_str()).unwrap_or(Value::Null);
+                let stage = args["stage"].as_str().and_then(Stage::from_name).ok_or_else(|| {
+                    Error::msg(format!("{}: `stage` must be \"train\" or \"eval\"", requests::SET_STAGE))
+                })?;
+                reader.set_stage(stage)?;
+                Ok(ReplyFfi::data(&Value::Null, Vec::new()))
+            }
+            (requests::SAMPLE_NAMES, _, Some(reader)) => Ok(ReplyFfi::data(&json!(reader.sample_names()), Vec::new())),
+            (requests::SET_BATCH_NORM_STATS, Some(model), _) => {
                 let args: Value = serde_json::from_str(args.as_str()).unwrap_or(Value::Null);
                 let stats = args["stats"].as_str().and_then(batch_norm_stats_of).ok_or_else(|| {
                     Error::msg(format!(
@@ -239,7 +259,7 @@ impl RequestsFfi for RequestsAdapter {
                 })?;
                 Ok(ReplyFfi::data(&json!(model.set_batch_norm_stats(stats)?), Vec::new()))
             }
-            (other, _) => Err(Error::unsupported(format!("component request `{other}`"), SdkVersion::CURRENT)),
+            (other, _, _) => Err(Error::unsupported(format!("component request `{other}`"), SdkVersion::CURRENT)),
         })
     }
 }

@@ -254,6 +254,8 @@ pub trait ServicesFfi {
 /// | `load_state_tensors` | 1 | tensors, lent | — |
 /// | `describe` | 1 | — | `{"lower_is_better": bool \| null}` for a scorer, `{}` otherwise |
 /// | `set_batch_norm_stats` | 1 | `{"stats": "momentum" \| "cumulative"}` | a model's `bool` |
+/// | `set_stage` | 3 | `{"stage": "train" \| "eval"}` | — (a reader's) |
+/// | `sample_names` | 3 | — | a reader's names, an array of strings or `null` |
 pub mod requests {
     /// [`crate::Callback::state_tensors`].
     pub const STATE_TENSORS: &str = "state_tensors";
@@ -263,6 +265,10 @@ pub mod requests {
     pub const DESCRIBE: &str = "describe";
     /// [`crate::Model::set_batch_norm_stats`].
     pub const SET_BATCH_NORM_STATS: &str = "set_batch_norm_stats";
+    /// [`crate::DatasetReader::set_stage`] (SDK 1.3).
+    pub const SET_STAGE: &str = "set_stage";
+    /// [`crate::DatasetReader::sample_names`] (SDK 1.3).
+    pub const SAMPLE_NAMES: &str = "sample_names";
 }
 
 /// The host services, with the SDK minor that added each; each is a method of
@@ -383,6 +389,6 @@ mod tests {
         }
         static ROOT: SdkExtFfi = SdkExtFfi { sdk_minor: SDK_MINOR, build: no_build };
         let root = unsafe { check(header(&ROOT)) }.unwrap();
-        assert_eq!(root.sdk_minor, 2, "this SDK is 1.2");
+        assert_eq!(root.sdk_minor, 3, "this SDK is 1.3");
     }
 }

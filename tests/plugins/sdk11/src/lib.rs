@@ -305,16 +305,21 @@ impl Callback for LossWatch {
 }
 
 /// `lines`: a reader of a file of `x,label` lines; a missing file is an I/O error, as for the
-/// stock readers.
+/// stock readers. Evaluation samples (SDK 1.3 `set_stage`) are shifted by `eval_offset`; each
+/// sample is named `line <n>` (SDK 1.3 `sample_names`).
 struct Lines {
     x: Vec<f32>,
     y: Vec<i64>,
+    eval_offset: f32,
+    stage: torchfit_sdk::Stage,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LinesConfig {
     path: String,
+    #[serde(default)]
+    eval_offset: f32,
 }
 
 fn build_lines(config: &Value, ctx: &BuildContext) -> Result<Box<dyn torchfit_sdk::DatasetReader>> {
@@ -328,7 +333,7 @@ fn build_lines(config: &Value, ctx: &BuildContext) -> Result<Box<dyn torchfit_sd
         x.push(a.trim().parse().map_err(|_| bad())?);
         y.push(b.trim().parse().map_err(|_| bad())?);
     }
-    Ok(Box::new(Lines { x, y }))
+    Ok(Box::new(Lines { x, y, eval_offset: c.eval_offset, stage: torchfit_sdk::Stage::Train }))
 }
 
 impl torchfit_sdk::DatasetReader for Lines {
@@ -339,12 +344,20 @@ impl torchfit_sdk::DatasetReader for Lines {
         vec![1]
     }
     fn get(&mut self, indices: &[i64]) -> Result<(Tensor, Tensor)> {
-        let x: Vec<f32> = indices.iter().map(|&i| self.x[i as usize]).collect();
+        let shift = if self.stage == torchfit_sdk::Stage::Eval { self.eval_offset } else { 0.0 };
+        let x: Vec<f32> = indices.iter().map(|&i| self.x[i as usize] + shift).collect();
         let y: Vec<i64> = indices.iter().map(|&i| self.y[i as usize]).collect();
         Ok((Tensor::from_slice(&x).view([-1, 1]), Tensor::from_slice(&y)))
     }
     fn targets(&mut self) -> Result<Tensor> {
         Ok(Tensor::from_slice(&self.y))
+    }
+    fn set_stage(&mut self, stage: torchfit_sdk::Stage) -> Result<()> {
+        self.stage = stage;
+        Ok(())
+    }
+    fn sample_names(&mut self) -> Option<Vec<String>> {
+        Some((1..=self.y.len()).map(|n| format!("line {n}")).collect())
     }
 }
 
@@ -373,7 +386,7 @@ export_plugin! {
         Callback("data_error", build_data_error, "fails in on_epoch_end with a data error"),
         Callback("loss_watch", build_loss_watch, "counts on_loss_computed calls (an SDK 1.1 hook it can do without)"),
         Scorer("mean_abs_error", build_mae, "mean |argmax - label|; lower is better (SDK 1.1 direction)"),
-        Reader("lines", build_lines, "x,label lines; keys: path"),
+        Reader("lines", build_lines, "x,label lines, evaluation samples shifted by eval_offset (SDK 1.3 stage), named `line <n>`; keys: path, eval_offset"),
         Criterion("bad_shape", build_bad_shape, "a reshape libtorch refuses"),
     ],
 }
