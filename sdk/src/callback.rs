@@ -3,7 +3,10 @@
 use crate::{Host, Result};
 use tch::Tensor;
 
-/// What a hook asks of the loop.
+/// What a hook asks of the loop: the one way a callback stops training. Every hook that may
+/// stop returns one; the loop takes the strongest any callback returned for the event
+/// ([`Flow::and`]) and carries it out once the event reached every callback. (`Host::request_stop`
+/// is the older form of [`Flow::Stop`].)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord)]
 pub enum Flow {
     /// Go on.
@@ -54,6 +57,56 @@ pub struct BatchOutput<'a> {
     /// The batch's mean loss, a detached scalar tensor on the run's device. Reading its value
     /// (`double_value`) synchronises with the device; the engine itself does so once per epoch.
     pub loss: &'a Tensor,
+}
+
+/// The hooks of [`Callback`], in the order a batch and an epoch meet them: the one table of
+/// hook names the engine's dispatch, its error messages and the ABI layer share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Hook {
+    /// [`Callback::on_train_begin`].
+    TrainBegin,
+    /// [`Callback::on_epoch_begin`].
+    EpochBegin,
+    /// [`Callback::on_batch_begin`].
+    BatchBegin,
+    /// [`Callback::on_loss_computed`] (SDK 1.1).
+    LossComputed,
+    /// [`Callback::on_grad_computed`].
+    GradComputed,
+    /// [`Callback::on_batch_end`].
+    BatchEnd,
+    /// [`Callback::on_epoch_end`].
+    EpochEnd,
+    /// [`Callback::on_train_end`].
+    TrainEnd,
+}
+
+impl Hook {
+    /// Every hook, in order.
+    pub const ALL: [Hook; 8] = [
+        Hook::TrainBegin,
+        Hook::EpochBegin,
+        Hook::BatchBegin,
+        Hook::LossComputed,
+        Hook::GradComputed,
+        Hook::BatchEnd,
+        Hook::EpochEnd,
+        Hook::TrainEnd,
+    ];
+
+    /// The method's name, as errors name the hook: `on_epoch_end`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::TrainBegin => "on_train_begin",
+            Hook::EpochBegin => "on_epoch_begin",
+            Hook::BatchBegin => "on_batch_begin",
+            Hook::LossComputed => "on_loss_computed",
+            Hook::GradComputed => "on_grad_computed",
+            Hook::BatchEnd => "on_batch_end",
+            Hook::EpochEnd => "on_epoch_end",
+            Hook::TrainEnd => "on_train_end",
+        }
+    }
 }
 
 /// A training-loop callback.

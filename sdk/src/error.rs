@@ -56,6 +56,12 @@ impl Error {
         Error::Msg(message.to_string())
     }
 
+    /// An [`Error::Config`]: the value of `key` (in the component's own section; the host
+    /// prefixes the section) is wrong because of `message`.
+    pub fn config(key: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        Error::Config { key: key.into(), message: message.to_string() }
+    }
+
     /// An [`Error::Data`] from anything printable.
     pub fn data(message: impl std::fmt::Display) -> Self {
         Error::Data(message.to_string())

@@ -79,6 +79,10 @@ pub trait Host {
     fn batch_counts(&self) -> (usize, usize);
 
     /// Asks the engine to stop after the current epoch, as returning [`crate::Flow::Stop`] does.
+    ///
+    /// The older form of the one stop path: a hook says how the loop goes on by the [`crate::Flow`]
+    /// it returns, which also says *where* to stop ([`crate::Flow::StopAfterBatch`]). Kept
+    /// because SDK 1.0 plugins call it; new code returns a `Flow`.
     fn request_stop(&mut self);
 
     /// Asks the engine to save `parts` of the run as checkpoint `prefix` under `dir`
@@ -230,6 +234,16 @@ pub trait Host {
         Err(crate::Error::unsupported("process", crate::SdkVersion::V1_2))
     }
 
+    /// The number `key` holds in the current epoch: what a callback that monitors a key reads.
+    /// Absent (or not a number) it is [`crate::Error::MissingHistoryKey`], naming `writer`, the
+    /// component expected to write it ("its scoring callback"). A provided method over
+    /// [`Host::history_get`]: every host has it.
+    fn history_number(&self, key: &str, writer: &str) -> Result<f64> {
+        self.history_get(-1, key).and_then(|v| crate::values::as_number(&v)).ok_or_else(|| {
+            crate::Error::MissingHistoryKey { key: key.into(), epoch: self.epochs(), writer: writer.into() }
+        })
+    }
+
     /// Whether this is the main process (rank 0) of the run; a host older than SDK 1.2 runs one
     /// process, which is.
     fn is_main_process(&self) -> bool {
@@ -261,7 +275,8 @@ pub struct Forward {
 
 /// `path` inside the run directory when it is relative and the run has one (where callbacks keep
 /// their files), else `path` as given.
-pub fn in_run_dir(host: &dyn Host, path: &std::path::Path) -> std::path::PathBuf {
+pub fn in_run_dir(host: &dyn Host, path: impl AsRef<std::path::Path>) -> std::path::PathBuf {
+    let path = path.as_ref();
     match host.run_dir() {
         Some(run) if path.is_relative() => run.join(path),
         _ => path.to_path_buf(),

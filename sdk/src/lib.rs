@@ -73,7 +73,7 @@ pub mod testing;
 pub mod values;
 pub mod version;
 
-pub use callback::{Batch, BatchOutput, Callback, Flow};
+pub use callback::{Batch, BatchOutput, Callback, Flow, Hook};
 pub use checkpoint::Parts;
 pub use component::{BuildContext, Constructor, Ctor, Kind as ComponentKind, Task};
 pub use config::parse_config;

@@ -391,4 +391,20 @@ mod tests {
         assert!(!second.is_main_process());
         assert!(FakeHost::default().is_main_process());
     }
+
+    #[test]
+    fn a_monitored_key_is_read_as_a_number_or_named_with_its_writer_when_missing() {
+        let mut host = FakeHost::default();
+        host.new_epoch();
+        host.record("valid_loss", serde_json::json!(0.25)).unwrap();
+        host.record("note", serde_json::json!("text")).unwrap();
+        assert_eq!(host.history_number("valid_loss", "its scorer").unwrap(), 0.25);
+        for key in ["valid_acc", "note"] {
+            let e = host.history_number(key, "its scorer").unwrap_err();
+            assert!(
+                matches!(e, crate::Error::MissingHistoryKey { key: ref k, epoch: 1, ref writer } if k == key && writer == "its scorer"),
+                "{e:?}"
+            );
+        }
+    }
 }

@@ -4,7 +4,8 @@
 //! shape. This package composes the engine ([`torchfit_engine`], re-exported here whole) with the
 //! stock models ([`models`]), criteria ([`criteria`]) and dataset readers ([`readers`]), linked
 //! in-process; provides the classifier and regressor presets ([`classifier`], [`regressor`],
-//! [`from_params`], [`from_file`]); and runs the `torchfit` command ([`run`], [`search`]).
+//! [`from_params`], [`from_file`]); and runs the `torchfit` command ([`commands`], one module
+//! per subcommand).
 //!
 //! ```no_run
 //! # fn main() -> Result<(), torchfit::Error> {
@@ -19,11 +20,12 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod commands;
+mod dataset;
 pub mod launch;
 mod presets;
-pub mod run;
 pub mod run_dir;
-pub mod search;
+mod table;
 
 pub use presets::{classifier, defaults, from_file, from_params, regressor};
 pub use torchfit_engine::*;

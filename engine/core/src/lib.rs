@@ -35,6 +35,7 @@ mod error;
 pub mod fsutil;
 pub mod history;
 pub mod malloc;
+pub mod model_selection;
 pub mod net;
 pub mod optim;
 pub mod plugins;

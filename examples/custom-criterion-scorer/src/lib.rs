@@ -29,10 +29,10 @@ struct FocalLoss {
 fn build_focal(config: &torchfit_sdk::Value, ctx: &BuildContext) -> Result<Box<dyn Criterion>> {
     let c: FocalConfig = parse_config(config)?;
     if !(c.gamma.is_finite() && c.gamma >= 0.0) {
-        return Err(Error::Config { key: "gamma".into(), message: format!("must be 0 or more, not {}", c.gamma) });
+        return Err(Error::config("gamma", format!("must be 0 or more, not {}", c.gamma)));
     }
     if ctx.task != Task::Classification {
-        return Err(Error::Config { key: "name".into(), message: "focal_loss is for classification".into() });
+        return Err(Error::config("name", "focal_loss is for classification"));
     }
     Ok(Box::new(FocalLoss { gamma: c.gamma }))
 }

@@ -29,10 +29,10 @@ fn parts_of(list: &[String]) -> Result<Parts> {
             "callbacks" => p.callbacks = true,
             "history" => p.history = true,
             other => {
-                return Err(Error::Config {
-                    key: format!("parts[{i}]"),
-                    message: format!("unknown part {other:?}; expected params, optimizer, callbacks or history"),
-                })
+                return Err(Error::config(
+                    format!("parts[{i}]"),
+                    format!("unknown part {other:?}; expected params, optimizer, callbacks or history"),
+                ))
             }
         }
     }
@@ -121,13 +121,10 @@ pub struct Checkpoint {
 fn build_checkpoint(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Callback>> {
     let c: CheckpointConfig = parse_config(config)?;
     if let Monitor::Every(true) = c.monitor {
-        return Err(Error::Config {
-            key: "monitor".into(),
-            message: "a history key, or false to save every epoch".into(),
-        });
+        return Err(Error::config("monitor", "a history key, or false to save every epoch"));
     }
     let prefix = c.fn_prefix.unwrap_or_default();
-    expand_prefix(&prefix, 1).map_err(|message| Error::Config { key: "fn_prefix".into(), message })?;
+    expand_prefix(&prefix, 1).map_err(|message| Error::config("fn_prefix", message))?;
     Ok(Box::new(Checkpoint {
         parts: parts_of(&c.parts)?,
         monitor: c.monitor,
@@ -261,13 +258,13 @@ fn build_load(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn
     let parts = parts_of(&c.parts)?;
     let mut exclude = Vec::with_capacity(c.exclude.len());
     for (i, pattern) in c.exclude.iter().enumerate() {
-        exclude.push(Glob::new(pattern).map_err(|message| Error::Config { key: format!("exclude[{i}]"), message })?);
+        exclude.push(Glob::new(pattern).map_err(|message| Error::config(format!("exclude[{i}]"), message))?);
     }
     let partial = (!c.strict || !exclude.is_empty()).then_some((c.strict, exclude));
     if partial.is_some() && parts != Parts::PARAMS {
         let message =
             "a partial load (strict = false or exclude) restores the parameters only: set parts = [\"params\"]";
-        return Err(Error::Config { key: "parts".into(), message: message.into() });
+        return Err(Error::config("parts", message));
     }
     let (dir, prefix, missing_ok) = (c.dirname.into(), c.fn_prefix, c.missing_ok);
     Ok(Box::new(LoadInitState { parts, dir, prefix, missing_ok, partial, done: false }))
@@ -351,15 +348,15 @@ impl Callback for LoadInitState {
                     .filter(|p| !p.exists())
                     .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned())
                     .collect();
-                return Err(Error::Config {
-                    key: "dirname".into(),
-                    message: format!(
+                return Err(Error::config(
+                    "dirname",
+                    format!(
                         "no checkpoint `{}` in {} (missing: {}); set missing_ok = true to start fresh when there is none",
                         self.prefix,
                         absolute.display(),
                         missing.join(", ")
                     ),
-                });
+                ));
             }
         }
         Ok(Flow::Continue)

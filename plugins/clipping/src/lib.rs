@@ -61,7 +61,7 @@ struct Clipping(Config);
 fn build(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
     let c: Config = parse_config(config)?;
     if c.max_norm.is_nan() || c.max_norm <= 0.0 {
-        return Err(Error::Config { key: "max_norm".into(), message: "must be > 0".into() });
+        return Err(Error::config("max_norm", "must be > 0"));
     }
     Ok(Box::new(Clipping(c)))
 }

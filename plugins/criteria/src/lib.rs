@@ -38,7 +38,7 @@ fn per_output(key: &str, values: Option<Vec<f32>>, ctx: &BuildContext, broadcast
         let one = if broadcast == Broadcast::FromOne { " (or 1 for all)" } else { "" };
         let message =
             format!("has {n} values; the model has {} outputs, so it needs {}{one}", ctx.n_outputs, ctx.n_outputs);
-        return Err(Error::Config { key: key.into(), message });
+        return Err(Error::config(key, message));
     }
     Ok(Some(Tensor::from_slice(&values).f_to_device(ctx.device)?))
 }
@@ -70,7 +70,7 @@ pub fn cross_entropy(config: &serde_json::Value, ctx: &BuildContext) -> Result<B
     if !(0.0..=1.0).contains(&c.label_smoothing) {
         let message =
             format!("must be between 0.0 and 1.0 (as in torch.nn.CrossEntropyLoss), got {}", c.label_smoothing);
-        return Err(Error::Config { key: "label_smoothing".into(), message });
+        return Err(Error::config("label_smoothing", message));
     }
     let weight = per_output("weight", c.weight, ctx, Broadcast::No)?;
     Ok(Box::new(CrossEntropy { weight, label_smoothing: c.label_smoothing, ignore_index: c.ignore_index }))
@@ -141,7 +141,7 @@ impl Criterion for BceWithLogits {
                 y_pred.size(),
                 y.size()
             );
-            return Err(Error::Config { key: "name".into(), message });
+            return Err(Error::config("name", message));
         }
         let y = y.f_to_kind(y_pred.kind())?.f_view_as(y_pred)?;
         Ok(y_pred.f_binary_cross_entropy_with_logits(&y, None::<&Tensor>, self.pos_weight.as_ref(), Reduction::Mean)?)
@@ -178,12 +178,12 @@ impl Criterion for Pointwise {
 fn regression_only(name: &str, ctx: &BuildContext) -> Result<()> {
     match ctx.task {
         torchfit_sdk::Task::Regression => Ok(()),
-        torchfit_sdk::Task::Classification => Err(Error::Config {
-            key: "name".into(),
-            message: format!(
+        torchfit_sdk::Task::Classification => Err(Error::config(
+            "name",
+            format!(
                 "`{name}` compares each output with a target of its own, but a classifier's targets are class indices: use cross_entropy, or set task = \"regression\""
             ),
-        }),
+        )),
     }
 }
 
@@ -231,10 +231,7 @@ pub fn huber(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn C
     let c: DeltaConfig = parse_config(config)?;
     regression_only("huber", ctx)?;
     if c.delta <= 0.0 {
-        return Err(torchfit_sdk::Error::Config {
-            key: "delta".into(),
-            message: format!("must be positive, got {}", c.delta),
-        });
+        return Err(torchfit_sdk::Error::config("delta", format!("must be positive, got {}", c.delta)));
     }
     Ok(Box::new(Pointwise::Huber(c.delta)))
 }

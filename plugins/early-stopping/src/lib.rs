@@ -124,7 +124,7 @@ fn fresh() -> State {
 fn build(config: &serde_json::Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
     let cfg: Config = parse_config(config)?;
     if cfg.patience == 0 {
-        return Err(Error::Config { key: "patience".into(), message: "must be at least 1".into() });
+        return Err(Error::config("patience", "must be at least 1"));
     }
     Ok(Box::new(EarlyStopping { cfg, state: fresh() }))
 }
@@ -143,14 +143,8 @@ impl Callback for EarlyStopping {
 
     fn on_epoch_end(&mut self, host: &mut dyn Host) -> Result<Flow> {
         let epoch = host.epochs();
-        let score = host
-            .history_get(-1, &self.cfg.monitor)
-            .and_then(|v| torchfit_sdk::values::as_number(&v))
-            .ok_or_else(|| Error::MissingHistoryKey {
-                key: self.cfg.monitor.clone(),
-                epoch,
-                writer: "its scoring callback (valid_loss needs validation data)".into(),
-            })?;
+        let score =
+            host.history_number(&self.cfg.monitor, "its scoring callback (valid_loss needs validation data)")?;
         match judge(&self.cfg, &mut self.state, epoch, score) {
             Verdict::Improved if self.cfg.load_best => {
                 host.save_checkpoint(&self.snapshot(), "best_", Parts::PARAMS).map(|()| Flow::Continue)

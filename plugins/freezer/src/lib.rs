@@ -34,7 +34,7 @@ pub struct ParamMapper {
 fn build(config: &serde_json::Value, requires_grad: bool) -> Result<Box<dyn Callback>> {
     let c: Config = parse_config(config)?;
     if c.at == 0 {
-        return Err(Error::Config { key: "at".into(), message: "epochs count from 1".into() });
+        return Err(Error::config("at", "epochs count from 1"));
     }
     Ok(Box::new(ParamMapper { patterns: c.patterns, at: c.at, requires_grad }))
 }
@@ -52,10 +52,7 @@ impl Callback for ParamMapper {
         if applies(self.at, host.epochs()) {
             for p in &self.patterns {
                 if host.set_requires_grad(p, self.requires_grad)? == 0 {
-                    return Err(Error::Config {
-                        key: "patterns".into(),
-                        message: format!("{p:?} matches no parameter"),
-                    });
+                    return Err(Error::config("patterns", format!("{p:?} matches no parameter")));
                 }
             }
         }

@@ -11,16 +11,12 @@ pub mod svg;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use std::path::PathBuf;
+use torchfit_sdk::host::in_run_dir;
 use torchfit_sdk::{export_plugin, parse_config, BuildContext, Callback, Flow, Host, Result};
 
 /// Every epoch record of the history, without batches.
 fn epochs(host: &dyn Host) -> Vec<Map<String, Value>> {
     (0..host.epochs() as isize).filter_map(|e| host.history_epoch(e)).collect()
-}
-
-fn in_run_dir(host: &dyn Host, path: &str) -> PathBuf {
-    torchfit_sdk::host::in_run_dir(host, std::path::Path::new(path))
 }
 
 #[derive(Deserialize)]
@@ -49,7 +45,7 @@ fn build_csv(config: &Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
     let c: CsvConfig = parse_config(config)?;
     if matches!(c.separator, '"' | '\n' | '\r') {
         let message = format!("{:?} cannot separate CSV cells", c.separator);
-        return Err(torchfit_sdk::Error::Config { key: "separator".into(), message });
+        return Err(torchfit_sdk::Error::config("separator", message));
     }
     Ok(Box::new(CsvLogger(c, 0)))
 }
@@ -114,10 +110,7 @@ struct Plot(PlotConfig);
 fn build_plot(config: &Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
     let c: PlotConfig = parse_config(config)?;
     if !c.filename.ends_with(".svg") {
-        return Err(torchfit_sdk::Error::Config {
-            key: "filename".into(),
-            message: "the plot is SVG: the name must end in .svg".into(),
-        });
+        return Err(torchfit_sdk::Error::config("filename", "the plot is SVG: the name must end in .svg"));
     }
     Ok(Box::new(Plot(c)))
 }

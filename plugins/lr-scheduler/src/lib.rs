@@ -68,7 +68,7 @@ fn build(config: &Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
     let event_name = match rest.remove("event_name") {
         None => "event_lr".to_owned(),
         Some(Value::String(s)) => s,
-        Some(_) => return Err(Error::Config { key: "event_name".into(), message: "must be a string".into() }),
+        Some(_) => return Err(Error::config("event_name", "must be a string")),
     };
     let schedule = if rest.get("policy") == Some(&Value::String("ReduceLROnPlateau".into())) {
         rest.remove("policy");
@@ -129,15 +129,8 @@ impl LrScheduler {
                 self.apply(host)
             }
             Schedule::Plateau(cfg) => {
-                let key = cfg.monitor.clone();
-                let value =
-                    host.history_get(-1, &key).and_then(|v| torchfit_sdk::values::as_number(&v)).ok_or_else(|| {
-                        Error::MissingHistoryKey {
-                            key: key.clone(),
-                            epoch: host.epochs(),
-                            writer: "the scoring callback of that key (valid_loss needs validation data)".into(),
-                        }
-                    })?;
+                let writer = "the scoring callback of that key (valid_loss needs validation data)";
+                let value = host.history_number(&cfg.monitor, writer)?;
                 let lrs: Vec<f64> = (0..host.param_groups()).map(|g| host.lr(g)).collect::<Result<_>>()?;
                 for (g, lr) in self.state.plateau.step(cfg, value, &lrs).into_iter().enumerate() {
                     host.set_lr(g, lr)?;

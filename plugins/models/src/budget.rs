@@ -76,9 +76,9 @@ mod tests {
     #[test]
     fn layers_are_refused_once_their_parameters_outgrow_the_memory() {
         let mut b = Budget::with_memory(1_000);
-        b.linear(9, 10, |m| crate::bad("hidden[0]", m)).unwrap();
-        b.linear(10, 10, |m| crate::bad("hidden[1]", m)).unwrap();
-        let err = b.linear(10, 10, |m| crate::bad("hidden[2]", m)).unwrap_err().to_string();
+        b.linear(9, 10, |m| torchfit_sdk::Error::config("hidden[0]", m)).unwrap();
+        b.linear(10, 10, |m| torchfit_sdk::Error::config("hidden[1]", m)).unwrap();
+        let err = b.linear(10, 10, |m| torchfit_sdk::Error::config("hidden[2]", m)).unwrap_err().to_string();
         assert!(err.contains("hidden[2]") && err.contains("more than this machine"), "{err}");
         let err = Budget::with_memory(1 << 30).output(100, 1_000_000_001).unwrap_err().to_string();
         assert!(err.contains("1000000001 outputs") && err.contains("class label"), "{err}");

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `conv` | required | the blocks, in order (below) |
 //! | `dense` | `[]` | sizes of the hidden dense layers after the blocks |
-//! | `activation` | `"relu"` | `relu`, `tanh`, `sigmoid`, `gelu`, after every convolution and hidden dense layer |
+//! | `activation` | `"relu"` | `relu`, `tanh`, `sigmoid`, `gelu`, `selu`, after every convolution and hidden dense layer |
 //! | `dropout` | `0.0` | dropout after each hidden dense activation |
 //!
 //! A block is convolution → batch norm (optional) → activation → max-pool (optional) → dropout
@@ -27,11 +27,11 @@
 
 use crate::budget::Budget;
 use crate::norm::{self, BatchNorm};
-use crate::{bad, vars_model, Activation, Vars};
+use crate::{vars_model, Activation, Vars};
 use serde::Deserialize;
 use torchfit_sdk::tch::nn::{self, Module};
 use torchfit_sdk::tch::Tensor;
-use torchfit_sdk::{parse_config, BatchNormStats, BuildContext, Model, Result};
+use torchfit_sdk::{parse_config, BatchNormStats, BuildContext, Error, Model, Result};
 
 /// One convolution block.
 #[derive(Debug, Clone, Deserialize)]
@@ -99,12 +99,12 @@ fn check(cfg: &CnnConfig) -> Result<()> {
         if (0.0..1.0).contains(&v) {
             Ok(())
         } else {
-            Err(bad(key, format!("must be in [0, 1), got {v}")))
+            Err(Error::config(key, format!("must be in [0, 1), got {v}")))
         }
     };
     p("dropout".into(), cfg.dropout)?;
     if cfg.conv.is_empty() {
-        return Err(bad("conv", "needs at least one block"));
+        return Err(Error::config("conv", "needs at least one block"));
     }
     for (i, b) in cfg.conv.iter().enumerate() {
         p(format!("conv[{i}].dropout"), b.dropout)?;
@@ -116,12 +116,12 @@ fn check(cfg: &CnnConfig) -> Result<()> {
             ("pool", b.pool, 0),
         ] {
             if v < min {
-                return Err(bad(format!("conv[{i}].{k}"), format!("must be at least {min}, got {v}")));
+                return Err(Error::config(format!("conv[{i}].{k}"), format!("must be at least {min}, got {v}")));
             }
         }
     }
     if let Some(i) = cfg.dense.iter().position(|&h| h < 1) {
-        return Err(bad(format!("dense[{i}]"), "layer sizes must be at least 1"));
+        return Err(Error::config(format!("dense[{i}]"), "layer sizes must be at least 1"));
     }
     Ok(())
 }
@@ -133,22 +133,22 @@ pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn M
     let image = match ctx.input_shape.as_slice() {
         [h, w] => vec![1, *h, *w],
         [c, h, w] => vec![*c, *h, *w],
-        other => return Err(bad("module", format!("cnn needs samples of shape [channels, height, width] or [height, width], got {other:?}; set the reader's `shape`"))),
+        other => return Err(Error::config("module", format!("cnn needs samples of shape [channels, height, width] or [height, width], got {other:?}; set the reader's `shape`"))),
     };
     let (_, h, w) = output_size(&cfg.conv, &image)
-        .map_err(|m| bad("conv", format!("the blocks do not fit a {image:?} image: {m}")))?;
+        .map_err(|m| Error::config("conv", format!("the blocks do not fit a {image:?} image: {m}")))?;
     let mut budget = Budget::of_machine();
     let mut channels = image[0];
     for (i, b) in cfg.conv.iter().enumerate() {
         budget
             .take(&[b.channels, channels.saturating_mul(b.kernel).saturating_mul(b.kernel).saturating_add(1)], |m| {
-                bad(format!("conv[{i}].channels"), m)
+                Error::config(format!("conv[{i}].channels"), m)
             })?;
         channels = b.channels;
     }
     let mut width = channels.saturating_mul(h).saturating_mul(w);
     for (i, &size) in cfg.dense.iter().enumerate() {
-        budget.linear(width, size, |m| bad(format!("dense[{i}]"), m))?;
+        budget.linear(width, size, |m| Error::config(format!("dense[{i}]"), m))?;
         width = size;
     }
     budget.output(width, ctx.n_outputs)?;

@@ -28,6 +28,8 @@ pub enum Activation {
     Sigmoid,
     /// GELU
     Gelu,
+    /// SELU (Klambauer et al.'s self-normalizing units, `torch.nn.SELU`)
+    Selu,
 }
 
 impl Activation {
@@ -38,6 +40,7 @@ impl Activation {
             Activation::Tanh => x.f_tanh()?,
             Activation::Sigmoid => x.f_sigmoid()?,
             Activation::Gelu => x.f_gelu("none")?,
+            Activation::Selu => x.f_selu()?,
         })
     }
 }
@@ -117,11 +120,6 @@ pub fn copy_state(target: &[(String, Tensor)], state: &[(String, Tensor)]) -> Re
     Ok(())
 }
 
-/// A config error for `key`.
-pub(crate) fn bad(key: impl Into<String>, message: impl Into<String>) -> Error {
-    Error::Config { key: key.into(), message: message.into() }
-}
-
 export_plugin! {
     name: "torchfit-plugin-models",
     components: [
@@ -163,6 +161,18 @@ mod tests {
     use serde_json::json;
     use torchfit_sdk::tch::{Device, Kind, Tensor};
     use torchfit_sdk::{BatchNormStats, BuildContext, Model};
+
+    #[test]
+    fn selu_is_torchs_scaled_exponential_linear_unit() {
+        let x = Tensor::from_slice(&[-2.0f32, -0.5, 0.0, 1.5]);
+        let got = Vec::<f32>::try_from(crate::Activation::Selu.apply(&x).unwrap()).unwrap();
+        // torch.nn.SELU: scale * (max(0, x) + min(0, alpha * (exp(x) - 1))).
+        let (alpha, scale) = (1.673_263_2_f64, 1.050_701_f64);
+        for (g, v) in got.iter().zip([-2.0f64, -0.5, 0.0, 1.5]) {
+            let want = scale * (v.max(0.0) + (alpha * (v.exp() - 1.0)).min(0.0));
+            assert!((*g as f64 - want).abs() < 1e-6, "{g} vs {want}");
+        }
+    }
 
     #[test]
     fn every_batch_norm_layer_of_a_stock_model_switches_to_cumulative_statistics() {

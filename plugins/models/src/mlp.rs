@@ -3,7 +3,7 @@
 //! | key | default | meaning |
 //! |---|---|---|
 //! | `hidden` | `[100]` | sizes of the hidden layers |
-//! | `activation` | `"relu"` | `relu`, `tanh`, `sigmoid`, `gelu` |
+//! | `activation` | `"relu"` | `relu`, `tanh`, `sigmoid`, `gelu`, `selu` |
 //! | `dropout` | `0.0` | dropout probability after each hidden activation |
 //! | `batch_norm` | `false` | batch normalization after each hidden linear layer |
 //!
@@ -13,11 +13,11 @@
 
 use crate::budget::Budget;
 use crate::norm::{self, BatchNorm};
-use crate::{bad, vars_model, Activation, Vars};
+use crate::{vars_model, Activation, Vars};
 use serde::Deserialize;
 use torchfit_sdk::tch::nn::{self, Module};
 use torchfit_sdk::tch::Tensor;
-use torchfit_sdk::{parse_config, BatchNormStats, BuildContext, Model, Result};
+use torchfit_sdk::{parse_config, BatchNormStats, BuildContext, Error, Model, Result};
 
 /// Settings of the MLP.
 #[derive(Debug, Clone, Deserialize)]
@@ -55,10 +55,10 @@ pub struct Mlp {
 pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Model>> {
     let cfg: MlpConfig = parse_config(config)?;
     if !(0.0..1.0).contains(&cfg.dropout) {
-        return Err(bad("dropout", format!("must be in [0, 1), got {}", cfg.dropout)));
+        return Err(Error::config("dropout", format!("must be in [0, 1), got {}", cfg.dropout)));
     }
     if let Some(i) = cfg.hidden.iter().position(|&h| h < 1) {
-        return Err(bad(format!("hidden[{i}]"), "layer sizes must be at least 1"));
+        return Err(Error::config(format!("hidden[{i}]"), "layer sizes must be at least 1"));
     }
     let mut width: i64 = ctx.input_shape.iter().product();
     if width < 1 {
@@ -66,7 +66,8 @@ pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn M
     }
     let mut budget = Budget::of_machine();
     for (i, &h) in cfg.hidden.iter().enumerate() {
-        budget.linear(if i == 0 { width } else { cfg.hidden[i - 1] }, h, |m| bad(format!("hidden[{i}]"), m))?;
+        budget
+            .linear(if i == 0 { width } else { cfg.hidden[i - 1] }, h, |m| Error::config(format!("hidden[{i}]"), m))?;
     }
     budget.output(cfg.hidden.last().copied().unwrap_or(width), ctx.n_outputs)?;
     let vs = nn::VarStore::new(ctx.device);

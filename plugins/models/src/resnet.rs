@@ -20,11 +20,11 @@
 
 use crate::budget::Budget;
 use crate::norm::{self, BatchNorm};
-use crate::{bad, vars_model, Vars};
+use crate::{vars_model, Vars};
 use serde::Deserialize;
 use torchfit_sdk::tch::nn::{self, Module};
 use torchfit_sdk::tch::Tensor;
-use torchfit_sdk::{parse_config, BatchNormStats, BuildContext, Model, Result};
+use torchfit_sdk::{parse_config, BatchNormStats, BuildContext, Error, Model, Result};
 
 #[derive(Debug)]
 struct BasicBlock {
@@ -89,7 +89,7 @@ fn image(ctx: &BuildContext) -> Result<[i64; 3]> {
     match ctx.input_shape.as_slice() {
         [h, w] => Ok([1, *h, *w]),
         [c, h, w] => Ok([*c, *h, *w]),
-        other => Err(bad("module", format!("a ResNet needs samples of shape [channels, height, width] or [height, width], got {other:?}; set the reader's `shape`"))),
+        other => Err(Error::config("module", format!("a ResNet needs samples of shape [channels, height, width] or [height, width], got {other:?}; set the reader's `shape`"))),
     }
 }
 
@@ -135,7 +135,7 @@ pub fn build_resnet18(config: &serde_json::Value, ctx: &BuildContext) -> Result<
         Some(n) if n >= ctx.n_outputs.max(1) => n,
         Some(n) => {
             let data = ctx.n_outputs;
-            return Err(bad("num_classes", format!("{n} is fewer than the {data} outputs the data needs")));
+            return Err(Error::config("num_classes", format!("{n} is fewer than the {data} outputs the data needs")));
         }
     };
     let spec =
@@ -166,16 +166,16 @@ fn blocks() -> Vec<usize> {
 pub fn build_small(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Model>> {
     let c: SmallConfig = parse_config(config)?;
     if c.widths.is_empty() || c.widths.len() != c.blocks.len() {
-        return Err(bad(
+        return Err(Error::config(
             "widths",
             format!("needs one entry per stage, like `blocks` ({} vs {})", c.widths.len(), c.blocks.len()),
         ));
     }
     if let Some(i) = c.widths.iter().position(|&w| w < 1) {
-        return Err(bad(format!("widths[{i}]"), "must be at least 1"));
+        return Err(Error::config(format!("widths[{i}]"), "must be at least 1"));
     }
     if let Some(i) = c.blocks.iter().position(|&b| b < 1) {
-        return Err(bad(format!("blocks[{i}]"), "must be at least 1"));
+        return Err(Error::config(format!("blocks[{i}]"), "must be at least 1"));
     }
     build(
         Spec { stem_kernel: 3, stem_stride: 1, max_pool: false, widths: c.widths, blocks: c.blocks },

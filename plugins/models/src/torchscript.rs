@@ -83,7 +83,7 @@ pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn M
     let c: Config = parse_config(config)?;
     let path = ctx.resolve(&c.path);
     if !path.exists() {
-        return Err(Error::Config { key: "path".into(), message: format!("{} does not exist", path.display()) });
+        return Err(Error::config("path", format!("{} does not exist", path.display())));
     }
     let module = CModule::load_on_device(&path, ctx.device).map_err(|e| {
         Error::Data(format!("{}: not a TorchScript module: {}", path.display(), torchfit_sdk::error::torch_summary(&e)))

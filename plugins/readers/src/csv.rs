@@ -62,7 +62,7 @@ pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn D
 /// Reads the whole file into a [`TensorDataset`].
 pub fn read(path: &Path, cfg: &CsvConfig, task: Task) -> Result<TensorDataset> {
     if cfg.scale == 0.0 {
-        return Err(Error::Config { key: "scale".into(), message: "must not be 0".into() });
+        return Err(Error::config("scale", "must not be 0"));
     }
     let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let mut text = String::new();
@@ -111,10 +111,7 @@ pub fn read(path: &Path, cfg: &CsvConfig, task: Task) -> Result<TensorDataset> {
         shape.push(width as i64 - 1);
     } else {
         if cfg.shape.iter().product::<i64>() != width as i64 - 1 {
-            return Err(Error::Config {
-                key: "shape".into(),
-                message: format!("{:?} does not hold {} features", cfg.shape, width - 1),
-            });
+            return Err(Error::config("shape", format!("{:?} does not hold {} features", cfg.shape, width - 1)));
         }
         shape.extend_from_slice(&cfg.shape);
     }

@@ -65,10 +65,10 @@ struct Chain {
 impl Chain {
     /// Checks `steps`, configured under `key`, for images of `channels` channels.
     fn new(steps: Vec<Transform>, key: &str, channels: usize) -> Result<Self> {
-        transforms::validate(&steps).map_err(|message| Error::Config { key: key.into(), message })?;
+        transforms::validate(&steps).map_err(|message| Error::config(key, message))?;
         let normalize = match steps.last() {
             Some(Transform::Normalize(n)) => {
-                Some(n.values(channels).map_err(|message| Error::Config { key: format!("{key}.normalize"), message })?)
+                Some(n.values(channels).map_err(|message| Error::config(format!("{key}.normalize"), message))?)
             }
             _ => None,
         };
@@ -168,7 +168,7 @@ impl ImageFolder {
                 "the first image comes out of them as [{ec}, {eh}, {ew}] but out of `transforms` as {:?}: evaluation samples must have the training samples' size (torchvision's habit: resize, then center_crop)",
                 reader.shape
             );
-            return Err(Error::Config { key: "eval_transforms".into(), message });
+            return Err(Error::config("eval_transforms", message));
         }
         log::debug!(
             "{}: {} images in {} classes, samples of {:?}",

@@ -51,19 +51,13 @@ impl Values {
     pub fn layout(&self, default_scale: f64, dims: &[usize]) -> Result<Layout> {
         let scale = self.scale.unwrap_or(default_scale);
         if self.std == 0.0 || scale == 0.0 {
-            return Err(Error::Config {
-                key: if self.std == 0.0 { "std" } else { "scale" }.into(),
-                message: "must not be 0".into(),
-            });
+            return Err(Error::config(if self.std == 0.0 { "std" } else { "scale" }, "must not be 0"));
         }
         let sample: usize = dims[1..].iter().product();
         let shape =
             if self.shape.is_empty() { dims[1..].iter().map(|&d| d as i64).collect() } else { self.shape.clone() };
         if shape.iter().product::<i64>() != sample as i64 {
-            return Err(Error::Config {
-                key: "shape".into(),
-                message: format!("{shape:?} does not hold the {sample} values of a sample"),
-            });
+            return Err(Error::config("shape", format!("{shape:?} does not hold the {sample} values of a sample")));
         }
         let len = self.limit.map_or(dims[0], |l| l.min(dims[0]));
         Ok(Layout {

@@ -82,11 +82,11 @@ impl Setup {
         };
         let declared = host.scorer_lower_is_better(&name).ok().flatten();
         self.lower_is_better = declared;
-        declared.ok_or_else(|| Error::Config {
-            key: "lower_is_better".into(),
-            message: format!(
-                "`{name}` is not one of this plugin's scorers and declares no direction, so it must be given"
-            ),
+        declared.ok_or_else(|| {
+            Error::config(
+                "lower_is_better",
+                format!("`{name}` is not one of this plugin's scorers and declares no direction, so it must be given"),
+            )
         })
     }
 }

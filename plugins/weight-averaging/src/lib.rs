@@ -151,7 +151,7 @@ pub struct WeightAveraging {
 fn build_ema(config: &Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
     let c: EmaConfig = parse_config(config)?;
     if !(0.0..1.0).contains(&c.decay) {
-        return Err(Error::Config { key: "decay".into(), message: format!("must be in [0, 1), got {}", c.decay) });
+        return Err(Error::config("decay", format!("must be in [0, 1), got {}", c.decay)));
     }
     Ok(Box::new(WeightAveraging::new(Average::Ema { decay: c.decay }, c.validate, c.apply_at_end)))
 }
@@ -159,13 +159,13 @@ fn build_ema(config: &Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
 fn build_swa(config: &Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
     let c: SwaConfig = parse_config(config)?;
     if c.swa_start == 0 {
-        return Err(Error::Config { key: "swa_start".into(), message: "epochs count from 1".into() });
+        return Err(Error::config("swa_start", "epochs count from 1"));
     }
     if c.update_bn == Some(true) && !c.apply_at_end {
-        return Err(Error::Config {
-            key: "update_bn".into(),
-            message: "recomputes the statistics of the average once it becomes the model: it needs apply_at_end".into(),
-        });
+        return Err(Error::config(
+            "update_bn",
+            "recomputes the statistics of the average once it becomes the model: it needs apply_at_end",
+        ));
     }
     let update_bn = c.update_bn.unwrap_or(c.apply_at_end && !c.use_buffers);
     let kind = Average::Swa { start: c.swa_start, use_buffers: c.use_buffers, update_bn };

@@ -82,23 +82,23 @@ impl<C: Callback> CallbackFfi for CallbackAdapter<C> {
         guard("initialize", || self.0.initialize())
     }
     fn on_train_begin(&mut self, host: HostFfi_TO<'_, RMut<'_, ()>>) -> RResult<FlowFfi, ErrorFfi> {
-        guard("on_train_begin", || self.0.on_train_begin(&mut HostProxy::new(host)).map(FlowFfi::from))
+        guard(crate::Hook::TrainBegin.name(), || self.0.on_train_begin(&mut HostProxy::new(host)).map(FlowFfi::from))
     }
     fn on_epoch_begin(&mut self, host: HostFfi_TO<'_, RMut<'_, ()>>) -> RResult<FlowFfi, ErrorFfi> {
-        guard("on_epoch_begin", || self.0.on_epoch_begin(&mut HostProxy::new(host)).map(FlowFfi::from))
+        guard(crate::Hook::EpochBegin.name(), || self.0.on_epoch_begin(&mut HostProxy::new(host)).map(FlowFfi::from))
     }
     fn on_batch_begin(&mut self, host: HostFfi_TO<'_, RMut<'_, ()>>, batch: BatchFfi) -> RResult<FlowFfi, ErrorFfi> {
-        guard("on_batch_begin", || {
+        guard(crate::Hook::BatchBegin.name(), || {
             with_batch(batch, |b| self.0.on_batch_begin(&mut HostProxy::new(host), &b)).map(FlowFfi::from)
         })
     }
     fn on_grad_computed(&mut self, host: HostFfi_TO<'_, RMut<'_, ()>>, batch: BatchFfi) -> RResult<FlowFfi, ErrorFfi> {
-        guard("on_grad_computed", || {
+        guard(crate::Hook::GradComputed.name(), || {
             with_batch(batch, |b| self.0.on_grad_computed(&mut HostProxy::new(host), &b)).map(FlowFfi::from)
         })
     }
     fn on_batch_end(&mut self, host: HostFfi_TO<'_, RMut<'_, ()>>, out: BatchOutputFfi) -> RResult<FlowFfi, ErrorFfi> {
-        guard("on_batch_end", || {
+        guard(crate::Hook::BatchEnd.name(), || {
             // SAFETY: lent by the host for this call (DynCallback::on_batch_end).
             let (y_pred, loss) = unsafe { (out.y_pred.borrow(), out.loss.borrow()) };
             with_batch(out.batch, |batch| {
@@ -108,10 +108,10 @@ impl<C: Callback> CallbackFfi for CallbackAdapter<C> {
         })
     }
     fn on_epoch_end(&mut self, host: HostFfi_TO<'_, RMut<'_, ()>>) -> RResult<FlowFfi, ErrorFfi> {
-        guard("on_epoch_end", || self.0.on_epoch_end(&mut HostProxy::new(host)).map(FlowFfi::from))
+        guard(crate::Hook::EpochEnd.name(), || self.0.on_epoch_end(&mut HostProxy::new(host)).map(FlowFfi::from))
     }
     fn on_train_end(&mut self, host: HostFfi_TO<'_, RMut<'_, ()>>) -> RResult<(), ErrorFfi> {
-        guard("on_train_end", || self.0.on_train_end(&mut HostProxy::new(host)))
+        guard(crate::Hook::TrainEnd.name(), || self.0.on_train_end(&mut HostProxy::new(host)))
     }
     fn state(&self) -> RResult<RString, ErrorFfi> {
         guard("state", || self.0.state().map(|v| v.to_string().into()))

@@ -77,22 +77,33 @@ impl<M: Model> ModelFfi for ModelAdapter<M> {
     }
 }
 
-/// A model shared by its [`ModelAdapter`] and the [`super::ext::RequestsAdapter`] that answers
-/// its requests (a plugin of SDK 1.1 or later).
-#[derive(Clone)]
-pub struct SharedModel(std::sync::Arc<std::sync::Mutex<Box<dyn Model>>>);
+/// A component shared by its adapter and the [`super::ext::RequestsAdapter`] that answers its
+/// requests: a model (a plugin of SDK 1.1 or later), a reader (SDK 1.3 or later).
+pub struct Shared<T: ?Sized>(std::sync::Arc<std::sync::Mutex<Box<T>>>);
 
-impl SharedModel {
-    /// Shares `model`.
-    pub fn new(model: Box<dyn Model>) -> Self {
-        SharedModel(std::sync::Arc::new(std::sync::Mutex::new(model)))
+impl<T: ?Sized> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Shared(std::sync::Arc::clone(&self.0))
+    }
+}
+
+impl<T: ?Sized> Shared<T> {
+    /// Shares `component`.
+    pub fn new(component: Box<T>) -> Self {
+        Shared(std::sync::Arc::new(std::sync::Mutex::new(component)))
     }
 
-    /// The model; a panic caught while it was locked leaves it usable.
-    pub fn lock(&self) -> std::sync::MutexGuard<'_, Box<dyn Model>> {
+    /// The component; a panic caught while it was locked leaves it usable.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Box<T>> {
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
+
+/// A model shared by its [`ModelAdapter`] and its requests.
+pub type SharedModel = Shared<dyn Model>;
+
+/// A reader shared by its [`ReaderAdapter`] and its requests.
+pub type SharedReader = Shared<dyn DatasetReader>;
 
 impl Model for SharedModel {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
@@ -109,23 +120,6 @@ impl Model for SharedModel {
     }
     fn set_batch_norm_stats(&mut self, stats: crate::BatchNormStats) -> Result<bool> {
         self.lock().set_batch_norm_stats(stats)
-    }
-}
-
-/// A reader shared by its [`ReaderAdapter`] and the [`super::ext::RequestsAdapter`] that answers
-/// its requests (a plugin of SDK 1.3 or later).
-#[derive(Clone)]
-pub struct SharedReader(std::sync::Arc<std::sync::Mutex<Box<dyn DatasetReader>>>);
-
-impl SharedReader {
-    /// Shares `reader`.
-    pub fn new(reader: Box<dyn DatasetReader>) -> Self {
-        SharedReader(std::sync::Arc::new(std::sync::Mutex::new(reader)))
-    }
-
-    /// The reader; a panic caught while it was locked leaves it usable.
-    pub fn lock(&self) -> std::sync::MutexGuard<'_, Box<dyn DatasetReader>> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

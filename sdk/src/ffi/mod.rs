@@ -19,11 +19,11 @@
 //! to [`HostFfi`] makes the host refuse the ABI v1 plugin of `tests/tests/plugins/abi_versions.rs`
 //! ("too many fields").
 //!
-//! So every interface here is frozen within an ABI version. The root module is the place to
-//! grow: new fields go after its `last_prefix_field` (abi_stable's prefix-type evolution) and can
-//! carry new interfaces; a change to an existing interface raises [`ABI_VERSION`]. The versioning
-//! test builds the example plugin from the commit that released ABI v1 and loads it in the
-//! current host, so an incompatible change fails the test suite.
+//! So every interface here, the root module included, is frozen within an ABI version: the SDK
+//! grows through the extension root instead (a second exported symbol that 1.0 hosts never look
+//! up), by names, under the rule written in [`ext`]; a change to an existing interface raises
+//! [`ABI_VERSION`]. The versioning test builds the example plugin from the commit that released
+//! ABI v1 and loads it in the current host, so an incompatible change fails the test suite.
 #![allow(non_camel_case_types, non_local_definitions)] // from abi_stable's generated code (`PluginRoot_Ref`, `CallbackFfi_TO`)
 
 pub mod callback;

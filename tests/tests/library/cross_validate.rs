@@ -1,8 +1,10 @@
 //! Cross-validation of a net on the digits: a fresh fit per fold (scikit-learn's clone), scored
 //! on the fold's held-out samples, reproducible.
 
-use torchfit::data::{stratified_k_fold, TensorDataset};
-use torchfit::net::{Cv, Start};
+use torchfit::data::TensorDataset;
+use torchfit::model_selection::stratified_k_fold;
+use torchfit::model_selection::Cv;
+use torchfit::net::Start;
 use torchfit::NeuralNet;
 use torchfit_tests::{digits, serial};
 
@@ -41,7 +43,7 @@ fn each_fold_is_a_fresh_fit_scored_on_its_held_out_samples() {
     assert_eq!(torchfit_sdk::metrics::accuracy(&held_out, &out).unwrap(), result.folds[1].score);
     // And the whole cross-validation again: the same scores.
     let again = net().cross_validate(&mut data, None, cv).unwrap();
-    let scores = |r: &torchfit::net::CrossValidation| r.folds.iter().map(|f| f.score).collect::<Vec<_>>();
+    let scores = |r: &torchfit::model_selection::CrossValidation| r.folds.iter().map(|f| f.score).collect::<Vec<_>>();
     assert_eq!(scores(&again), scores(&result));
 }
 
@@ -56,7 +58,7 @@ fn impossible_folds_are_a_config_error() {
 
 #[test]
 fn a_grid_search_ranks_the_candidates_and_refits_the_best() {
-    use torchfit::net::search::{grid, search};
+    use torchfit::model_selection::search::{grid, search};
     let _serial = serial();
     let (x, y) = digits();
     let mut data = TensorDataset::new(&x, &y).unwrap();

@@ -2,7 +2,7 @@
 //! shuffling) index for index, computed by the venv's scikit-learn (installed by
 //! `.cargo/setup.sh`) in a subprocess.
 
-use torchfit::data::{k_fold, stratified_k_fold};
+use torchfit::model_selection::{k_fold, stratified_k_fold};
 
 /// Label sets: the digits' labels, an imbalanced one with a class rarer than the folds, one
 /// whose classes first appear out of order.
@@ -52,7 +52,7 @@ print(json.dumps(out))
 
 #[test]
 fn the_grid_is_scikit_learns_parameter_grid() {
-    use torchfit::net::search::grid;
+    use torchfit::model_selection::search::grid;
     let space: Vec<(String, Vec<toml::Value>)> = vec![
         ("optimizer__lr".into(), vec![0.1.into(), 0.01.into()]),
         ("module__dropout".into(), vec![0.2.into(), 0.5.into(), 0.8.into()]),

@@ -3,9 +3,9 @@
 //! same ranks and best candidate, computed by the venv's scikit-learn on an estimator whose
 //! score is a known function of its parameters.
 
-use torchfit::net::halving::{Halving, RESOURCE};
-use torchfit::net::search::{grid, run, Candidate};
-use torchfit::net::{CrossValidation, FoldResult};
+use torchfit::model_selection::halving::{Halving, RESOURCE};
+use torchfit::model_selection::search::{grid, run, Candidate};
+use torchfit::model_selection::{CrossValidation, FoldResult};
 
 /// (candidates, factor, max_epochs, min_epochs or 0 for "exhaust").
 const CASES: [(i64, f64, i64, i64); 7] = [

@@ -2,6 +2,11 @@
 
 use super::rng::{SplitMix64, Stream};
 
+/// `values` at `positions` (indices into `values`): the samples of a split or fold, their labels.
+pub fn select(values: &[i64], positions: &[i64]) -> Vec<i64> {
+    positions.iter().map(|&p| values[p as usize]).collect()
+}
+
 /// Splits `0..n` into `(kept, held_out)` with `round(fraction * n)` held out, both sorted.
 ///
 /// With `labels`, the split is stratified: each class contributes to the held-out part in

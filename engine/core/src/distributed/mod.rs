@@ -53,25 +53,21 @@ pub enum Backend {
 }
 
 /// `[distributed]`: how a process of a distributed job trains (ignored in a process of its own).
+/// A key left out takes its value from [`DistributedConfig::default`], PyTorch's defaults.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct DistributedConfig {
     /// The backend (`gloo` or `nccl`).
-    #[serde(default)]
     pub backend: Backend,
     /// Seconds the rendezvous and each collective may wait for the other ranks (PyTorch's
     /// default for Gloo: 1800).
-    #[serde(default = "default_timeout")]
     pub timeout: f64,
     /// Gradient bucket size in MiB (DDP's `bucket_cap_mb`, 25).
-    #[serde(default = "default_bucket_cap_mb")]
     pub bucket_cap_mb: f64,
     /// Broadcast buffers from rank 0 before each training forward (DDP's `broadcast_buffers`).
-    #[serde(default = "yes")]
     pub broadcast_buffers: bool,
     /// Drop the tail of the epoch's order that does not divide among the ranks instead of
     /// repeating its head (`DistributedSampler`'s `drop_last`).
-    #[serde(default)]
     pub drop_last: bool,
 }
 
@@ -79,16 +75,6 @@ pub struct DistributedConfig {
 /// 64-bit nanosecond clocks c10d adds it to (a larger one made `Duration` panic, or would
 /// overflow them).
 const MAX_TIMEOUT: f64 = 1e9;
-
-fn default_timeout() -> f64 {
-    1800.0
-}
-fn default_bucket_cap_mb() -> f64 {
-    25.0
-}
-fn yes() -> bool {
-    true
-}
 
 impl Default for DistributedConfig {
     fn default() -> Self {

@@ -15,7 +15,7 @@ use torchfit_sdk::io::{load_json, load_tensors, save_json, save_tensors};
 pub(super) fn perform(c: &mut Components, history: &mut History, action: &Action) -> Result<()> {
     match action {
         // In a distributed job rank 0 writes; the other ranks hold the same run.
-        Action::Save { .. } if !super::ddp::writes_files(c.ddp.as_ref()) => Ok(()),
+        Action::Save { .. } if !c.replicas.writes_files() => Ok(()),
         Action::Save { dir, prefix, parts } => save(c, history, dir, prefix, *parts),
         Action::Load { dir, prefix, parts } => load(c, history, dir, prefix, *parts),
     }
@@ -56,7 +56,7 @@ impl<'h> Snapshot<'h> {
                     let own = cb.state_tensors().map_err(error("state_tensors"))?;
                     tensors.extend(own.into_iter().map(|(t, v)| (format!("{name}/{t}"), v)));
                 }
-                if let Some(world) = c.ddp.as_ref().map(|d| d.dist.process().world_size).filter(|&w| w > 1) {
+                if let Some(world) = Some(c.replicas.process().world_size).filter(|&w| w > 1) {
                     states.insert(JOB_KEY.into(), serde_json::json!({ "world_size": world }));
                 }
                 Some((serde_json::Value::Object(states), tensors))
@@ -128,7 +128,7 @@ fn check_world_size(states: &serde_json::Value, world: usize, path: &Path) -> Re
 /// Restores `parts` from checkpoint `prefix` under `dir`, completing an interrupted save first
 /// and checking its files against the set's record before anything is restored.
 fn load(c: &mut Components, history: &mut History, dir: &Path, prefix: &str, parts: torchfit_sdk::Parts) -> Result<()> {
-    if super::ddp::writes_files(c.ddp.as_ref()) {
+    if c.replicas.writes_files() {
         crate::checkpoint::recover(dir, prefix)?; // the other ranks read what rank 0 recovered
     }
     crate::checkpoint::verify(dir, prefix)?;
@@ -147,7 +147,7 @@ fn load(c: &mut Components, history: &mut History, dir: &Path, prefix: &str, par
     }
     if parts.callbacks {
         let states = load_json(&files.callbacks).map_err(sdk_error)?;
-        let world = c.ddp.as_ref().map_or(1, |d| d.dist.process().world_size);
+        let world = c.replicas.process().world_size;
         check_world_size(&states, world, &files.callbacks)?;
         // A checkpoint from before SDK 1.1 has no tensor state.
         let tensors = match files.callback_tensors.exists() {

@@ -4,6 +4,7 @@
 use super::host::Scorers;
 use super::Valid;
 use crate::config::{Params, Settings};
+use crate::data::select;
 use crate::{device, Error, Optimizer, Registry, Result};
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
@@ -49,8 +50,8 @@ pub(super) struct Components {
     pub scorers: Scorers,
     /// The stop flag of the fit running, if any (see [`super::interrupt`]).
     pub watch: Option<super::interrupt::Watch>,
-    /// The distributed job this process trains in, if any.
-    pub ddp: Option<super::ddp::Ddp>,
+    /// How a step runs: alone, or as one rank of a data-parallel job.
+    pub replicas: super::replicas::Replicas,
     /// Whether the history's last epoch is open: from its record's start until `on_epoch_end`
     /// reached every callback. A checkpoint saved meanwhile is not a resume point.
     pub mid_epoch: bool,
@@ -140,10 +141,7 @@ impl Components {
         }
         let scorers = Scorers::new(registry.clone(), ctx("scorer"));
         let names = (module.name.clone(), criterion_name);
-        let ddp = dist.map(|d| super::ddp::Ddp::new(d, device)).transpose()?;
-        if let Some(d) = &ddp {
-            d.sync_from_main(model.as_ref())?;
-        }
+        let replicas = super::replicas::Replicas::new(dist, device, model.as_ref())?;
         Ok(Self {
             settings,
             device,
@@ -157,7 +155,7 @@ impl Components {
             run_dir,
             scorers,
             watch: None,
-            ddp,
+            replicas,
             mid_epoch: false,
         })
     }
@@ -274,11 +272,6 @@ pub(super) fn class_labels(reader: &mut dyn DatasetReader) -> Result<Vec<i64>> {
         ));
     }
     Ok(Vec::<i64>::try_from(y.f_to_kind(Kind::Int64)?.f_flatten(0, -1)?)?)
-}
-
-/// `values` at the positions `idx`.
-pub(super) fn select(values: &[i64], idx: &[i64]) -> Vec<i64> {
-    idx.iter().map(|&i| values[i as usize]).collect()
 }
 
 /// Warns once, on each node's local rank 0, when the processes of this node together run more

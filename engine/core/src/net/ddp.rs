@@ -1,6 +1,7 @@
-//! The loop's side of data-parallel training (PyTorch's `DistributedDataParallel`): the same
-//! start on every rank, DDP's Reducer around each backward, buffers from rank 0, and decisions
-//! every rank agrees on. What each step means is in [`crate::distributed`].
+//! The mechanics of a rank of a data-parallel job (PyTorch's `DistributedDataParallel`), which
+//! [`super::replicas::Replicas::Ddp`] drives: the same start on every rank, DDP's Reducer around
+//! each backward, buffers from rank 0, and decisions every rank agrees on. What each step means
+//! is in [`crate::distributed`].
 //!
 //! Agreeing costs no collective of its own in a training step: the Reducer also averages the
 //! gradient of a small `flags` tensor that joins the loss as `loss + sum(flags * values)`
@@ -183,9 +184,4 @@ impl Ddp {
         };
         Ok((flow, asked[2]))
     }
-}
-
-/// Whether this process writes files: rank 0 of a job, or a process of its own.
-pub(super) fn writes_files(ddp: Option<&Ddp>) -> bool {
-    ddp.is_none_or(|d| d.dist.is_main())
 }

@@ -7,7 +7,7 @@ use super::host::{Requests, RunHost};
 use super::update_bn::TrainData;
 use crate::{Error, History, Result};
 use tch::Tensor;
-use torchfit_sdk::{Batch, BatchOutput, Callback, Flow, Host};
+use torchfit_sdk::{Batch, BatchOutput, Callback, Flow, Hook, Host};
 
 /// An event of the loop, as sent to every callback.
 pub(super) enum Event<'a> {
@@ -22,18 +22,23 @@ pub(super) enum Event<'a> {
 }
 
 impl Event<'_> {
+    /// The hook it is sent to.
+    pub(super) fn hook(&self) -> Hook {
+        match self {
+            Event::TrainBegin => Hook::TrainBegin,
+            Event::EpochBegin => Hook::EpochBegin,
+            Event::BatchBegin(_) => Hook::BatchBegin,
+            Event::LossComputed(_) => Hook::LossComputed,
+            Event::GradComputed(_) => Hook::GradComputed,
+            Event::BatchEnd(_) => Hook::BatchEnd,
+            Event::EpochEnd => Hook::EpochEnd,
+            Event::TrainEnd => Hook::TrainEnd,
+        }
+    }
+
     /// The hook's name.
     pub(super) fn name(&self) -> &'static str {
-        match self {
-            Event::TrainBegin => "on_train_begin",
-            Event::EpochBegin => "on_epoch_begin",
-            Event::BatchBegin(_) => "on_batch_begin",
-            Event::LossComputed(_) => "on_loss_computed",
-            Event::GradComputed(_) => "on_grad_computed",
-            Event::BatchEnd(_) => "on_batch_end",
-            Event::EpochEnd => "on_epoch_end",
-            Event::TrainEnd => "on_train_end",
-        }
+        self.hook().name()
     }
 
     fn send(&self, cb: &mut dyn Callback, host: &mut dyn Host) -> torchfit_sdk::Result<Flow> {
@@ -133,8 +138,8 @@ fn dispatch(
         }
     };
     {
-        let Components { callbacks, model, optimizer, settings, run_dir, scorers, device, ddp, .. } = &mut *c;
-        let process = ddp.as_ref().map_or(torchfit_sdk::Process::SINGLE, |d| d.dist.process());
+        let Components { callbacks, model, optimizer, settings, run_dir, scorers, device, replicas, .. } = &mut *c;
+        let process = replicas.process();
         for (name, cb) in callbacks.iter_mut() {
             let mut requests = Requests::default();
             let mut host = RunHost {

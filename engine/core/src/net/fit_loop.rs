@@ -20,8 +20,7 @@ use super::interrupt::{interrupted, keep_boundary};
 use super::pass::{agreed, interrupted_anywhere, record_losses, run_single_epoch, NonFinite};
 use super::update_bn::TrainData;
 use super::{EpochCount, Valid};
-use crate::data::{batches, order, SplitMix64, Stream};
-use crate::distributed::shard;
+use crate::data::{batches, SplitMix64, Stream};
 use crate::{Error, History, Result};
 use std::path::PathBuf;
 use torchfit_sdk::checkpoint::Action;
@@ -48,12 +47,10 @@ pub(super) fn partial_fit(
     train: &[i64],
     valid: Valid<'_>,
 ) -> Result<()> {
-    if let Some(run_dir) = c.run_dir.as_ref().filter(|_| super::ddp::writes_files(c.ddp.as_ref())) {
+    if let Some(run_dir) = c.run_dir.as_ref().filter(|_| c.replicas.writes_files()) {
         crate::checkpoint::recover_all(run_dir)?;
     }
-    if let Some(d) = &c.ddp {
-        d.dist.barrier()?; // the other ranks read checkpoints only once rank 0 recovered them
-    }
+    c.replicas.wait_for_main()?;
     if let Some(Resume { dir, prefix, hypers }) = resume {
         perform(c, history, &Action::Load { dir, prefix, parts: torchfit_sdk::Parts::ALL })?;
         for (key, value) in &hypers {
@@ -62,9 +59,7 @@ pub(super) fn partial_fit(
             }
             log::info!("optimizer.{key} = {value} on resume (the checkpoint's value replaced)");
         }
-        if let Some(d) = &c.ddp {
-            d.sync_from_main(c.model.as_ref())?;
-        }
+        c.replicas.after_resume(c.model.as_ref())?;
     }
     keep_boundary(c, history);
     let epochs = count.epochs_to_run(c.settings.max_epochs, history.len());
@@ -73,15 +68,8 @@ pub(super) fn partial_fit(
         Ok(Flow::Stop | Flow::StopAfterBatch) => Ok(()),
         Err(e) => Err(e),
     };
-    if let (Ok(()), Some(d)) = (&result, &c.ddp) {
-        d.log_reduction_times();
-        result = match d.dist.parameters_in_sync(&c.model.parameters()) {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(Error::Distributed(
-                "the ranks' parameters differ after training: their gradients were not averaged alike".into(),
-            )),
-            Err(e) => Err(e),
-        };
+    if result.is_ok() {
+        result = c.replicas.finish(c.model.as_ref());
     }
     let end = notify_train_end(c, history, train_data(c, reader, train));
     result.and(end)
@@ -118,15 +106,8 @@ fn fit_loop(
             r.reset(epoch as u64, seed)?;
         }
         let it = &c.settings.iterator_train;
-        let train_batches = match &c.ddp {
-            None => batches(train, it.batch_size, it.shuffle.unwrap_or(true), seed, epoch as u64),
-            Some(d) => {
-                let order = order(train, it.shuffle.unwrap_or(true), seed, epoch as u64);
-                let p = d.dist.process();
-                let own = shard(&order, p.rank, p.world_size, d.dist.config().drop_last);
-                batches(&own, it.batch_size, false, seed, epoch as u64)
-            }
-        };
+        let train_batches =
+            c.replicas.train_batches(train, it.batch_size, it.shuffle.unwrap_or(true), seed, epoch as u64);
         let iv = &c.settings.iterator_valid;
         let valid_batches = match &valid {
             Valid::None => Vec::new(),

@@ -1,6 +1,7 @@
 //! Using a trained net: its outputs, class probabilities and predictions, its score, and its
 //! loss on a data set. All run in evaluation mode without gradients.
 
+use super::build::Components;
 use super::NeuralNet;
 use crate::data::{batches, for_each_batch, TensorDataset};
 use crate::{Error, Result};
@@ -21,6 +22,19 @@ pub struct Evaluation {
 }
 
 impl NeuralNet {
+    /// The score of scorer component `name` on outputs `out` for targets `y`, negated and named
+    /// `neg_<name>` when it is lower-is-better (scikit-learn's convention: higher is better).
+    pub(crate) fn score_by(&mut self, name: &str, y: &Tensor, out: &Tensor) -> Result<(String, f64)> {
+        let c = self.components.as_mut().ok_or(Error::NotInitialized)?;
+        let error = |source| Error::Component { kind: torchfit_sdk::ComponentKind::Scorer, name: name.into(), source };
+        let scorer = c.scorers.get(name).map_err(error)?;
+        let score = scorer.score(y, out).map_err(error)?;
+        Ok(match scorer.lower_is_better() {
+            Some(true) => (format!("neg_{name}"), -score),
+            _ => (name.to_owned(), score),
+        })
+    }
+
     /// The model's outputs for samples `indices` of `reader`, on the CPU. No samples is an
     /// [`Error::Data`], as scikit-learn refuses an array of 0 samples.
     pub fn forward_reader(&mut self, reader: &mut dyn DatasetReader, indices: &[i64]) -> Result<Tensor> {
@@ -28,19 +42,11 @@ impl NeuralNet {
         if indices.is_empty() {
             return Err(Error::Data("no samples to predict".into()));
         }
-        let _guard = tch::no_grad_guard();
         let mut outs = Vec::new();
-        let iv = &c.settings.iterator_valid;
-        for_each_batch(
-            reader,
-            &batches(indices, iv.batch_size, false, 0, 0),
-            Stage::Eval,
-            iv.prefetch,
-            |_, _, x, _| {
-                outs.push(c.forward(&x.f_to_device(c.device)?, false)?);
-                Ok::<_, Error>(ControlFlow::Continue(()))
-            },
-        )?;
+        evaluation_pass(c, reader, indices, |_, x, _| {
+            outs.push(c.forward(&x.f_to_device(c.device)?, false)?);
+            Ok(())
+        })?;
         Ok(Tensor::f_cat(&outs, 0)?.f_to_device(Device::Cpu)?)
     }
 
@@ -84,26 +90,18 @@ impl NeuralNet {
     pub fn evaluate(&mut self, reader: &mut dyn DatasetReader, indices: &[i64]) -> Result<Evaluation> {
         let c = self.components.as_ref().ok_or(Error::NotInitialized)?;
         let classification = c.settings.task == Task::Classification;
-        let _guard = tch::no_grad_guard();
         let (mut loss_sum, mut right) =
             (Tensor::zeros([], (Kind::Double, c.device)), Tensor::zeros([], (Kind::Int64, c.device)));
-        let iv = &c.settings.iterator_valid;
-        for_each_batch(
-            reader,
-            &batches(indices, iv.batch_size, false, 0, 0),
-            Stage::Eval,
-            iv.prefetch,
-            |_, idx, x, y| {
-                let (x, y) = (x.f_to_device(c.device)?, y.f_to_device(c.device)?);
-                let out = c.forward(&x, false)?;
-                let loss = c.loss(&out, &y)?;
-                loss_sum = loss_sum.f_add(&loss.f_to_kind(Kind::Double)?.f_mul_scalar(idx.len() as f64)?)?;
-                if classification {
-                    right = right.f_add(&correct(&y, &out)?)?;
-                }
-                Ok::<_, Error>(ControlFlow::Continue(()))
-            },
-        )?;
+        evaluation_pass(c, reader, indices, |idx, x, y| {
+            let (x, y) = (x.f_to_device(c.device)?, y.f_to_device(c.device)?);
+            let out = c.forward(&x, false)?;
+            let loss = c.loss(&out, &y)?;
+            loss_sum = loss_sum.f_add(&loss.f_to_kind(Kind::Double)?.f_mul_scalar(idx.len() as f64)?)?;
+            if classification {
+                right = right.f_add(&correct(&y, &out)?)?;
+            }
+            Ok(())
+        })?;
         let n = indices.len().max(1) as f64;
         let accuracy = if classification { Some(right.f_int64_value(&[])? as f64 / n) } else { None };
         Ok(Evaluation { loss: loss_sum.f_double_value(&[])? / n, accuracy, samples: indices.len() })
@@ -112,4 +110,21 @@ impl NeuralNet {
     fn task(&self) -> Task {
         self.components.as_ref().map(|c| c.settings.task).unwrap_or_default()
     }
+}
+
+/// One pass over samples `indices` of `reader` in `iterator_valid`'s batches, in order, as
+/// evaluation reads them (the reader in [`Stage::Eval`], no gradients): `step(indices, x, y)`
+/// for each batch.
+fn evaluation_pass(
+    c: &Components,
+    reader: &mut dyn DatasetReader,
+    indices: &[i64],
+    mut step: impl FnMut(&[i64], Tensor, Tensor) -> Result<()>,
+) -> Result<()> {
+    let _guard = tch::no_grad_guard();
+    let iv = &c.settings.iterator_valid;
+    let batches = batches(indices, iv.batch_size, false, 0, 0);
+    for_each_batch(reader, &batches, Stage::Eval, iv.prefetch, |_, idx, x, y| {
+        step(idx, x, y).map(|()| ControlFlow::Continue(()))
+    })
 }

@@ -12,10 +12,10 @@
 //! | `host.rs` | the services lent to a callback during a hook |
 //! | `update_bn.rs` | the pass over the training data that recomputes batch-norm statistics |
 //! | `interrupt.rs` | stopping a fit from outside (signals), the copy kept at epoch boundaries |
-//! | `ddp.rs` | data-parallel training: same start, gradient reduction, agreed decisions |
-//! | `cross_validate.rs` | cross-validation: a fresh fit per fold, scored on the held-out samples |
-//! | `search.rs` | grid search: candidates cross-validated, ranked, the best refitted |
-//! | `random_search.rs` | random search candidates: lists and distributions, seeded |
+//! | `replicas.rs` | the step's seam: how a step runs alone or as a rank of a data-parallel job |
+//! | `ddp.rs` | data-parallel mechanics: same start, gradient reduction, agreed decisions |
+//!
+//! Cross-validation and the search are [`crate::model_selection`]'s.
 //!
 //! The chain of steps is skorch's: [`NeuralNet::initialize`] builds the model, criterion,
 //! optimizer and callbacks; `fit` initializes (unless `warm_start`) and runs the loop;
@@ -23,28 +23,24 @@
 
 mod actions;
 mod build;
-mod cross_validate;
 mod ddp;
 mod events;
 mod fit_loop;
-pub mod halving;
 mod host;
 mod inference;
 mod interrupt;
 mod pass;
-pub mod random_search;
-pub mod search;
+mod replicas;
 mod update_bn;
 
 pub use build::{check_held_out, check_model_shape, Defaults};
-pub use cross_validate::{CrossValidation, Cv, FoldResult};
 pub use inference::Evaluation;
 pub use interrupt::{Interruption, Keep, StopFlag};
 
 use crate::config::{Params, SplitKind};
-use crate::data::{split_indices, Stream, TensorDataset};
+use crate::data::{select, split_indices, Stream, TensorDataset};
 use crate::{Error, History, Optimizer, Registry, Result};
-use build::{class_labels, output_count, select, Components, Recipe};
+use build::{class_labels, output_count, Components, Recipe};
 use std::path::{Path, PathBuf};
 use tch::Tensor;
 use torchfit_sdk::checkpoint::Action;

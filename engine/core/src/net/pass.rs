@@ -2,20 +2,22 @@
 //! `on_batch_begin` and `on_batch_end`, through [`train_step`] or a validation step, and keeps
 //! the batch losses on the device until [`record_losses`] writes them into history.
 //!
-//! In a distributed job (see [`super::ddp`]) the training steps carry the ranks' decisions on
-//! their gradient reduction, and validation is shared out in rounds of `world_size` batches:
-//! at the start of a round each rank computes the outputs of its batch of the round (batch `i`
-//! belongs to rank `i % world_size`), all at once; then every rank runs the round's batches in
-//! order, each with its owner's outputs, so every rank's callbacks see one process's validation.
+//! How a step runs across replicas is [`super::replicas`]'s: a training step's backward (and,
+//! in a data-parallel job, the ranks' agreement on its decisions), the flow after each batch,
+//! and validation in rounds of `Replicas::validation_round` batches: at the start of a round
+//! each rank computes the outputs of the batch it owns, all at once; then every rank runs the
+//! round's batches in order, each with its owner's outputs, so every rank's callbacks see one
+//! process's validation. Alone, a round is one batch and validation runs batch by batch.
 
 use super::build::Components;
 use super::events::{ask, notify, Event};
+use super::replicas::StepFound;
 use crate::config::OnNan;
 use crate::data::{for_each_batch, Batches};
 use crate::{History, Result};
 use std::ops::ControlFlow;
 use tch::{Device, Kind, Tensor};
-use torchfit_sdk::{Batch, BatchOutput, DatasetReader, Flow, Process, Stage};
+use torchfit_sdk::{Batch, BatchOutput, DatasetReader, Flow, Stage};
 
 /// The batch losses of one pass, waiting on the device to be written into history at the end
 /// of the epoch: `values[i]` is the loss of the batch in history record `records[i]`.
@@ -76,29 +78,26 @@ pub(super) fn run_single_epoch(
     let slots = Tensor::f_zeros([batches.len() as i64], (Kind::Double, c.device))?;
     let losses = Pending { key: loss_key, records: Vec::with_capacity(batches.len()), values: slots };
     let mut pass = PassState { training, counts, size_key, flow: Flow::Continue, stopped: None, skipped: 0, losses };
-    match c.ddp.as_ref().filter(|_| !training).map(|d| d.dist.process()) {
-        None => for_each_batch(reader, batches, stage, prefetch, |index, idx, x, y| {
+    let round_size = if training { 1 } else { c.replicas.validation_round() };
+    if round_size == 1 {
+        for_each_batch(reader, batches, stage, prefetch, |index, idx, x, y| {
             one_batch(c, history, &mut pass, Loaded { index, size: idx.len(), x, y }, None)
-        })?,
-        Some(p) => {
-            if let Some(d) = &c.ddp {
-                d.sync_buffers(c.model.as_ref())?;
+        })?
+    } else {
+        c.replicas.before_validation(c.model.as_ref())?;
+        let mut round = Vec::with_capacity(round_size);
+        for_each_batch(reader, batches, stage, prefetch, |index, idx, x, y| {
+            round.push(Loaded { index, size: idx.len(), x, y });
+            match round.len() == round_size || index + 1 == batches.len() {
+                true => shared_round(c, history, &mut pass, std::mem::take(&mut round)),
+                false => Ok(ControlFlow::Continue(())),
             }
-            let mut round = Vec::with_capacity(p.world_size);
-            for_each_batch(reader, batches, stage, prefetch, |index, idx, x, y| {
-                round.push(Loaded { index, size: idx.len(), x, y });
-                match round.len() == p.world_size || index + 1 == batches.len() {
-                    true => shared_round(c, history, &mut pass, std::mem::take(&mut round), p),
-                    false => Ok(ControlFlow::Continue(())),
-                }
-            })?
-        }
+        })?
     }
     let PassState { mut flow, stopped, skipped, losses, .. } = pass;
     pending.push(losses);
-    if let (Some(d), true) = (&mut c.ddp, training) {
-        // Stops asked in the pass's last batch have no next step to ride on.
-        let (stop, raised_anywhere) = d.flush_deferred()?;
+    if training {
+        let (stop, raised_anywhere) = c.replicas.end_training_pass()?;
         if stop {
             flow = flow.and(Flow::StopAfterBatch);
         }
@@ -120,8 +119,8 @@ fn shared_round(
     history: &mut History,
     pass: &mut PassState,
     round: Vec<Loaded>,
-    p: Process,
 ) -> Result<ControlFlow<()>> {
+    let p = c.replicas.process();
     let mut own = match round.iter().find(|b| b.index % p.world_size == p.rank) {
         Some(b) => {
             let _guard = tch::no_grad_guard();
@@ -139,8 +138,8 @@ fn shared_round(
 }
 
 /// One batch: `on_batch_begin`, the step, `on_batch_end`, its loss kept for history. `shared`
-/// is set for a validation batch of a distributed job: this rank's outputs for it when it owns
-/// it (a batch a callback replaced is computed by every rank itself).
+/// is set for a validation batch of a round shared among ranks: this rank's outputs for it when
+/// it owns it (a batch a callback replaced is computed by every rank itself).
 fn one_batch(
     c: &mut Components,
     history: &mut History,
@@ -164,8 +163,8 @@ fn one_batch(
         agreed_stop = agreed;
         (y_pred, loss, step)
     } else {
-        let (y_pred, loss) = match (shared, &c.ddp) {
-            (Some(mine), Some(d)) if !replaced => shared_validation_step(c, d, &batch, mine)?,
+        let (y_pred, loss) = match shared {
+            Some(mine) if !replaced => shared_validation_step(c, &batch, mine)?,
             _ => validation_step(c, &batch)?,
         };
         (y_pred, loss, Step::Taken)
@@ -203,19 +202,16 @@ enum Step {
 
 /// Forward, loss, `on_loss_computed` (terms added to the loss), backward, `on_grad_computed`,
 /// optimizer step; a callback may skip the step (and, from `on_loss_computed`, backward), and
-/// a loss that is not finite skips both unless `on_nan = "continue"`.
-/// Returns the detached outputs and loss, and in a distributed job whether the ranks agreed to
-/// stop after this batch (see [`super::ddp`]: there every rank runs backward, and what any
-/// rank found, a loss that is not finite or a skipped step, decides after it on all of them).
+/// a loss that is not finite skips both unless `on_nan = "continue"`. How backward runs, and
+/// what the ranks of a job decide through it, is `Replicas::backward`'s. Returns the detached
+/// outputs and loss, and whether a stop after this batch was agreed among the ranks.
 fn train_step(
     c: &mut Components,
     history: &mut History,
     counts: (usize, usize),
     batch: &Batch<'_>,
 ) -> Result<(Tensor, Tensor, Flow, Step, bool)> {
-    if let Some(d) = &mut c.ddp {
-        d.before_forward(c.model.as_ref())?;
-    }
+    c.replicas.before_forward(c.model.as_ref())?;
     let y_pred = c.forward(batch.x, true)?;
     let mut loss = c.loss(&y_pred, batch.y)?;
     let asked =
@@ -224,45 +220,38 @@ fn train_step(
     for term in asked.loss_terms {
         loss = loss.f_add(&term.f_reshape([0i64; 0])?)?;
     }
-    let mut non_finite = None;
-    if c.settings.on_nan != OnNan::Continue {
-        let value = loss.f_double_value(&[])?;
-        non_finite = (!value.is_finite()).then_some(value);
+    let found = StepFound {
+        non_finite: non_finite(c.settings.on_nan, &loss)?,
+        skip_step: asked.skip_step,
+        ..Default::default()
+    };
+    let found = c.replicas.backward(&mut c.optimizer, &loss, found)?;
+    raise_if(c, found.interrupted);
+    let (y_pred, loss) = (y_pred.f_detach()?, loss.f_detach()?);
+    if let Some(value) = found.non_finite {
+        return Ok((y_pred, loss, flow, Step::SkippedNonFinite(value), found.stop_after_batch));
     }
-    let (mut skip_step, mut agreed_stop) = (asked.skip_step, false);
-    if let Some(d) = &mut c.ddp {
-        c.optimizer.zero_grad();
-        let loss_and_flags = d.with_flags(&loss, non_finite.is_some(), skip_step)?;
-        d.before_backward(&loss_and_flags)?;
-        // The Reducer all-reduces inside backward: a peer lost there is named as elsewhere.
-        loss_and_flags.f_backward().map_err(|e| {
-            d.dist.lost("the gradient reduction", torchfit_c10d::Error(torchfit_sdk::error::torch_summary(&e)))
-        })?;
-        let agreed = d.agreed_flags()?;
-        non_finite = non_finite.or(agreed.non_finite.then_some(f64::NAN));
-        skip_step = agreed.skip_step;
-        agreed_stop = agreed.stop_after_batch;
-        raise_if(c, agreed.interrupted);
-    } else if non_finite.is_none() && !skip_step {
-        c.optimizer.zero_grad();
-        loss.f_backward()?;
-    }
-    if let Some(value) = non_finite {
-        return Ok((y_pred.f_detach()?, loss.f_detach()?, flow, Step::SkippedNonFinite(value), agreed_stop));
-    }
-    if !skip_step {
+    if !found.skip_step {
         let asked = ask(c, history, counts, &Event::GradComputed(batch))?;
         flow = flow.and(asked.flow);
         if !asked.skip_step {
             c.optimizer.step()?;
         }
     }
-    Ok((y_pred.f_detach()?, loss.f_detach()?, flow, Step::Taken, agreed_stop))
+    Ok((y_pred, loss, flow, Step::Taken, found.stop_after_batch))
 }
 
-/// In a distributed job, the flow every rank follows where the loop decides between batches (the
-/// run's and each epoch's start, the epoch's end): the strongest any rank asked; and a stop flag
-/// raised on any rank is raised on all. In one process, `flow` as it is.
+/// The loss's value when it is not finite and the policy checks (one read from the device).
+fn non_finite(policy: OnNan, loss: &Tensor) -> Result<Option<f64>> {
+    match policy {
+        OnNan::Continue => Ok(None),
+        _ => Ok(Some(loss.f_double_value(&[])?).filter(|v| !v.is_finite())),
+    }
+}
+
+/// The flow every rank follows where the loop decides between batches (the run's and each
+/// epoch's start, the epoch's end): `Replicas::agree`; a stop flag raised on any rank is
+/// raised on all. In one process, `flow` as it is.
 pub(super) fn agreed(c: &mut Components, flow: Flow) -> Result<Flow> {
     Ok(agree_between_batches(c, flow)?.0)
 }
@@ -277,8 +266,7 @@ pub(super) fn interrupted_anywhere(c: &mut Components) -> Result<bool> {
 /// local flag).
 fn agree_between_batches(c: &mut Components, flow: Flow) -> Result<(Flow, bool)> {
     let raised = c.watch.as_ref().is_some_and(|w| w.raised());
-    let Some(d) = &c.ddp else { return Ok((flow, raised)) };
-    let (flow, raised_anywhere) = d.agree(flow, raised)?;
+    let (flow, raised_anywhere) = c.replicas.agree(flow, raised)?;
     raise_if(c, raised_anywhere);
     Ok((flow, raised_anywhere))
 }
@@ -292,22 +280,13 @@ fn raise_if(c: &Components, elsewhere: bool) {
     }
 }
 
-/// The flow a batch ends with: in one process, what its hooks asked, and a stop after it when
-/// the stop flag is raised. In a distributed job every rank must stop after the same batch:
-/// a training batch's stop request rides on the next step's gradient reduction (the ranks stop
-/// after that step, `stop_agreed`), a validation batch's is agreed at once.
+/// The flow a batch ends with (`Replicas::batch_flow`): what its hooks asked, a stop after it
+/// when the stop flag is raised, and in a job the batch every rank stops after.
 fn stop_where_agreed(c: &mut Components, asked: Flow, training: bool, stop_agreed: bool) -> Result<Flow> {
     let raised = c.watch.as_ref().is_some_and(|w| w.raised());
-    let local = if raised { asked.and(Flow::StopAfterBatch) } else { asked };
-    match (&mut c.ddp, training) {
-        (None, _) => Ok(local),
-        (Some(d), true) => {
-            d.defer(local == Flow::StopAfterBatch, raised);
-            let rest = if local == Flow::StopAfterBatch { Flow::Stop } else { local };
-            Ok(if stop_agreed { Flow::StopAfterBatch } else { rest })
-        }
-        (Some(_), false) => self::agreed(c, local),
-    }
+    let (flow, raised_elsewhere) = c.replicas.batch_flow(asked, raised, training, stop_agreed)?;
+    raise_if(c, raised_elsewhere);
+    Ok(flow)
 }
 
 /// Forward and loss in evaluation mode without gradients.
@@ -318,43 +297,32 @@ fn validation_step(c: &Components, batch: &Batch<'_>) -> Result<(Tensor, Tensor)
     Ok((y_pred, loss))
 }
 
-/// A validation step in a distributed job: the batch's owner (batch `i` belongs to rank
-/// `i % world_size`) computed its outputs (`mine`) and sends them to the other ranks; every
-/// rank computes the loss on them, so every rank holds what one process would.
-fn shared_validation_step(
-    c: &Components,
-    d: &super::ddp::Ddp,
-    batch: &Batch<'_>,
-    mine: Option<Tensor>,
-) -> Result<(Tensor, Tensor)> {
+/// A validation step of a round shared among ranks: the batch's owner computed its outputs
+/// (`mine`) and they reach every rank (`Replicas::validation_outputs`); every rank computes
+/// the loss on them, so every rank holds what one process would.
+fn shared_validation_step(c: &Components, batch: &Batch<'_>, mine: Option<Tensor>) -> Result<(Tensor, Tensor)> {
     let _guard = tch::no_grad_guard();
-    let owner = batch.index % d.dist.process().world_size;
-    let y_pred = d.dist.share(mine, owner, c.device)?;
+    let y_pred = c.replicas.validation_outputs(mine, batch.index, c.device)?;
     let loss = c.loss(&y_pred, batch.y)?;
     Ok((y_pred, loss))
 }
 
-/// Writes the epoch's batch losses into history with one device-to-host transfer. In a
-/// distributed job the training batches are reduced over the ranks first: each record gets the
-/// size-weighted mean loss and the total size of that batch on all ranks.
+/// Writes the epoch's batch losses into history with one device-to-host transfer. The training
+/// batches are reduced over the ranks first (`Replicas::reduce_train_losses`): in a job each
+/// record gets the size-weighted mean loss and the total size of that batch on all ranks.
 pub(super) fn record_losses(c: &Components, history: &mut History, pending: Vec<Pending>) -> Result<()> {
     for pass in pending {
         let mut values =
             Vec::<f64>::try_from(pass.values.f_narrow(0, 0, pass.records.len() as i64)?.f_to_device(Device::Cpu)?)?;
-        let reduce = c.ddp.as_ref().filter(|_| pass.key == "train_loss");
-        if let Some(d) = reduce {
+        if pass.key == "train_loss" {
             let batches = history.batches(-1);
-            let sizes: Vec<f64> = pass
-                .records
-                .iter()
-                .map(|r| {
-                    batches.get(*r).and_then(|b| b.get("train_batch_size")).and_then(|v| v.as_f64()).unwrap_or(0.0)
-                })
-                .collect();
-            let (means, totals) = crate::distributed::reduce_batches(&d.dist, &values, &sizes)?;
-            values = means;
-            for (record, total) in pass.records.iter().zip(totals) {
-                history.record_batch_at(-1, *record, "train_batch_size", total.round() as u64)?;
+            let size = |r: &usize| batches.get(*r).and_then(|b| b.get("train_batch_size")).and_then(|v| v.as_f64());
+            let sizes = || pass.records.iter().map(|r| size(r).unwrap_or(0.0)).collect();
+            if let Some((means, totals)) = c.replicas.reduce_train_losses(&values, sizes)? {
+                values = means;
+                for (record, total) in pass.records.iter().zip(totals) {
+                    history.record_batch_at(-1, *record, "train_batch_size", total.round() as u64)?;
+                }
             }
         }
         for (record, v) in pass.records.iter().zip(values) {

@@ -1,6 +1,7 @@
 //! `torch.optim.Adam` and `torch.optim.AdamW` updates (no amsgrad).
 
-use super::{Hyper, ParamState};
+use super::optimizer::ParamState;
+use super::settings::Hyper;
 use crate::Result;
 use tch::Tensor;
 

@@ -204,18 +204,9 @@ impl CallbackExtFfi for CallbackExtAdapter {
     }
 }
 
-fn event_name(kind: EventKind) -> &'static str {
-    match kind {
-        EventKind::TRAIN_BEGIN => "on_train_begin",
-        EventKind::EPOCH_BEGIN => "on_epoch_begin",
-        EventKind::BATCH_BEGIN => "on_batch_begin",
-        EventKind::LOSS_COMPUTED => "on_loss_computed",
-        EventKind::GRAD_COMPUTED => "on_grad_computed",
-        EventKind::BATCH_END => "on_batch_end",
-        EventKind::EPOCH_END => "on_epoch_end",
-        EventKind::TRAIN_END => "on_train_end",
-        _ => "an event",
-    }
+/// The name of the hook event `kind` stands for (`an event` for a number this SDK does not know).
+pub(super) fn event_name(kind: EventKind) -> &'static str {
+    crate::Hook::ALL.into_iter().find(|h| EventKind::of(*h) == kind).map_or("an event", crate::Hook::name)
 }
 
 /// The plugin side of [`RequestsFfi`] for components of other kinds: the facts read from the

@@ -112,6 +112,21 @@ impl EventKind {
     pub const EPOCH_END: EventKind = EventKind(7);
     /// `on_train_end` (1.1).
     pub const TRAIN_END: EventKind = EventKind(8);
+
+    /// The number of `hook`.
+    pub fn of(hook: crate::Hook) -> EventKind {
+        use crate::Hook;
+        match hook {
+            Hook::TrainBegin => EventKind::TRAIN_BEGIN,
+            Hook::EpochBegin => EventKind::EPOCH_BEGIN,
+            Hook::BatchBegin => EventKind::BATCH_BEGIN,
+            Hook::LossComputed => EventKind::LOSS_COMPUTED,
+            Hook::GradComputed => EventKind::GRAD_COMPUTED,
+            Hook::BatchEnd => EventKind::BATCH_END,
+            Hook::EpochEnd => EventKind::EPOCH_END,
+            Hook::TrainEnd => EventKind::TRAIN_END,
+        }
+    }
 }
 
 /// An event for a callback; every tensor is lent for the call.
@@ -359,6 +374,16 @@ mod tests {
             assert_eq!(Flow::try_from(FlowCode::from(f)).unwrap(), f);
         }
         assert!(Flow::try_from(FlowCode(99)).is_err());
+    }
+
+    #[test]
+    fn every_hook_has_its_own_event_number_and_the_abi_names_it_as_the_engine_does() {
+        let kinds: Vec<EventKind> = crate::Hook::ALL.iter().map(|h| EventKind::of(*h)).collect();
+        assert_eq!(kinds, (1..=8).map(EventKind).collect::<Vec<_>>(), "the 1.1 numbers, in order");
+        for h in crate::Hook::ALL {
+            assert_eq!(callbacks::event_name(EventKind::of(h)), h.name());
+        }
+        assert_eq!(callbacks::event_name(EventKind(99)), "an event");
     }
 
     #[test]

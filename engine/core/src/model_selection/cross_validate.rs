@@ -2,8 +2,9 @@
 //! afresh on the fold's training samples (with its `train_split` inside them, as skorch's nets in
 //! scikit-learn do) and scored on the held-out ones, by accuracy / R² or any scorer component.
 
-use super::{NeuralNet, Start};
-use crate::data::{k_fold, stratified_k_fold, Fold};
+use super::folds::{k_fold, stratified_k_fold, Fold};
+use crate::data::select;
+use crate::net::{NeuralNet, Start};
 use crate::{Error, Result};
 use std::time::Instant;
 use torchfit_sdk::metrics::{accuracy, r2};
@@ -69,7 +70,7 @@ impl NeuralNet {
         indices: Option<&[i64]>,
         cv: &Cv,
     ) -> Result<CrossValidation> {
-        let split = Split::of(reader, indices, self.params.settings().task, cv)?;
+        let split = Split::of(reader, indices, self.params().settings().task, cv)?;
         let mut folds = Vec::with_capacity(split.folds.len());
         let mut scoring = String::new();
         for fold in 0..split.folds.len() {
@@ -91,7 +92,7 @@ impl NeuralNet {
         cv: &Cv,
         fold: usize,
     ) -> Result<(String, FoldResult)> {
-        let split = Split::of(reader, indices, self.params.settings().task, cv)?;
+        let split = Split::of(reader, indices, self.params().settings().task, cv)?;
         if fold >= split.folds.len() {
             let message = format!("fold {fold} of a {}-fold cross-validation", split.folds.len());
             return Err(Error::Config { origin: "cross_validate".into(), key: "fold".into(), message });
@@ -103,7 +104,7 @@ impl NeuralNet {
     /// could not be split into its folds (more folds than samples, or than members of every
     /// class when stratified), as each fold of it would.
     pub fn check_folds(&self, reader: &mut dyn DatasetReader, indices: Option<&[i64]>, cv: &Cv) -> Result<()> {
-        Split::of(reader, indices, self.params.settings().task, cv).map(drop)
+        Split::of(reader, indices, self.params().settings().task, cv).map(drop)
     }
 
     /// Fits a fresh net on fold `fold`'s training samples and scores it on its held-out ones.
@@ -122,7 +123,7 @@ impl NeuralNet {
         let started = Instant::now();
         let out = self.forward_reader(reader, &test)?;
         let y = targets.f_index_select(0, &tch::Tensor::from_slice(&test))?;
-        let (scoring, score) = match (&cv.scoring, self.params.settings().task) {
+        let (scoring, score) = match (&cv.scoring, self.params().settings().task) {
             (Some(name), _) => self.score_by(name, &y, &out)?,
             (None, Task::Classification) => ("accuracy".to_owned(), accuracy(&y, &out)?),
             (None, Task::Regression) => ("r2".to_owned(), r2(&y, &out)?),
@@ -135,19 +136,6 @@ impl NeuralNet {
             test_samples: test.len(),
         };
         Ok((scoring, result))
-    }
-
-    /// The score of scorer component `name`, negated and named `neg_<name>` when it is
-    /// lower-is-better.
-    fn score_by(&mut self, name: &str, y: &tch::Tensor, out: &tch::Tensor) -> Result<(String, f64)> {
-        let c = self.components.as_mut().ok_or(Error::NotInitialized)?;
-        let error = |source| Error::Component { kind: torchfit_sdk::ComponentKind::Scorer, name: name.into(), source };
-        let scorer = c.scorers.get(name).map_err(error)?;
-        let score = scorer.score(y, out).map_err(error)?;
-        Ok(match scorer.lower_is_better() {
-            Some(true) => (format!("neg_{name}"), -score),
-            _ => (name.to_owned(), score),
-        })
     }
 }
 
@@ -174,10 +162,6 @@ impl Split {
         };
         Ok(Split { pool, targets, folds })
     }
-}
-
-fn select(pool: &[i64], positions: &[i64]) -> Vec<i64> {
-    positions.iter().map(|&p| pool[p as usize]).collect()
 }
 
 impl CrossValidation {

@@ -9,7 +9,8 @@
 //! processes.
 
 use super::halving::{kept, schedule, top_k, Halving, RESOURCE};
-use super::{CrossValidation, Cv, NeuralNet, Start};
+use super::{CrossValidation, Cv};
+use crate::net::{NeuralNet, Start};
 use crate::{Error, Result};
 use torchfit_sdk::DatasetReader;
 
@@ -125,8 +126,7 @@ impl Search {
             ("fit_time", per_fold(&|f| f.fit_seconds)),
             ("score_time", per_fold(&|f| f.score_seconds)),
         ] {
-            let stats: Vec<(f64, f64)> =
-                values.iter().map(|v| super::cross_validate::mean_std(v.iter().copied())).collect();
+            let stats: Vec<(f64, f64)> = values.iter().map(|v| super::mean_std(v.iter().copied())).collect();
             column(format!("mean_{name}"), stats.iter().map(|s| number(s.0)).collect());
             column(format!("std_{name}"), stats.iter().map(|s| number(s.1)).collect());
         }

@@ -1,4 +1,4 @@
-//! `torchfit search`: hyper-parameter search over a config ([`torchfit_engine::net::search`]),
+//! `torchfit search`: hyper-parameter search over a config ([`torchfit_engine::model_selection::search`]),
 //! every fit of a candidate on a fold a worker process of this binary, up to `jobs` at once.
 //!
 //! The search folder (`--out DIR`) holds:
@@ -19,21 +19,142 @@
 //! SIGINT or SIGTERM stops the workers at once; the finished fits stay, and `--resume` runs only
 //! the others (a failed fit is tried again).
 
-use crate::run::{self, training_data, TrainingData};
+use super::signals::{received_signal, stop_on_signals};
+use super::train::train_until;
+use super::{load_params, Ended as CommandEnded};
+use crate::dataset::{training_data, TrainingData};
 use crate::run_dir::Claim;
+use pool::Pool;
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use torchfit_engine::config::{Params, SplitKind};
 use torchfit_engine::distributed;
 use torchfit_engine::fsutil::write_atomic;
-use torchfit_engine::net::halving::Halving;
-use torchfit_engine::net::random_search::{sample, Distribution};
-use torchfit_engine::net::search::{grid, run as run_search, Candidate, Outcome, Search};
-use torchfit_engine::net::{CrossValidation, Cv, FoldResult, StopFlag};
+use torchfit_engine::model_selection::halving::Halving;
+use torchfit_engine::model_selection::random_search::{sample, Distribution};
+use torchfit_engine::model_selection::search::{grid, run as run_search, Candidate, Search};
+use torchfit_engine::model_selection::Cv;
+use torchfit_engine::net::StopFlag;
 use torchfit_engine::{Error, NeuralNet, Result};
+
+mod pool;
+
+/// `torchfit search`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The TOML config.
+    config: PathBuf,
+    /// Values to try, KEY=V1,V2,... with skorch's routing: `module__dropout=0.2,0.5,0.8`
+    /// (repeatable; every combination is a candidate). With --random, also `uniform(a,b)`,
+    /// `loguniform(a,b)`, `randint(a,b)`.
+    #[arg(long = "grid", value_name = "KEY=VALUES", required = true)]
+    grid: Vec<String>,
+    /// Override a config key for every candidate (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Folds of the cross-validation (stratified for classification).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..))]
+    cv: u16,
+    /// Draw N candidates from the --grid values and distributions instead of taking them all.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    random: Option<u32>,
+    /// Successive halving with epochs as the resource: few epochs for all candidates, the
+    /// best 1/factor go on with factor times more, up to max_epochs.
+    #[arg(long)]
+    halving: bool,
+    /// Halving's factor.
+    #[arg(long, default_value_t = 3.0, requires = "halving")]
+    factor: f64,
+    /// Epochs of halving's first iteration (default: as many as reach max_epochs in the last).
+    #[arg(long, value_name = "EPOCHS", requires = "halving")]
+    min_epochs: Option<i64>,
+    /// Score with this scorer component (`f1_macro`, `log_loss`, ...; default: accuracy or r2).
+    #[arg(long)]
+    scoring: Option<String>,
+    /// Fits running at once, each a worker process.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: u16,
+    /// Intra-op threads of each fit (default: cores / jobs). Scores are bit-identical for
+    /// the same threads, whatever --jobs.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
+    /// The search folder: search.json, each fit, and the refitted best run (refit/).
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue the search in --out DIR: finished fits are kept.
+    #[arg(long)]
+    resume: bool,
+}
+
+/// `torchfit search-fold`'s arguments: one fit of a search, run by the search in a worker.
+#[derive(clap::Args, Debug)]
+pub struct FoldArgs {
+    config: PathBuf,
+    #[arg(long = "set")]
+    sets: Vec<String>,
+    #[arg(long = "candidate")]
+    candidate: Vec<String>,
+    #[arg(long)]
+    cv: usize,
+    #[arg(long)]
+    fold: usize,
+    #[arg(long)]
+    scoring: Option<String>,
+    #[arg(long)]
+    result: PathBuf,
+}
+
+/// Runs the search and prints its ranked table, or ends as interrupted.
+pub fn execute(args: Args) -> Result<CommandEnded> {
+    let Args { config, grid, sets, cv, random, halving, factor, min_epochs, scoring, jobs, threads, out, resume } =
+        args;
+    let halving = halving.then_some(HalvingRequest { factor, min_epochs });
+    let request = Request {
+        config: config.clone(),
+        sets,
+        space: grid,
+        cv: cv.into(),
+        random: random.map(|n| n as usize),
+        halving,
+        scoring,
+        jobs: jobs.into(),
+        threads: threads.map(usize::from),
+        out: out.clone(),
+        resume,
+    };
+    let stop = StopFlag::new();
+    let received = stop_on_signals(&stop).map_err(|e| Error::io(Path::new("<signal handlers>"), e))?;
+    match search(&request, &stop)? {
+        Ended::Completed(_, table) => {
+            log::info!("search written to {}; the best refitted in {}", out.display(), out.join("refit").display());
+            // A closed stdout (`| head`) is not an error of the search, which is complete.
+            let _ = std::io::stdout().write_all(table.as_bytes());
+            Ok(CommandEnded::Completed)
+        }
+        Ended::Interrupted(kept) => {
+            let (signal, name) = received_signal(&received);
+            eprintln!(
+                "interrupted by {name}; {} keeps {kept} finished fits: continue with the same command and --resume",
+                out.display()
+            );
+            Ok(CommandEnded::Interrupted(signal))
+        }
+    }
+}
+
+/// One fit of a search: what a worker runs.
+pub fn execute_fold(args: FoldArgs) -> Result<CommandEnded> {
+    let FoldArgs { config, sets, candidate, cv, fold, scoring, result } = args;
+    let mut params = load_params(&config, &sets)?;
+    for c in &candidate {
+        params.set_assignment(c)?;
+    }
+    let cv = Cv { n_splits: cv, scoring, ..Default::default() };
+    fit_fold(params, candidate, &cv, fold, &result)?;
+    Ok(CommandEnded::Completed)
+}
 
 /// What `torchfit search` is asked.
 #[derive(Debug, Clone)]
@@ -142,7 +263,7 @@ pub fn candidates(request: &Request, params: &Params) -> Result<Vec<Candidate>> 
 
 /// Runs the search `request` asks for, stopping when `stop` is raised.
 pub fn search(request: &Request, stop: &StopFlag) -> Result<Ended> {
-    let params = run::load_params(&request.config, &request.sets)?;
+    let params = load_params(&request.config, &request.sets)?;
     let settings = params.settings();
     if settings.dataset.is_none() {
         return Err(params.config_error("dataset", "missing: `torchfit search` needs a [dataset] section".into()));
@@ -163,7 +284,7 @@ pub fn search(request: &Request, stop: &StopFlag) -> Result<Ended> {
         min_resources: h.min_epochs,
         max_resources: settings.max_epochs as i64,
     });
-    torchfit_engine::net::search::check(&candidates, halving.as_ref())?;
+    torchfit_engine::model_selection::search::check(&candidates, halving.as_ref())?;
     let cv = Cv { n_splits: request.cv, scoring: request.scoring.clone(), ..Cv::default() };
     check_cv(&params, &cv)?;
     let claim = Claim::new(&request.out, request.resume)?;
@@ -193,7 +314,7 @@ pub fn search(request: &Request, stop: &StopFlag) -> Result<Ended> {
     }
     let refit_dir = request.out.join(REFIT);
     let resume_refit = settle_refit(&request.out, &assignments(&best.params))?;
-    let outcome = run::train_until(refit_params, Some(&refit_dir), resume_refit, stop)?;
+    let outcome = train_until(refit_params, Some(&refit_dir), resume_refit, stop)?;
     if outcome.interrupted.is_some() {
         return Ok(Ended::Interrupted(finished_fits(&request.out)));
     }
@@ -365,183 +486,6 @@ pub fn fit_fold(params: Params, candidate: Vec<String>, cv: &Cv, fold: usize, re
         test_samples: f.test_samples,
     };
     write_fit(result, &FitFile { candidate, fold, result: result_of })
-}
-
-/// The worker processes of a search.
-struct Pool<'a> {
-    request: &'a Request,
-    spec: &'a Spec,
-    stop: &'a StopFlag,
-    /// Whether the stop flag ended the search.
-    interrupted: bool,
-}
-
-/// A fit running in a worker.
-struct Running {
-    candidate: usize,
-    fold: usize,
-    child: Child,
-}
-
-/// The running workers; those still running when it goes (an error, an interruption) are
-/// stopped: asked with SIGTERM, killed after 10 s, reaped.
-struct Workers(Vec<Running>);
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        let mut children: Vec<Child> = self.0.drain(..).map(|r| r.child).collect();
-        crate::launch::stop(&mut children, Duration::from_secs(10));
-    }
-}
-
-impl Pool<'_> {
-    /// Cross-validates the candidates of iteration `iter`: every fit not kept from an earlier
-    /// attempt runs in a worker, up to `jobs` at once.
-    fn evaluate(&mut self, iter: usize, round: &[Candidate], cv: &Cv) -> Result<Vec<Outcome>> {
-        let n_folds = cv.n_splits;
-        let mut fits: Vec<Vec<Option<FitResult>>> = vec![vec![None; n_folds]; round.len()];
-        let mut queue = VecDeque::new();
-        for (c, (candidate, slots)) in round.iter().zip(&mut fits).enumerate() {
-            for (fold, slot) in slots.iter_mut().enumerate() {
-                match read_fit(&self.fit_path(iter, c, fold)) {
-                    Some(f) if f.result.is_ok() && f.candidate == assignments(candidate) && f.fold == fold => {
-                        *slot = Some(f.result)
-                    }
-                    _ => queue.push_back((c, fold)),
-                }
-            }
-        }
-        let (total, kept) = (round.len() * n_folds, round.len() * n_folds - queue.len());
-        if kept > 0 {
-            log::info!("iteration {iter}: {kept} of {total} fits kept from before");
-        }
-        let mut workers = Workers(Vec::new());
-        let running = &mut workers.0;
-        let mut done = kept;
-        loop {
-            while running.len() < self.request.jobs.max(1) && !self.stop.is_raised() {
-                let Some((c, fold)) = queue.pop_front() else { break };
-                running.push(Running { candidate: c, fold, child: self.spawn(iter, c, fold, &round[c], cv)? });
-            }
-            if self.stop.is_raised() {
-                self.interrupted = true;
-                return Err(Error::Data("the search was interrupted".into())); // `workers` stops the rest
-            }
-            if running.is_empty() {
-                break;
-            }
-            std::thread::sleep(POLL);
-            let mut i = 0;
-            while i < running.len() {
-                let status = running[i].child.try_wait().map_err(|e| Error::io(Path::new("<search worker>"), e))?;
-                let Some(status) = status else {
-                    i += 1;
-                    continue;
-                };
-                let Running { candidate: c, fold, .. } = running.swap_remove(i);
-                let path = self.fit_path(iter, c, fold);
-                if self.stop.is_raised() && interrupted_by_signal(&status) {
-                    continue; // not a result: the search stops
-                }
-                let result = match read_fit(&path) {
-                    Some(f) if status.success() => f.result,
-                    _ => {
-                        let error = worker_error(&path.with_extension("log"), &status);
-                        let failed = FitResult::Failed { error: error.clone() };
-                        write_fit(&path, &FitFile { candidate: assignments(&round[c]), fold, result: failed.clone() })?;
-                        log::warn!("candidate {} fold {fold} failed: {error}", assignments(&round[c]).join(" "));
-                        failed
-                    }
-                };
-                done += 1;
-                if let FitResult::Scored { scoring, score, fit_time, .. } = &result {
-                    log::info!(
-                        "fit {done} of {total}: {} fold {fold}: {scoring} {score:.6} ({fit_time:.1} s)",
-                        assignments(&round[c]).join(" ")
-                    );
-                }
-                fits[c][fold] = Some(result);
-            }
-        }
-        Ok(fits.into_iter().map(outcome).collect())
-    }
-
-    fn fit_path(&self, iter: usize, candidate: usize, fold: usize) -> PathBuf {
-        self.request.out.join("fits").join(format!("i{iter}-c{candidate:03}-f{fold}.json"))
-    }
-
-    /// Starts a worker fitting fold `fold` of `candidate`, its output in the fit's `.log`.
-    fn spawn(&self, iter: usize, c: usize, fold: usize, candidate: &Candidate, cv: &Cv) -> Result<Child> {
-        let path = self.fit_path(iter, c, fold);
-        let log_path = path.with_extension("log");
-        let log = std::fs::File::create(&log_path).map_err(|e| Error::io(&log_path, e))?;
-        let log2 = log.try_clone().map_err(|e| Error::io(&log_path, e))?;
-        let exe = std::env::current_exe().map_err(|e| Error::io(Path::new("<current executable>"), e))?;
-        let mut command = Command::new(exe);
-        command.arg("search-fold").arg(&self.request.config);
-        for s in self.request.sets.iter().cloned().chain([format!("threads={}", self.spec.threads)]) {
-            command.arg("--set").arg(s);
-        }
-        for a in assignments(candidate) {
-            command.arg("--candidate").arg(a);
-        }
-        command.args(["--cv", &cv.n_splits.to_string(), "--fold", &fold.to_string()]).arg("--result").arg(&path);
-        if let Some(s) = &cv.scoring {
-            command.args(["--scoring", s]);
-        }
-        command.stdin(Stdio::null()).stdout(log).stderr(log2);
-        // A worker does not outlive the search (its parent killed).
-        // SAFETY: prctl(2) is async-signal-safe and touches only the child's own state.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
-        command.spawn().map_err(|e| Error::io(Path::new("<search worker>"), e))
-    }
-}
-
-/// A candidate's outcome from its folds' results: the first error, or the cross-validation.
-fn outcome(folds: Vec<Option<FitResult>>) -> Outcome {
-    let mut scored = Vec::new();
-    let mut name = String::new();
-    for fit in folds {
-        match fit {
-            Some(FitResult::Scored { scoring, score, fit_time, score_time, train_samples, test_samples }) => {
-                name = scoring;
-                scored.push(FoldResult {
-                    score,
-                    fit_seconds: fit_time,
-                    score_seconds: score_time,
-                    train_samples,
-                    test_samples,
-                });
-            }
-            Some(FitResult::Failed { error }) => return Err(error),
-            None => return Err("not run".into()),
-        }
-    }
-    Ok(CrossValidation::of(name, scored))
-}
-
-fn interrupted_by_signal(status: &std::process::ExitStatus) -> bool {
-    use std::os::unix::process::ExitStatusExt;
-    matches!(status.signal(), Some(libc::SIGINT | libc::SIGTERM | libc::SIGKILL))
-        || matches!(status.code(), Some(130 | 143))
-}
-
-/// Why a worker failed: its `error:` line, else how it ended.
-fn worker_error(log: &Path, status: &std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    match text.lines().rev().find_map(|l| l.strip_prefix("error: ")) {
-        Some(line) => line.to_owned(),
-        None => match status.signal() {
-            Some(s) => format!("the worker was killed by signal {s} (see {})", log.display()),
-            None => format!("the worker exited with {status} (see {})", log.display()),
-        },
-    }
 }
 
 /// The ranked table: rank, mean and std of the score, mean fit time per fold, and the candidate

@@ -3,7 +3,7 @@
 //! index for index (tested against the venv's scikit-learn); with `shuffle = Some(seed)` they
 //! follow the same rules with this crate's seeded generator instead of NumPy's.
 
-use super::rng::{SplitMix64, Stream};
+use crate::data::{SplitMix64, Stream};
 
 /// One fold: the sample indices trained on and those scored, each in ascending order.
 #[derive(Debug, Clone, PartialEq, Eq)]
