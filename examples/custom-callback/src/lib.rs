@@ -6,14 +6,15 @@ use serde::Deserialize;
 use torchfit_sdk::{export_plugin, parse_config, tch, Batch, BuildContext, Callback, Flow, Host, Result};
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 struct Config {
-    #[serde(default = "default_key")]
     key: String,
 }
 
-fn default_key() -> String {
-    "grad_norm".into()
+impl Default for Config {
+    fn default() -> Self {
+        Config { key: "grad_norm".into() }
+    }
 }
 
 struct GradNorm {

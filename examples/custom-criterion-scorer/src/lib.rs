@@ -11,15 +11,16 @@ use torchfit_sdk::tch::{Kind, Tensor};
 use torchfit_sdk::{export_plugin, parse_config, BuildContext, Criterion, Error, Result, Scorer, Task};
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 struct FocalConfig {
     /// The focusing exponent: 0 is cross-entropy, larger values down-weight easy samples.
-    #[serde(default = "two")]
     gamma: f64,
 }
 
-fn two() -> f64 {
-    2.0
+impl Default for FocalConfig {
+    fn default() -> Self {
+        FocalConfig { gamma: 2.0 }
+    }
 }
 
 struct FocalLoss {

@@ -39,32 +39,31 @@ fn parts_of(list: &[String]) -> Result<Parts> {
     Ok(p)
 }
 
-fn all_parts() -> Vec<String> {
-    ["params", "optimizer", "callbacks", "history"].map(String::from).to_vec()
-}
-
 /// Settings of `checkpoint` (and, with other defaults, `train_end_checkpoint`).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 struct CheckpointConfig {
-    #[serde(default = "valid_loss_best")]
     monitor: Monitor,
-    #[serde(default)]
     dirname: String,
-    #[serde(default)]
     fn_prefix: Option<String>,
-    #[serde(default = "all_parts")]
     parts: Vec<String>,
-    #[serde(default)]
     load_best: bool,
     /// Default: `event_<name>`, the callback's config name (`event_cp` for `[callbacks.cp]`), so
     /// that two checkpoints never record into one key.
-    #[serde(default)]
     event_name: Option<String>,
 }
 
-fn valid_loss_best() -> Monitor {
-    Monitor::Key("valid_loss_best".into())
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            monitor: Monitor::Key("valid_loss_best".into()),
+            dirname: Default::default(),
+            fn_prefix: Default::default(),
+            parts: ["params", "optimizer", "callbacks", "history"].map(String::from).to_vec(),
+            load_best: Default::default(),
+            event_name: Default::default(),
+        }
+    }
 }
 
 /// `fn_prefix` with its keys replaced for epoch `epoch` (from 1): `{epoch}` (Poutyne's
@@ -184,18 +183,21 @@ impl Callback for Checkpoint {
 
 /// Settings of `train_end_checkpoint`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 struct TrainEndConfig {
-    #[serde(default)]
     dirname: String,
-    #[serde(default = "train_end_prefix")]
     fn_prefix: String,
-    #[serde(default = "all_parts")]
     parts: Vec<String>,
 }
 
-fn train_end_prefix() -> String {
-    "train_end_".into()
+impl Default for TrainEndConfig {
+    fn default() -> Self {
+        TrainEndConfig {
+            dirname: Default::default(),
+            fn_prefix: "train_end_".into(),
+            parts: ["params", "optimizer", "callbacks", "history"].map(String::from).to_vec(),
+        }
+    }
 }
 
 /// `train_end_checkpoint`: saves on train end (also after a stop request or an error).
@@ -218,24 +220,27 @@ impl Callback for TrainEndCheckpoint {
 
 /// Settings of `load_init_state`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 struct LoadConfig {
-    #[serde(default)]
     dirname: String,
-    #[serde(default)]
     fn_prefix: String,
-    #[serde(default = "all_parts")]
     parts: Vec<String>,
-    #[serde(default)]
     missing_ok: bool,
-    #[serde(default = "yes")]
     strict: bool,
-    #[serde(default)]
     exclude: Vec<String>,
 }
 
-fn yes() -> bool {
-    true
+impl Default for LoadConfig {
+    fn default() -> Self {
+        LoadConfig {
+            dirname: Default::default(),
+            fn_prefix: Default::default(),
+            parts: ["params", "optimizer", "callbacks", "history"].map(String::from).to_vec(),
+            missing_ok: Default::default(),
+            strict: true,
+            exclude: Default::default(),
+        }
+    }
 }
 
 /// `load_init_state`: on the first `on_train_begin` after initialize, restores a checkpoint

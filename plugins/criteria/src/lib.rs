@@ -44,18 +44,17 @@ fn per_output(key: &str, values: Option<Vec<f32>>, ctx: &BuildContext, broadcast
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 struct CrossEntropyConfig {
-    #[serde(default)]
     weight: Option<Vec<f32>>,
-    #[serde(default)]
     label_smoothing: f64,
-    #[serde(default = "default_ignore_index")]
     ignore_index: i64,
 }
 
-fn default_ignore_index() -> i64 {
-    -100
+impl Default for CrossEntropyConfig {
+    fn default() -> Self {
+        CrossEntropyConfig { weight: Default::default(), label_smoothing: Default::default(), ignore_index: -100 }
+    }
 }
 
 struct CrossEntropy {
@@ -89,12 +88,16 @@ impl Criterion for CrossEntropy {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 struct NllConfig {
-    #[serde(default)]
     weight: Option<Vec<f32>>,
-    #[serde(default = "default_ignore_index")]
     ignore_index: i64,
+}
+
+impl Default for NllConfig {
+    fn default() -> Self {
+        NllConfig { weight: Default::default(), ignore_index: -100 }
+    }
 }
 
 struct Nll {
@@ -202,21 +205,27 @@ pub fn l1(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Crit
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 struct BetaConfig {
-    #[serde(default = "one")]
     beta: f64,
 }
 
+impl Default for BetaConfig {
+    fn default() -> Self {
+        BetaConfig { beta: 1.0 }
+    }
+}
+
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 struct DeltaConfig {
-    #[serde(default = "one")]
     delta: f64,
 }
 
-fn one() -> f64 {
-    1.0
+impl Default for DeltaConfig {
+    fn default() -> Self {
+        DeltaConfig { delta: 1.0 }
+    }
 }
 
 /// Builds `smooth_l1`.

@@ -20,45 +20,36 @@ pub enum ThresholdMode {
 
 /// Settings (skorch's names and defaults).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// History key to watch.
-    #[serde(default = "valid_loss")]
     pub monitor: String,
     /// Epochs without improvement before stopping.
-    #[serde(default = "five")]
     pub patience: u64,
     /// Required improvement.
-    #[serde(default = "threshold")]
     pub threshold: f64,
     /// `rel` or `abs`.
-    #[serde(default)]
     pub threshold_mode: ThresholdMode,
     /// Direction of improvement.
-    #[serde(default = "yes")]
     pub lower_is_better: bool,
     /// Restore the best epoch's parameters at train end.
-    #[serde(default)]
     pub load_best: bool,
     /// Where `load_best` keeps the best parameters (relative to the run directory).
-    #[serde(default = "snapshot_dir")]
     pub dirname: String,
 }
 
-fn valid_loss() -> String {
-    "valid_loss".into()
-}
-fn five() -> u64 {
-    5
-}
-fn threshold() -> f64 {
-    1e-4
-}
-fn yes() -> bool {
-    true
-}
-fn snapshot_dir() -> String {
-    "early_stopping".into()
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            monitor: "valid_loss".into(),
+            patience: 5,
+            threshold: 1e-4,
+            threshold_mode: Default::default(),
+            lower_is_better: true,
+            load_best: Default::default(),
+            dirname: "early_stopping".into(),
+        }
+    }
 }
 
 /// Run state (checkpointed): skorch's `misses_`, `dynamic_threshold_`, `best_epoch_`.

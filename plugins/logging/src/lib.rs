@@ -20,22 +20,17 @@ fn epochs(host: &dyn Host) -> Vec<Map<String, Value>> {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 struct CsvConfig {
-    #[serde(default = "history_csv")]
     filename: String,
-    #[serde(default)]
     batches: Option<String>,
-    #[serde(default = "comma")]
     separator: char,
 }
 
-fn history_csv() -> String {
-    "history.csv".into()
-}
-
-fn comma() -> char {
-    ','
+impl Default for CsvConfig {
+    fn default() -> Self {
+        CsvConfig { filename: "history.csv".into(), batches: Default::default(), separator: ',' }
+    }
 }
 
 /// The logger and the number of epochs whose `on_epoch_end` has run (the rows it writes).
@@ -95,14 +90,15 @@ impl Callback for CsvLogger {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 struct PlotConfig {
-    #[serde(default = "curves_svg")]
     filename: String,
 }
 
-fn curves_svg() -> String {
-    "training_curves.svg".into()
+impl Default for PlotConfig {
+    fn default() -> Self {
+        PlotConfig { filename: "training_curves.svg".into() }
+    }
 }
 
 struct Plot(PlotConfig);

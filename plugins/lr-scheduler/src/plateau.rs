@@ -4,51 +4,42 @@ use serde::{Deserialize, Serialize};
 
 /// Settings (torch's names and defaults; `monitor` is the history key, skorch's default).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct PlateauConfig {
     /// History key to watch.
-    #[serde(default = "valid_loss")]
     pub monitor: String,
     /// Whether the monitored value should fall (`min`) or rise (`max`).
-    #[serde(default)]
     pub mode: Mode,
     /// Multiplier on a reduction.
-    #[serde(default = "tenth")]
     pub factor: f64,
     /// Epochs without improvement tolerated.
-    #[serde(default = "ten")]
     pub patience: u64,
     /// Improvement threshold.
-    #[serde(default = "threshold")]
     pub threshold: f64,
     /// Whether `threshold` is relative to the best value (`rel`) or absolute (`abs`).
-    #[serde(default)]
     pub threshold_mode: ThresholdMode,
     /// Epochs to wait after a reduction.
-    #[serde(default)]
     pub cooldown: u64,
     /// Lowest rate.
-    #[serde(default)]
     pub min_lr: f64,
     /// Smallest change applied.
-    #[serde(default = "eps")]
     pub eps: f64,
 }
 
-fn valid_loss() -> String {
-    "valid_loss".into()
-}
-fn tenth() -> f64 {
-    0.1
-}
-fn ten() -> u64 {
-    10
-}
-fn threshold() -> f64 {
-    1e-4
-}
-fn eps() -> f64 {
-    1e-8
+impl Default for PlateauConfig {
+    fn default() -> Self {
+        PlateauConfig {
+            monitor: "valid_loss".into(),
+            mode: Default::default(),
+            factor: 0.1,
+            patience: 10,
+            threshold: 1e-4,
+            threshold_mode: Default::default(),
+            cooldown: Default::default(),
+            min_lr: Default::default(),
+            eps: 1e-8,
+        }
+    }
 }
 
 /// The direction of improvement (torch's `mode`).

@@ -21,24 +21,27 @@ use torchfit_sdk::{parse_config, BatchNormStats, BuildContext, Error, Model, Res
 
 /// Settings of the MLP.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct MlpConfig {
     /// Hidden layer sizes.
-    #[serde(default = "default_hidden")]
     pub hidden: Vec<i64>,
     /// Activation function.
-    #[serde(default)]
     pub activation: Activation,
     /// Dropout probability.
-    #[serde(default)]
     pub dropout: f64,
     /// Batch normalization.
-    #[serde(default)]
     pub batch_norm: bool,
 }
 
-fn default_hidden() -> Vec<i64> {
-    vec![100]
+impl Default for MlpConfig {
+    fn default() -> Self {
+        MlpConfig {
+            hidden: vec![100],
+            activation: Default::default(),
+            dropout: Default::default(),
+            batch_norm: Default::default(),
+        }
+    }
 }
 
 /// The multi-layer perceptron and its parameters.

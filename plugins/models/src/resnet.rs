@@ -145,21 +145,18 @@ pub fn build_resnet18(config: &serde_json::Value, ctx: &BuildContext) -> Result<
 
 /// Settings of `small_resnet`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct SmallConfig {
     /// Channels per stage.
-    #[serde(default = "widths")]
     pub widths: Vec<i64>,
     /// Blocks per stage.
-    #[serde(default = "blocks")]
     pub blocks: Vec<usize>,
 }
 
-fn widths() -> Vec<i64> {
-    vec![16, 32, 64]
-}
-fn blocks() -> Vec<usize> {
-    vec![2, 2, 2]
+impl Default for SmallConfig {
+    fn default() -> Self {
+        SmallConfig { widths: vec![16, 32, 64], blocks: vec![2, 2, 2] }
+    }
 }
 
 /// Builds `small_resnet`.

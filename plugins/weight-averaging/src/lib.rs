@@ -90,14 +90,17 @@ enum Average {
 
 /// Settings of `ema` (timm's defaults).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 struct EmaConfig {
-    #[serde(default = "ema_decay")]
     decay: f64,
-    #[serde(default)]
     validate: bool,
-    #[serde(default = "yes")]
     apply_at_end: bool,
+}
+
+impl Default for EmaConfig {
+    fn default() -> Self {
+        EmaConfig { decay: 0.9998, validate: Default::default(), apply_at_end: true }
+    }
 }
 
 /// Settings of `swa`.
@@ -116,9 +119,6 @@ struct SwaConfig {
     apply_at_end: bool,
 }
 
-fn ema_decay() -> f64 {
-    0.9998
-}
 fn yes() -> bool {
     true
 }

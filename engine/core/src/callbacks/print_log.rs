@@ -18,16 +18,16 @@ use std::io::IsTerminal;
 use torchfit_sdk::{parse_config, BuildContext, Callback, Flow, Host, Result};
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 struct Config {
-    #[serde(default)]
     keys_ignored: Vec<String>,
-    #[serde(default = "four")]
     decimals: usize,
 }
 
-fn four() -> usize {
-    4
+impl Default for Config {
+    fn default() -> Self {
+        Config { keys_ignored: Default::default(), decimals: 4 }
+    }
 }
 
 /// The table's settings, and its columns once the first epoch has fixed them.

@@ -137,21 +137,14 @@ pub enum SplitKind {
 
 /// `[train_split]` / `[test_split]`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct SplitConfig {
     /// How to split.
-    #[serde(default)]
     pub kind: SplitKind,
     /// Fraction held out (skorch's `ValidSplit(5)` = 0.2).
-    #[serde(default = "default_fraction")]
     pub fraction: f64,
     /// Stratify by class; defaults to true for classification.
-    #[serde(default)]
     pub stratified: Option<bool>,
-}
-
-fn default_fraction() -> f64 {
-    0.2
 }
 
 impl Default for SplitConfig {
@@ -162,22 +155,15 @@ impl Default for SplitConfig {
 
 /// `[iterator_train]` / `[iterator_valid]`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct IteratorConfig {
     /// Samples per batch (skorch's default 128).
-    #[serde(default = "default_batch_size")]
     pub batch_size: usize,
     /// Shuffle every epoch; defaults to true for training, false for validation.
-    #[serde(default)]
     pub shuffle: Option<bool>,
     /// Batches a loader thread reads ahead of the loop (0: read in line, the default). Helps when
     /// reading costs time of its own: decoding images, a streamed file.
-    #[serde(default)]
     pub prefetch: usize,
-}
-
-fn default_batch_size() -> usize {
-    128
 }
 
 impl Default for IteratorConfig {
