@@ -64,6 +64,15 @@ pub fn load_json(path: &Path) -> Result<serde_json::Value> {
     serde_json::from_str(&text).map_err(|e| Error::msg(format!("{}: {e}", path.display())))
 }
 
+/// `text` as one cell of a CSV file whose cells `separator` separates: quoted, its quotes
+/// doubled, when it holds the separator, a quote or a line break (RFC 4180); as it is otherwise.
+pub fn csv_field(text: &str, separator: char) -> String {
+    match text.contains([separator, '"', '\n', '\r']) {
+        true => format!("\"{}\"", text.replace('"', "\"\"")),
+        false => text.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

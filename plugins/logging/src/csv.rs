@@ -5,14 +5,10 @@ use serde_json::{Map, Value};
 /// One cell: empty for a missing value; text quoted (quotes doubled) when it holds the
 /// separator, a quote or a line break.
 fn cell(v: Option<&Value>, sep: char) -> String {
-    let text = match v {
-        None | Some(Value::Null) => return String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(v) => v.to_string(),
-    };
-    match text.contains([sep, '"', '\n', '\r']) {
-        true => format!("\"{}\"", text.replace('"', "\"\"")),
-        false => text,
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => torchfit_sdk::io::csv_field(s, sep),
+        Some(v) => torchfit_sdk::io::csv_field(&v.to_string(), sep),
     }
 }
 

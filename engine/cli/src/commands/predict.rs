@@ -92,7 +92,7 @@ impl Predictions {
             std::iter::once("id").chain(self.columns.iter().map(String::as_str)).collect::<Vec<_>>().join(",");
         text.push('\n');
         for (id, row) in self.ids.iter().zip(&self.rows) {
-            text += &format!("{},{}\n", csv_field(id), row.join(","));
+            text += &format!("{},{}\n", torchfit_sdk::io::csv_field(id, ','), row.join(","));
         }
         text
     }
@@ -107,15 +107,6 @@ impl Predictions {
             .map_err(Error::from),
             _ => write_atomic(path, self.csv().as_bytes()),
         }
-    }
-}
-
-/// `text` as one CSV field: quoted, with its quotes doubled, when it holds a comma, a quote or a
-/// line break.
-fn csv_field(text: &str) -> String {
-    match text.contains([',', '"', '\n', '\r']) {
-        true => format!("\"{}\"", text.replace('"', "\"\"")),
-        false => text.to_owned(),
     }
 }
 
