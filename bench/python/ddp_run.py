@@ -44,7 +44,8 @@ with Timer() as t:
     train_loss, acc = total.item() / batches / dist.get_world_size(), correct.item() / len(yv)
 stats = ddp._get_ddp_logging_data()
 if rank == 0:
-    keys = ["avg_backward_compute_time", "avg_backward_comm_time", "avg_backward_compute_comm_overlap_time"]
+    keys = ["avg_forward_compute_time", "avg_backward_compute_time", "avg_backward_comm_time",
+            "avg_backward_compute_comm_overlap_time"]
     overlap = {k: stats.get(k) for k in keys}
     print("# ddp " + " ".join(f"{k}={v}" for k, v in overlap.items()), flush=True)
     report(t.seconds, acc, train_loss)

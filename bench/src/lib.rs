@@ -48,6 +48,8 @@ pub struct Args {
     pub train: i64,
     /// Validation samples, at most [`VALID`].
     pub valid: i64,
+    /// How training forward and loss run (`--precision 32 | bf16-mixed`).
+    pub precision: torchfit::amp::Precision,
 }
 
 impl Args {
@@ -61,6 +63,7 @@ impl Args {
             threads: 2,
             train: TRAIN,
             valid: VALID,
+            precision: torchfit::amp::Precision::Full,
         };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
@@ -93,6 +96,10 @@ impl Args {
                 "--threads" => args.threads = value.parse()?,
                 "--train" => args.train = value.parse()?,
                 "--valid" => args.valid = value.parse()?,
+                "--precision" => {
+                    args.precision = serde_json::from_value(serde_json::Value::String(value.clone()))
+                        .map_err(|e| anyhow::anyhow!("--precision {value}: {e}"))?
+                }
                 f => bail!("unknown flag {f}"),
             }
         }

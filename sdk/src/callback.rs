@@ -152,7 +152,10 @@ pub trait Callback: Send {
     }
     /// After `backward()` and before the optimizer step (training batches only): gradients are
     /// readable and may be modified (clipping) through [`Host::parameters`];
-    /// [`Host::skip_step`] (SDK 1.1) skips the optimizer step for this batch.
+    /// [`Host::skip_step`] (SDK 1.1) skips the optimizer step for this batch. It runs once per
+    /// optimizer step: with `accumulate_grad_batches = k`, after the last batch of each group
+    /// of `k` (the gradients of the whole group); under `precision = "16-mixed"` the gradients
+    /// are already unscaled (they may hold an inf or a NaN, and the scaler then skips the step).
     fn on_grad_computed(&mut self, _host: &mut dyn Host, _batch: &Batch<'_>) -> Result<Flow> {
         Ok(Flow::Continue)
     }

@@ -25,6 +25,16 @@ impl Process {
     }
 }
 
+/// The gradient scaler of a `precision = "16-mixed"` run ([`Host::grad_scaler`], SDK 1.4),
+/// as `torch.amp.GradScaler` keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ScalerState {
+    /// The factor the loss is multiplied by before backward.
+    pub scale: f64,
+    /// Optimizer steps in a row without an inf or a NaN since the scale last changed.
+    pub growth_tracker: i64,
+}
+
 /// What a callback may read and change while one of its hooks runs.
 ///
 /// Epoch indices follow Python: `0` is the first epoch, `-1` the last (current) one.
@@ -244,6 +254,38 @@ pub trait Host {
         })
     }
 
+    /// The value of `key` in batch `batch` of epoch `epoch` (both indexed as epochs are: `-1`
+    /// is the last), if recorded (SDK 1.4). In `on_batch_end`, `history_batch_value(-1, -1,
+    /// "stepped")` says whether the batch ended an optimizer step where the engine records it
+    /// (gradient accumulation, `16-mixed`). The default reads the epoch's whole `batches` list
+    /// through [`Host::history_get`]; the engine's host reads the one value.
+    fn history_batch_value(&self, epoch: isize, batch: isize, key: &str) -> Option<Value> {
+        batch_value_from_epoch(self.history_get(epoch, "batches")?, batch, key)
+    }
+
+    /// The gradient scaler of a `precision = "16-mixed"` run (SDK 1.4); `None` in any other
+    /// precision. A host older than 1.4 has none to report.
+    fn grad_scaler(&self) -> Result<Option<ScalerState>> {
+        Err(crate::Error::unsupported("grad_scaler", crate::SdkVersion::V1_4))
+    }
+
+    /// Training batches per optimizer step (`accumulate_grad_batches`, SDK 1.4): an epoch of
+    /// `n` training batches takes `n.div_ceil(k)` optimizer steps. A host older than 1.4 steps
+    /// after every batch: 1.
+    fn accumulate_grad_batches(&self) -> usize {
+        1
+    }
+
+    /// Whether training batches record `stepped` (SDK 1.4): whether the optimizer stepped after
+    /// each, written by the engine under gradient accumulation and `16-mixed` (whose scaler may
+    /// skip a step). A callback that acts per optimizer step asks once, at `on_train_begin`,
+    /// and reads `history_batch_value(-1, -1, "stepped")` per batch only when this is true. A
+    /// provided method over [`Host::accumulate_grad_batches`] and [`Host::grad_scaler`]: false
+    /// on an older host.
+    fn records_stepped(&self) -> bool {
+        self.accumulate_grad_batches() > 1 || matches!(self.grad_scaler(), Ok(Some(_)))
+    }
+
     /// Whether this is the main process (rank 0) of the run; a host older than SDK 1.2 runs one
     /// process, which is.
     fn is_main_process(&self) -> bool {
@@ -260,6 +302,13 @@ pub trait Host {
     fn scorer_lower_is_better(&mut self, _name: &str) -> Result<Option<bool>> {
         Err(crate::Error::unsupported("scorer_lower_is_better", crate::SdkVersion::V1_1))
     }
+}
+
+/// Batch `batch` (Python's indexing) of an epoch's `batches` list, its value of `key`.
+pub(crate) fn batch_value_from_epoch(batches: Value, batch: isize, key: &str) -> Option<Value> {
+    let batches = batches.as_array()?;
+    let index = if batch < 0 { batches.len().checked_sub(batch.unsigned_abs())? } else { batch as usize };
+    batches.get(index)?.get(key).cloned()
 }
 
 /// How [`Host::forward`] runs the model.

@@ -55,6 +55,8 @@ pub struct FakeHost {
     pub batch_norm_updates: usize,
     /// The process the fake reports ([`crate::Process::SINGLE`] by default).
     pub process: crate::Process,
+    /// The gradient scaler the fake reports (none by default: a run in full precision).
+    pub grad_scaler: Option<crate::ScalerState>,
 }
 
 impl Default for FakeHost {
@@ -83,6 +85,7 @@ impl Default for FakeHost {
             replaced_batch: None,
             batch_norm_updates: 0,
             process: crate::Process::SINGLE,
+            grad_scaler: None,
         }
     }
 }
@@ -266,6 +269,9 @@ impl Host for FakeHost {
     fn process(&self) -> Result<crate::Process> {
         Ok(self.process)
     }
+    fn grad_scaler(&self) -> Result<Option<crate::ScalerState>> {
+        Ok(self.grad_scaler)
+    }
     /// `accuracy`, the one scorer the fake knows, is higher-is-better.
     fn scorer_lower_is_better(&mut self, name: &str) -> Result<Option<bool>> {
         match name {
@@ -390,6 +396,24 @@ mod tests {
             FakeHost { process: crate::Process { rank: 1, world_size: 2, local_rank: 1 }, ..Default::default() };
         assert!(!second.is_main_process());
         assert!(FakeHost::default().is_main_process());
+    }
+
+    #[test]
+    fn one_batch_value_is_read_on_any_host_and_an_old_host_has_no_scaler_to_report() {
+        let mut host = FakeHost::default();
+        host.new_epoch();
+        for stepped in [false, true] {
+            host.new_batch();
+            host.record_batch("stepped", stepped.into()).unwrap();
+        }
+        let old = Sdk10Host(host);
+        assert_eq!(old.history_batch_value(-1, -1, "stepped"), Some(true.into()));
+        assert_eq!(old.history_batch_value(0, 0, "stepped"), Some(false.into()));
+        assert_eq!(old.history_batch_value(-1, -3, "stepped"), None);
+        assert_eq!(old.history_batch_value(-1, 0, "absent"), None);
+        assert!(matches!(old.grad_scaler(), Err(crate::Error::Unsupported { .. })));
+        let scaler = crate::ScalerState { scale: 1024.0, growth_tracker: 3 };
+        assert_eq!(FakeHost { grad_scaler: Some(scaler), ..old.0 }.grad_scaler().unwrap(), Some(scaler));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The floor: one epoch of MNIST written directly against tch, no framework. Shuffled batches by
 //! `index_select`, `nn::Sgd`, batch losses summed on the device and read once at the end (the
-//! same single sync per epoch torchfit does), then a validation pass without gradients.
+//! same single sync per epoch torchfit does), then a validation pass without gradients. With
+//! `--precision bf16-mixed` the training forward and loss run under torch's autocast (the floor
+//! for torchfit's `precision = "bf16-mixed"`).
 
 use anyhow::Result;
 use std::time::Instant;
@@ -33,6 +35,7 @@ fn cnn(p: &nn::Path<'_>) -> impl ModuleT {
 
 fn main() -> Result<()> {
     let args = Args::parse()?;
+    anyhow::ensure!(!args.precision.scales_loss(), "the raw loop runs --precision 32 or bf16-mixed");
     tch::set_num_threads(args.threads);
     tch::manual_seed(0);
     let (x, y) = mnist(&args.data)?;
@@ -53,7 +56,10 @@ fn main() -> Result<()> {
     for b in 0..batches {
         let idx = order.narrow(0, b * args.batch, args.batch.min(train - b * args.batch));
         let (bx, by) = (xt.index_select(0, &idx).to_device(dev), yt.index_select(0, &idx).to_device(dev));
-        let loss = net.forward_t(&bx, true).cross_entropy_for_logits(&by);
+        let loss = {
+            let _autocast = args.precision.autocast(dev)?;
+            net.forward_t(&bx, true).cross_entropy_for_logits(&by)
+        };
         opt.backward_step(&loss);
         loss_sum += loss.detach();
     }

@@ -25,6 +25,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod amp;
 pub mod callbacks;
 pub mod checkpoint;
 pub mod config;

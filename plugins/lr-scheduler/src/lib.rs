@@ -19,6 +19,9 @@ use torchfit_sdk::{
 
 /// The history key of the momentum (or beta1) used, beside `event_lr`, when the policy cycles it.
 pub const MOMENTUM_KEY: &str = "event_momentum";
+/// The batch-record key the engine writes when not every training batch steps the optimizer
+/// (gradient accumulation, `16-mixed`): whether this one did.
+pub const STEPPED_KEY: &str = "stepped";
 
 /// When the schedule advances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -57,6 +60,9 @@ pub struct LrScheduler {
     step_every: StepEvery,
     event_name: String,
     state: State,
+    /// Whether the run's batches say if they stepped (`Host::records_stepped`), asked at train
+    /// begin.
+    records_stepped: bool,
 }
 
 fn build(config: &Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
@@ -84,7 +90,14 @@ fn build(config: &Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
         Schedule::Policy(p)
     };
     let length_from_run = matches!(&schedule, Schedule::Policy(p) if p.needs_total());
-    Ok(Box::new(LrScheduler { schedule, length_from_run, step_every, event_name, state: State::default() }))
+    Ok(Box::new(LrScheduler {
+        schedule,
+        length_from_run,
+        step_every,
+        event_name,
+        state: State::default(),
+        records_stepped: false,
+    }))
 }
 
 /// Where a cycled momentum goes: `momentum` (SGD, RMSprop) or the first of `betas` (Adam, AdamW),
@@ -143,7 +156,7 @@ impl LrScheduler {
 
 impl LrScheduler {
     /// Gives a `OneCycleLR` without a length of its own the run's: `max_epochs` epochs, of
-    /// `train_batches` steps each with `step_every = "batch"` (a resumed run keeps the length it
+    /// `train_batches` optimizer steps each with `step_every = "batch"` (a resumed run keeps the length it
     /// began with). Returns whether the length was set now.
     fn resolve(&mut self, max_epochs: usize, train_batches: Option<usize>) -> bool {
         let Schedule::Policy(p) = &mut self.schedule else { return false };
@@ -172,13 +185,16 @@ impl Callback for LrScheduler {
     }
 
     fn on_epoch_begin(&mut self, host: &mut dyn Host) -> Result<Flow> {
-        if self.resolve(host.max_epochs(), Some(host.batch_counts().0)) {
+        // The run's optimizer steps per epoch: one per group of `accumulate_grad_batches`.
+        let steps = host.batch_counts().0.div_ceil(host.accumulate_grad_batches());
+        if self.resolve(host.max_epochs(), Some(steps)) {
             self.apply(host)?;
         }
         Ok(Flow::Continue)
     }
 
     fn on_train_begin(&mut self, host: &mut dyn Host) -> Result<Flow> {
+        self.records_stepped = host.records_stepped();
         if self.state.base.is_empty() {
             let groups = host.param_groups();
             self.state.base = match &self.schedule {
@@ -200,7 +216,11 @@ impl Callback for LrScheduler {
             if let Some(m) = self.momentum() {
                 host.record_batch(MOMENTUM_KEY, m.into())?;
             }
-            self.advance(host)?;
+            // Per optimizer step: a batch that only accumulated gradients (or whose step the
+            // gradient scaler skipped) records `stepped = false`.
+            if !self.records_stepped || host.history_batch_value(-1, -1, STEPPED_KEY) != Some(false.into()) {
+                self.advance(host)?;
+            }
         }
         Ok(Flow::Continue)
     }

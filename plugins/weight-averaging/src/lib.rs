@@ -146,6 +146,9 @@ pub struct WeightAveraging {
     /// checkpoint, and put back when training goes on (a resumed run continues the model, not
     /// the average).
     replaced: Vec<(String, Tensor)>,
+    /// Whether the run's batches say if they stepped (`Host::records_stepped`), asked at train
+    /// begin.
+    records_stepped: bool,
 }
 
 fn build_ema(config: &Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
@@ -175,7 +178,16 @@ fn build_swa(config: &Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
 impl WeightAveraging {
     fn new(kind: Average, validate: bool, apply_at_end: bool) -> Self {
         let (average, replaced) = (Vec::new(), Vec::new());
-        WeightAveraging { kind, validate, apply_at_end, state: State::default(), average, live: None, replaced }
+        WeightAveraging {
+            kind,
+            validate,
+            apply_at_end,
+            state: State::default(),
+            average,
+            live: None,
+            replaced,
+            records_stepped: false,
+        }
     }
 
     /// What the average covers: the whole state dict, or (SWA without `use_buffers`) the
@@ -228,6 +240,7 @@ impl Callback for WeightAveraging {
     }
 
     fn on_train_begin(&mut self, host: &mut dyn Host) -> Result<Flow> {
+        self.records_stepped = host.records_stepped();
         if !self.replaced.is_empty() {
             host.load_state_dict(&std::mem::take(&mut self.replaced))?;
         }
@@ -249,7 +262,10 @@ impl Callback for WeightAveraging {
     }
 
     fn on_batch_end(&mut self, host: &mut dyn Host, out: &BatchOutput<'_>) -> Result<Flow> {
-        if out.batch.training && matches!(self.kind, Average::Ema { .. }) {
+        // EMA updates after each optimizer step: not after a batch that only accumulated
+        // gradients, or whose step the gradient scaler skipped (`stepped = false`).
+        let stepped = || !self.records_stepped || host.history_batch_value(-1, -1, "stepped") != Some(false.into());
+        if out.batch.training && matches!(self.kind, Average::Ema { .. }) && stepped() {
             self.update(host)?;
         }
         let last_valid = !out.batch.training && out.batch.index + 1 == host.batch_counts().1;

@@ -275,3 +275,19 @@ fn an_unknown_callback_is_named_by_the_type_key_it_was_read_from() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("`callbacks.nonexist.type`") && err.contains("defaults to its name"), "{err}");
 }
+
+#[test]
+fn the_demo_in_bf16_mixed_precision_clears_the_same_bar() {
+    let out = temp_dir("demo-bf16").join("run");
+    let o = torchfit(&[
+        "train",
+        "examples/digits/config.toml",
+        "--set",
+        "precision=\"bf16-mixed\"",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
+    let acc = read_json(&out.join("summary.json"))["test"]["accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.95, "test accuracy {acc} < 0.95 in bf16-mixed");
+}

@@ -276,6 +276,26 @@ fn random_candidates_come_from_their_distributions_and_any_scorer_scores_them() 
     assert_eq!(scores(&dir.join("a"))["cv_results_"]["params"], scores(&dir.join("b"))["cv_results_"]["params"]);
 }
 
+#[test]
+fn precision_and_accumulation_are_searched_like_any_setting() {
+    let dir = temp_dir("search-precision");
+    let args = [
+        "--grid",
+        "precision=32,bf16-mixed",
+        "--grid",
+        "accumulate_grad_batches=1,2",
+        "--set",
+        "max_epochs=2",
+        "--cv",
+        "2",
+    ];
+    let o = search(&dir, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = &read_json(&dir.join("search.json"))["cv_results_"];
+    assert_eq!(r["param_precision"], serde_json::json!([32, "bf16-mixed", 32, "bf16-mixed"]), "{r}");
+    assert!(r["mean_test_score"].as_array().unwrap().iter().all(|m| m.as_f64().unwrap() > 0.5), "{r}");
+}
+
 /// A wrong key or value of the config's own settings is refused before any fit runs; one a
 /// component reads (`module__*`) is found by the fits, and a search whose candidates all fail
 /// ends with the first one's error.

@@ -86,3 +86,28 @@ fn threads_that_oversubscribe_the_node_are_warned_about_once() {
         assert!(!String::from_utf8_lossy(&o.stderr).contains("intra-op threads"));
     }
 }
+
+#[test]
+fn a_job_accumulating_two_batches_all_reduces_once_per_group() {
+    let out = temp_dir("accumulating").join("run");
+    let o = train(
+        &["accumulate_grad_batches=2", "max_epochs=1", BATCH],
+        &["--nproc", "2", "--out", out.to_str().unwrap()],
+        &[("TORCHFIT_LOG", "info")],
+    );
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let line = err.lines().find(|l| l.starts_with("[info] gradient all-reduces: ")).unwrap_or_else(|| panic!("{err}"));
+    let counts: Vec<usize> = line
+        .trim_start_matches("[info] gradient all-reduces: ")
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let (reduced, backwards) = (counts[0], counts[1]);
+    assert!(backwards > 20, "{line}");
+    assert_eq!(reduced, backwards.div_ceil(2), "{line}: one all-reduce per group of two batches");
+    let history = torchfit_tests::read_json(&out.join("history.json"));
+    let stepped = history[0]["batches"].as_array().unwrap().iter().filter(|b| b["stepped"] == true).count();
+    assert_eq!(stepped, reduced, "the batches that stepped are those that all-reduced");
+}

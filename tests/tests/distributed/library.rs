@@ -30,6 +30,9 @@ fn train_with(
 ) -> (Vec<(String, Vec<f64>)>, serde_json::Value) {
     let (x, y) = torchfit_tests::digits();
     let mut net = torchfit::classifier();
+    net.registry_mut()
+        .add("grad_watch", "0.0.1", "records gradient sums", torchfit_sdk::Constructor::Callback(grad_watch))
+        .unwrap();
     net.set_params(SETTINGS).unwrap();
     net.set_params(extra).unwrap();
     net.set_param("iterator_train__batch_size", batch_size as i64).unwrap();
@@ -47,6 +50,29 @@ fn train_with(
         .map(|(name, t)| (name, Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap()))
         .collect();
     (params, net.history().to_json())
+}
+
+/// Records each training batch's gradient sum after its step (`grad_sum`).
+struct GradWatch;
+impl torchfit_sdk::Callback for GradWatch {
+    fn on_batch_end(
+        &mut self,
+        h: &mut dyn torchfit_sdk::Host,
+        o: &torchfit_sdk::BatchOutput<'_>,
+    ) -> torchfit_sdk::Result<torchfit_sdk::Flow> {
+        if o.batch.training {
+            let sum: f64 = h.parameters().iter().map(|(_, p)| p.grad().sum(Kind::Double).double_value(&[])).sum();
+            h.record_batch("grad_sum", sum.into())?;
+        }
+        Ok(torchfit_sdk::Flow::Continue)
+    }
+}
+
+fn grad_watch(
+    _config: &serde_json::Value,
+    _ctx: &torchfit_sdk::BuildContext,
+) -> torchfit_sdk::Result<Box<dyn torchfit_sdk::Callback>> {
+    Ok(Box::new(GradWatch))
 }
 
 /// The largest difference between two sets of parameters of the same shapes.
@@ -117,6 +143,34 @@ fn two_processes_at_half_the_batch_equal_one_process_and_each_other() {
     };
     assert_eq!(sizes(&one_history), sizes(&r0.1));
     assert_eq!(sizes(&r0.1).iter().sum::<i64>(), 1600);
+}
+
+#[test]
+fn two_processes_accumulating_two_batches_equal_one_process_and_reduce_only_each_groups_last() {
+    let _serial = torchfit_tests::serial();
+    let accumulate = [("accumulate_grad_batches", "2"), ("callbacks__grads__type", "\"grad_watch\"")];
+    let (one_params, one_history) = train_with(32, None, &accumulate);
+    let ranks = two_ranks(|_, d| train_with(16, Some(d), &accumulate));
+    let (r0, r1) = (&ranks[0], &ranks[1]);
+    assert!(r0.0 == r1.0, "the ranks' parameters differ by up to {}", max_diff(&r0.0, &r1.0));
+    let worst = max_diff(&one_params, &r0.0);
+    assert!(worst < 1e-5, "parameters differ from one process's by {worst}");
+    for (a, b) in losses(&one_history, "train_loss").iter().zip(losses(&r0.1, "train_loss")) {
+        assert!(((a - b) / a).abs() < 1e-6, "train_loss: one process {a}, two {b}");
+    }
+    // The gradients after a group's first batch are each rank's own (no all-reduce), those
+    // after its last batch the ranks' average, the same on both.
+    let sums = |h: &serde_json::Value| -> Vec<f64> {
+        h[0]["batches"].as_array().unwrap().iter().filter_map(|b| b["grad_sum"].as_f64()).collect()
+    };
+    let (s0, s1) = (sums(&r0.1), sums(&r1.1));
+    assert_eq!(s0.len(), 50);
+    for (i, (a, b)) in s0.iter().zip(&s1).enumerate() {
+        match i % 2 {
+            0 => assert_ne!(a, b, "batch {i} is a group's first: its gradients stay on their rank"),
+            _ => assert_eq!(a, b, "batch {i} ends a group: its gradients are all-reduced"),
+        }
+    }
 }
 
 #[test]

@@ -8,4 +8,5 @@ mod api;
 mod cross_validate;
 mod inprocess;
 mod non_finite;
+mod precision;
 mod resume;

@@ -195,3 +195,39 @@ fn one_cycle_on_adamw_sets_torchs_lr_and_beta1_at_every_step_of_a_run() {
         assert!((betas.double_value(&[0]) - torch[72].1).abs() < 1e-12, "{length}");
     }
 }
+
+#[test]
+fn one_cycle_under_gradient_accumulation_steps_once_per_optimizer_step() {
+    // 2 epochs of 36 training batches in groups of 2: 36 optimizer steps, the run's own length.
+    let script = "import json, torch\n\
+        p = torch.nn.Parameter(torch.zeros(1))\n\
+        opt = torch.optim.SGD([p], lr=0.001)\n\
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.01, total_steps=36, cycle_momentum=False)\n\
+        seen = []\n\
+        for i in range(36):\n    seen.append(opt.param_groups[0]['lr'])\n    opt.step()\n    sched.step()\n\
+        print(json.dumps(seen))";
+    let torch: Vec<f64> =
+        serde_json::from_value(super::python_json(script, &serde_json::Value::Null, "OneCycleLR")).unwrap();
+    let lib = torchfit_tests::plugin_library("torchfit-plugin-lr-scheduler", "torchfit_plugin_lr_scheduler");
+    let plugins = format!("plugins=[{:?}]", lib.display().to_string());
+    let run = torchfit_tests::temp_dir("onecycle-accumulated").join("run");
+    let sched = "callbacks__sched={type = \"lr_scheduler\", policy = \"OneCycleLR\", max_lr = 0.01, \
+                 cycle_momentum = false, step_every = \"batch\"}";
+    let sets = ["max_epochs=2", &plugins, "optimizer={name = \"sgd\", lr = 0.001}", "accumulate_grad_batches=2", sched];
+    let o = torchfit_tests::train_digits(&sets, Some(&run), &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let history = torchfit_tests::read_json(&run.join("history.json"));
+    let batches: Vec<serde_json::Value> =
+        history.as_array().unwrap().iter().flat_map(|e| e["batches"].as_array().unwrap().clone()).collect();
+    // The learning rate of each optimizer step: the one recorded at the group's last batch.
+    let stepped: Vec<f64> =
+        batches.iter().filter(|b| b["stepped"] == true).map(|b| b["event_lr"].as_f64().unwrap()).collect();
+    assert_eq!(stepped.len(), 36);
+    for (step, (lr, t)) in stepped.iter().zip(&torch).enumerate() {
+        assert!((lr - t).abs() < 1e-12, "step {step}: {lr} against torch's {t}");
+    }
+    // Both batches of a group train at the same rate.
+    let inner: Vec<f64> =
+        batches.iter().filter(|b| b["stepped"] == false).map(|b| b["event_lr"].as_f64().unwrap()).collect();
+    assert_eq!(inner, stepped);
+}

@@ -6,6 +6,7 @@
 
 mod criteria;
 mod folds;
+mod grad_scaler;
 mod halving;
 mod lr_scheduler;
 mod optimizer;

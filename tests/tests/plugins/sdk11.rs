@@ -157,6 +157,21 @@ fn the_services_read_and_set_the_optimizer_and_run_the_model() {
     let state = Tensor::read_safetensors(run.join("train_end_optimizer.safetensors")).unwrap();
     let (_, momentum) = state.iter().find(|(n, _)| n == "group0.momentum").expect("group0.momentum saved");
     assert_eq!(momentum.double_value(&[]), 0.5);
+    // SDK 1.4 in full precision without accumulation: no scaler, no `stepped` records.
+    assert_eq!(e["probe_grad_scaler"], serde_json::Value::Null);
+    assert_eq!(e["probe_first_batch_size"], 32);
+    assert_eq!(e["probe_first_stepped"], serde_json::Value::Null);
+}
+
+#[test]
+fn a_plugin_reads_the_gradient_scaler_and_which_batches_stepped_across_the_boundary() {
+    let run = temp_dir("sdk14-probe").join("run");
+    ok(&train(1, &["callbacks__probe={}", "precision=\"16-mixed\"", "accumulate_grad_batches=2"], Some(&run)));
+    let e = &read_json(&run.join("history.json"))[0];
+    let stepped = e["batches"].as_array().unwrap().iter().filter(|b| b["stepped"] == true).count() as i64;
+    assert_eq!(e["probe_grad_scaler"], serde_json::json!({"scale": 65536.0, "growth_tracker": stepped}), "SDK 1.4");
+    assert_eq!(e["probe_first_stepped"], false, "the first batch of a group of two only accumulates");
+    assert_eq!(e["probe_first_batch_size"], 32);
 }
 
 #[test]

@@ -31,6 +31,14 @@ pub struct Settings {
     /// What a non-finite training loss does ([`OnNan`]); the default stops the run.
     #[serde(default)]
     pub on_nan: OnNan,
+    /// How a training step's arithmetic runs (Lightning's names: `"32"`, `"bf16-mixed"`,
+    /// `"16-mixed"`; see [`crate::amp`]).
+    #[serde(default)]
+    pub precision: crate::amp::Precision,
+    /// Training batches per optimizer step (Lightning's `accumulate_grad_batches`, at least 1;
+    /// see [`crate::net`]'s accumulation).
+    #[serde(default = "default_accumulate_grad_batches")]
+    pub accumulate_grad_batches: usize,
     /// Keep the trained model when `fit` is called again (skorch's `warm_start`).
     #[serde(default)]
     pub warm_start: bool,
@@ -86,6 +94,9 @@ fn default_device() -> String {
 }
 fn default_max_epochs() -> usize {
     10
+}
+fn default_accumulate_grad_batches() -> usize {
+    1
 }
 
 /// What a training batch whose loss is NaN or infinite does (Keras' `TerminateOnNaN`,
@@ -231,6 +242,9 @@ impl Settings {
             if it.batch_size == 0 {
                 return Err((format!("{key}.batch_size"), "must be at least 1".into()));
             }
+        }
+        if self.accumulate_grad_batches == 0 {
+            return Err(("accumulate_grad_batches".into(), "must be at least 1".into()));
         }
         if let Some(threads) = self.threads {
             check_threads(threads, crate::distributed::cores())?;

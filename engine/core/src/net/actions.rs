@@ -64,7 +64,11 @@ impl<'h> Snapshot<'h> {
         };
         Ok(Snapshot {
             params: parts.params.then(|| c.model.state_dict()),
-            optimizer: parts.optimizer.then(|| c.optimizer.state_dict()),
+            optimizer: parts.optimizer.then(|| {
+                let mut state = c.optimizer.state_dict();
+                state.extend(c.scaler.iter().flat_map(|s| s.state_dict()));
+                state
+            }),
             callbacks,
             history: parts.history.then_some(Cow::Borrowed(history)),
         })
@@ -144,6 +148,9 @@ fn load(c: &mut Components, history: &mut History, dir: &Path, prefix: &str, par
     if parts.optimizer {
         let state = load_tensors(&files.optimizer).map_err(sdk_error)?;
         c.optimizer.load_state_dict(&state)?;
+        if let Some(scaler) = &mut c.scaler {
+            scaler.load_state_dict(&state)?;
+        }
     }
     if parts.callbacks {
         let states = load_json(&files.callbacks).map_err(sdk_error)?;

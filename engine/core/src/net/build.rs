@@ -55,6 +55,13 @@ pub(super) struct Components {
     /// Whether the history's last epoch is open: from its record's start until `on_epoch_end`
     /// reached every callback. A checkpoint saved meanwhile is not a resume point.
     pub mid_epoch: bool,
+    /// The training and validation batch counts of the epoch running; `(0, 0)` as a fit starts
+    /// and ends.
+    pub batch_counts: (usize, usize),
+    /// The gradient scaler of a `16-mixed` run.
+    pub scaler: Option<crate::amp::GradScaler>,
+    /// How training batches group into optimizer steps.
+    pub accumulation: super::accumulation::Accumulation,
 }
 
 /// What a net is built from.
@@ -142,6 +149,12 @@ impl Components {
         let scorers = Scorers::new(registry.clone(), ctx("scorer"));
         let names = (module.name.clone(), criterion_name);
         let replicas = super::replicas::Replicas::new(dist, device, model.as_ref())?;
+        let scaler = settings
+            .precision
+            .scales_loss()
+            .then(|| crate::amp::GradScaler::new(device, Default::default()))
+            .transpose()?;
+        let accumulation = super::accumulation::Accumulation::new(settings.accumulate_grad_batches);
         Ok(Self {
             settings,
             device,
@@ -157,6 +170,9 @@ impl Components {
             watch: None,
             replicas,
             mid_epoch: false,
+            batch_counts: (0, 0),
+            scaler,
+            accumulation,
         })
     }
 

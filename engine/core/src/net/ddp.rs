@@ -30,6 +30,11 @@ pub(super) struct Ddp {
     /// A stop after the batch, and an interruption, asked since the last step: they ride on
     /// the next one.
     deferred: (bool, bool),
+    /// A non-finite loss in an inner batch of the accumulation group running: it rides on the
+    /// group's last batch.
+    deferred_non_finite: bool,
+    /// Training backwards run, and of them those that all-reduced the gradients.
+    backwards: (u64, u64),
 }
 
 /// What the ranks decided in a training step: each true when it is true on any rank.
@@ -49,7 +54,7 @@ const FLAGS: &str = ".torchfit.flags";
 impl Ddp {
     pub fn new(dist: Arc<Distributed>, device: tch::Device) -> Result<Self> {
         let flags = Tensor::f_zeros([4], (tch::Kind::Float, device))?.set_requires_grad(true);
-        Ok(Self { dist, reducer: None, flags, deferred: (false, false) })
+        Ok(Self { dist, reducer: None, flags, deferred: (false, false), deferred_non_finite: false, backwards: (0, 0) })
     }
 
     /// Logs DDP's Logger's timing of the gradient reduction (sampled iterations): how much of
@@ -80,8 +85,10 @@ impl Ddp {
     }
 
     /// Before a training forward: the Reducer of the parameters that require grad now (one is
-    /// built when that set changed), DDP's `prepare_for_forward`, and rank 0's buffers.
-    pub fn before_forward(&mut self, model: &dyn Model) -> Result<()> {
+    /// built when that set changed), DDP's `prepare_for_forward` when this backward reduces
+    /// (`reduce`; not under `no_sync`, as DDP), and rank 0's buffers.
+    pub fn before_forward(&mut self, model: &dyn Model, reduce: bool) -> Result<()> {
+        self.backwards.0 += 1;
         let params = model.parameters();
         let names: Option<HashSet<String>> =
             self.dist.config().broadcast_buffers.then(|| params.iter().map(|(n, _)| n.clone()).collect());
@@ -92,7 +99,8 @@ impl Ddp {
             self.reducer = None; // the old Reducer's hooks go before the new one's are placed
             self.reducer = Some((self.dist.reducer(&live)?, trained));
         }
-        if let Some((reducer, _)) = &self.reducer {
+        if let Some((reducer, _)) = self.reducer.as_ref().filter(|_| reduce) {
+            self.backwards.1 += 1;
             reducer.prepare_for_forward().map_err(|e| self.dist.lost("preparing the gradient reduction", e))?;
         }
         match names {
@@ -124,6 +132,7 @@ impl Ddp {
     /// `loss`), carrying also the deferred stop requests.
     pub fn with_flags(&mut self, loss: &Tensor, non_finite: bool, skip_step: bool) -> Result<Tensor> {
         let (stop, interrupted) = std::mem::take(&mut self.deferred);
+        let non_finite = non_finite || std::mem::take(&mut self.deferred_non_finite);
         let values: Vec<f32> = [non_finite, skip_step, stop, interrupted].iter().map(|&b| b as u8 as f32).collect();
         let values = Tensor::from_slice(&values).f_to_device(self.flags.device())?;
         let grad = self.flags.grad();
@@ -138,6 +147,19 @@ impl Ddp {
         let g = Vec::<f32>::try_from(self.flags.grad().f_to_device(tch::Device::Cpu)?)?;
         let any = |i: usize| g.get(i).is_some_and(|v| *v > 0.0);
         Ok(Agreed { non_finite: any(0), skip_step: any(1), stop_after_batch: any(2), interrupted: any(3) })
+    }
+
+    /// Keeps a non-finite loss of an inner batch of an accumulation group for the group's last
+    /// batch to carry.
+    pub fn defer_non_finite(&mut self, non_finite: bool) {
+        self.deferred_non_finite |= non_finite;
+    }
+
+    /// Logs how many training backwards all-reduced their gradients: one per accumulation
+    /// group (all of them without accumulation).
+    pub fn log_backwards(&self) {
+        let (all, reduced) = self.backwards;
+        log::info!("gradient all-reduces: {reduced} of {all} training backwards (the others accumulated locally)");
     }
 
     /// Keeps a stop after the batch (`stop`) and an interruption for the next step to carry.

@@ -79,41 +79,25 @@ pub(super) struct Asked {
     pub batch: Option<(Tensor, Tensor)>,
 }
 
-/// Sends `event` to every callback; a failing callback aborts the event. `counts` are the
-/// epoch's training and validation batch counts.
-pub(super) fn notify(
-    c: &mut Components,
-    history: &mut History,
-    counts: (usize, usize),
-    event: &Event<'_>,
-) -> Result<Flow> {
-    dispatch(c, history, counts, event, OnError::Abort, None).map(|asked| asked.flow)
+/// Sends `event` to every callback; a failing callback aborts the event.
+pub(super) fn notify(c: &mut Components, history: &mut History, event: &Event<'_>) -> Result<Flow> {
+    dispatch(c, history, event, OnError::Abort, None).map(|asked| asked.flow)
 }
 
 /// `on_epoch_end` on every callback, with the training data lent to its services.
-pub(super) fn notify_epoch_end(
-    c: &mut Components,
-    history: &mut History,
-    counts: (usize, usize),
-    data: TrainData<'_>,
-) -> Result<Flow> {
-    dispatch(c, history, counts, &Event::EpochEnd, OnError::Abort, Some(data)).map(|asked| asked.flow)
+pub(super) fn notify_epoch_end(c: &mut Components, history: &mut History, data: TrainData<'_>) -> Result<Flow> {
+    dispatch(c, history, &Event::EpochEnd, OnError::Abort, Some(data)).map(|asked| asked.flow)
 }
 
 /// [`notify`], returning everything the callbacks asked for.
-pub(super) fn ask(
-    c: &mut Components,
-    history: &mut History,
-    counts: (usize, usize),
-    event: &Event<'_>,
-) -> Result<Asked> {
-    dispatch(c, history, counts, event, OnError::Abort, None)
+pub(super) fn ask(c: &mut Components, history: &mut History, event: &Event<'_>) -> Result<Asked> {
+    dispatch(c, history, event, OnError::Abort, None)
 }
 
 /// `on_train_end` on every callback, even after one fails, with the training data lent to their
 /// services, then the checkpoint requests they made; the first error is returned.
 pub(super) fn notify_train_end(c: &mut Components, history: &mut History, data: TrainData<'_>) -> Result<()> {
-    dispatch(c, history, (0, 0), &Event::TrainEnd, OnError::Continue, Some(data)).map(|_| ())
+    dispatch(c, history, &Event::TrainEnd, OnError::Continue, Some(data)).map(|_| ())
 }
 
 /// Sends `event` to every callback (lending them `data`, if any), then carries out the
@@ -121,7 +105,6 @@ pub(super) fn notify_train_end(c: &mut Components, history: &mut History, data: 
 fn dispatch(
     c: &mut Components,
     history: &mut History,
-    counts: (usize, usize),
     event: &Event<'_>,
     on_error: OnError,
     mut data: Option<TrainData<'_>>,
@@ -138,7 +121,19 @@ fn dispatch(
         }
     };
     {
-        let Components { callbacks, model, optimizer, settings, run_dir, scorers, device, replicas, .. } = &mut *c;
+        let Components {
+            callbacks,
+            model,
+            optimizer,
+            settings,
+            run_dir,
+            scorers,
+            device,
+            replicas,
+            batch_counts,
+            scaler,
+            ..
+        } = &mut *c;
         let process = replicas.process();
         for (name, cb) in callbacks.iter_mut() {
             let mut requests = Requests::default();
@@ -148,13 +143,15 @@ fn dispatch(
                 optimizer: &mut *optimizer,
                 device: *device,
                 max_epochs: settings.max_epochs,
-                batch_counts: counts,
+                batch_counts: *batch_counts,
                 event,
                 requests: &mut requests,
                 run_dir: run_dir.as_deref(),
                 scorers: &mut *scorers,
                 train_data: data.as_mut().map(TrainData::reborrow),
                 process,
+                scaler: scaler.as_ref(),
+                accumulate_grad_batches: settings.accumulate_grad_batches,
             };
             match event.send(cb.as_mut(), &mut host) {
                 Ok(f) => asked.flow = asked.flow.and(f),

@@ -17,14 +17,14 @@ use super::actions::perform;
 use super::build::Components;
 use super::events::{notify, notify_epoch_end, notify_train_end, Event};
 use super::interrupt::{interrupted, keep_boundary};
-use super::pass::{agreed, interrupted_anywhere, record_losses, run_single_epoch, NonFinite};
+use super::pass::{agreed, interrupted_anywhere, record_losses, run_single_epoch, NonFinite, PassEnd};
 use super::update_bn::TrainData;
 use super::{EpochCount, Valid};
 use crate::data::{batches, SplitMix64, Stream};
 use crate::{Error, History, Result};
 use std::path::PathBuf;
 use torchfit_sdk::checkpoint::Action;
-use torchfit_sdk::{DatasetReader, Flow};
+use torchfit_sdk::{DatasetReader, Flow, Stage};
 
 /// The checkpoint a fit resumes from, and the optimizer hyper-parameters set after restoring.
 pub(super) struct Resume {
@@ -63,7 +63,8 @@ pub(super) fn partial_fit(
     }
     keep_boundary(c, history);
     let epochs = count.epochs_to_run(c.settings.max_epochs, history.len());
-    let mut result = match notify(c, history, (0, 0), &Event::TrainBegin).and_then(|f| agreed(c, f)) {
+    c.batch_counts = (0, 0);
+    let mut result = match notify(c, history, &Event::TrainBegin).and_then(|f| agreed(c, f)) {
         Ok(Flow::Continue) => fit_loop(c, history, reader, train, valid, epochs),
         Ok(Flow::Stop | Flow::StopAfterBatch) => Ok(()),
         Err(e) => Err(e),
@@ -71,6 +72,7 @@ pub(super) fn partial_fit(
     if result.is_ok() {
         result = c.replicas.finish(c.model.as_ref());
     }
+    c.batch_counts = (0, 0);
     let end = notify_train_end(c, history, train_data(c, reader, train));
     result.and(end)
 }
@@ -115,11 +117,12 @@ fn fit_loop(
                 batches(idx, iv.batch_size, iv.shuffle.unwrap_or(false), seed, epoch as u64)
             }
         };
-        let counts = (train_batches.len(), valid_batches.len());
-        let mut pending = Vec::with_capacity(2);
-        let asked = notify(c, history, counts, &Event::EpochBegin)?;
+        c.batch_counts = (train_batches.len(), valid_batches.len());
+        let asked = notify(c, history, &Event::EpochBegin)?;
         let mut flow = agreed(c, asked)?;
-        let (trained, non_finite) = run_single_epoch(c, history, reader, &train_batches, true, counts, &mut pending)?;
+        let PassEnd { flow: trained, non_finite, losses } =
+            run_single_epoch(c, history, reader, &train_batches, Stage::Train)?;
+        let mut pending = vec![losses];
         flow = flow.and(trained);
         if let Some(NonFinite { batch, value }) = non_finite {
             record_losses(c, history, pending)?;
@@ -130,7 +133,9 @@ fn fit_loop(
                 Valid::Other(r, _) => &mut **r,
                 _ => &mut *reader,
             };
-            flow = flow.and(run_single_epoch(c, history, valid_reader, &valid_batches, false, counts, &mut pending)?.0);
+            let validated = run_single_epoch(c, history, valid_reader, &valid_batches, Stage::Eval)?;
+            flow = flow.and(validated.flow);
+            pending.push(validated.losses);
         }
         record_losses(c, history, pending)?;
         if flow == Flow::StopAfterBatch {
@@ -140,7 +145,7 @@ fn fit_loop(
             }
             break;
         }
-        flow = flow.and(notify_epoch_end(c, history, counts, train_data(c, reader, train))?);
+        flow = flow.and(notify_epoch_end(c, history, train_data(c, reader, train))?);
         flow = agreed(c, flow)?; // a stop asked on any rank stops them all here
         keep_boundary(c, history);
         if flow.stops() {

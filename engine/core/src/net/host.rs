@@ -43,6 +43,10 @@ pub(super) struct RunHost<'a> {
     pub train_data: Option<TrainData<'a>>,
     /// This process's place in a distributed job.
     pub process: torchfit_sdk::Process,
+    /// The gradient scaler of a `16-mixed` run.
+    pub scaler: Option<&'a crate::amp::GradScaler>,
+    /// Training batches per optimizer step.
+    pub accumulate_grad_batches: usize,
 }
 
 /// Scorer components built on first use in a run, by name.
@@ -95,6 +99,20 @@ impl Host for RunHost<'_> {
 
     fn history_batch_values(&self, epoch: isize, key: &str) -> Vec<Value> {
         self.history.batch_values(epoch, key).into_iter().cloned().collect()
+    }
+
+    fn history_batch_value(&self, epoch: isize, batch: isize, key: &str) -> Option<Value> {
+        let batches = self.history.batches(epoch);
+        let index = if batch < 0 { batches.len().checked_sub(batch.unsigned_abs())? } else { batch as usize };
+        batches.get(index)?.get(key).cloned()
+    }
+
+    fn accumulate_grad_batches(&self) -> usize {
+        self.accumulate_grad_batches
+    }
+
+    fn grad_scaler(&self) -> Result<Option<torchfit_sdk::ScalerState>> {
+        self.scaler.map(|s| s.state().map_err(|e| Error::msg(e.to_string()))).transpose()
     }
 
     fn record(&mut self, key: &str, value: Value) -> Result<()> {

@@ -13,14 +13,28 @@
 //! | `update_bn.rs` | the pass over the training data that recomputes batch-norm statistics |
 //! | `interrupt.rs` | stopping a fit from outside (signals), the copy kept at epoch boundaries |
 //! | `replicas.rs` | the step's seam: how a step runs alone or as a rank of a data-parallel job |
+//! | `accumulation.rs` | which training batches step the optimizer (`accumulate_grad_batches`) |
 //! | `ddp.rs` | data-parallel mechanics: same start, gradient reduction, agreed decisions |
 //!
-//! Cross-validation and the search are [`crate::model_selection`]'s.
+//! Cross-validation and the search are [`crate::model_selection`]'s; mixed precision (autocast,
+//! the gradient scaler) is [`crate::amp`]'s.
+//!
+//! **Gradient accumulation** (`accumulate_grad_batches = k`, Lightning's rule): the training
+//! batches of an epoch form groups of `k`; each batch's backward adds its gradients with its
+//! loss scaled by `1 / k`, and the optimizer steps after a group's last batch. The last group
+//! of an epoch may be shorter: it is stepped at the epoch's end, its loss still scaled by
+//! `1 / k`. `on_grad_computed`, the optimizer step and the gradient scaler run once per group,
+//! so do LR schedulers stepped per batch (they read the batch record's `stepped`, which every
+//! training batch gets when `k > 1` or under `16-mixed`). A non-finite loss in a group skips
+//! that group's step. In a data-parallel job only a group's last batch all-reduces gradients
+//! (DDP's `no_sync` for the others), and the ranks' decisions of a group (a non-finite loss, a
+//! skipped step) are agreed at its last batch.
 //!
 //! The chain of steps is skorch's: [`NeuralNet::initialize`] builds the model, criterion,
 //! optimizer and callbacks; `fit` initializes (unless `warm_start`) and runs the loop;
 //! `partial_fit` runs it on the components as they are.
 
+mod accumulation;
 mod actions;
 mod build;
 mod ddp;

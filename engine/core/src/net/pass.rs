@@ -38,10 +38,17 @@ pub(super) struct NonFinite {
     pub value: f64,
 }
 
+/// How a pass ended: the callbacks' flow, under `on_nan = "stop"` the batch whose loss was
+/// not finite (the pass ended after it), and the batch losses for history.
+pub(super) struct PassEnd {
+    pub flow: Flow,
+    pub non_finite: Option<NonFinite>,
+    pub losses: Pending,
+}
+
 /// What a pass gathers batch by batch.
 struct PassState {
-    training: bool,
-    counts: (usize, usize),
+    stage: Stage,
     size_key: &'static str,
     flow: Flow,
     stopped: Option<NonFinite>,
@@ -57,27 +64,23 @@ struct Loaded {
     y: Tensor,
 }
 
-/// One pass over `batches`: training steps when `training`, else validation steps, each
-/// between `on_batch_begin` and `on_batch_end`. Returns the callbacks' flow and, under
-/// `on_nan = "stop"`, the batch whose loss was not finite (the pass ends after it).
+/// One pass over `batches`: training steps in [`Stage::Train`], else validation steps, each
+/// between `on_batch_begin` and `on_batch_end`.
 pub(super) fn run_single_epoch(
     c: &mut Components,
     history: &mut History,
     reader: &mut dyn DatasetReader,
     batches: &Batches,
-    training: bool,
-    counts: (usize, usize),
-    pending: &mut Vec<Pending>,
-) -> Result<(Flow, Option<NonFinite>)> {
-    let (size_key, loss_key) =
-        if training { ("train_batch_size", "train_loss") } else { ("valid_batch_size", "valid_loss") };
-    let (prefetch, stage) = match training {
-        true => (c.settings.iterator_train.prefetch, Stage::Train),
-        false => (c.settings.iterator_valid.prefetch, Stage::Eval),
+    stage: Stage,
+) -> Result<PassEnd> {
+    let (size_key, loss_key, prefetch) = match stage {
+        Stage::Train => ("train_batch_size", "train_loss", c.settings.iterator_train.prefetch),
+        Stage::Eval => ("valid_batch_size", "valid_loss", c.settings.iterator_valid.prefetch),
     };
+    let training = stage == Stage::Train;
     let slots = Tensor::f_zeros([batches.len() as i64], (Kind::Double, c.device))?;
     let losses = Pending { key: loss_key, records: Vec::with_capacity(batches.len()), values: slots };
-    let mut pass = PassState { training, counts, size_key, flow: Flow::Continue, stopped: None, skipped: 0, losses };
+    let mut pass = PassState { stage, size_key, flow: Flow::Continue, stopped: None, skipped: 0, losses };
     let round_size = if training { 1 } else { c.replicas.validation_round() };
     if round_size == 1 {
         for_each_batch(reader, batches, stage, prefetch, |index, idx, x, y| {
@@ -95,7 +98,6 @@ pub(super) fn run_single_epoch(
         })?
     }
     let PassState { mut flow, stopped, skipped, losses, .. } = pass;
-    pending.push(losses);
     if training {
         let (stop, raised_anywhere) = c.replicas.end_training_pass()?;
         if stop {
@@ -110,7 +112,7 @@ pub(super) fn run_single_epoch(
         );
         history.record("skipped_batches", skipped)?;
     }
-    Ok((flow, stopped))
+    Ok(PassEnd { flow, non_finite: stopped, losses })
 }
 
 /// A round of validation batches shared out among the ranks (see the module docs).
@@ -147,31 +149,31 @@ fn one_batch(
     b: Loaded,
     shared: Option<Option<Tensor>>,
 ) -> Result<ControlFlow<()>> {
-    let (training, counts, index) = (pass.training, pass.counts, b.index);
+    let (training, index) = (pass.stage == Stage::Train, b.index);
     let (x, y) = (b.x.f_to_device(c.device)?, b.y.f_to_device(c.device)?);
     let record = history.new_batch()?;
     history.record_batch(pass.size_key, b.size)?;
-    let asked = ask(c, history, counts, &Event::BatchBegin(&Batch { x: &x, y: &y, training, index }))?;
+    let asked = ask(c, history, &Event::BatchBegin(&Batch { x: &x, y: &y, training, index }))?;
     let mut batch_flow = asked.flow; // what this batch's hooks asked
     let replaced = asked.batch.is_some();
     let (x, y) = asked.batch.unwrap_or((x, y));
     let batch = Batch { x: &x, y: &y, training, index };
-    let mut agreed_stop = false;
-    let (y_pred, loss, step) = if training {
-        let (y_pred, loss, f, step, agreed) = train_step(c, history, counts, &batch)?;
-        batch_flow = batch_flow.and(f);
-        agreed_stop = agreed;
-        (y_pred, loss, step)
+    let Stepped { y_pred, loss, flow, step, stop_agreed } = if training {
+        train_step(c, history, &batch)?
     } else {
         let (y_pred, loss) = match shared {
             Some(mine) if !replaced => shared_validation_step(c, &batch, mine)?,
             _ => validation_step(c, &batch)?,
         };
-        (y_pred, loss, Step::Taken)
+        Stepped { y_pred, loss, flow: Flow::Continue, step: Step::Taken { stepped: false }, stop_agreed: false }
     };
+    batch_flow = batch_flow.and(flow);
+    if training && (c.accumulation.accumulates() || c.scaler.is_some()) {
+        history.record_batch("stepped", matches!(step, Step::Taken { stepped: true }))?;
+    }
     let out = BatchOutput { batch, y_pred: &y_pred, loss: &loss };
-    batch_flow = batch_flow.and(notify(c, history, counts, &Event::BatchEnd(&out))?);
-    pass.flow = pass.flow.and(stop_where_agreed(c, batch_flow, training, agreed_stop)?);
+    batch_flow = batch_flow.and(notify(c, history, &Event::BatchEnd(&out))?);
+    pass.flow = pass.flow.and(stop_where_agreed(c, batch_flow, training, stop_agreed)?);
     match step {
         Step::SkippedNonFinite(_) if c.settings.on_nan == OnNan::SkipBatch => {
             history.record_batch("skipped", true)?;
@@ -192,30 +194,45 @@ fn one_batch(
     Ok(if pass.flow == Flow::StopAfterBatch { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
 }
 
+/// What a training or validation step did.
+struct Stepped {
+    y_pred: Tensor,
+    loss: Tensor,
+    /// What the step's hooks asked.
+    flow: Flow,
+    step: Step,
+    /// Whether a stop after this batch was agreed among the ranks.
+    stop_agreed: bool,
+}
+
 /// Whether a training step was taken.
 enum Step {
-    /// Backward and the optimizer step ran (or a callback skipped them).
-    Taken,
+    /// Backward ran (or a callback skipped it); `stepped`: whether the optimizer stepped.
+    Taken { stepped: bool },
     /// The loss was not finite under a policy that checks: no backward, no step.
     SkippedNonFinite(f64),
 }
 
-/// Forward, loss, `on_loss_computed` (terms added to the loss), backward, `on_grad_computed`,
-/// optimizer step; a callback may skip the step (and, from `on_loss_computed`, backward), and
-/// a loss that is not finite skips both unless `on_nan = "continue"`. How backward runs, and
-/// what the ranks of a job decide through it, is `Replicas::backward`'s. Returns the detached
-/// outputs and loss, and whether a stop after this batch was agreed among the ranks.
-fn train_step(
-    c: &mut Components,
-    history: &mut History,
-    counts: (usize, usize),
-    batch: &Batch<'_>,
-) -> Result<(Tensor, Tensor, Flow, Step, bool)> {
-    c.replicas.before_forward(c.model.as_ref())?;
-    let y_pred = c.forward(batch.x, true)?;
-    let mut loss = c.loss(&y_pred, batch.y)?;
-    let asked =
-        ask(c, history, counts, &Event::LossComputed(&BatchOutput { batch: *batch, y_pred: &y_pred, loss: &loss }))?;
+/// Forward and loss (under autocast in mixed precision), `on_loss_computed` (terms added to the
+/// loss), backward, then at a group's last batch `on_grad_computed` and the optimizer step. A
+/// callback may skip the step (and, from `on_loss_computed`, backward); a loss that is not
+/// finite skips both unless `on_nan = "continue"`. How backward runs, and what the ranks of a
+/// job decide through it, is `Replicas::backward`'s; the loss it runs from is scaled for
+/// accumulation and the gradient scaler ([`backward_loss`]), whose unscaled gradients reach
+/// `on_grad_computed` and whose skipped steps are its own.
+fn train_step(c: &mut Components, history: &mut History, batch: &Batch<'_>) -> Result<Stepped> {
+    let at = c.accumulation.position(batch.index, c.batch_counts.0);
+    if at.first {
+        c.optimizer.zero_grad();
+    }
+    c.replicas.before_forward(c.model.as_ref(), at.last)?;
+    let (y_pred, mut loss) = {
+        let _autocast = c.settings.precision.autocast(c.device)?;
+        let y_pred = c.forward(batch.x, true)?;
+        let loss = c.loss(&y_pred, batch.y)?;
+        (y_pred, loss)
+    };
+    let asked = ask(c, history, &Event::LossComputed(&BatchOutput { batch: *batch, y_pred: &y_pred, loss: &loss }))?;
     let mut flow = asked.flow;
     for term in asked.loss_terms {
         loss = loss.f_add(&term.f_reshape([0i64; 0])?)?;
@@ -225,20 +242,46 @@ fn train_step(
         skip_step: asked.skip_step,
         ..Default::default()
     };
-    let found = c.replicas.backward(&mut c.optimizer, &loss, found)?;
+    let found = match backward_loss(c, &loss)? {
+        Some(scaled) => c.replicas.backward(&scaled, found, at.last)?,
+        None => c.replicas.backward(&loss, found, at.last)?,
+    };
     raise_if(c, found.interrupted);
-    let (y_pred, loss) = (y_pred.f_detach()?, loss.f_detach()?);
+    c.accumulation.note(at, found.non_finite.is_some());
+    let (y_pred, loss, stop_agreed) = (y_pred.f_detach()?, loss.f_detach()?, found.stop_after_batch);
     if let Some(value) = found.non_finite {
-        return Ok((y_pred, loss, flow, Step::SkippedNonFinite(value), found.stop_after_batch));
+        return Ok(Stepped { y_pred, loss, flow, step: Step::SkippedNonFinite(value), stop_agreed });
     }
-    if !found.skip_step {
-        let asked = ask(c, history, counts, &Event::GradComputed(batch))?;
+    let mut stepped = false;
+    if at.last && !found.skip_step && !c.accumulation.tainted() {
+        let finite = match &mut c.scaler {
+            Some(scaler) => scaler.unscale(&c.optimizer)?,
+            None => true,
+        };
+        let asked = ask(c, history, &Event::GradComputed(batch))?;
         flow = flow.and(asked.flow);
-        if !asked.skip_step {
+        if !asked.skip_step && finite {
             c.optimizer.step()?;
+            stepped = true;
+        }
+        if let Some(scaler) = &mut c.scaler {
+            scaler.update()?;
         }
     }
-    Ok((y_pred, loss, flow, Step::Taken, found.stop_after_batch))
+    Ok(Stepped { y_pred, loss, flow, step: Step::Taken { stepped }, stop_agreed })
+}
+
+/// The loss backward runs from when it is not `loss` itself: divided by the accumulation's `k`,
+/// multiplied by the gradient scaler's scale.
+fn backward_loss(c: &Components, loss: &Tensor) -> Result<Option<Tensor>> {
+    let divided = match c.accumulation.loss_factor() {
+        Some(f) => Some(loss.f_mul_scalar(f)?),
+        None => None,
+    };
+    match &c.scaler {
+        Some(scaler) => Ok(Some(scaler.scale(divided.as_ref().unwrap_or(loss))?)),
+        None => Ok(divided),
+    }
 }
 
 /// The loss's value when it is not finite and the policy checks (one read from the device).

@@ -8,8 +8,8 @@
 //! |---|---|---|---|
 //! | a fit starts | [`Replicas::wait_for_main`], [`Replicas::after_resume`] | nothing | wait for rank 0's recovered checkpoints; after a resume, rank 0's model everywhere |
 //! | an epoch's batches | [`Replicas::train_batches`] | every training sample | this rank's shard |
-//! | before a training forward | [`Replicas::before_forward`] | nothing | the Reducer readied, rank 0's buffers |
-//! | backward | [`Replicas::backward`] | backward unless the loss is not finite or the step skipped | every rank runs it; the ranks' decisions agreed through it |
+//! | before a training forward | [`Replicas::before_forward`] | nothing | the Reducer readied (a group's last batch), rank 0's buffers |
+//! | backward | [`Replicas::backward`] | backward unless the loss is not finite or the step skipped | a group's last batch: every rank runs it, the ranks' decisions agreed through it; the others: on this rank alone (`no_sync`) |
 //! | between batches and epochs | [`Replicas::agree`] | as asked | the strongest flow any rank asked |
 //! | after a batch | [`Replicas::batch_flow`] | as asked | a training stop rides on the next step |
 //! | a training pass ends | [`Replicas::end_training_pass`] | nothing | deferred stops agreed |
@@ -17,17 +17,17 @@
 //! | the epoch's losses | [`Replicas::reduce_train_losses`] | as they are | size-weighted over the ranks |
 //! | a fit ends | [`Replicas::finish`] | nothing | the Reducer's timings logged, parameters checked equal |
 //!
-//! Mixed precision and gradient accumulation plug in around [`Replicas::backward`] (the next
-//! step of the design): autocast wraps the forward and loss in `train_step`, a gradient scaler
-//! scales the loss handed to `backward` and unscales before `on_grad_computed`, and an
-//! accumulation step runs `backward` without the all-reduce and without the optimizer step;
-//! the loop's shape stays forward → loss → `on_loss_computed` → backward → `on_grad_computed` →
-//! step.
+//! Mixed precision and gradient accumulation sit around [`Replicas::backward`] in `train_step`:
+//! autocast wraps the forward and the loss ([`crate::amp`]), the loss handed to backward is
+//! divided by the accumulation's `k` and multiplied by the gradient scaler's scale, the scaler
+//! unscales before `on_grad_computed`; the inner batches of an accumulation group run backward
+//! without the all-reduce and without the optimizer step. The loop's shape stays forward → loss
+//! → `on_loss_computed` → backward → `on_grad_computed` → step.
 
 use super::ddp::Ddp;
 use crate::data::{batches, order, Batches};
 use crate::distributed::{shard, Distributed};
-use crate::{Optimizer, Result};
+use crate::Result;
 use std::sync::Arc;
 use tch::{Device, Tensor};
 use torchfit_sdk::{Flow, Model, Process};
@@ -110,27 +110,39 @@ impl Replicas {
         }
     }
 
-    /// Before a training forward.
-    pub fn before_forward(&mut self, model: &dyn Model) -> Result<()> {
+    /// Before a training forward; `reduce`: its backward all-reduces the gradients (the last
+    /// batch of an accumulation group).
+    pub fn before_forward(&mut self, model: &dyn Model, reduce: bool) -> Result<()> {
         match self {
             Replicas::Local => Ok(()),
-            Replicas::Ddp(d) => d.before_forward(model),
+            Replicas::Ddp(d) => d.before_forward(model, reduce),
         }
     }
 
     /// Backward from `loss`, given what this rank `found`; returns what is found on any rank.
-    /// Alone, backward runs unless the loss is not finite or the step is skipped. In a job every
-    /// rank runs it (the Reducer all-reduces inside), carrying the decisions and the stops
-    /// deferred since the last step; a rank lost meanwhile is named.
-    pub fn backward(&mut self, optimizer: &mut Optimizer, loss: &Tensor, found: StepFound) -> Result<StepFound> {
-        let Replicas::Ddp(d) = self else {
-            if found.non_finite.is_none() && !found.skip_step {
-                optimizer.zero_grad();
-                loss.f_backward()?;
+    /// Alone, backward runs unless the loss is not finite or the step is skipped. In a job,
+    /// with `reduce` every rank runs it (the Reducer all-reduces inside), carrying the
+    /// decisions and the stops deferred since the last reducing step; a rank lost meanwhile is
+    /// named. Without `reduce` (an inner batch of an accumulation group) it runs on this rank
+    /// alone, DDP's `no_sync`: a non-finite loss is kept for the group's last batch to agree on.
+    pub fn backward(&mut self, loss: &Tensor, found: StepFound, reduce: bool) -> Result<StepFound> {
+        let runs = found.non_finite.is_none() && !found.skip_step;
+        let d = match self {
+            Replicas::Ddp(d) if reduce => d,
+            Replicas::Ddp(d) => {
+                if runs {
+                    loss.f_backward()?;
+                }
+                d.defer_non_finite(found.non_finite.is_some());
+                return Ok(StepFound { non_finite: None, ..found });
             }
-            return Ok(found);
+            Replicas::Local => {
+                if runs {
+                    loss.f_backward()?;
+                }
+                return Ok(found);
+            }
         };
-        optimizer.zero_grad();
         let loss_and_flags = d.with_flags(loss, found.non_finite.is_some(), found.skip_step)?;
         d.before_backward(&loss_and_flags)?;
         loss_and_flags.f_backward().map_err(|e| {
@@ -227,6 +239,7 @@ impl Replicas {
     pub fn finish(&self, model: &dyn Model) -> Result<()> {
         let Replicas::Ddp(d) = self else { return Ok(()) };
         d.log_reduction_times();
+        d.log_backwards();
         match d.dist.parameters_in_sync(&model.parameters())? {
             true => Ok(()),
             false => Err(crate::Error::Distributed(

@@ -132,6 +132,11 @@ impl Optimizer {
         self.groups[group].hyper.set(key, value)
     }
 
+    /// The parameters it updates.
+    pub fn parameters(&self) -> impl Iterator<Item = &Tensor> {
+        self.params.iter().map(|(_, t)| t)
+    }
+
     /// Clears the gradients of all parameters.
     pub fn zero_grad(&mut self) {
         if self.releaser.zero_grad().is_err() {

@@ -82,6 +82,19 @@ pub fn serve(host: &mut dyn Host, service: &str, args: &Value, tensors: Vec<(Str
         UPDATE_BATCH_NORM => Ok(ReplyFfi::data(&json!(host.update_batch_norm()?), Vec::new())),
         DEVICE => Ok(ReplyFfi::data(&json!(device_name(host.device()?)), Vec::new())),
         PROCESS => Ok(ReplyFfi::data(&json!(host.process()?), Vec::new())),
+        HISTORY_BATCH_VALUE => {
+            let index = |k: &str| {
+                arg(args, k)?
+                    .as_i64()
+                    .map(|v| v as isize)
+                    .ok_or_else(|| Error::msg(format!("argument `{k}` must be an index")))
+            };
+            let key = arg(args, "key")?.as_str().unwrap_or_default();
+            let value = host.history_batch_value(index("epoch")?, index("batch")?, key);
+            Ok(ReplyFfi::data(&value.unwrap_or(Value::Null), Vec::new()))
+        }
+        GRAD_SCALER => Ok(ReplyFfi::data(&json!(host.grad_scaler()?), Vec::new())),
+        ACCUMULATE_GRAD_BATCHES => Ok(ReplyFfi::data(&json!(host.accumulate_grad_batches()), Vec::new())),
         SCORER_LOWER_IS_BETTER => {
             let name = arg(args, "name")?.as_str().unwrap_or_default().to_owned();
             Ok(ReplyFfi::data(&json!(host.scorer_lower_is_better(&name)?), Vec::new()))
@@ -242,6 +255,24 @@ impl Host for HostExtProxy<'_, '_, '_, '_> {
     fn process(&self) -> Result<crate::Process> {
         let (v, _) = self.call_ref(services::PROCESS, Value::Null)?;
         serde_json::from_value(v).map_err(|e| Error::msg(format!("run.process answered no process: {e}")))
+    }
+    fn history_batch_value(&self, epoch: isize, batch: isize, key: &str) -> Option<Value> {
+        match self.call_ref(services::HISTORY_BATCH_VALUE, json!({"epoch": epoch, "batch": batch, "key": key})) {
+            Ok((v, _)) => Some(v).filter(|v| !v.is_null()),
+            // A host older than 1.4: the provided method's reading of the epoch's batches.
+            Err(_) => crate::host::batch_value_from_epoch(self.history_get(epoch, "batches")?, batch, key),
+        }
+    }
+    fn grad_scaler(&self) -> Result<Option<crate::ScalerState>> {
+        let (v, _) = self.call_ref(services::GRAD_SCALER, Value::Null)?;
+        serde_json::from_value(v).map_err(|e| Error::msg(format!("run.grad_scaler answered no scaler state: {e}")))
+    }
+    fn accumulate_grad_batches(&self) -> usize {
+        // A host older than 1.4 has no such service: it steps after every batch.
+        match self.call_ref(services::ACCUMULATE_GRAD_BATCHES, Value::Null) {
+            Ok((v, _)) => v.as_u64().map_or(1, |k| k.max(1) as usize),
+            Err(_) => 1,
+        }
     }
     fn scorer_lower_is_better(&mut self, name: &str) -> Result<Option<bool>> {
         self.call(services::SCORER_LOWER_IS_BETTER, json!({"name": name}), &[]).map(|(v, _)| v.as_bool())

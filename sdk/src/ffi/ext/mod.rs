@@ -306,6 +306,9 @@ pub mod requests {
 /// | `model.update_batch_norm` | 1 | — | — | `bool` |
 /// | `run.device` | 1 | — | — | `"cpu"`, `"cuda:N"` |
 /// | `run.process` | 2 | — | — | `{"rank", "world_size", "local_rank"}` |
+/// | `history.batch_value` | 4 | `{"epoch", "batch", "key"}` | — | the value or `null` |
+/// | `run.grad_scaler` | 4 | — | — | `{"scale", "growth_tracker"}` or `null` |
+/// | `run.accumulate_grad_batches` | 4 | — | — | a count |
 /// | `scorer.lower_is_better` | 1 | `{"name"}` | — | `bool` or `null` |
 pub mod services {
     /// [`crate::Host::sdk_version`].
@@ -340,6 +343,12 @@ pub mod services {
     pub const PROCESS: &str = "run.process";
     /// [`crate::Host::scorer_lower_is_better`].
     pub const SCORER_LOWER_IS_BETTER: &str = "scorer.lower_is_better";
+    /// [`crate::Host::history_batch_value`] (SDK 1.4).
+    pub const HISTORY_BATCH_VALUE: &str = "history.batch_value";
+    /// [`crate::Host::grad_scaler`] (SDK 1.4).
+    pub const GRAD_SCALER: &str = "run.grad_scaler";
+    /// [`crate::Host::accumulate_grad_batches`] (SDK 1.4).
+    pub const ACCUMULATE_GRAD_BATCHES: &str = "run.accumulate_grad_batches";
 }
 
 /// The header [`EXT_SYMBOL`] returns for `root`.
@@ -414,6 +423,6 @@ mod tests {
         }
         static ROOT: SdkExtFfi = SdkExtFfi { sdk_minor: SDK_MINOR, build: no_build };
         let root = unsafe { check(header(&ROOT)) }.unwrap();
-        assert_eq!(root.sdk_minor, 3, "this SDK is 1.3");
+        assert_eq!(root.sdk_minor, 4, "this SDK is 1.4");
     }
 }

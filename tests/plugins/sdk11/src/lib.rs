@@ -161,8 +161,9 @@ impl Callback for Mixup {
 
 /// `probe`: reads and sets the optimizer and model through the 1.1 services and records what it
 /// saw: at train begin sets `momentum` to 0.5; at every epoch end records the group's momentum,
-/// its parameter names, the optimizer-state and buffer counts, the device, and whether running
-/// the model in evaluation mode without gradients gives the same outputs twice.
+/// its parameter names, the optimizer-state and buffer counts, the device, whether running
+/// the model in evaluation mode without gradients gives the same outputs twice, and (SDK 1.4)
+/// the gradient scaler and the first batch's `train_batch_size` and `stepped`.
 struct Probe;
 
 fn build_probe(_config: &Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
@@ -183,6 +184,10 @@ impl Callback for Probe {
         host.record("probe_state_dict", json!(host.state_dict()?.len()))?;
         host.record("probe_device", json!(format!("{:?}", host.device()?)))?;
         host.record("probe_process", json!(host.process()?))?;
+        // SDK 1.4: the gradient scaler, and one batch's history value.
+        host.record("probe_grad_scaler", json!(host.grad_scaler()?))?;
+        host.record("probe_first_batch_size", host.history_batch_value(-1, 0, "train_batch_size").unwrap_or_default())?;
+        host.record("probe_first_stepped", host.history_batch_value(-1, 0, "stepped").unwrap_or_default())?;
         let x = Tensor::ones([2, 64], (Kind::Float, host.device()?));
         let mode = Forward { train: false, grad: false };
         let (a, b) = (host.forward(&x, mode)?, host.forward(&x, mode)?);
