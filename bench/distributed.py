@@ -14,6 +14,7 @@ Writes bench/results/<NAME>.md and .json (default distributed-cpu), atomically. 
 build of the binary; the Python programs run with the interpreter that runs this script.
 """
 import argparse, json, os, re, shutil, statistics, subprocess, sys, tempfile, time
+import results_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
@@ -129,13 +130,7 @@ def main():
                 cells = [f"{statistics.median(float(f[k]) for f in found if k in f) / 1e6:.2f}"
                          if any(k in f for f in found) else "-" for k in keys]
                 lines.append(f"| {n} | " + " | ".join(cells) + f" | {len(found)} |")
-    text = "\n".join(lines) + "\n"
-    base = os.path.join(ROOT, "bench", "results", a.out_name)
-    for path, content in ((base + ".md", text), (base + ".json", json.dumps(runs, indent=1))):
-        with open(path + ".tmp", "w") as f:
-            f.write(content)
-        os.replace(path + ".tmp", path)
-    print(text)
+    results_file.write(a.out_name, "\n".join(lines) + "\n", runs)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ of each, and torchfit_acc2 / torchfit_32.
 Writes bench/results/precision-cpu.md and .json, atomically. Needs `cargo build --release`.
 """
 import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
+import results_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELEASE = os.path.join(ROOT, "target", "release")
@@ -89,13 +90,7 @@ def main():
         f"torchfit_bf16 / torchfit_32 = {paired('torchfit_bf16', 'torchfit_32'):.3f}; "
         f"torchfit_acc2 / torchfit_32 = {paired('torchfit_acc2', 'torchfit_32'):.3f}.",
     ]
-    text = "\n".join(lines) + "\n"
-    base = os.path.join(ROOT, "bench", "results", "precision-cpu")
-    for path, content in ((base + ".md", text), (base + ".json", json.dumps(runs, indent=1))):
-        with open(path + ".tmp", "w") as f:
-            f.write(content)
-        os.replace(path + ".tmp", path)
-    print(text)
+    results_file.write("precision-cpu", "\n".join(lines) + "\n", runs)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ Writes bench/results/search-cpu.md and .json, atomically. Needs a release build 
 and skorch in the venv (bench/setup.sh installs it).
 """
 import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
+import results_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
@@ -106,13 +107,7 @@ def main():
         f"skorch / torchfit_jobs1 = {paired('skorch', 'torchfit_jobs1'):.2f}. "
         f"Largest difference of a candidate's mean score, torchfit_jobs2 vs skorch: {diff:.4f} (target <= 0.005).",
     ]
-    text = "\n".join(lines) + "\n"
-    base = os.path.join(ROOT, "bench", "results", "search-cpu")
-    for path, content in ((base + ".md", text), (base + ".json", json.dumps(runs, indent=1))):
-        with open(path + ".tmp", "w") as f:
-            f.write(content)
-        os.replace(path + ".tmp", path)
-    print(text)
+    results_file.write("search-cpu", "\n".join(lines) + "\n", runs)
 
 
 if __name__ == "__main__":

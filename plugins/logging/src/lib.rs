@@ -1,5 +1,6 @@
 //! Stock callbacks `csv_logger` (the history as CSV, per epoch and optionally per batch) and
-//! `plot_history` (loss and score curves per epoch as SVG). Both rewrite their file from the
+//! `plot_history` (the training curves as PNG and SVG, drawn by `torchfit-plot` as `torchfit
+//! plot` draws them). Both rewrite their files from the
 //! history, atomically, so a resumed run simply continues the file; in a run of several
 //! processes only the main one writes. `csv_logger` writes the epochs that have ended when the
 //! next one begins and when training ends, so that its rows hold what every callback recorded
@@ -7,7 +8,6 @@
 #![deny(missing_docs)]
 
 pub mod csv;
-pub mod svg;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -93,30 +93,73 @@ impl Callback for CsvLogger {
 #[serde(deny_unknown_fields, default)]
 struct PlotConfig {
     filename: String,
+    keys: Option<Vec<String>>,
+    log_loss: bool,
 }
 
 impl Default for PlotConfig {
     fn default() -> Self {
-        PlotConfig { filename: "training_curves.svg".into() }
+        PlotConfig { filename: "training_curves".into(), keys: None, log_loss: false }
     }
 }
 
-struct Plot(PlotConfig);
+/// `plot_history`: at every epoch's end, the curves of the history so far as `<stem>.png` and
+/// `<stem>.svg` in the run directory.
+struct Plot {
+    /// The files' path without extension (`filename` without `.png` or `.svg`).
+    stem: String,
+    options: torchfit_plot::Options,
+    /// Epochs read from the host in earlier epochs (all but the last two, which callbacks
+    /// after this one may still have written to): a long run is not read again each epoch.
+    kept: Vec<Map<String, Value>>,
+}
 
 fn build_plot(config: &Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
     let c: PlotConfig = parse_config(config)?;
-    if !c.filename.ends_with(".svg") {
-        return Err(torchfit_sdk::Error::config("filename", "the plot is SVG: the name must end in .svg"));
+    let stem = c.filename.strip_suffix(".svg").or_else(|| c.filename.strip_suffix(".png")).unwrap_or(&c.filename);
+    if stem.is_empty() {
+        return Err(torchfit_sdk::Error::config(
+            "filename",
+            "names the files: `training_curves` writes training_curves.png and .svg",
+        ));
     }
-    Ok(Box::new(Plot(c)))
+    let options = torchfit_plot::Options { keys: c.keys, log_loss: c.log_loss };
+    Ok(Box::new(Plot { stem: stem.to_owned(), options, kept: Vec::new() }))
+}
+
+impl Plot {
+    /// Every epoch of the history with its batches.
+    fn history(&mut self, host: &dyn Host) -> Vec<Map<String, Value>> {
+        let epochs = host.epochs();
+        self.kept.truncate(epochs.saturating_sub(2));
+        let mut all = self.kept.clone();
+        for e in all.len()..epochs {
+            let mut record = host.history_epoch(e as isize).unwrap_or_default();
+            record
+                .insert("batches".into(), host.history_get(e as isize, "batches").unwrap_or(Value::Array(Vec::new())));
+            all.push(record);
+        }
+        self.kept = all[..epochs.saturating_sub(2)].to_vec();
+        all
+    }
 }
 
 impl Callback for Plot {
+    fn initialize(&mut self) -> Result<()> {
+        self.kept.clear();
+        Ok(())
+    }
+
     fn on_epoch_end(&mut self, host: &mut dyn Host) -> Result<Flow> {
         if !host.is_main_process() {
             return Ok(Flow::Continue);
         }
-        torchfit_sdk::io::write_atomic(&in_run_dir(host, &self.0.filename), svg::plot(&epochs(host)).as_bytes())?;
+        let run = torchfit_plot::Run { label: String::new(), epochs: self.history(host) };
+        let figure = torchfit_plot::figure(&[run], &self.options);
+        let png = torchfit_plot::png(&figure).map_err(torchfit_sdk::Error::msg)?;
+        let svg = torchfit_plot::svg(&figure).map_err(torchfit_sdk::Error::msg)?;
+        torchfit_sdk::io::write_atomic(&in_run_dir(host, format!("{}.png", self.stem)), &png)?;
+        torchfit_sdk::io::write_atomic(&in_run_dir(host, format!("{}.svg", self.stem)), svg.as_bytes())?;
         Ok(Flow::Continue)
     }
 }
@@ -125,7 +168,7 @@ export_plugin! {
     name: "torchfit-plugin-logging",
     components: [
         Callback("csv_logger", build_csv, "writes the history as CSV each epoch (filename = history.csv; batches = a file name for per-batch rows; separator = \",\")"),
-        Callback("plot_history", build_plot, "draws loss and score curves per epoch as SVG (filename = training_curves.svg)"),
+        Callback("plot_history", build_plot, "draws the training curves at each epoch's end as PNG and SVG (filename = training_curves; keys; log_loss)"),
     ],
 }
 
@@ -151,7 +194,11 @@ mod tests {
             plot.on_epoch_end(&mut host).unwrap();
             csv.on_train_end(&mut host).unwrap();
             let written = std::fs::read_dir(&dir).unwrap().count();
-            assert_eq!(written, if rank == 0 { 2 } else { 0 }, "rank {rank}");
+            assert_eq!(
+                written,
+                if rank == 0 { 3 } else { 0 },
+                "rank {rank}: history.csv, training_curves.png and .svg"
+            );
         }
     }
 

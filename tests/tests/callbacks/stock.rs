@@ -113,8 +113,14 @@ fn the_csv_logger_and_the_plot_write_into_the_run_directory() {
     assert_eq!(batches.lines().count(), 1 + 3 * (36 + 3));
     let header = batches.lines().next().unwrap();
     assert!(header.starts_with("epoch;phase;batch;") && header.contains("grad_norm"), "{header}");
+    // The curves, written at every epoch's end: an SVG that names its series, a PNG that decodes.
     let svg = std::fs::read_to_string(out.join("training_curves.svg")).unwrap();
-    assert!(svg.contains("<title>train_loss</title>") && svg.contains("<title>valid_acc</title>"));
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    for label in ["train_loss (batch)", "train_loss (moving average)", "valid_loss", "valid_acc", "event_cp"] {
+        assert!(svg.contains(label), "the legend names {label}");
+    }
+    let png = image::open(out.join("training_curves.png")).unwrap();
+    assert!(png.width() >= 1000 && png.height() >= 500, "{}x{}", png.width(), png.height());
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod demo;
 mod fuzz;
 mod interrupt;
 mod kill;
+mod plot;
 mod readers;
 mod reproducibility;
 mod run_dir;

@@ -7,8 +7,10 @@
 //! | `search.rs` | `torchfit search` (and its hidden worker command `search-fold`); its worker pool in `search/pool.rs` |
 //! | `summary.rs` | `torchfit summary`: the model a config builds, as torchinfo shows it |
 //! | `plugins.rs` | `torchfit plugins`: every component, builtin or found on the search path |
+//! | `plot.rs` | `torchfit plot`: training curves of runs from their history, PNG and SVG |
 //! | `signals.rs` | SIGINT and SIGTERM: stop after the batch, a second one at once |
 
+pub mod plot;
 pub mod plugins;
 pub mod predict;
 pub mod search;
@@ -38,6 +40,9 @@ pub enum Command {
     Summary(summary::Args),
     /// List every component torchfit can use (builtin, and plugins on the search path).
     Plugins(plugins::Args),
+    /// Draw the training curves of runs (their history.json) as PNG and SVG; several runs are
+    /// overlaid.
+    Plot(plot::Args),
 }
 
 /// How a command ended without an error.
@@ -60,6 +65,7 @@ pub fn execute(command: Command) -> Result<Ended> {
         Command::SearchFold(args) => search::execute_fold(args),
         Command::Summary(args) => summary::execute(args),
         Command::Plugins(args) => plugins::execute(args),
+        Command::Plot(args) => plot::execute(args),
     }
 }
 
