@@ -2,7 +2,7 @@
 //! by side, learning rate and momentum underneath), each with axes, ticks, gridlines and its
 //! legend in a strip below the chart, where it never covers a curve.
 
-use crate::figure::{Figure, Panel, Style};
+use crate::figure::{Figure, MarkerKind, Panel, Style};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -30,6 +30,9 @@ const PALETTE: [RGBColor; 10] = [
     RGBColor(23, 190, 207),
 ];
 const FONT: &str = "sans-serif";
+/// The markers' colours: a checkpoint, a resumption.
+const CHECKPOINT: RGBColor = RGBColor(90, 90, 90);
+const RESUMED: RGBColor = RGBColor(200, 30, 30);
 
 /// A failure to draw (plotters' message).
 pub type DrawError = String;
@@ -130,8 +133,8 @@ fn draw_panel<DB: DrawingBackend>(
     cell: &DrawingArea<DB, Shift>,
 ) -> Result<(), DrawError> {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
-    let marker_entry = u32::from(!figure.markers.is_empty() && panel.title == "loss");
-    let entries = panel.series.len() as u32 + marker_entry;
+    let marker_entries = if panel.title == "loss" { marker_legend(figure).len() as u32 } else { 0 };
+    let entries = panel.series.len() as u32 + marker_entries;
     let columns = 2u32;
     let legend_height = entries.div_ceil(columns) * ENTRY + 16;
     let (_, height) = cell.dim_in_pixel();
@@ -161,9 +164,17 @@ fn draw_panel<DB: DrawingBackend>(
         .draw()
         .map_err(err)?;
     for m in &figure.markers {
-        // Dashed and grey: a checkpoint, not a curve.
-        let style = ShapeStyle::from(&RGBColor(90, 90, 90).mix(0.8)).stroke_width(1);
-        chart.draw_series(DashedLineSeries::new([(m.x, lo), (m.x, hi)], 6, 4, style)).map_err(err)?;
+        let line = [(m.x, lo), (m.x, hi)];
+        match m.kind {
+            // Dashed and grey: a checkpoint, not a curve.
+            MarkerKind::Checkpoint(_) => {
+                let style = ShapeStyle::from(&CHECKPOINT.mix(0.8)).stroke_width(1);
+                chart.draw_series(DashedLineSeries::new(line, 6, 4, style)).map_err(err)?;
+            }
+            MarkerKind::Resumed => {
+                chart.draw_series(LineSeries::new(line, RESUMED.stroke_width(2))).map_err(err)?;
+            }
+        }
     }
     let colours = colours(panel);
     for (s, colour) in panel.series.iter().zip(&colours) {
@@ -186,16 +197,36 @@ fn draw_panel<DB: DrawingBackend>(
         let best = s.best.iter().map(|&(x, v)| (x, transform(panel, v))).filter(|p| p.1.is_finite());
         chart.draw_series(best.map(|p| Circle::new(p, 6, colour.filled()))).map_err(err)?;
     }
-    let mut keys: Vec<String> = figure.markers.iter().map(|m| m.key.clone()).collect();
-    keys.dedup();
-    draw_legend(panel, &colours, &keys, &legend_area)
+    let markers = if panel.title == "loss" { marker_legend(figure) } else { Vec::new() };
+    draw_legend(panel, &colours, &markers, &legend_area)
+}
+
+/// The legend entries of the markers (once, under the loss panel): one for the checkpoints
+/// (naming their keys), one for the resumptions.
+fn marker_legend(figure: &Figure) -> Vec<(String, ShapeStyle)> {
+    let mut keys: Vec<&str> = Vec::new();
+    for m in &figure.markers {
+        if let MarkerKind::Checkpoint(key) = &m.kind {
+            if !keys.contains(&key.as_str()) {
+                keys.push(key);
+            }
+        }
+    }
+    let mut entries = Vec::new();
+    if !keys.is_empty() {
+        entries.push((format!("checkpoint saved ({})", keys.join(", ")), CHECKPOINT.stroke_width(1)));
+    }
+    if figure.markers.iter().any(|m| m.kind == MarkerKind::Resumed) {
+        entries.push(("training resumed".into(), RESUMED.stroke_width(2)));
+    }
+    entries
 }
 
 /// The legend strip: a sample of each series' line and its label, in two columns.
 fn draw_legend<DB: DrawingBackend>(
     panel: &Panel,
     colours: &[RGBColor],
-    markers: &[String],
+    markers: &[(String, ShapeStyle)],
     area: &DrawingArea<DB, Shift>,
 ) -> Result<(), DrawError> {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
@@ -215,9 +246,7 @@ fn draw_legend<DB: DrawingBackend>(
             (format!("{}{best}", s.label), style)
         })
         .collect();
-    if !markers.is_empty() && panel.title == "loss" {
-        entries.push((format!("checkpoint saved ({})", markers.join(", ")), RGBColor(120, 120, 120).stroke_width(1)));
-    }
+    entries.extend(markers.iter().cloned());
     for (i, (label, style)) in entries.iter().enumerate() {
         let (x, y) = (92 + (i as i32 % 2) * column, 8 + (i as i32 / 2) * ENTRY as i32);
         area.draw(&PathElement::new(vec![(x, y + 8), (x + 28, y + 8)], *style)).map_err(err)?;

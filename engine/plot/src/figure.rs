@@ -17,6 +17,8 @@ pub struct Run {
     pub label: String,
     /// The epochs, as in `history.json`.
     pub epochs: Vec<Map<String, Value>>,
+    /// The epochs after which training resumed (`summary.json`'s `resumed_after`).
+    pub resumed_after: Vec<usize>,
 }
 
 /// How a series is drawn.
@@ -56,17 +58,25 @@ pub struct Panel {
     pub series: Vec<Series>,
 }
 
-/// A checkpoint saved at an epoch's end: a dashed vertical line. The checkpoint callbacks
-/// record `event_<name>` (skorch's `event_cp`) as true in the epochs they saved; any boolean
-/// `event_*` key is read as one.
+/// An event at an epoch's end, drawn as a vertical line across every panel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Marker {
     /// The run it belongs to.
     pub run: usize,
-    /// The epoch it was saved after.
+    /// The epoch it happened after.
     pub x: f64,
-    /// The key that recorded it (`event_cp`).
-    pub key: String,
+    /// What happened.
+    pub kind: MarkerKind,
+}
+
+/// What a [`Marker`] marks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MarkerKind {
+    /// A checkpoint saved, recorded by its callback as `event_<name>` true (skorch's
+    /// `event_cp`); any boolean `event_*` key is read as one. Holds the key.
+    Checkpoint(String),
+    /// Training resumed from this epoch (`--resume`).
+    Resumed,
 }
 
 /// A whole picture.
@@ -247,10 +257,12 @@ pub fn figure(runs: &[Run], options: &Options) -> Figure {
         for (e, epoch) in run.epochs.iter().enumerate() {
             for (key, value) in epoch {
                 if key.starts_with("event_") && value.as_bool() == Some(true) {
-                    markers.push(Marker { run: i, x: (e + 1) as f64, key: key.clone() });
+                    markers.push(Marker { run: i, x: (e + 1) as f64, kind: MarkerKind::Checkpoint(key.clone()) });
                 }
             }
         }
+        let resumed = run.resumed_after.iter().map(|&e| Marker { run: i, x: e as f64, kind: MarkerKind::Resumed });
+        markers.extend(resumed);
     }
     let panel = |title: &str, log_y: bool, series: Vec<Series>| Panel { title: title.into(), log_y, series };
     let panels = [

@@ -4,7 +4,8 @@
 //! plotters as SVG and PNG: the per-batch training loss (faint) with its moving average, the
 //! epoch losses, the validation loss at each epoch's end, every score (its `*_best` epochs
 //! filled), and, when the run recorded them (`event_lr`, `event_momentum`), the learning rate
-//! and momentum per step, with a dashed line where a checkpoint was saved (`event_cp`).
+//! and momentum per step, with a dashed line where a checkpoint was saved (`event_cp`) and a
+//! solid one where training resumed.
 //! Several runs overlay in one picture, each named in the legends.
 //!
 //! [`figure`] decides what is drawn (pure: panels, series, markers); [`svg`] and [`png`] draw
@@ -13,7 +14,7 @@
 mod draw;
 mod figure;
 
-pub use figure::{figure, moving_average, Figure, Marker, Options, Panel, Run, Series, Style};
+pub use figure::{figure, moving_average, Figure, Marker, MarkerKind, Options, Panel, Run, Series, Style};
 
 use plotters::prelude::*;
 
@@ -77,7 +78,7 @@ mod tests {
     }
 
     fn run(label: &str, epochs: Vec<Map<String, Value>>) -> Run {
-        Run { label: label.into(), epochs }
+        Run { label: label.into(), epochs, resumed_after: Vec::new() }
     }
 
     fn find<'a>(f: &'a Figure, label: &str) -> &'a Series {
@@ -96,7 +97,11 @@ mod tests {
         assert_eq!(find(&f, "valid_acc").best.len(), 3, "epoch 3 was not the best");
         assert_eq!(find(&f, "lr").points.len(), 40);
         assert_eq!(find(&f, "train_loss (batch)").points[9].0, 1.0, "an epoch's last batch sits at its end");
-        assert_eq!(f.markers, [Marker { run: 0, x: 2.0, key: "event_cp".into() }]);
+        assert_eq!(f.markers, [Marker { run: 0, x: 2.0, kind: MarkerKind::Checkpoint("event_cp".into()) }]);
+        let resumed = Run { resumed_after: vec![3], ..run("", history(4)) };
+        let f = figure(&[resumed], &Options::default());
+        assert_eq!(f.markers.last(), Some(&Marker { run: 0, x: 3.0, kind: MarkerKind::Resumed }));
+        assert!(svg(&f).unwrap().contains("training resumed"));
         assert!(f.panels.iter().flat_map(|p| &p.series).all(|s| !s.label.contains("dur")));
     }
 

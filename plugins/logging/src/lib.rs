@@ -112,6 +112,9 @@ struct Plot {
     /// Epochs read from the host in earlier epochs (all but the last two, which callbacks
     /// after this one may still have written to): a long run is not read again each epoch.
     kept: Vec<Map<String, Value>>,
+    /// The epochs after which training resumed (a fit that began with a history), kept in the
+    /// callback's checkpointed state so that later resumptions add to them.
+    resumed_after: Vec<usize>,
 }
 
 fn build_plot(config: &Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> {
@@ -124,7 +127,7 @@ fn build_plot(config: &Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> 
         ));
     }
     let options = torchfit_plot::Options { keys: c.keys, log_loss: c.log_loss };
-    Ok(Box::new(Plot { stem: stem.to_owned(), options, kept: Vec::new() }))
+    Ok(Box::new(Plot { stem: stem.to_owned(), options, kept: Vec::new(), resumed_after: Vec::new() }))
 }
 
 impl Plot {
@@ -147,6 +150,25 @@ impl Plot {
 impl Callback for Plot {
     fn initialize(&mut self) -> Result<()> {
         self.kept.clear();
+        self.resumed_after.clear();
+        Ok(())
+    }
+
+    fn on_train_begin(&mut self, host: &mut dyn Host) -> Result<Flow> {
+        let epochs = host.epochs();
+        if epochs > 0 && self.resumed_after.last() != Some(&epochs) {
+            self.resumed_after.retain(|&e| e < epochs);
+            self.resumed_after.push(epochs);
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn state(&self) -> Result<Value> {
+        Ok(serde_json::json!({ "resumed_after": self.resumed_after }))
+    }
+
+    fn load_state(&mut self, state: Value) -> Result<()> {
+        self.resumed_after = serde_json::from_value(state["resumed_after"].clone()).unwrap_or_default();
         Ok(())
     }
 
@@ -154,7 +176,8 @@ impl Callback for Plot {
         if !host.is_main_process() {
             return Ok(Flow::Continue);
         }
-        let run = torchfit_plot::Run { label: String::new(), epochs: self.history(host) };
+        let epochs = self.history(host);
+        let run = torchfit_plot::Run { label: String::new(), epochs, resumed_after: self.resumed_after.clone() };
         let figure = torchfit_plot::figure(&[run], &self.options);
         let png = torchfit_plot::png(&figure).map_err(torchfit_sdk::Error::msg)?;
         let svg = torchfit_plot::svg(&figure).map_err(torchfit_sdk::Error::msg)?;

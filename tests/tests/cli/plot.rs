@@ -74,3 +74,32 @@ fn bad_plots_are_refused_in_one_line() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--out must end in .png or .svg"));
 }
+
+#[test]
+fn where_training_resumed_is_marked_by_plot_and_by_plot_history() {
+    let dir = temp_dir("plot-resume");
+    let out = run(&dir, "run", &["max_epochs=2", "callbacks__plot__type=plot_history"]);
+    let o = train_digits(&["max_epochs=4", "callbacks__plot__type=plot_history"], Some(&out), &[]);
+    assert!(!o.status.success(), "a second run into the same folder needs --resume");
+    let resumed = torchfit(&[
+        "train",
+        "examples/digits/config.toml",
+        "--set",
+        "max_epochs=4",
+        "--set",
+        "callbacks__plot__type=plot_history",
+        "--out",
+        out.to_str().unwrap(),
+        "--resume",
+    ]);
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let summary = torchfit_tests::read_json(&out.join("summary.json"));
+    assert_eq!(summary["resumed_after"], serde_json::json!([2]));
+    assert!(svg_of(&out.join("training_curves.svg")).contains("training resumed"), "plot_history marks it");
+    let drawn = dir.join("drawn.svg");
+    assert!(plot(&[out.to_str().unwrap(), "--out", drawn.to_str().unwrap()]).status.success());
+    assert!(svg_of(&drawn).contains("training resumed"), "torchfit plot reads it from summary.json");
+    let straight = run(&dir, "straight", &["max_epochs=4"]);
+    assert!(plot(&[straight.to_str().unwrap()]).status.success());
+    assert!(!svg_of(&straight.join("training_curves.svg")).contains("training resumed"));
+}

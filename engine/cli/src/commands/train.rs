@@ -235,6 +235,10 @@ fn train_in(
     let write_to = out.filter(|_| writes);
     net.set_epoch_count(EpochCount::Total);
     net.set_stop_flag(stop.clone(), if out.is_some() { Keep::Boundary } else { Keep::Nothing });
+    let resumed = match (run.map(RunDir::begin), out) {
+        (Some(Begin::Resume(found)), Some(dir)) => resumed_after(dir, found.epochs),
+        _ => Vec::new(),
+    };
     if let (Some(Begin::Resume(found)), Some(dir)) = (run.map(RunDir::begin), out) {
         log::info!("resuming from {found}");
         net.resume_from(found.dir.clone(), found.prefix.clone());
@@ -266,7 +270,7 @@ fn train_in(
         if let Err(e) = net.save_resume_checkpoint(dir, RESUME_PREFIX) {
             log::debug!("no train_end_ checkpoint for the failed run: {e}");
         }
-        write_failed_run(dir, &net, &params, e);
+        write_failed_run(dir, &net, &params, e, &resumed);
     }
     fitted?;
     let fit_seconds = fit_start.elapsed().as_secs_f64();
@@ -274,14 +278,14 @@ fn train_in(
         // Every run directory ends with what `--resume` needs; a run that cannot save it (a
         // callback whose state fails) still keeps its history and the error.
         if let Err(e) = net.save_resume_checkpoint(dir, RESUME_PREFIX) {
-            write_failed_run(dir, &net, &params, &e);
+            write_failed_run(dir, &net, &params, &e, &resumed);
             return Err(e);
         }
     }
     if let Some(interrupted) = net.interruption() {
         let seconds = start.elapsed().as_secs_f64();
         if let Some(dir) = write_to {
-            let mut summary = summary(&net, (seconds, fit_seconds), None);
+            let mut summary = summary(&net, (seconds, fit_seconds), None, &resumed);
             summary["interrupted"] =
                 serde_json::json!({ "epochs": interrupted.epochs, "batches": interrupted.batches });
             write_run_dir(dir, &net, &params, &summary)?;
@@ -306,7 +310,7 @@ fn train_in(
     };
     let seconds = start.elapsed().as_secs_f64();
     if let Some(dir) = write_to {
-        write_run_dir(dir, &net, &params, &summary(&net, (seconds, fit_seconds), test))?;
+        write_run_dir(dir, &net, &params, &summary(&net, (seconds, fit_seconds), test, &resumed))?;
     }
     Ok(Outcome { history: net.history().clone(), test, seconds, fit_seconds, interrupted: None, reports: writes })
 }
@@ -344,8 +348,9 @@ fn changed_hypers(recorded: &Path, params: &Params) -> Result<Vec<(String, serde
 /// far and the error in `summary.json` (best effort: the run's own error is the one reported). The history is not
 /// written over the `history.json` of a checkpoint saved with an empty prefix into the run
 /// directory, which `--resume` may still need.
-fn write_failed_run(dir: &Path, net: &NeuralNet, params: &Params, error: &Error) {
+fn write_failed_run(dir: &Path, net: &NeuralNet, params: &Params, error: &Error, resumed: &[usize]) {
     let summary = serde_json::json!({ "epochs": net.history().len(), "error": error.to_string() });
+    let summary = with_resumes(summary, resumed);
     let written = write_atomic(&dir.join("config.toml"), params.to_toml().as_bytes())
         .and_then(|()| save_history(dir, net))
         .and_then(|()| write_atomic(&dir.join("summary.json"), json(&summary).as_bytes()));
@@ -370,13 +375,40 @@ fn json(v: &serde_json::Value) -> String {
 }
 
 /// `summary.json` of a run that ended: its length and times, and the test evaluation.
-fn summary(net: &NeuralNet, (seconds, fit_seconds): (f64, f64), test: Option<Evaluation>) -> serde_json::Value {
+fn summary(
+    net: &NeuralNet,
+    (seconds, fit_seconds): (f64, f64),
+    test: Option<Evaluation>,
+    resumed: &[usize],
+) -> serde_json::Value {
     let mut summary =
         serde_json::json!({ "epochs": net.history().len(), "seconds": seconds, "fit_seconds": fit_seconds });
     if let Some(t) = test {
         summary["test"] = serde_json::json!({ "accuracy": t.accuracy, "loss": t.loss, "samples": t.samples });
     }
+    with_resumes(summary, resumed)
+}
+
+/// `summary` with `resumed_after`, the epochs after which `--resume` continued the run (absent
+/// for a run never resumed): `torchfit plot` marks them.
+fn with_resumes(mut summary: serde_json::Value, resumed: &[usize]) -> serde_json::Value {
+    if !resumed.is_empty() {
+        summary["resumed_after"] = serde_json::json!(resumed);
+    }
     summary
+}
+
+/// The epochs after which the run in `dir` was resumed: the earlier ones its `summary.json`
+/// lists (before `epochs`), then `epochs`, where this `--resume` continues it.
+fn resumed_after(dir: &Path, epochs: usize) -> Vec<usize> {
+    let earlier = std::fs::read_to_string(dir.join("summary.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|s| serde_json::from_value::<Vec<usize>>(s["resumed_after"].clone()).ok())
+        .unwrap_or_default();
+    let mut all: Vec<usize> = earlier.into_iter().filter(|&e| e < epochs).collect();
+    all.push(epochs);
+    all
 }
 
 fn write_run_dir(dir: &Path, net: &NeuralNet, params: &Params, summary: &serde_json::Value) -> Result<()> {
