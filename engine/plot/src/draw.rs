@@ -11,13 +11,13 @@ use plotters::prelude::*;
 const WIDTH: u32 = 1400;
 const ROW: u32 = 520;
 /// Text sizes, in pixels.
-const TITLE: u32 = 24;
-const LABEL: u32 = 18;
-const TICK: u32 = 15;
+pub(crate) const TITLE: u32 = 24;
+pub(crate) const LABEL: u32 = 18;
+pub(crate) const TICK: u32 = 15;
 /// A legend entry's height.
 const ENTRY: u32 = 22;
 /// matplotlib's "tab10" colours.
-const PALETTE: [RGBColor; 10] = [
+pub(crate) const PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -29,7 +29,7 @@ const PALETTE: [RGBColor; 10] = [
     RGBColor(188, 189, 34),
     RGBColor(23, 190, 207),
 ];
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 /// The markers' colours: a checkpoint, a resumption.
 const CHECKPOINT: RGBColor = RGBColor(90, 90, 90);
 const RESUMED: RGBColor = RGBColor(200, 30, 30);
@@ -44,7 +44,7 @@ pub fn size(figure: &Figure) -> (u32, u32) {
 }
 
 /// DejaVu Sans as plotters' sans-serif, once per process.
-fn register_font() {
+pub(crate) fn register_font() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // A font the crate embeds always parses; were it not to, text would be missing, not
@@ -90,7 +90,7 @@ fn colours(panel: &Panel) -> Vec<RGBColor> {
 
 /// A tick's label: at most four decimals without trailing zeros (`2.5`, `0.0125`, `3`), or
 /// in scientific notation when very large or small (`1.0e10`, `2.5e-5`).
-fn tick(v: f64) -> String {
+pub(crate) fn tick(v: f64) -> String {
     if v != 0.0 && !(1e-3..1e5).contains(&v.abs()) {
         return format!("{v:.1e}");
     }

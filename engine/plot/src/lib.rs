@@ -9,12 +9,15 @@
 //! Several runs overlay in one picture, each named in the legends.
 //!
 //! [`figure`] decides what is drawn (pure: panels, series, markers); [`svg`] and [`png`] draw
-//! it. The `plot_history` callback and `torchfit plot` both use this crate.
+//! it. The `plot_history` callback and `torchfit plot` both use this crate, and `torchfit
+//! lr-find` draws its loss-against-rate curve ([`LrCurve`]) with it.
 
 mod draw;
 mod figure;
+mod lr_curve;
 
 pub use figure::{figure, moving_average, Figure, Marker, MarkerKind, Options, Panel, Run, Series, Style};
+pub use lr_curve::{LrCurve, LrMark};
 
 use plotters::prelude::*;
 
@@ -23,23 +26,41 @@ use plotters::prelude::*;
 #[error("drawing the training curves: {0}")]
 pub struct Error(pub String);
 
-/// `figure` as an SVG document.
-pub fn svg(figure: &Figure) -> Result<String, Error> {
+/// A picture this crate draws: the training curves ([`Figure`]) or a learning-rate sweep
+/// ([`LrCurve`]).
+pub trait Picture {
+    /// Its size in pixels.
+    fn size(&self) -> (u32, u32);
+    /// Draws it on `root` (of [`Picture::size`]).
+    fn draw_on<DB: DrawingBackend>(&self, root: &DrawingArea<DB, plotters::coord::Shift>) -> Result<(), String>;
+}
+
+impl Picture for Figure {
+    fn size(&self) -> (u32, u32) {
+        draw::size(self)
+    }
+    fn draw_on<DB: DrawingBackend>(&self, root: &DrawingArea<DB, plotters::coord::Shift>) -> Result<(), String> {
+        draw::draw(self, root)
+    }
+}
+
+/// `picture` as an SVG document.
+pub fn svg(picture: &impl Picture) -> Result<String, Error> {
     let mut out = String::new();
     {
-        let root = SVGBackend::with_string(&mut out, draw::size(figure)).into_drawing_area();
-        draw::draw(figure, &root).map_err(Error)?;
+        let root = SVGBackend::with_string(&mut out, picture.size()).into_drawing_area();
+        picture.draw_on(&root).map_err(Error)?;
     }
     Ok(out)
 }
 
-/// `figure` as a PNG image.
-pub fn png(figure: &Figure) -> Result<Vec<u8>, Error> {
-    let (w, h) = draw::size(figure);
+/// `picture` as a PNG image.
+pub fn png(picture: &impl Picture) -> Result<Vec<u8>, Error> {
+    let (w, h) = picture.size();
     let mut rgb = vec![255u8; (w * h * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
-        draw::draw(figure, &root).map_err(Error)?;
+        picture.draw_on(&root).map_err(Error)?;
     }
     let mut out = Vec::new();
     image::ImageEncoder::write_image(

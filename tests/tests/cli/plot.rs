@@ -103,3 +103,28 @@ fn where_training_resumed_is_marked_by_plot_and_by_plot_history() {
     assert!(plot(&[straight.to_str().unwrap()]).status.success());
     assert!(!svg_of(&straight.join("training_curves.svg")).contains("training resumed"));
 }
+
+#[test]
+fn lr_find_prints_fastais_suggestions_and_draws_the_loss_against_the_rate() {
+    let dir = temp_dir("lr-find");
+    let out = dir.join("lr.svg");
+    let o = torchfit(&["lr-find", "examples/digits/config.toml", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let rate = |name: &str| -> f64 {
+        let line =
+            stdout.lines().find(|l| l.starts_with(&format!("{name}: lr = "))).unwrap_or_else(|| panic!("{stdout}"));
+        line[name.len() + 7..].split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let (steepest, valley) = (rate("steepest"), rate("valley"));
+    assert!((1e-4..1.0).contains(&steepest) && (1e-4..1.0).contains(&valley), "{stdout}");
+    let svg = svg_of(&out);
+    assert!(svg.contains("learning-rate finder") && svg.contains("steepest") && svg.contains("valley"));
+    let o = torchfit(&["lr-find", "examples/digits/config.toml", "--end-lr", "1e-9", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("0 < start_lr < end_lr"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

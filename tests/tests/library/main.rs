@@ -7,6 +7,7 @@
 mod api;
 mod cross_validate;
 mod inprocess;
+mod lr_find;
 mod non_finite;
 mod precision;
 mod resume;

@@ -8,8 +8,10 @@
 //! | `summary.rs` | `torchfit summary`: the model a config builds, as torchinfo shows it |
 //! | `plugins.rs` | `torchfit plugins`: every component, builtin or found on the search path |
 //! | `plot.rs` | `torchfit plot`: training curves of runs from their history, PNG and SVG |
+//! | `lr_find.rs` | `torchfit lr-find`: the learning-rate finder, its suggestions and curve |
 //! | `signals.rs` | SIGINT and SIGTERM: stop after the batch, a second one at once |
 
+pub mod lr_find;
 pub mod plot;
 pub mod plugins;
 pub mod predict;
@@ -43,6 +45,9 @@ pub enum Command {
     /// Draw the training curves of runs (their history.json) as PNG and SVG; several runs are
     /// overlaid.
     Plot(plot::Args),
+    /// Find a learning rate: sweep it exponentially over batches of the config's training data
+    /// (fastai's lr_find), print the suggested rates and draw the loss against the rate.
+    LrFind(lr_find::Args),
 }
 
 /// How a command ended without an error.
@@ -66,6 +71,7 @@ pub fn execute(command: Command) -> Result<Ended> {
         Command::Summary(args) => summary::execute(args),
         Command::Plugins(args) => plugins::execute(args),
         Command::Plot(args) => plot::execute(args),
+        Command::LrFind(args) => lr_find::execute(args),
     }
 }
 
@@ -76,4 +82,17 @@ pub fn load_params(config: &Path, sets: &[String]) -> Result<Params> {
         params.set_assignment(s)?;
     }
     Ok(params)
+}
+
+/// Draws `picture` into `path`, atomically: SVG when `svg`, else PNG.
+pub fn write_picture(path: &Path, picture: &impl torchfit_plot::Picture, svg: bool) -> Result<()> {
+    let bytes = match svg {
+        true => torchfit_plot::svg(picture).map(String::into_bytes),
+        false => torchfit_plot::png(picture),
+    }
+    .map_err(|e| torchfit_engine::Error::Data(e.to_string()))?;
+    torchfit_sdk::io::write_atomic(path, &bytes).map_err(|e| match e {
+        torchfit_sdk::Error::Io { path, source } => torchfit_engine::Error::Io { path: path.into(), source },
+        other => torchfit_engine::Error::Data(other.to_string()),
+    })
 }

@@ -66,15 +66,7 @@ pub fn execute(args: Args) -> Result<Ended> {
     let options = Options { keys: (!keys.is_empty()).then_some(keys), log_loss };
     let picture = figure(&loaded, &options);
     for (path, format) in targets {
-        let bytes = match format {
-            Format::Png => torchfit_plot::png(&picture),
-            Format::Svg => torchfit_plot::svg(&picture).map(String::into_bytes),
-        }
-        .map_err(|e| Error::Data(e.to_string()))?;
-        torchfit_sdk::io::write_atomic(&path, &bytes).map_err(|e| match e {
-            torchfit_sdk::Error::Io { path, source } => Error::Io { path: path.into(), source },
-            other => Error::Data(other.to_string()),
-        })?;
+        super::write_picture(&path, &picture, format == Format::Svg)?;
         log::info!("training curves written to {}", path.display());
     }
     Ok(Ended::Completed)

@@ -11,6 +11,7 @@
 //! | `inference.rs` | outputs, `predict_proba`, `predict`, `score`, `evaluate` |
 //! | `host.rs` | the services lent to a callback during a hook |
 //! | `update_bn.rs` | the pass over the training data that recomputes batch-norm statistics |
+//! | `lr_find.rs` | the learning-rate finder: a sweep on the real loop, then everything put back |
 //! | `interrupt.rs` | stopping a fit from outside (signals), the copy kept at epoch boundaries |
 //! | `replicas.rs` | the step's seam: how a step runs alone or as a rank of a data-parallel job |
 //! | `accumulation.rs` | which training batches step the optimizer (`accumulate_grad_batches`) |
@@ -43,6 +44,7 @@ mod fit_loop;
 mod host;
 mod inference;
 mod interrupt;
+mod lr_find;
 mod pass;
 mod replicas;
 mod update_bn;
@@ -50,6 +52,7 @@ mod update_bn;
 pub use build::{check_held_out, check_model_shape, Defaults};
 pub use inference::Evaluation;
 pub use interrupt::{Interruption, Keep, StopFlag};
+pub use lr_find::{suggest, LrFind, LrFindConfig, Suggestion};
 
 use crate::config::{Params, SplitKind};
 use crate::data::{select, split_indices, Stream, TensorDataset};
