@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `conv` | required | the blocks, in order (below) |
 //! | `dense` | `[]` | sizes of the hidden dense layers after the blocks |
-//! | `activation` | `"relu"` | `relu`, `tanh`, `sigmoid`, `gelu`, `selu`, after every convolution and hidden dense layer |
+//! | `activation` | `"relu"` | `relu`, `tanh`, `sigmoid`, `gelu`, `selu`, `elu`, `leaky_relu`, `silu`, after every convolution and hidden dense layer |
 //! | `dropout` | `0.0` | dropout after each hidden dense activation |
 //!
 //! A block is convolution → batch norm (optional) → activation → max-pool (optional) → dropout

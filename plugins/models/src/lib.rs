@@ -17,7 +17,7 @@ use torchfit_sdk::{export_plugin, Error, Result};
 
 /// Activation functions.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Activation {
     /// max(0, x)
     #[default]
@@ -30,6 +30,12 @@ pub enum Activation {
     Gelu,
     /// SELU (Klambauer et al.'s self-normalizing units, `torch.nn.SELU`)
     Selu,
+    /// ELU with alpha 1 (`torch.nn.ELU`)
+    Elu,
+    /// Leaky ReLU with slope 0.01 below zero (`torch.nn.LeakyReLU`), `"leaky_relu"`
+    LeakyRelu,
+    /// SiLU, `x * sigmoid(x)` (`torch.nn.SiLU`, also called swish)
+    Silu,
 }
 
 impl Activation {
@@ -41,6 +47,9 @@ impl Activation {
             Activation::Sigmoid => x.f_sigmoid()?,
             Activation::Gelu => x.f_gelu("none")?,
             Activation::Selu => x.f_selu()?,
+            Activation::Elu => x.f_elu()?,
+            Activation::LeakyRelu => x.f_leaky_relu()?,
+            Activation::Silu => x.f_silu()?,
         })
     }
 }
@@ -171,6 +180,24 @@ mod tests {
         for (g, v) in got.iter().zip([-2.0f64, -0.5, 0.0, 1.5]) {
             let want = scale * (v.max(0.0) + (alpha * (v.exp() - 1.0)).min(0.0));
             assert!((*g as f64 - want).abs() < 1e-6, "{g} vs {want}");
+        }
+    }
+
+    #[test]
+    fn elu_leaky_relu_and_silu_are_torchs() {
+        let xs = [-2.0f64, -0.5, 0.0, 1.5];
+        let x = Tensor::from_slice(&xs.map(|v| v as f32));
+        let cases: [(&str, fn(f64) -> f64); 3] = [
+            ("elu", |v| if v > 0.0 { v } else { v.exp() - 1.0 }),
+            ("leaky_relu", |v| if v > 0.0 { v } else { 0.01 * v }),
+            ("silu", |v| v / (1.0 + (-v).exp())),
+        ];
+        for (name, want) in cases {
+            let activation: crate::Activation = serde_json::from_value(json!(name)).unwrap();
+            let got = Vec::<f32>::try_from(activation.apply(&x).unwrap()).unwrap();
+            for (g, v) in got.iter().zip(xs) {
+                assert!((*g as f64 - want(v)).abs() < 1e-6, "{name}({v}) = {g}, torch's {}", want(v));
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 //! | key | default | meaning |
 //! |---|---|---|
 //! | `hidden` | `[100]` | sizes of the hidden layers |
-//! | `activation` | `"relu"` | `relu`, `tanh`, `sigmoid`, `gelu`, `selu` |
+//! | `activation` | `"relu"` | `relu`, `tanh`, `sigmoid`, `gelu`, `selu`, `elu`, `leaky_relu`, `silu` |
 //! | `dropout` | `0.0` | dropout probability after each hidden activation |
 //! | `batch_norm` | `false` | batch normalization after each hidden linear layer |
 //!
