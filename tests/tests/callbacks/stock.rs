@@ -179,6 +179,39 @@ fn one_cycle_past_its_total_steps_ends_the_run_naming_the_key_and_keeps_its_epoc
 
 /// `torchfit train` on the digits with the weight-averaging plugin and `sets`, into `out`, with
 /// `--resume` when asked.
+#[test]
+fn clipping_and_ema_act_once_per_optimizer_step_under_gradient_accumulation() {
+    plugin_library("torchfit-plugin-clipping", "torchfit_plugin_clipping");
+    let averaging = plugin_library("torchfit-plugin-weight-averaging", "torchfit_plugin_weight_averaging");
+    let norm = plugin_library("custom-callback", "custom_callback");
+    let out = temp_dir("clip-accumulated").join("run");
+    let plugins = format!("plugins=[{:?}, {:?}]", averaging.display().to_string(), norm.display().to_string());
+    let sets = [
+        "max_epochs=2",
+        "accumulate_grad_batches=4",
+        "callbacks__clip__type=gradient_norm_clipping",
+        "callbacks__clip__max_norm=0.05",
+        "callbacks__grad_norm__key=grad_norm",
+        "callbacks__ema__type=ema",
+        &plugins,
+    ];
+    train(&out, &sets, &[]);
+    let h = read_json(&out.join("history.json"));
+    let batches: Vec<&serde_json::Value> =
+        h.as_array().unwrap().iter().flat_map(|e| e["batches"].as_array().unwrap()).collect();
+    let stepped: Vec<bool> = batches.iter().filter_map(|b| b["stepped"].as_bool()).collect();
+    assert_eq!(stepped.len(), 72);
+    let steps = stepped.iter().filter(|s| **s).count();
+    assert_eq!(steps, 2 * 9, "36 batches an epoch in groups of 4");
+    // on_grad_computed (clipping, then the example's norm) once per step, after the group's last batch.
+    for (b, s) in batches.iter().filter(|b| b.get("stepped").is_some()).zip(&stepped) {
+        assert_eq!(b.get("grad_norm").is_some(), *s, "{b}");
+    }
+    let norms: Vec<f64> = batches.iter().filter_map(|b| b["grad_norm"].as_f64()).collect();
+    assert!(norms.iter().all(|&n| n <= 0.05 * (1.0 + 1e-4)), "the group's gradient clipped: {norms:?}");
+    assert_eq!(h[1]["averaged"], steps, "EMA updated once per optimizer step");
+}
+
 fn train_averaged(out: &Path, sets: &[&str], resume: bool) {
     let lib = plugin_library("torchfit-plugin-weight-averaging", "torchfit_plugin_weight_averaging");
     let plugins = format!("plugins=[{:?}]", lib.display().to_string());
