@@ -187,7 +187,8 @@ mod tests {
     fn elu_leaky_relu_and_silu_are_torchs() {
         let xs = [-2.0f64, -0.5, 0.0, 1.5];
         let x = Tensor::from_slice(&xs.map(|v| v as f32));
-        let cases: [(&str, fn(f64) -> f64); 3] = [
+        type Definition = fn(f64) -> f64;
+        let cases: [(&str, Definition); 3] = [
             ("elu", |v| if v > 0.0 { v } else { v.exp() - 1.0 }),
             ("leaky_relu", |v| if v > 0.0 { v } else { 0.01 * v }),
             ("silu", |v| v / (1.0 + (-v).exp())),
