@@ -30,6 +30,16 @@ pub enum Begin {
     Resume(Found),
 }
 
+/// The epochs after which `--resume` continued the run in `dir`: its `summary.json`'s
+/// `resumed_after` (none when absent or unreadable).
+pub fn resumed_after(dir: &Path) -> Vec<usize> {
+    std::fs::read_to_string(dir.join("summary.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|s| serde_json::from_value(s["resumed_after"].clone()).ok())
+        .unwrap_or_default()
+}
+
 /// A run directory held by this process.
 #[derive(Debug)]
 pub struct RunDir {

@@ -134,6 +134,12 @@ impl History {
         Some(map)
     }
 
+    /// The value of `key` in batch `batch` of epoch `epoch`, both indexed as epochs are.
+    pub fn batch_value(&self, epoch: isize, batch: isize, key: &str) -> Option<&Value> {
+        let batches = self.batches(epoch);
+        batches.get(resolve(batches.len(), batch)?)?.get(key)
+    }
+
     /// The batch records of epoch `epoch`.
     pub fn batches(&self, epoch: isize) -> &[Value] {
         match self.get(epoch, BATCHES) {

@@ -109,8 +109,8 @@ struct Plot {
     /// The files' path without extension (`filename` without `.png` or `.svg`).
     stem: String,
     options: torchfit_plot::Options,
-    /// Epochs read from the host in earlier epochs (all but the last two, which callbacks
-    /// after this one may still have written to): a long run is not read again each epoch.
+    /// The epochs read from the host, kept between epochs: each epoch end reads again only the
+    /// last two (callbacks after this one may still have written to them) and the new ones.
     kept: Vec<Map<String, Value>>,
     /// The epochs after which training resumed (a fit that began with a history), kept in the
     /// callback's checkpointed state so that later resumptions add to them.
@@ -131,19 +131,17 @@ fn build_plot(config: &Value, _ctx: &BuildContext) -> Result<Box<dyn Callback>> 
 }
 
 impl Plot {
-    /// Every epoch of the history with its batches.
-    fn history(&mut self, host: &dyn Host) -> Vec<Map<String, Value>> {
+    /// Brings `kept` to every epoch of the history with its batches: the epochs read before
+    /// stay, but for the last two, read again with the rest.
+    fn refresh(&mut self, host: &dyn Host) {
         let epochs = host.epochs();
         self.kept.truncate(epochs.saturating_sub(2));
-        let mut all = self.kept.clone();
-        for e in all.len()..epochs {
+        for e in self.kept.len()..epochs {
             let mut record = host.history_epoch(e as isize).unwrap_or_default();
             record
                 .insert("batches".into(), host.history_get(e as isize, "batches").unwrap_or(Value::Array(Vec::new())));
-            all.push(record);
+            self.kept.push(record);
         }
-        self.kept = all[..epochs.saturating_sub(2)].to_vec();
-        all
     }
 }
 
@@ -176,9 +174,12 @@ impl Callback for Plot {
         if !host.is_main_process() {
             return Ok(Flow::Continue);
         }
-        let epochs = self.history(host);
-        let run = torchfit_plot::Run { label: String::new(), epochs, resumed_after: self.resumed_after.clone() };
-        let figure = torchfit_plot::figure(&[run], &self.options);
+        self.refresh(host);
+        let epochs = std::mem::take(&mut self.kept);
+        let runs = [torchfit_plot::Run { label: String::new(), epochs, resumed_after: self.resumed_after.clone() }];
+        let figure = torchfit_plot::figure(&runs, &self.options);
+        let [run] = runs;
+        self.kept = run.epochs;
         let png = torchfit_plot::png(&figure).map_err(torchfit_sdk::Error::msg)?;
         let svg = torchfit_plot::svg(&figure).map_err(torchfit_sdk::Error::msg)?;
         torchfit_sdk::io::write_atomic(&in_run_dir(host, format!("{}.png", self.stem)), &png)?;

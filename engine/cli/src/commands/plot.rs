@@ -60,7 +60,7 @@ pub fn execute(args: Args) -> Result<Ended> {
                 true => dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned()),
                 false => String::new(),
             };
-            Ok(Run { label, epochs: epochs(&history), resumed_after: resumed_after(dir) })
+            Ok(Run { label, epochs: epochs(&history), resumed_after: crate::run_dir::resumed_after(dir) })
         })
         .collect::<Result<Vec<Run>>>()?;
     let options = Options { keys: (!keys.is_empty()).then_some(keys), log_loss };
@@ -70,16 +70,6 @@ pub fn execute(args: Args) -> Result<Ended> {
         log::info!("training curves written to {}", path.display());
     }
     Ok(Ended::Completed)
-}
-
-/// The epochs after which `--resume` continued the run in `dir` (its `summary.json`'s
-/// `resumed_after`; none when absent or unreadable: the curves draw without those markers).
-fn resumed_after(dir: &Path) -> Vec<usize> {
-    std::fs::read_to_string(dir.join("summary.json"))
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .and_then(|s| serde_json::from_value(s["resumed_after"].clone()).ok())
-        .unwrap_or_default()
 }
 
 /// A history's epochs as JSON objects (`history.json`'s shape).

@@ -401,12 +401,7 @@ fn with_resumes(mut summary: serde_json::Value, resumed: &[usize]) -> serde_json
 /// The epochs after which the run in `dir` was resumed: the earlier ones its `summary.json`
 /// lists (before `epochs`), then `epochs`, where this `--resume` continues it.
 fn resumed_after(dir: &Path, epochs: usize) -> Vec<usize> {
-    let earlier = std::fs::read_to_string(dir.join("summary.json"))
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .and_then(|s| serde_json::from_value::<Vec<usize>>(s["resumed_after"].clone()).ok())
-        .unwrap_or_default();
-    let mut all: Vec<usize> = earlier.into_iter().filter(|&e| e < epochs).collect();
+    let mut all: Vec<usize> = crate::run_dir::resumed_after(dir).into_iter().filter(|&e| e < epochs).collect();
     all.push(epochs);
     all
 }

@@ -5,7 +5,6 @@
 //! doubled after `growth_interval` steps in a row without one.
 
 use crate::{Error, Optimizer, Result};
-use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
 use torchfit_sdk::ScalerState;
 
@@ -71,14 +70,14 @@ impl GradScaler {
         let inv_scale = self.scale.f_to_kind(Kind::Double).and_then(|s| s.f_reciprocal()).map_err(torch)?;
         let inv_scale = inv_scale.f_to_kind(Kind::Float).map_err(torch)?;
         // One call per dtype, as PyTorch groups them (every gradient is on the run's device).
-        let mut by_kind: BTreeMap<String, Vec<Tensor>> = BTreeMap::new();
-        for p in optimizer.parameters() {
-            let g = p.grad();
-            if g.defined() {
-                by_kind.entry(format!("{:?}", g.kind())).or_default().push(g);
+        let mut by_kind: Vec<(Kind, Vec<Tensor>)> = Vec::new();
+        for g in optimizer.parameters().map(Tensor::grad).filter(Tensor::defined) {
+            match by_kind.iter_mut().find(|(k, _)| *k == g.kind()) {
+                Some((_, grads)) => grads.push(g),
+                None => by_kind.push((g.kind(), vec![g])),
             }
         }
-        for grads in by_kind.values() {
+        for (_, grads) in &by_kind {
             let refs: Vec<&Tensor> = grads.iter().collect();
             torchfit_amp::unscale(&refs, &mut self.found_inf, &inv_scale)
                 .map_err(|e| Error::Data(format!("grad scaler: {e}")))?;

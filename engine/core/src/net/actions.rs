@@ -34,6 +34,25 @@ fn save(c: &Components, history: &History, dir: &Path, prefix: &str, parts: torc
     Snapshot::take(c, history, parts)?.write(dir, prefix, !c.mid_epoch)
 }
 
+impl Components {
+    /// A checkpoint's optimizer part: the optimizer's state and, under `16-mixed`, the gradient
+    /// scaler's (sharing the components' storage).
+    pub(super) fn optimizer_state(&self) -> Vec<(String, Tensor)> {
+        let mut state = self.optimizer.state_dict();
+        state.extend(self.scaler.iter().flat_map(|s| s.state_dict()));
+        state
+    }
+
+    /// Restores what [`Components::optimizer_state`] returned.
+    pub(super) fn load_optimizer_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        self.optimizer.load_state_dict(state)?;
+        match &mut self.scaler {
+            Some(scaler) => scaler.load_state_dict(state),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The parts of a run a checkpoint holds, taken from the components.
 pub(super) struct Snapshot<'h> {
     params: Option<Vec<(String, Tensor)>>,
@@ -64,11 +83,7 @@ impl<'h> Snapshot<'h> {
         };
         Ok(Snapshot {
             params: parts.params.then(|| c.model.state_dict()),
-            optimizer: parts.optimizer.then(|| {
-                let mut state = c.optimizer.state_dict();
-                state.extend(c.scaler.iter().flat_map(|s| s.state_dict()));
-                state
-            }),
+            optimizer: parts.optimizer.then(|| c.optimizer_state()),
             callbacks,
             history: parts.history.then_some(Cow::Borrowed(history)),
         })
@@ -147,10 +162,7 @@ fn load(c: &mut Components, history: &mut History, dir: &Path, prefix: &str, par
     }
     if parts.optimizer {
         let state = load_tensors(&files.optimizer).map_err(sdk_error)?;
-        c.optimizer.load_state_dict(&state)?;
-        if let Some(scaler) = &mut c.scaler {
-            scaler.load_state_dict(&state)?;
-        }
+        c.load_optimizer_state(&state)?;
     }
     if parts.callbacks {
         let states = load_json(&files.callbacks).map_err(sdk_error)?;

@@ -102,9 +102,7 @@ impl Host for RunHost<'_> {
     }
 
     fn history_batch_value(&self, epoch: isize, batch: isize, key: &str) -> Option<Value> {
-        let batches = self.history.batches(epoch);
-        let index = if batch < 0 { batches.len().checked_sub(batch.unsigned_abs())? } else { batch as usize };
-        batches.get(index)?.get(key).cloned()
+        self.history.batch_value(epoch, batch, key).cloned()
     }
 
     fn accumulate_grad_batches(&self) -> usize {

@@ -122,8 +122,8 @@ pub fn suggest(lrs: &[f64], smoothed: &[f64], num_it: usize) -> (Option<Suggesti
     (steepest.map(at), Some(at(valley)))
 }
 
-/// The callback of the sweep: sets each batch's rate, records it and the loss, stops at
-/// `num_it` batches or when the smoothed loss diverges.
+/// The callback of the sweep: sets each batch's rate, records it, the loss and the smoothed
+/// loss, stops at `num_it` batches or when the smoothed loss diverges.
 struct Sweep {
     config: LrFindConfig,
     batches: usize,
@@ -133,6 +133,7 @@ struct Sweep {
 
 /// The batch keys the sweep records.
 const LR_KEY: &str = "lr_find_lr";
+const SMOOTHED_KEY: &str = "lr_find_smoothed";
 const LOSS_KEY: &str = "lr_find_loss";
 
 impl Sweep {
@@ -153,12 +154,13 @@ impl Callback for Sweep {
         }
         let loss = out.loss.f_double_value(&[]).map_err(|e| torchfit_sdk::Error::msg(e.to_string()))?;
         let i = self.batches;
-        host.record_batch(LR_KEY, self.config.lr(i).into())?;
-        host.record_batch(LOSS_KEY, torchfit_sdk::values::number(loss))?;
         self.batches += 1;
         let beta = self.config.beta;
         self.mean = beta * self.mean + (1.0 - beta) * loss;
         let smoothed = self.mean / (1.0 - beta.powi(self.batches as i32));
+        host.record_batch(LR_KEY, self.config.lr(i).into())?;
+        host.record_batch(LOSS_KEY, torchfit_sdk::values::number(loss))?;
+        host.record_batch(SMOOTHED_KEY, torchfit_sdk::values::number(smoothed))?;
         self.best = if i == 0 { smoothed } else { self.best.min(smoothed) };
         let diverged = !smoothed.is_finite() || (i > 0 && smoothed > self.config.diverge * self.best);
         if diverged || self.batches >= self.config.num_it {
@@ -181,19 +183,18 @@ impl Kept {
         let copy = |state: Vec<(String, Tensor)>| -> Result<Vec<(String, Tensor)>> {
             state.into_iter().map(|(n, t)| Ok((n, t.f_detach_copy()?))).collect()
         };
-        let mut optimizer = c.optimizer.state_dict();
-        optimizer.extend(c.scaler.iter().flat_map(|s| s.state_dict()));
-        Ok(Kept { params: copy(c.model.state_dict())?, optimizer: copy(optimizer)?, history: history.clone() })
+        Ok(Kept {
+            params: copy(c.model.state_dict())?,
+            optimizer: copy(c.optimizer_state())?,
+            history: history.clone(),
+        })
     }
 
     fn restore(self, c: &mut Components, history: &mut History) -> Result<()> {
         c.model.load_state_dict(&self.params).map_err(|e| Error::Data(format!("restoring the model: {e}")))?;
         c.optimizer.zero_grad();
         // The rates and the state buffers as they were (buffers the sweep made are dropped).
-        c.optimizer.load_state_dict(&self.optimizer)?;
-        if let Some(scaler) = &mut c.scaler {
-            scaler.load_state_dict(&self.optimizer)?;
-        }
+        c.load_optimizer_state(&self.optimizer)?;
         *history = self.history;
         c.mid_epoch = false; // the sweep's last epoch was cut: the net is between epochs again
         Ok(())
@@ -235,17 +236,11 @@ impl NeuralNet {
                 .filter_map(torchfit_sdk::values::as_number)
                 .collect()
         };
-        let (lrs, losses) = (values(LR_KEY), values(LOSS_KEY));
+        let (lrs, losses, smoothed) = (values(LR_KEY), values(LOSS_KEY), values(SMOOTHED_KEY));
         c.callbacks = own;
         c.settings.max_epochs = max_epochs;
         kept.restore(c, &mut self.history)?;
         swept?;
-        let mut smoothed = Vec::with_capacity(losses.len());
-        let mut mean = 0.0;
-        for (i, loss) in losses.iter().enumerate() {
-            mean = config.beta * mean + (1.0 - config.beta) * loss;
-            smoothed.push(mean / (1.0 - config.beta.powi(i as i32 + 1)));
-        }
         let (steepest, valley) = suggest(&lrs, &smoothed, config.num_it);
         Ok(LrFind { lrs, losses, smoothed, steepest, valley })
     }

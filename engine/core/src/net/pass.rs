@@ -242,10 +242,8 @@ fn train_step(c: &mut Components, history: &mut History, batch: &Batch<'_>) -> R
         skip_step: asked.skip_step,
         ..Default::default()
     };
-    let found = match backward_loss(c, &loss)? {
-        Some(scaled) => c.replicas.backward(&scaled, found, at.last)?,
-        None => c.replicas.backward(&loss, found, at.last)?,
-    };
+    let scaled = backward_loss(c, &loss)?;
+    let found = c.replicas.backward(scaled.as_ref().unwrap_or(&loss), found, at.last)?;
     raise_if(c, found.interrupted);
     c.accumulation.note(at, found.non_finite.is_some());
     let (y_pred, loss, stop_agreed) = (y_pred.f_detach()?, loss.f_detach()?, found.stop_after_batch);
