@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The checks for a machine with a GPU, in one go (bench/README.md, "On a GPU"): NCCL at world
-# size 1 against one plain CUDA process (bench/cuda_check.py), then the suite's table on cuda
+# size 1 against one plain CUDA process (bench/cuda_check.py), the optimizers (for-loop, foreach,
+# fused) against torch.optim on cuda (the parity test binary, built here with
+# `cargo test --release -p torchfit-tests --test parity --no-run`), then the suite's table on cuda
 # (bench/run.py --device cuda, every program but raw_tch_malloc, whose subject is the CPU
 # allocator). Needs the release programs in target/release (built here, or copied to a machine
 # whose loader is pointed at its own torch/lib), .venv/bin/python with torch and the peers, and
@@ -21,8 +23,15 @@ data=${DATA:-../shared/data/mnist}
 nvidia-smi -L
 .venv/bin/python bench/cuda_check.py --epochs 10 --out "$out"
 check=$?
+parity=$(ls target/release/deps/parity-* 2>/dev/null | grep -v '\.d$' | head -1)
+if [ -n "$parity" ]; then
+    TORCHFIT_PARITY_DEVICE=cuda "$parity" optimizer --test-threads 1 2>&1 | tail -3 | tee "$out/cuda-optimizer-parity.txt"
+    optim=${PIPESTATUS[0]}
+else
+    echo "no parity test binary in target/release/deps: build it first"; optim=1
+fi
 timeout "$limit" .venv/bin/python bench/run.py --device cuda --rounds "$rounds" --data "$data" --out "$out" \
     --programs "${PROGRAMS:-raw_tch,torchfit_library,torchfit_binary,pytorch_plain,skorch,poutyne,lightning}"
 suite=$?
-echo "cuda_check: exit $check; suite: exit $suite"
-[ "$check" -eq 0 ] && [ "$suite" -eq 0 ]
+echo "cuda_check: exit $check; optimizer parity: exit $optim; suite: exit $suite"
+[ "$check" -eq 0 ] && [ "$optim" -eq 0 ] && [ "$suite" -eq 0 ]

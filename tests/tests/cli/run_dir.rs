@@ -369,3 +369,29 @@ fn a_full_disk_in_a_callbacks_checkpoint_save_is_the_environments_refusal_exit_3
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.contains("callback `cp` failed in on_epoch_end") && err.contains("No space left on device"), "{err}");
 }
+
+#[test]
+fn a_run_resumed_under_the_fused_optimizer_ends_where_the_for_loop_run_ends() {
+    let root = temp_dir("rundir-implementation");
+    let (straight, resumed) = (root.join("straight"), root.join("resumed"));
+    let adam = ["--set", "optimizer__name=adam", "--set", "optimizer__lr=0.002"];
+    assert!(train(&straight, &adam).status.success());
+    assert!(train(&resumed, &[&adam[..], &["--set", "max_epochs=2"]].concat()).status.success());
+    let o = train(&resumed, &[&adam[..], &["--resume", "--set", "optimizer__implementation=fused"]].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let losses = |run: &Path| -> Vec<f64> {
+        let h = read_json(&run.join("history.json"));
+        h.as_array().unwrap().iter().map(|e| e["valid_loss"].as_f64().unwrap()).collect()
+    };
+    let (a, b) = (losses(&straight), losses(&resumed));
+    assert_eq!(a.len(), 4);
+    assert_eq!(a[..2], b[..2], "the same first two epochs");
+    for (x, y) in a.iter().zip(&b) {
+        assert!(
+            (x - y).abs() <= 1e-4 * x.abs(),
+            "the fused kernels' epochs differ beyond float rounding: {a:?} vs {b:?}"
+        );
+    }
+    let config = std::fs::read_to_string(resumed.join("config.toml")).unwrap();
+    assert!(config.contains("implementation = \"fused\""), "{config}");
+}

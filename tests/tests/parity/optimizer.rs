@@ -1,5 +1,8 @@
 //! Each optimizer matches `torch.optim` over 20 steps on the same problem (rtol 1e-5), computed
-//! by the venv's PyTorch in a subprocess.
+//! by the venv's PyTorch in a subprocess, in each implementation: SGD, Adam and AdamW also with
+//! `implementation = "foreach"` against `foreach=True` and `"fused"` against `fused=True` (CPU
+//! kernels of PyTorch 2.11). `TORCHFIT_PARITY_DEVICE=cuda` runs both sides on the GPU
+//! (`bench/gpu.sh` does).
 
 use tch::{Device, Kind, Tensor};
 use torchfit::optim::{Optimizer, OptimizerConfig};
@@ -42,13 +45,14 @@ const STEPS: usize = 20;
 /// its own at half the learning rate.
 const PYTHON: &str = r#"
 import json, math, sys, torch
-cases = json.loads(sys.stdin.read())
+request = json.loads(sys.stdin.read())
+cases, device = request['cases'], request['device']
 def data():
     x = torch.tensor([[math.sin(0.3 * i + 0.1 * j) for j in range(3)] for i in range(5)], dtype=torch.float32)
     t = torch.tensor([[math.cos(0.2 * i - 0.4 * j) for j in range(4)] for i in range(5)], dtype=torch.float32)
     w = torch.tensor([[math.sin(0.37 * (4 * i + j)) for j in range(4)] for i in range(3)], dtype=torch.float32, requires_grad=True)
     b = torch.tensor([math.cos(0.5 * j) for j in range(4)], dtype=torch.float32, requires_grad=True)
-    return x, t, w, b
+    return x.to(device), t.to(device), w.detach().to(device).requires_grad_(), b.detach().to(device).requires_grad_()
 out = {}
 for name, cls, kwargs in cases:
     x, t, w, b = data()
@@ -59,7 +63,7 @@ for name, cls, kwargs in cases:
         loss = ((x @ w + b - t) ** 2).mean()
         loss.backward()
         opt.step()
-    out[name] = {'w': w.detach().flatten().tolist(), 'b': b.detach().tolist()}
+    out[name] = {'w': w.detach().cpu().flatten().tolist(), 'b': b.detach().cpu().tolist()}
 print(json.dumps(out))
 "#;
 
@@ -76,8 +80,22 @@ fn data() -> (Tensor, Tensor, Tensor, Tensor) {
     (x, t, w, b)
 }
 
+/// The device both sides run on: `TORCHFIT_PARITY_DEVICE` (`cpu` unless set), by its PyTorch name.
+fn device() -> (Device, String) {
+    let name = std::env::var("TORCHFIT_PARITY_DEVICE").unwrap_or_else(|_| "cpu".into());
+    let device = match name.as_str() {
+        "cpu" => Device::Cpu,
+        "cuda" => Device::Cuda(0),
+        other => panic!("TORCHFIT_PARITY_DEVICE={other}: cpu or cuda"),
+    };
+    (device, name)
+}
+
 fn torchfit_run(config: &str) -> (Vec<f32>, Vec<f32>) {
     let (x, t, w, b) = data();
+    let d = device().0;
+    let (x, t) = (x.to_device(d), t.to_device(d));
+    let (w, b) = (w.detach().to_device(d).set_requires_grad(true), b.detach().to_device(d).set_requires_grad(true));
     let base: toml::Table = config.parse().unwrap();
     let lr = base["lr"].as_float().unwrap();
     let cfg: OptimizerConfig =
@@ -93,12 +111,36 @@ fn torchfit_run(config: &str) -> (Vec<f32>, Vec<f32>) {
     (flat(&w), flat(&b))
 }
 
+/// Every case, and the SGD, Adam and AdamW ones again with each multi-tensor implementation:
+/// (name, torchfit config, torch.optim class, kwargs).
+fn cases() -> Vec<(String, String, String, String)> {
+    let mut all = Vec::new();
+    for (name, config, class, kwargs) in CASES {
+        let owned = |n: &str, c: &str, k: &str| (n.to_string(), c.to_string(), class.to_string(), k.to_string());
+        all.push(owned(name, config, kwargs));
+        if *class == "RMSprop" {
+            continue;
+        }
+        for flag in ["foreach", "fused"] {
+            let config = format!("{config}\nimplementation='{flag}'");
+            let kwargs = format!("{}, '{flag}': True}}", kwargs.trim_end_matches('}'));
+            all.push(owned(&format!("{name}_{flag}"), &config, &kwargs));
+        }
+    }
+    all
+}
+
 #[test]
 fn every_optimizer_matches_torch_optim_over_20_steps() {
-    let cases: Vec<(&str, &str, &str)> = CASES.iter().map(|(n, _, c, k)| (*n, *c, *k)).collect();
+    let cases = cases();
+    assert_eq!(cases.len(), CASES.len() * 3 - 4, "two RMSprop cases, the rest three times");
+    let python: Vec<(&str, &str, &str)> =
+        cases.iter().map(|(n, _, c, k)| (n.as_str(), c.as_str(), k.as_str())).collect();
     let script = PYTHON.replace("%STEPS%", &STEPS.to_string());
-    let reference = super::python_json(&script, &serde_json::json!(cases), "python failed");
-    for (name, config, _, _) in CASES {
+    let request = serde_json::json!({"cases": python, "device": device().1});
+    let reference = super::python_json(&script, &request, "python failed");
+    for (name, config, _, _) in &cases {
+        let name = name.as_str();
         let (w, b) = torchfit_run(config);
         for (key, ours) in [("w", &w), ("b", &b)] {
             let theirs: Vec<f64> =

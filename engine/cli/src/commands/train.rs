@@ -317,7 +317,8 @@ fn train_in(
 
 /// The optimizer hyper-parameters (top-level keys of `[optimizer]`) that `params` sets to other
 /// values than the run's recorded config (`recorded`, absent for a run that never wrote one):
-/// a rate changed on resume applies instead of the checkpoint's. Changing the model's settings,
+/// a rate changed on resume applies instead of the checkpoint's. (`implementation` is no
+/// hyper-parameter: the resumed run builds its optimizer with the new one, over the same state.) Changing the model's settings,
 /// the optimizer or its parameter groups on resume is refused: the weights were trained with
 /// the recorded ones.
 fn changed_hypers(recorded: &Path, params: &Params) -> Result<Vec<(String, serde_json::Value)>> {
@@ -339,7 +340,7 @@ fn changed_hypers(recorded: &Path, params: &Params) -> Result<Vec<(String, serde
         }
     }
     new.iter()
-        .filter(|(k, v)| !["name", "param_groups"].contains(&k.as_str()) && old.get(*k) != Some(*v))
+        .filter(|(k, v)| !["name", "param_groups", "implementation"].contains(&k.as_str()) && old.get(*k) != Some(*v))
         .map(|(k, v)| Ok((k.clone(), serde_json::to_value(v).map_err(|e| Error::Data(e.to_string()))?)))
         .collect()
 }

@@ -1,8 +1,8 @@
 //! The optimizer at run time: parameters assigned to groups, per-parameter state owned as
 //! tensors (checkpointed and restored exactly), and the step.
 
-use super::settings::{applies, Hyper, OptimizerConfig, OptimizerName, HYPER_KEYS};
-use super::{adam, rmsprop, sgd};
+use super::settings::{applies, Hyper, Implementation, OptimizerConfig, OptimizerName, HYPER_KEYS};
+use super::{adam, multi_tensor, rmsprop, sgd};
 use crate::{Error, Result};
 use tch::Tensor;
 use torchfit_sdk::glob::Glob;
@@ -21,9 +21,25 @@ pub struct Group {
 pub(super) struct ParamState {
     pub step: i64,
     pub buffers: Vec<(&'static str, Tensor)>,
+    /// The fused Adam kernels' copy of `step`: a float32 scalar on the parameter's device that
+    /// they increment and read themselves (made from `step` when first needed; not saved).
+    pub device_step: Option<Tensor>,
 }
 
 impl ParamState {
+    /// Buffer `name`, if the parameter has one yet.
+    pub fn existing(&self, name: &str) -> Option<&Tensor> {
+        self.buffers.iter().find(|(n, _)| *n == name).map(|(_, t)| t)
+    }
+
+    /// Sets buffer `name`.
+    pub fn set(&mut self, name: &'static str, value: Tensor) {
+        match self.buffers.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.buffers.push((name, value)),
+        }
+    }
+
     pub fn buffer(&mut self, name: &'static str, init: impl FnOnce() -> Result<Tensor>) -> Result<&mut Tensor> {
         let i = match self.buffers.iter().position(|(n, _)| *n == name) {
             Some(i) => i,
@@ -40,6 +56,7 @@ impl ParamState {
 #[derive(Debug)]
 pub struct Optimizer {
     name: OptimizerName,
+    implementation: Implementation,
     params: Vec<(String, Tensor)>,
     groups: Vec<Group>,
     state: Vec<ParamState>,
@@ -53,6 +70,15 @@ pub struct Optimizer {
 impl Optimizer {
     /// An optimizer over `params` (shallow handles to the model's parameters).
     pub fn new(config: &OptimizerConfig, params: Vec<(String, Tensor)>) -> Result<Self> {
+        if config.name == OptimizerName::Rmsprop
+            && matches!(config.implementation, Implementation::Foreach | Implementation::Fused)
+        {
+            return Err(Error::Config {
+                origin: String::new(),
+                key: "implementation".into(),
+                message: "rmsprop runs as a for loop (`\"auto\"` or `\"for_loop\"`); `\"foreach\"` and `\"fused\"` are for sgd, adam and adamw".into(),
+            });
+        }
         let mut base = Hyper::defaults(config.name);
         base.apply(config.name, &config.hyper(), "")?;
         let mut assigned = vec![false; params.len()];
@@ -88,7 +114,7 @@ impl Optimizer {
         for (_, p) in &params {
             releaser.add_parameters(p, 0)?;
         }
-        Ok(Self { name: config.name, params, groups, state, releaser })
+        Ok(Self { name: config.name, implementation: config.implementation, params, groups, state, releaser })
     }
 
     /// The update rule.
@@ -149,13 +175,11 @@ impl Optimizer {
     /// One update of every parameter that requires a gradient and has one.
     pub fn step(&mut self) -> Result<()> {
         let _guard = tch::no_grad_guard();
-        for group in &self.groups {
-            // SGD's `-lr` as a 0-dim tensor of the parameters' dtype, made once per group and
-            // step: not once per parameter, and not cast again by every update (libtorch casts a
-            // scalar operand of another dtype to the parameter's, the same value).
-            let mut neg_lr: Option<Tensor> = None;
+        let Self { name, implementation, params, groups, state, .. } = self;
+        for group in groups.iter() {
+            let mut due = Vec::with_capacity(group.params.len());
             for &i in &group.params {
-                let p = &mut self.params[i].1;
+                let p = &params[i].1;
                 if !p.requires_grad() {
                     continue;
                 }
@@ -163,21 +187,13 @@ impl Optimizer {
                 if !grad.defined() {
                     continue;
                 }
-                let state = &mut self.state[i];
-                state.step += 1;
-                match self.name {
-                    OptimizerName::Sgd => {
-                        let lr = match neg_lr.take() {
-                            Some(t) if t.kind() == p.kind() => t,
-                            _ => Tensor::from(-group.hyper.lr).f_to_kind(p.kind())?,
-                        };
-                        sgd::update(p, grad, state, &group.hyper, &lr)?;
-                        neg_lr = Some(lr);
-                    }
-                    OptimizerName::Adam => adam::update(p, grad, state, &group.hyper, false)?,
-                    OptimizerName::Adamw => adam::update(p, grad, state, &group.hyper, true)?,
-                    OptimizerName::Rmsprop => rmsprop::update(p, grad, state, &group.hyper)?,
-                }
+                state[i].step += 1;
+                due.push((i, grad));
+            }
+            let Some(&(first, _)) = due.first() else { continue };
+            match implementation.resolve(params[first].1.device()) {
+                Implementation::ForLoop | Implementation::Auto => for_loop(*name, &group.hyper, params, state, due)?,
+                chosen => multi_tensor::step(chosen, *name, &group.hyper, params, state, due)?,
             }
         }
         Ok(())
@@ -216,6 +232,7 @@ impl Optimizer {
         let buffer_names: &[&'static str] = &["momentum_buffer", "exp_avg", "exp_avg_sq", "square_avg", "grad_avg"];
         for ((name, p), st) in self.params.iter().zip(self.state.iter_mut()) {
             st.step = find(&format!("{name}.step")).map(|t| t.int64_value(&[])).unwrap_or(0);
+            st.device_step = None;
             st.buffers.clear();
             for b in buffer_names {
                 if let Some(t) = find(&format!("{name}.{b}")) {
@@ -238,6 +255,38 @@ impl Optimizer {
         }
         Ok(())
     }
+}
+
+/// The single-tensor update of one group's parameters `due` (index, gradient), in order.
+fn for_loop(
+    name: OptimizerName,
+    hyper: &Hyper,
+    params: &mut [(String, Tensor)],
+    state: &mut [ParamState],
+    due: Vec<(usize, Tensor)>,
+) -> Result<()> {
+    // SGD's `-lr` as a 0-dim tensor of the parameters' dtype, made once per group and step: not
+    // once per parameter, and not cast again by every update (libtorch casts a scalar operand
+    // of another dtype to the parameter's, the same value).
+    let mut neg_lr: Option<Tensor> = None;
+    for (i, grad) in due {
+        let p = &mut params[i].1;
+        let state = &mut state[i];
+        match name {
+            OptimizerName::Sgd => {
+                let lr = match neg_lr.take() {
+                    Some(t) if t.kind() == p.kind() => t,
+                    _ => Tensor::from(-hyper.lr).f_to_kind(p.kind())?,
+                };
+                sgd::update(p, grad, state, hyper, &lr)?;
+                neg_lr = Some(lr);
+            }
+            OptimizerName::Adam => adam::update(p, grad, state, hyper, false)?,
+            OptimizerName::Adamw => adam::update(p, grad, state, hyper, true)?,
+            OptimizerName::Rmsprop => rmsprop::update(p, grad, state, hyper)?,
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -331,5 +380,70 @@ mod tests {
             assert_eq!(k1, k2);
             assert!(a.equal(b), "{k1} differs");
         }
+    }
+
+    /// Steps `steps` (global step numbers) of a quadratic whose first parameter takes part from
+    /// step 2 on, so that it starts later than the others.
+    fn quadratic(mut opt: Optimizer, steps: std::ops::Range<usize>) -> Optimizer {
+        for s in steps {
+            opt.zero_grad();
+            let loss = opt
+                .params
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i > 0 || s >= 2)
+                .map(|(i, (_, p))| (p * (i as f64 + 1.0)).square().sum(Kind::Float))
+                .fold(Tensor::from(0f32), |a, b| a + b);
+            loss.backward();
+            opt.step().unwrap();
+        }
+        opt
+    }
+
+    fn values(opt: &Optimizer) -> Vec<f32> {
+        opt.params.iter().flat_map(|(_, p)| Vec::<f32>::try_from(p.detach()).unwrap()).collect()
+    }
+
+    #[test]
+    fn foreach_and_fused_give_the_for_loops_result_with_late_parameters_and_across_a_state_round_trip() {
+        for rule in
+            ["name='sgd'\nmomentum=0.9\ndampening=0.5\nweight_decay=0.1", "name='adam'\nlr=0.1", "name='adamw'\nlr=0.1"]
+        {
+            let fresh = |text: &str| Optimizer::new(&config(text), params()).unwrap();
+            let for_loop = format!("{rule}\nimplementation='for_loop'");
+            let reference = values(&quadratic(fresh(&for_loop), 0..6));
+            for implementation in ["foreach", "fused"] {
+                let text = format!("{rule}\nimplementation='{implementation}'");
+                let resolved = fresh(&text).implementation.resolve(Device::Cpu);
+                assert_eq!(serde_json::to_value(resolved).unwrap(), serde_json::json!(implementation));
+                // Three steps with the for loop, the state saved and loaded into this one.
+                let first = quadratic(fresh(&for_loop), 0..3);
+                let saved: Vec<(String, Tensor)> = first.state_dict().into_iter().map(|(k, t)| (k, t.copy())).collect();
+                let shared = first.params.iter().map(|(n, p)| (n.clone(), p.shallow_clone())).collect();
+                let mut resumed = Optimizer::new(&config(&text), shared).unwrap();
+                resumed.load_state_dict(&saved).unwrap();
+                for (name, got) in [("straight", quadratic(fresh(&text), 0..6)), ("resumed", quadratic(resumed, 3..6))]
+                {
+                    let got = values(&got);
+                    for (a, b) in got.iter().zip(&reference) {
+                        assert!(
+                            (a - b).abs() <= 1e-5 * b.abs() + 1e-6,
+                            "{rule} {implementation} {name}: {got:?} vs {reference:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rmsprop_refuses_the_multi_tensor_implementations_by_key() {
+        for implementation in ["foreach", "fused"] {
+            let err = Optimizer::new(&config(&format!("name='rmsprop'\nimplementation='{implementation}'")), params())
+                .unwrap_err();
+            assert!(err.to_string().contains("implementation"), "{err}");
+        }
+        assert_eq!(Implementation::Auto.resolve(Device::Cpu), Implementation::ForLoop);
+        assert_eq!(Implementation::Auto.resolve(Device::Cuda(0)), Implementation::Foreach);
     }
 }

@@ -19,6 +19,34 @@ pub enum OptimizerName {
     Rmsprop,
 }
 
+/// How the update runs, with torch.optim's three implementations (`foreach` and `fused` are
+/// `torch.optim`'s flags of the same names). The results are torch.optim's with the same flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Implementation {
+    /// What PyTorch picks by default: `foreach` when the parameters are on CUDA, `for_loop`
+    /// elsewhere.
+    #[default]
+    Auto,
+    /// A few kernels per parameter (torch.optim's single-tensor path).
+    ForLoop,
+    /// A few kernels over all parameters of a device and dtype (`_foreach_*`; SGD, Adam, AdamW).
+    Foreach,
+    /// One kernel for the whole update (`_fused_sgd_`, `_fused_adam_`, `_fused_adamw_`).
+    Fused,
+}
+
+impl Implementation {
+    /// The implementation that runs for parameters on `device`.
+    pub fn resolve(self, device: tch::Device) -> Self {
+        match self {
+            Implementation::Auto if device.is_cuda() => Implementation::Foreach,
+            Implementation::Auto => Implementation::ForLoop,
+            chosen => chosen,
+        }
+    }
+}
+
 /// Declares a config struct with the per-group hyper-parameter keys plus `$extra` fields, and
 /// `hyper()` to read those keys back as a [`HyperConfig`]. (A macro rather than
 /// `#[serde(flatten)]`, which would lose the key path in error messages.)
@@ -97,6 +125,9 @@ with_hyper_keys! {
         /// The update rule.
         #[serde(default)]
         pub name: OptimizerName,
+        /// How the update runs.
+        #[serde(default)]
+        pub implementation: Implementation,
         /// Parameter groups.
         #[serde(default)]
         pub param_groups: Vec<GroupConfig>,
