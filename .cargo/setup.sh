@@ -9,9 +9,10 @@ venv="$root/.venv"
 torch_version=2.11.0
 # safetensors: tests read torchfit's checkpoints with safetensors.torch, as a PyTorch user would.
 # scikit-learn: tests compare cross-validation folds with its KFold and StratifiedKFold.
+# tensorboard: tests read the tensorboard callback's event files with its EventAccumulator.
 # nvidia-cuda-crt, nvidia-cuda-cccl: CUDA headers that ProcessGroupNCCL.hpp includes and torch's
 # wheel does not pull (engine/nccl builds NCCL support with them; a few MB).
-packages="torch==$torch_version numpy safetensors scikit-learn==1.7.2 nvidia-cuda-crt==13.0.88 nvidia-cuda-cccl==13.0.85"
+packages="torch==$torch_version numpy safetensors scikit-learn==1.7.2 tensorboard==2.21.0 nvidia-cuda-crt==13.0.88 nvidia-cuda-cccl==13.0.85"
 stamp="$venv/.torchfit-setup"
 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$packages" ] && [ -e "$venv/torch/lib/libtorch_cpu.so" ]; then

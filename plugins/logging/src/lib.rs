@@ -1,6 +1,6 @@
-//! Stock callbacks `csv_logger` (the history as CSV, per epoch and optionally per batch) and
+//! Stock callbacks `csv_logger` (the history as CSV, per epoch and optionally per batch),
 //! `plot_history` (the training curves as PNG and SVG, drawn by `torchfit-plot` as `torchfit
-//! plot` draws them). Both rewrite their files from the
+//! plot` draws them) and `tensorboard` (TensorBoard event files, `tensorboard/`). Both rewrite their files from the
 //! history, atomically, so a resumed run simply continues the file; in a run of several
 //! processes only the main one writes. `csv_logger` writes the epochs that have ended when the
 //! next one begins and when training ends, so that its rows hold what every callback recorded
@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod csv;
+mod tensorboard;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -193,6 +194,7 @@ export_plugin! {
     components: [
         Callback("csv_logger", build_csv, "writes the history as CSV each epoch (filename = history.csv; batches = a file name for per-batch rows; separator = \",\")"),
         Callback("plot_history", build_plot, "draws the training curves at each epoch's end as PNG and SVG (filename = training_curves; keys; log_loss)"),
+        Callback("tensorboard", tensorboard::build, "writes TensorBoard event files: epoch scalars, learning rates and momenta, hyper-parameters (logdir = tensorboard; batches; histograms; bins = 30; hparams; metrics = [valid_loss])"),
     ],
 }
 

@@ -1,5 +1,5 @@
 //! The `torchfit` binary end to end: the README's demo, run directories, reproducibility, every
-//! reader, a TorchScript model, hyper-parameter search.
+//! reader, a TorchScript model, hyper-parameter search, TensorBoard event files.
 
 mod demo;
 mod fuzz;
@@ -10,4 +10,5 @@ mod readers;
 mod reproducibility;
 mod run_dir;
 mod search;
+mod tensorboard;
 mod torchscript;

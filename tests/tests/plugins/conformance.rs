@@ -34,6 +34,11 @@ fn sample_config(name: &str) -> serde_json::Value {
         "plot_history" => {
             serde_json::json!({"filename": std::env::temp_dir().join(format!("conformance-{}.svg", std::process::id()))})
         }
+        "tensorboard" => serde_json::json!({
+            "logdir": std::env::temp_dir().join(format!("conformance-tb-{}", std::process::id())),
+            "batches": true,
+            "histograms": true,
+        }),
         _ => serde_json::json!({}),
     }
 }
