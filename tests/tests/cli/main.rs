@@ -9,6 +9,7 @@ mod plot;
 mod readers;
 mod reproducibility;
 mod run_dir;
+mod sampler;
 mod search;
 mod tensorboard;
 mod torchscript;

@@ -175,11 +175,13 @@ pub struct IteratorConfig {
     /// Batches a loader thread reads ahead of the loop (0: read in line, the default). Helps when
     /// reading costs time of its own: decoding images, a streamed file.
     pub prefetch: usize,
+    /// Which training samples an epoch draws ([`crate::data::sampler`]; `iterator_train` only).
+    pub sampler: crate::data::SamplerConfig,
 }
 
 impl Default for IteratorConfig {
     fn default() -> Self {
-        Self { batch_size: 128, shuffle: None, prefetch: 0 }
+        Self { batch_size: 128, shuffle: None, prefetch: 0, sampler: Default::default() }
     }
 }
 
@@ -242,6 +244,12 @@ impl Settings {
             if it.batch_size == 0 {
                 return Err((format!("{key}.batch_size"), "must be at least 1".into()));
             }
+        }
+        if self.iterator_valid.sampler != crate::data::SamplerConfig::Unset {
+            return Err((
+                "iterator_valid.sampler".into(),
+                "validation takes every sample once: a sampler is for iterator_train".into(),
+            ));
         }
         if self.accumulate_grad_batches == 0 {
             return Err(("accumulate_grad_batches".into(), "must be at least 1".into()));

@@ -23,6 +23,8 @@ pub enum Stream {
     Folds = 5,
     /// Candidates of a random search.
     Search = 6,
+    /// Per-epoch draws of a weighted training sampler.
+    Sampler = 7,
 }
 
 impl SplitMix64 {
@@ -47,6 +49,11 @@ impl SplitMix64 {
     /// A number in `0..n` (Lemire's multiply-shift; bias below 2^-64 * n).
     pub fn below(&mut self, n: usize) -> usize {
         ((self.next_u64() as u128 * n as u128) >> 64) as usize
+    }
+
+    /// A number in `[0, 1)` with 53 random bits.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Shuffles `items` in place (Fisher-Yates).

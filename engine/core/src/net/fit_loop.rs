@@ -9,7 +9,8 @@
 //!
 //! Each epoch the loop first opens the history record (`epoch`), reseeds libtorch's generator
 //! from `(seed, epoch)` and draws the batch order from `(seed, epoch)`, so any epoch can be
-//! replayed exactly; then callbacks run in order. Batch losses stay on the device during the
+//! replayed exactly (also the draws of a weighted `iterator_train.sampler`,
+//! [`crate::data::sampler`]); then callbacks run in order. Batch losses stay on the device during the
 //! epoch and are written to history (`train_loss`, `valid_loss` per batch) in one transfer
 //! before `on_epoch_end`.
 
@@ -20,7 +21,7 @@ use super::interrupt::{interrupted, keep_boundary};
 use super::pass::{agreed, interrupted_anywhere, record_losses, run_single_epoch, NonFinite, PassEnd};
 use super::update_bn::TrainData;
 use super::{EpochCount, Valid};
-use crate::data::{batches, SplitMix64, Stream};
+use crate::data::{batches, sampler, SplitMix64, Stream};
 use crate::{Error, History, Result};
 use std::path::PathBuf;
 use torchfit_sdk::checkpoint::Action;
@@ -83,6 +84,18 @@ fn train_data<'a>(c: &Components, reader: &'a mut dyn DatasetReader, indices: &'
     TrainData { reader, indices, batch_size: it.batch_size, prefetch: it.prefetch }
 }
 
+/// The weights `iterator_train.sampler` gives the training samples `train`; `None` when each
+/// epoch takes every sample once.
+fn sample_weights(c: &Components, reader: &mut dyn DatasetReader, train: &[i64]) -> Result<Option<Vec<f64>>> {
+    let config = &c.settings.iterator_train.sampler;
+    let labels = if config.needs_labels() { Some(super::build::class_labels(reader)?) } else { None };
+    config.weights(train, reader.len(), labels.as_deref()).map_err(|message| Error::Config {
+        origin: String::new(),
+        key: "iterator_train.sampler".into(),
+        message,
+    })
+}
+
 /// Runs up to `epochs` epochs: a training pass over `train`, a validation pass, the epoch's end.
 fn fit_loop(
     c: &mut Components,
@@ -93,6 +106,7 @@ fn fit_loop(
     epochs: usize,
 ) -> Result<()> {
     let seed = c.settings.seed;
+    let weights = sample_weights(c, reader, train)?;
     for _ in 0..epochs {
         // Every rank of a job decides on the same answer, whenever the signal arrives.
         if interrupted_anywhere(c)? && interrupted(c, history, false) {
@@ -108,8 +122,12 @@ fn fit_loop(
             r.reset(epoch as u64, seed)?;
         }
         let it = &c.settings.iterator_train;
-        let train_batches =
-            c.replicas.train_batches(train, it.batch_size, it.shuffle.unwrap_or(true), seed, epoch as u64);
+        let drawn = weights.as_ref().map(|w| sampler::draw(train, w, seed, epoch as u64));
+        let (epoch_train, shuffle) = match &drawn {
+            Some(d) => (d.as_slice(), false),
+            None => (train, it.shuffle.unwrap_or(true)),
+        };
+        let train_batches = c.replicas.train_batches(epoch_train, it.batch_size, shuffle, seed, epoch as u64);
         let iv = &c.settings.iterator_valid;
         let valid_batches = match &valid {
             Valid::None => Vec::new(),

@@ -440,12 +440,14 @@ impl NeuralNet {
     }
 
     /// A config error a callback found while running (a key it could check only with the host)
-    /// is reported as the config's: the file or `--set`, and the callback's dotted key.
+    /// is reported as the config's: the file or `--set`, and the callback's dotted key; so is a
+    /// config error the loop found (`iterator_train.sampler` against the data).
     fn config_error_of(&self, e: Error) -> Error {
         match e {
             Error::Callback { name, source: torchfit_sdk::Error::Config { key, message }, .. } => {
                 self.params.config_error(&format!("callbacks.{name}.{key}"), message)
             }
+            Error::Config { origin, key, message } if origin.is_empty() => self.params.config_error(&key, message),
             other => other,
         }
     }
