@@ -10,6 +10,7 @@ mod readers;
 mod reproducibility;
 mod run_dir;
 mod sampler;
+mod scaler;
 mod search;
 mod tensorboard;
 mod torchscript;

@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use tch::Tensor;
 use torchfit_engine::config::Params;
+use torchfit_engine::data::{FeatureScaler, Scaling};
 use torchfit_engine::fsutil::write_atomic;
 use torchfit_engine::{Error, NeuralNet, Result};
 use torchfit_sdk::metrics::{class_probabilities, predicted_classes};
@@ -209,6 +210,21 @@ fn predict_outputs(run: &Path, data: Option<&Path>, sets: &[String]) -> Result<(
         sum.check(&model, &meta_path)?;
     }
     net.load_params(&model)?;
+    match &meta.feature_scaler {
+        Some(sum) => {
+            let path = run.join(super::train::FEATURE_SCALER);
+            sum.check(&path, &meta_path)?;
+            let tensors = torchfit_sdk::io::load_tensors(&path)?;
+            let scaler = FeatureScaler::from_tensors(&tensors, &meta.input_shape)
+                .map_err(|m| Error::Data(format!("{}: {m}", path.display())))?;
+            net.set_feature_scaler(Some(scaler))?;
+        }
+        None if net.params().settings().scaler != Scaling::None => {
+            let message = "records no fitted scaler, but the run's config sets `scaler`";
+            return Err(Error::Data(format!("{}: {message}", meta_path.display())));
+        }
+        None => {}
+    }
     let all: Vec<i64> = (0..reader.len() as i64).collect();
     let names = reader.sample_names().filter(|n| n.len() == all.len());
     Ok((net.forward_reader(reader.as_mut(), &all)?, meta.task, names))

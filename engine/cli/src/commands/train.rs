@@ -139,7 +139,14 @@ pub struct ModelMeta {
     /// run directory from before they were recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<Sum>,
+    /// Length and CRC-32 of `feature_scaler.safetensors`, the fitted `scaler` (absent without
+    /// one), checked before `predict` loads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_scaler: Option<Sum>,
 }
+
+/// The file of a run directory that holds the fitted `scaler`.
+pub const FEATURE_SCALER: &str = "feature_scaler.safetensors";
 
 /// Trains the config in `params`; writes the run directory `out` when given (see
 /// [`crate::run_dir`]). With `resume`, continues the run in `out` from its newest complete
@@ -414,8 +421,16 @@ fn write_run_dir(dir: &Path, net: &NeuralNet, params: &Params, summary: &serde_j
     save_history(dir, net)?;
     let model = dir.join("model.safetensors");
     net.save_params(&model)?;
-    let meta =
-        ModelMeta { input_shape, n_outputs, task: params.settings().task, base_dir, model: Some(Sum::of(&model)?) };
+    let feature_scaler = match net.feature_scaler() {
+        Some(s) => {
+            let path = dir.join(FEATURE_SCALER);
+            torchfit_sdk::io::save_tensors(&path, &s.tensors())?;
+            Some(Sum::of(&path)?)
+        }
+        None => None,
+    };
+    let task = params.settings().task;
+    let meta = ModelMeta { input_shape, n_outputs, task, base_dir, model: Some(Sum::of(&model)?), feature_scaler };
     write_atomic(&dir.join("model.json"), json(&serde_json::to_value(&meta).unwrap_or_default()).as_bytes())?;
     write_atomic(&dir.join("summary.json"), json(summary).as_bytes())
 }

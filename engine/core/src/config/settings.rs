@@ -39,6 +39,9 @@ pub struct Settings {
     /// see [`crate::net`]'s accumulation).
     #[serde(default = "default_accumulate_grad_batches")]
     pub accumulate_grad_batches: usize,
+    /// Per-feature scaling of the inputs, fitted on the training samples ([`crate::data::scaling`]).
+    #[serde(default)]
+    pub scaler: crate::data::Scaling,
     /// Keep the trained model when `fit` is called again (skorch's `warm_start`).
     #[serde(default)]
     pub warm_start: bool,

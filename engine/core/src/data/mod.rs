@@ -4,10 +4,12 @@
 pub mod loader;
 pub mod rng;
 pub mod sampler;
+pub mod scaling;
 pub mod split;
 
 pub use loader::{batches, for_each_batch, order, Batches};
 pub use rng::{SplitMix64, Stream};
 pub use sampler::SamplerConfig;
+pub use scaling::{FeatureScaler, Scaling};
 pub use split::{select, split_indices};
 pub use torchfit_sdk::TensorDataset;

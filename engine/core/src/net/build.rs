@@ -62,6 +62,8 @@ pub(super) struct Components {
     pub scaler: Option<crate::amp::GradScaler>,
     /// How training batches group into optimizer steps.
     pub accumulation: super::accumulation::Accumulation,
+    /// The fitted `scaler`, applied to every input before the model (on the run's device).
+    pub features: Option<crate::data::FeatureScaler>,
 }
 
 /// What a net is built from.
@@ -173,11 +175,21 @@ impl Components {
             batch_counts: (0, 0),
             scaler,
             accumulation,
+            features: None,
         })
     }
 
-    /// The model's output for `x` (training mode when `train`).
+    /// The model's output for `x` (training mode when `train`), `x` scaled first by the fitted
+    /// `scaler`.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let scaled;
+        let x = match &self.features {
+            Some(f) => {
+                scaled = f.apply(x)?;
+                &scaled
+            }
+            None => x,
+        };
         crate::error::unpanic("forward", || self.model.forward(x, train)).map_err(|source| Error::Component {
             kind: ComponentKind::Model,
             name: self.names.0.clone(),

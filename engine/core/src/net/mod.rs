@@ -55,7 +55,7 @@ pub use interrupt::{Interruption, Keep, StopFlag};
 pub use lr_find::{suggest, LrFind, LrFindConfig, Suggestion};
 
 use crate::config::{Params, SplitKind};
-use crate::data::{select, split_indices, Stream, TensorDataset};
+use crate::data::{select, split_indices, FeatureScaler, Stream, TensorDataset};
 use crate::{Error, History, Optimizer, Registry, Result};
 use build::{class_labels, output_count, Components, Recipe};
 use std::path::{Path, PathBuf};
@@ -425,6 +425,9 @@ impl NeuralNet {
         if !keep {
             let n_outputs = output_count(self.params.settings().task, reader, &train, &mut valid)?;
             self.initialize(&reader.sample_shape(), n_outputs)?;
+            let settings = self.params.settings();
+            let fitted = FeatureScaler::fit(settings.scaler, reader, &train, settings.iterator_valid.batch_size)?;
+            self.set_feature_scaler(fitted)?;
         } else if let Some(c) = self.components.as_ref().filter(|c| c.settings.task == Task::Classification) {
             // The model keeps its outputs: every class must be one of them.
             build::check_labels("the training data", &select(&class_labels(reader)?, &train), c.n_outputs)?;
@@ -437,6 +440,20 @@ impl NeuralNet {
         self.interrupted = c.watch.as_ref().and_then(|w| w.interrupted);
         self.completed = fitted.is_ok() && self.interrupted.is_none();
         fitted.map_err(|e| self.config_error_of(e))
+    }
+
+    /// The `scaler` fitted on the last fit's training samples, which every input passes
+    /// through before the model ([`crate::data::scaling`]); `None` without one.
+    pub fn feature_scaler(&self) -> Option<&FeatureScaler> {
+        self.components.as_ref().and_then(|c| c.features.as_ref())
+    }
+
+    /// Sets the scaler inputs pass through (one saved with a model, for prediction); the net
+    /// must be initialized.
+    pub fn set_feature_scaler(&mut self, scaler: Option<FeatureScaler>) -> Result<()> {
+        let c = self.components.as_mut().ok_or(Error::NotInitialized)?;
+        c.features = scaler.map(|s| s.to_device(c.device)).transpose()?;
+        Ok(())
     }
 
     /// A config error a callback found while running (a key it could check only with the host)
