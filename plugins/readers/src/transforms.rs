@@ -1,5 +1,12 @@
 //! Image transforms of the `image_folder` reader, with torchvision's semantics.
 //!
+//! The geometric ones (`random_rotation`, `random_affine`) map every output pixel back to its
+//! source by the inverse transform about the image's centre, nearest neighbour, pixels from
+//! outside filled with 0 (torchvision's defaults: `InterpolationMode.NEAREST`, `fill = 0`, no
+//! `expand`); `color_jitter` changes brightness, contrast, saturation and hue by factors drawn
+//! from its ranges, in a random order, as torchvision's `ColorJitter` does (saturation and hue
+//! leave a one-channel image as it is).
+//!
 //! Each is a config entry (`{ resize = [32, 32] }`) applied in order. The geometry (which box to
 //! crop, what size to resize to) is decided by pure functions tested on their own; the image
 //! operations come from the `image` crate. Random transforms draw from a [`SampleRng`] seeded by
@@ -90,8 +97,204 @@ pub enum Transform {
     RandomHorizontalFlip(f64),
     /// Mirrors top-bottom with this probability.
     RandomVerticalFlip(f64),
+    /// torchvision's `RandomRotation(degrees)`: by an angle drawn from `[-d, d]` (or `[a, b]`),
+    /// counter-clockwise, about the centre.
+    RandomRotation(Degrees),
+    /// torchvision's `RandomAffine`: rotation, translation, scaling and shear drawn from their
+    /// ranges, about the centre.
+    RandomAffine {
+        /// Rotation range, as `random_rotation`'s.
+        degrees: Degrees,
+        /// Largest shift as a fraction of the width and of the height: `[a, b]`.
+        #[serde(default)]
+        translate: Option<[f64; 2]>,
+        /// Range of the scale factor: `[lo, hi]`.
+        #[serde(default)]
+        scale: Option<[f64; 2]>,
+        /// Shear parallel to the x axis, in degrees, as a rotation range.
+        #[serde(default)]
+        shear: Option<Degrees>,
+    },
+    /// torchvision's `ColorJitter`: each factor drawn from `[max(0, 1 - v), 1 + v]` (hue: a
+    /// shift in `[-v, v]`, `v <= 0.5`); 0 leaves the property alone.
+    ColorJitter {
+        /// Brightness.
+        #[serde(default)]
+        brightness: f64,
+        /// Contrast.
+        #[serde(default)]
+        contrast: f64,
+        /// Saturation.
+        #[serde(default)]
+        saturation: f64,
+        /// Hue.
+        #[serde(default)]
+        hue: f64,
+    },
     /// Subtracts a mean and divides by a std per channel, on values in [0, 1]; must come last.
     Normalize(Normalize),
+}
+
+/// An angle range in degrees: `d` for `[-d, d]`, or `[a, b]`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Degrees {
+    /// `[-d, d]`.
+    Symmetric(f64),
+    /// `[a, b]`.
+    Range([f64; 2]),
+}
+
+impl Degrees {
+    fn range(self) -> [f64; 2] {
+        match self {
+            Degrees::Symmetric(d) => [-d, d],
+            Degrees::Range(r) => r,
+        }
+    }
+
+    fn valid(self) -> bool {
+        match self {
+            Degrees::Symmetric(d) => d >= 0.0 && d.is_finite(),
+            Degrees::Range([a, b]) => a <= b && a.is_finite() && b.is_finite(),
+        }
+    }
+}
+
+/// An affine map of the plane about the image's centre: `p' = m p + t` (pixel units, y down).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Affine {
+    /// The 2 x 2 part, row-major.
+    pub m: [f64; 4],
+    /// The translation.
+    pub t: [f64; 2],
+}
+
+impl Affine {
+    /// Rotation by `angle` degrees counter-clockwise (as the image is seen), then translation by
+    /// `t`, scaling by `scale` and shear by `shear` degrees along x (pure).
+    pub fn new(angle: f64, t: [f64; 2], scale: f64, shear: f64) -> Self {
+        let (a, sh) = (angle.to_radians(), shear.to_radians().tan());
+        let (c, s) = (a.cos(), a.sin());
+        // With y pointing down, a counter-clockwise turn maps (x, y) to (x c + y s, -x s + y c).
+        let r = [c, s, -s, c];
+        // R * Sh * scale, Sh = [[1, sh], [0, 1]].
+        let m = [r[0] * scale, (r[0] * sh + r[1]) * scale, r[2] * scale, (r[2] * sh + r[3]) * scale];
+        Affine { m, t }
+    }
+
+    /// The source point of output point `p` (the inverse map), or `None` for a singular map.
+    pub fn source(&self, p: [f64; 2]) -> Option<[f64; 2]> {
+        let [a, b, c, d] = self.m;
+        let det = a * d - b * c;
+        if det.abs() < 1e-12 {
+            return None;
+        }
+        let (x, y) = (p[0] - self.t[0], p[1] - self.t[1]);
+        Some([(d * x - b * y) / det, (-c * x + a * y) / det])
+    }
+}
+
+/// `img` under `affine` about its centre: each output pixel takes its nearest source pixel, 0
+/// (every channel) where that falls outside.
+pub fn warp<P: Pixel<Subpixel = u8> + 'static>(
+    img: &ImageBuffer<P, Vec<u8>>,
+    affine: &Affine,
+) -> ImageBuffer<P, Vec<u8>> {
+    let (w, h) = img.dimensions();
+    let (cx, cy) = (w as f64 / 2.0, h as f64 / 2.0);
+    let zero = {
+        let mut p = *img.get_pixel(0, 0);
+        p.apply(|_| 0);
+        p
+    };
+    ImageBuffer::from_fn(w, h, |x, y| {
+        let src = affine.source([x as f64 + 0.5 - cx, y as f64 + 0.5 - cy]);
+        match src.map(|[sx, sy]| ((sx + cx).floor(), (sy + cy).floor())) {
+            Some((sx, sy)) if sx >= 0.0 && sy >= 0.0 && sx < w as f64 && sy < h as f64 => {
+                *img.get_pixel(sx as u32, sy as u32)
+            }
+            _ => zero,
+        }
+    })
+}
+
+/// The factors of one `color_jitter` draw, and the order they apply in (0 brightness,
+/// 1 contrast, 2 saturation, 3 hue), as torchvision's `ColorJitter.get_params` draws them.
+pub fn jitter_params(ranges: [f64; 4], rng: &mut SampleRng) -> ([usize; 4], [Option<f64>; 4]) {
+    let mut order = [0, 1, 2, 3];
+    for i in (1..4).rev() {
+        order.swap(i, rng.below(i as u32 + 1) as usize);
+    }
+    let mut factors = [None; 4];
+    for (k, v) in ranges.into_iter().enumerate() {
+        if v > 0.0 {
+            factors[k] = Some(if k == 3 { rng.uniform(-v, v) } else { rng.uniform((1.0 - v).max(0.0), 1.0 + v) });
+        }
+    }
+    (order, factors)
+}
+
+/// Luma of an RGB pixel in [0, 255], PIL's `L` conversion weights.
+fn luma(p: [f32; 3]) -> f32 {
+    0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]
+}
+
+/// Applies one jitter (`k` as in [`jitter_params`]) with `factor` to channel values in
+/// [0, 255] (`channels` 1 or 3 per pixel).
+pub fn jitter(values: &mut [f32], channels: usize, k: usize, factor: f64) {
+    let f = factor as f32;
+    let blend = |v: &mut f32, other: f32| *v = (*v * f + other * (1.0 - f)).clamp(0.0, 255.0);
+    match (k, channels) {
+        (0, _) => values.iter_mut().for_each(|v| *v = (*v * f).clamp(0.0, 255.0)),
+        (1, _) => {
+            let mean = if channels == 3 {
+                values.chunks(3).map(|p| luma([p[0], p[1], p[2]])).sum::<f32>() / (values.len() / 3).max(1) as f32
+            } else {
+                values.iter().sum::<f32>() / values.len().max(1) as f32
+            };
+            values.iter_mut().for_each(|v| blend(v, mean));
+        }
+        (2, 3) => values.chunks_mut(3).for_each(|p| {
+            let g = luma([p[0], p[1], p[2]]);
+            p.iter_mut().for_each(|v| blend(v, g));
+        }),
+        (3, 3) => values.chunks_mut(3).for_each(|p| {
+            let (hh, s, v) = rgb_to_hsv([p[0] / 255.0, p[1] / 255.0, p[2] / 255.0]);
+            let rgb = hsv_to_rgb(((hh + f).rem_euclid(1.0), s, v));
+            p.iter_mut().zip(rgb).for_each(|(c, x)| *c = (x * 255.0).clamp(0.0, 255.0));
+        }),
+        _ => {}
+    }
+}
+
+fn rgb_to_hsv([r, g, b]: [f32; 3]) -> (f32, f32, f32) {
+    let (max, min) = (r.max(g).max(b), r.min(g).min(b));
+    let d = max - min;
+    let h = if d == 0.0 {
+        0.0
+    } else if max == r {
+        ((g - b) / d).rem_euclid(6.0) / 6.0
+    } else if max == g {
+        ((b - r) / d + 2.0) / 6.0
+    } else {
+        ((r - g) / d + 4.0) / 6.0
+    };
+    (h, if max == 0.0 { 0.0 } else { d / max }, max)
+}
+
+fn hsv_to_rgb((h, s, v): (f32, f32, f32)) -> [f32; 3] {
+    let i = (h * 6.0).floor();
+    let f = h * 6.0 - i;
+    let (p, q, t) = (v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f)));
+    match i as i32 % 6 {
+        0 => [v, t, p],
+        1 => [q, v, p],
+        2 => [p, v, t],
+        3 => [p, q, v],
+        4 => [t, p, v],
+        _ => [v, p, q],
+    }
 }
 
 impl Transform {
@@ -99,7 +302,12 @@ impl Transform {
     pub fn is_random(&self) -> bool {
         matches!(
             self,
-            Transform::RandomResizedCrop { .. } | Transform::RandomHorizontalFlip(_) | Transform::RandomVerticalFlip(_)
+            Transform::RandomResizedCrop { .. }
+                | Transform::RandomHorizontalFlip(_)
+                | Transform::RandomVerticalFlip(_)
+                | Transform::RandomRotation(_)
+                | Transform::RandomAffine { .. }
+                | Transform::ColorJitter { .. }
         )
     }
 }
@@ -202,7 +410,7 @@ pub fn apply<P>(
     rng: &mut SampleRng,
 ) -> Result<ImageBuffer<P, Vec<P::Subpixel>>, String>
 where
-    P: Pixel + 'static,
+    P: Pixel<Subpixel = u8> + 'static,
 {
     for t in chain {
         let (w, h) = img.dimensions();
@@ -236,6 +444,39 @@ where
                     img
                 }
             }
+            Transform::RandomRotation(degrees) => {
+                let [lo, hi] = degrees.range();
+                warp(&img, &Affine::new(rng.uniform(lo, hi), [0.0, 0.0], 1.0, 0.0))
+            }
+            Transform::RandomAffine { degrees, translate, scale, shear } => {
+                let [lo, hi] = degrees.range();
+                let angle = rng.uniform(lo, hi);
+                let t = match translate {
+                    Some([a, b]) => {
+                        let (mx, my) = (a * w as f64, b * h as f64);
+                        [rng.uniform(-mx, mx).round(), rng.uniform(-my, my).round()]
+                    }
+                    None => [0.0, 0.0],
+                };
+                let s = scale.map_or(1.0, |[lo, hi]| rng.uniform(lo, hi));
+                let sh = shear.map_or(0.0, |d| {
+                    let [lo, hi] = d.range();
+                    rng.uniform(lo, hi)
+                });
+                warp(&img, &Affine::new(angle, t, s, sh))
+            }
+            Transform::ColorJitter { brightness, contrast, saturation, hue } => {
+                let (order, factors) = jitter_params([*brightness, *contrast, *saturation, *hue], rng);
+                let channels = P::CHANNEL_COUNT as usize;
+                let mut values: Vec<f32> = img.as_raw().iter().map(|&v| v as f32).collect();
+                for k in order {
+                    if let Some(f) = factors[k] {
+                        jitter(&mut values, channels, k, f);
+                    }
+                }
+                let raw: Vec<u8> = values.iter().map(|v| v.round() as u8).collect();
+                ImageBuffer::from_raw(w, h, raw).ok_or("color_jitter: the image's buffer changed size")?
+            }
             Transform::Normalize(_) => img,
         };
     }
@@ -256,6 +497,28 @@ pub fn validate(chain: &[Transform]) -> Result<(), String> {
             }
             Transform::Resize(s) | Transform::CenterCrop(s) | Transform::RandomResizedCrop { size: s, .. } if matches!(s, Size::One(0)) || matches!(s, Size::Pair(p) if p.contains(&0)) => {
                 return Err("a size of 0".into())
+            }
+            Transform::RandomRotation(d) if !d.valid() => {
+                return Err(format!("random_rotation's degrees {d:?} is not d >= 0 or [a, b] with a <= b"))
+            }
+            Transform::RandomAffine { degrees, translate, scale, shear } => {
+                if !degrees.valid() || shear.is_some_and(|s| !s.valid()) {
+                    return Err("random_affine's degrees and shear are d >= 0 or [a, b] with a <= b".into());
+                }
+                if translate.is_some_and(|t| !t.iter().all(|v| (0.0..=1.0).contains(v))) {
+                    return Err(format!("random_affine's translate {translate:?} must be two fractions in [0, 1]"));
+                }
+                if scale.is_some_and(|[lo, hi]| !(0.0 < lo && lo <= hi && hi.is_finite())) {
+                    return Err(format!("random_affine's scale {scale:?} must be [lo, hi] with 0 < lo <= hi"));
+                }
+            }
+            Transform::ColorJitter { brightness, contrast, saturation, hue } => {
+                if [brightness, contrast, saturation].iter().any(|v| !(v.is_finite() && **v >= 0.0)) {
+                    return Err("color_jitter's brightness, contrast and saturation must be >= 0".into());
+                }
+                if !(0.0..=0.5).contains(hue) {
+                    return Err(format!("color_jitter's hue {hue} must be in [0, 0.5]"));
+                }
             }
             _ => {}
         }
@@ -321,8 +584,86 @@ mod tests {
         assert_eq!(apply(img, &[Transform::RandomHorizontalFlip(0.0)], &mut rng).unwrap().into_raw(), vec![1, 2]);
     }
 
+    /// A 4 x 4 image whose pixel (x, y) holds 1 + x + 4 y.
+    fn ramp() -> image::GrayImage {
+        image::GrayImage::from_fn(4, 4, |x, y| image::Luma([1 + x as u8 + 4 * y as u8]))
+    }
+
+    #[test]
+    fn a_quarter_turn_rotates_counter_clockwise_about_the_centre() {
+        let turned = warp(&ramp(), &Affine::new(90.0, [0.0, 0.0], 1.0, 0.0));
+        // Counter-clockwise as seen: the top row comes from the right column, read downwards.
+        assert_eq!(&turned.as_raw()[..4], &[4, 8, 12, 16]);
+        assert_eq!(warp(&ramp(), &Affine::new(0.0, [0.0, 0.0], 1.0, 0.0)), ramp(), "no change at 0 degrees");
+        let full = warp(&ramp(), &Affine::new(360.0, [0.0, 0.0], 1.0, 0.0));
+        assert_eq!(full, ramp());
+    }
+
+    #[test]
+    fn a_shift_moves_pixels_and_fills_with_zero_what_comes_from_outside() {
+        let shifted = warp(&ramp(), &Affine::new(0.0, [1.0, 0.0], 1.0, 0.0));
+        assert_eq!(&shifted.as_raw()[..4], &[0, 1, 2, 3]);
+        let halved = warp(&ramp(), &Affine::new(0.0, [0.0, 0.0], 0.5, 0.0));
+        assert_eq!(halved.as_raw()[0], 0, "a shrunk image leaves its border empty");
+        assert_ne!(halved.as_raw()[5], 0);
+    }
+
+    #[test]
+    fn random_rotations_stay_within_their_range() {
+        let mut rng = SampleRng::new(3, 1, 0);
+        let img = image::GrayImage::from_fn(9, 9, |x, y| image::Luma([(x == 4 || y == 4) as u8 * 255]));
+        for _ in 0..20 {
+            // 0 degrees either way: the cross is unchanged.
+            assert_eq!(
+                apply(img.clone(), &[Transform::RandomRotation(Degrees::Symmetric(0.0))], &mut rng).unwrap(),
+                img
+            );
+        }
+        let turned = apply(img.clone(), &[Transform::RandomRotation(Degrees::Range([90.0, 90.0]))], &mut rng).unwrap();
+        assert_eq!(turned, img, "a quarter turn of a centred cross is the cross");
+    }
+
+    #[test]
+    fn color_jitter_factors_come_from_their_ranges_and_act_as_torchvision_describes() {
+        let mut rng = SampleRng::new(0, 0, 0);
+        for _ in 0..200 {
+            let (order, f) = jitter_params([0.5, 0.0, 0.2, 0.1], &mut rng);
+            let mut sorted = order;
+            sorted.sort();
+            assert_eq!(sorted, [0, 1, 2, 3]);
+            assert!(f[0].is_some_and(|b| (0.5..1.5).contains(&b)) && f[1].is_none());
+            assert!(f[2].is_some_and(|s| (0.8..1.2).contains(&s)) && f[3].is_some_and(|h| (-0.1..0.1).contains(&h)));
+        }
+        let mut px = vec![200.0, 100.0, 50.0];
+        jitter(&mut px, 3, 0, 0.0);
+        assert_eq!(px, [0.0; 3], "brightness 0 is black");
+        let mut px = vec![200.0, 100.0, 50.0];
+        jitter(&mut px, 3, 2, 0.0);
+        assert!(px.iter().all(|v| (v - px[0]).abs() < 1e-3), "saturation 0 is grey: {px:?}");
+        let mut px = vec![200.0, 100.0, 50.0];
+        jitter(&mut px, 3, 3, 1.0 / 3.0);
+        assert_eq!(
+            px.iter().map(|v| v.round() as u8).collect::<Vec<_>>(),
+            [50, 200, 100],
+            "a third of a turn of hue: red to green"
+        );
+        let mut grey = vec![10.0, 20.0];
+        jitter(&mut grey, 1, 3, 0.3);
+        assert_eq!(grey, [10.0, 20.0], "hue leaves one channel alone");
+    }
+
     #[test]
     fn chains_and_normalisation_are_checked() {
+        assert!(validate(&[Transform::RandomRotation(Degrees::Symmetric(-1.0))]).is_err());
+        let jitter = Transform::ColorJitter { brightness: 0.2, contrast: 0.0, saturation: 0.0, hue: 0.7 };
+        assert!(validate(&[jitter]).unwrap_err().contains("hue"));
+        let affine = Transform::RandomAffine {
+            degrees: Degrees::Symmetric(10.0),
+            translate: Some([0.1, 1.5]),
+            scale: None,
+            shear: None,
+        };
+        assert!(validate(&[affine]).unwrap_err().contains("translate"));
         let n = Transform::Normalize(Normalize::Preset("imagenet".into()));
         assert!(validate(&[n.clone(), Transform::Resize(Size::One(4))]).unwrap_err().contains("last"));
         assert!(validate(&[Transform::RandomHorizontalFlip(1.5)]).is_err());
@@ -339,7 +680,9 @@ mod tests {
         let chain: Vec<Transform> = serde_json::from_value(serde_json::json!([
             {"resize": 256}, {"center_crop": [224, 200]},
             {"random_resized_crop": {"size": 32, "scale": [0.5, 1.0]}},
-            {"random_horizontal_flip": 0.5}, {"normalize": "imagenet"}
+            {"random_horizontal_flip": 0.5}, {"normalize": "imagenet"},
+            {"random_rotation": 15}, {"random_affine": {"degrees": [-5, 5], "translate": [0.1, 0.1], "scale": [0.9, 1.1]}},
+            {"color_jitter": {"brightness": 0.4, "hue": 0.1}}
         ]))
         .unwrap();
         assert_eq!(chain[0], Transform::Resize(Size::One(256)));
@@ -349,5 +692,7 @@ mod tests {
             Transform::RandomResizedCrop { size: Size::One(32), scale: [0.5, 1.0], ratio: default_ratio() }
         );
         assert!(chain[3].is_random() && !chain[4].is_random());
+        assert_eq!(chain[5], Transform::RandomRotation(Degrees::Symmetric(15.0)));
+        assert!(chain[6].is_random() && chain[7].is_random());
     }
 }

@@ -201,6 +201,19 @@ fn digits_train_from_an_image_folder_with_augmentation_and_prefetching_reproduci
     assert!(prefetched.as_array().unwrap().len() == 8);
 }
 
+#[test]
+fn digits_train_under_rotations_affine_maps_and_colour_jitter_reproducibly() {
+    let dir = temp_dir("image-folder-geometry");
+    write_images(&dir.join("images"), 0);
+    let dataset = "name = \"image_folder\"\nroot = \"images\"\ngrayscale = true\ntransforms = [{ random_rotation = 10 }, { random_affine = { degrees = 0, translate = [0.1, 0.1], scale = [0.95, 1.05] } }, { color_jitter = { brightness = 0.2, contrast = 0.2 } }]";
+    let one = train(&write_config(&dir, &format!("{dataset}\nworkers = 1"), ""), &dir.join("one"));
+    let two = train(&write_config(&dir, &format!("{dataset}\nworkers = 2"), ""), &dir.join("two"));
+    let acc = one.as_array().unwrap().last().unwrap()["valid_acc"].as_f64().unwrap();
+    assert!(acc > 0.85, "valid_acc {acc}");
+    assert_eq!(history_without(&dir.join("one"), &["dur"]), history_without(&dir.join("two"), &["dur"]));
+    assert_eq!(two.as_array().unwrap().len(), one.as_array().unwrap().len());
+}
+
 const NUMPY: &str = r#"
 import gzip, sys, numpy as np
 d = np.loadtxt(gzip.open(sys.argv[1]), delimiter=",")
