@@ -83,6 +83,22 @@ fn r2_of_columns(y: &[f64], pred: &[f64], outputs: usize) -> f64 {
     (0..k).map(column).sum::<f64>() / k as f64
 }
 
+/// Per-pixel outputs or targets `t` (`[n, channels, height, width]`) without a border of `p`
+/// pixels: the context around a segmentation patch that a padded loss and score leave out. An
+/// [`Error::Config`] of key `padding` when `t` is not that shape or not larger than the border.
+pub fn without_border(t: &Tensor, p: i64) -> Result<Tensor> {
+    let size = t.size();
+    match size.as_slice() {
+        [_, _, h, w] if *h > 2 * p && *w > 2 * p && p >= 0 => {
+            Ok(t.f_narrow(2, p, h - 2 * p)?.f_narrow(3, p, w - 2 * p)?)
+        }
+        _ => Err(Error::config(
+            "padding",
+            format!("{p} needs per-pixel outputs [n, channels, height, width] larger than twice it, got {size:?}"),
+        )),
+    }
+}
+
 /// The mean of `values` weighted by `weights` (batch values weighted by batch sizes: skorch's
 /// epoch `train_loss`); `None` when there are none, when the two differ in length, or when the
 /// weights sum to zero. A NaN value makes the mean NaN: leave such values out first where that

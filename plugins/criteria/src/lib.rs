@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `cross_entropy` | `CrossEntropyLoss` (logits, class indices) | `weight` (per class), `label_smoothing` = 0.0, `ignore_index` = -100 |
 //! | `nll` | `NLLLoss` (log-probabilities, class indices) | `weight` (per class), `ignore_index` = -100 |
-//! | `bce_with_logits` | `BCEWithLogitsLoss` (logits, 0/1 targets) | `pos_weight` (per output) |
+//! | `bce_with_logits` | `BCEWithLogitsLoss` (logits, 0/1 targets) | `pos_weight` (per output), `padding` = 0 (per-pixel outputs `[n, c, h, w]`: a border of this many pixels left out, the skorch talk's `BCEWithLogitsLossPadding`) |
 //! | `mse` | `MSELoss` | none |
 //! | `l1` | `L1Loss` | none |
 //! | `smooth_l1` | `SmoothL1Loss` | `beta` = 1.0 |
@@ -123,17 +123,29 @@ impl Criterion for Nll {
 struct BceConfig {
     #[serde(default)]
     pos_weight: Option<Vec<f32>>,
+    #[serde(default)]
+    padding: i64,
 }
 
 struct BceWithLogits {
     pos_weight: Option<Tensor>,
+    /// Border of per-pixel outputs (`[n, c, h, w]`) left out of the loss.
+    padding: i64,
 }
 
 /// Builds `bce_with_logits`.
 pub fn bce_with_logits(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn Criterion>> {
     let c: BceConfig = parse_config(config)?;
     let pos_weight = per_output("pos_weight", c.pos_weight, ctx, Broadcast::FromOne)?;
-    Ok(Box::new(BceWithLogits { pos_weight }))
+    if c.padding < 0 {
+        return Err(Error::config("padding", format!("must be at least 0, got {}", c.padding)));
+    }
+    let pos_weight = match (pos_weight, c.padding) {
+        // Per-pixel outputs: one weight per channel, broadcast over height and width.
+        (Some(w), p) if p > 0 => Some(w.f_view([-1, 1, 1])?),
+        (w, _) => w,
+    };
+    Ok(Box::new(BceWithLogits { pos_weight, padding: c.padding }))
 }
 
 impl Criterion for BceWithLogits {
@@ -147,6 +159,10 @@ impl Criterion for BceWithLogits {
             return Err(Error::config("name", message));
         }
         let y = y.f_to_kind(y_pred.kind())?.f_view_as(y_pred)?;
+        let (y_pred, y) = match self.padding {
+            0 => (y_pred.shallow_clone(), y),
+            p => (torchfit_sdk::metrics::without_border(y_pred, p)?, torchfit_sdk::metrics::without_border(&y, p)?),
+        };
         Ok(y_pred.f_binary_cross_entropy_with_logits(&y, None::<&Tensor>, self.pos_weight.as_ref(), Reduction::Mean)?)
     }
 }
@@ -250,7 +266,7 @@ export_plugin! {
     components: [
         Criterion("cross_entropy", cross_entropy, "CrossEntropyLoss over logits; keys: weight, label_smoothing, ignore_index"),
         Criterion("nll", nll, "NLLLoss over log-probabilities; keys: weight, ignore_index"),
-        Criterion("bce_with_logits", bce_with_logits, "BCEWithLogitsLoss; keys: pos_weight"),
+        Criterion("bce_with_logits", bce_with_logits, "BCEWithLogitsLoss; keys: pos_weight, padding"),
         Criterion("mse", mse, "MSELoss"),
         Criterion("l1", l1, "L1Loss"),
         Criterion("smooth_l1", smooth_l1, "SmoothL1Loss; keys: beta"),
@@ -308,6 +324,27 @@ mod tests {
         assert_eq!(key(bce_with_logits(&serde_json::json!({"pos_weight": [1.0, 2.0, 3.0]}), &three)), "accepted");
         let wrong = key(bce_with_logits(&serde_json::json!({"pos_weight": [1.0, 2.0]}), &three));
         assert!(wrong.starts_with("pos_weight: has 2 values") && wrong.contains("(or 1 for all)"), "{wrong}");
+    }
+
+    #[test]
+    fn a_padded_loss_ignores_the_border_of_per_pixel_outputs() {
+        let one = BuildContext { n_outputs: 1, ..torchfit_sdk::testing::context("criterion") };
+        let padded = bce_with_logits(&serde_json::json!({"padding": 1}), &one).unwrap();
+        let plain = bce_with_logits(&serde_json::json!({}), &one).unwrap();
+        // 4x4 logits whose border is wildly wrong and whose centre is right.
+        let y = Tensor::zeros([1, 1, 4, 4], (Kind::Float, Device::Cpu));
+        let logits = Tensor::full([1, 1, 4, 4], 50.0, (Kind::Float, Device::Cpu));
+        let _ = logits.narrow(2, 1, 2).narrow(3, 1, 2).fill_(-50.0);
+        let centre = y.narrow(2, 1, 2).narrow(3, 1, 2);
+        let expected = plain.loss(&logits.narrow(2, 1, 2).narrow(3, 1, 2), &centre).unwrap();
+        let got = padded.loss(&logits, &y).unwrap();
+        assert_eq!(got.double_value(&[]), expected.double_value(&[]));
+        assert!(got.double_value(&[]) < 1e-6 && plain.loss(&logits, &y).unwrap().double_value(&[]) > 10.0);
+        let e = padded.loss(
+            &Tensor::zeros([2, 1], (Kind::Float, Device::Cpu)),
+            &Tensor::zeros([2, 1], (Kind::Float, Device::Cpu)),
+        );
+        assert!(e.err().unwrap().to_string().contains("padding"));
     }
 
     #[test]

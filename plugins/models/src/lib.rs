@@ -10,6 +10,7 @@ pub mod mlp;
 mod norm;
 pub mod resnet;
 pub mod torchscript;
+pub mod unet;
 
 use serde::Deserialize;
 use torchfit_sdk::tch::{self, nn, Tensor};
@@ -136,6 +137,7 @@ export_plugin! {
         Model("cnn", cnn::build, "convolution blocks then dense layers; keys: conv (channels, kernel, stride, padding, pool, batch_norm, dropout), dense, activation, dropout"),
         Model("resnet18", resnet::build_resnet18, "torchvision's ResNet-18 (parameter names included); keys: none"),
         Model("small_resnet", resnet::build_small, "a ResNet for small images such as 28x28; keys: widths, blocks"),
+        Model("unet", unet::build, "Ronneberger et al.'s U-Net for per-pixel outputs (segmentation); keys: depth, base_channels, batch_norm"),
         Model("torchscript", torchscript::build, "a model saved by torch.jit.save, trained as it is; keys: path"),
     ],
 }

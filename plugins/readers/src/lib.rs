@@ -8,6 +8,7 @@
 pub mod csv;
 pub mod idx;
 pub mod image_folder;
+pub mod image_masks;
 pub mod npy;
 pub mod transforms;
 pub mod values;
@@ -57,6 +58,7 @@ export_plugin! {
         Reader("idx", idx::build, "IDX files (MNIST), plain (streamed) or .gz; keys: images, labels, scale, mean, std, shape, limit"),
         Reader("npy", npy::build_npy, "NumPy .npy inputs (streamed) and targets; keys: x, y, scale, mean, std, shape, limit"),
         Reader("image_folder", image_folder::build, "a folder per class of PNG/JPEG images; keys: root, transforms, grayscale, extensions, workers, limit"),
+        Reader("image_masks", image_masks::build, "images and their segmentation masks (two folders, same names), in patches with reflected context and random flips; keys: images, masks, grayscale, patch_size, padding, random_flips"),
         Reader("npz", npy::build_npz, "two arrays of a NumPy .npz archive; keys: path, x, y, scale, mean, std, shape, limit"),
     ],
 }

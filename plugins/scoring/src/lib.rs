@@ -1,7 +1,7 @@
 //! Stock callbacks `epoch_scoring` and `batch_scoring` (skorch's `EpochScoring` and
 //! `BatchScoring`) and the scorers they use by name: `accuracy`, `balanced_accuracy`, `f1`,
 //! `f1_macro`, `f1_micro`, `precision[_macro|_micro]`, `recall[_macro|_micro]`, `roc_auc`,
-//! `log_loss`, `r2`, `mse`, `mae`. A scorer from any other plugin is used through
+//! `log_loss`, `r2`, `mse`, `mae`, `iou` (per-pixel masks). A scorer from any other plugin is used through
 //! [`Host::score`].
 #![deny(missing_docs)]
 
@@ -32,6 +32,10 @@ pub struct Config {
     /// `mae`, higher for the rest; a scorer from another plugin may declare its own, SDK 1.1).
     /// Required for a scorer from another plugin that declares none.
     pub lower_is_better: Option<bool>,
+    /// A border of per-pixel outputs and targets (`[n, c, h, w]`) left out of the score: the
+    /// context a padded loss ignores (segmentation, the skorch talk's IoU with `padding`).
+    #[serde(default)]
+    pub padding: i64,
 }
 
 /// A scorer resolved from its name.
@@ -41,10 +45,17 @@ enum Scoring {
 }
 
 impl Scoring {
-    fn score(&self, host: &mut dyn Host, y_true: &Tensor, y_pred: &Tensor) -> Result<f64> {
+    fn score(&self, host: &mut dyn Host, y_true: &Tensor, y_pred: &Tensor, padding: i64) -> Result<f64> {
+        let (y_true, y_pred) = match padding {
+            0 => (y_true.shallow_clone(), y_pred.shallow_clone()),
+            p => (
+                torchfit_sdk::metrics::without_border(&y_true.f_view_as(y_pred)?, p)?,
+                torchfit_sdk::metrics::without_border(y_pred, p)?,
+            ),
+        };
         match self {
-            Scoring::Own(m) => m.score(y_true, y_pred),
-            Scoring::Host(name) => host.score(name, y_true, y_pred),
+            Scoring::Own(m) => m.score(&y_true, &y_pred),
+            Scoring::Host(name) => host.score(name, &y_true, &y_pred),
         }
     }
 }
@@ -57,6 +68,8 @@ struct Setup {
     /// Known at build time, except for a scorer of another plugin that is not given one: that
     /// one is asked of the host at train begin.
     lower_is_better: Option<bool>,
+    /// Border of per-pixel outputs left out of the score.
+    padding: i64,
 }
 
 fn setup(config: &serde_json::Value, ctx: &BuildContext) -> Result<Setup> {
@@ -66,7 +79,10 @@ fn setup(config: &serde_json::Value, ctx: &BuildContext) -> Result<Setup> {
         Err(UnknownScorer) => (Scoring::Host(c.scoring.clone()), None),
     };
     let key = c.name.unwrap_or_else(|| ctx.name.clone());
-    Ok(Setup { scoring, key, on_train: c.on_train, lower_is_better: c.lower_is_better.or(natural) })
+    if c.padding < 0 {
+        return Err(Error::config("padding", format!("must be at least 0, got {}", c.padding)));
+    }
+    Ok(Setup { scoring, key, on_train: c.on_train, lower_is_better: c.lower_is_better.or(natural), padding: c.padding })
 }
 
 impl Setup {
@@ -125,7 +141,7 @@ impl Callback for EpochScoring {
             return Ok(Flow::Continue); // no batches of this phase (no validation data)
         }
         let (ys, preds): (Vec<Tensor>, Vec<Tensor>) = self.cache.drain(..).unzip();
-        let score = self.s.scoring.score(host, &Tensor::f_cat(&ys, 0)?, &Tensor::f_cat(&preds, 0)?)?;
+        let score = self.s.scoring.score(host, &Tensor::f_cat(&ys, 0)?, &Tensor::f_cat(&preds, 0)?, self.s.padding)?;
         let lower_is_better = self.s.lower_is_better(host)?;
         record_with_best(host, &self.s.key, score, lower_is_better)?;
         Ok(Flow::Continue)
@@ -164,7 +180,7 @@ impl Callback for BatchScoring {
 
     fn on_batch_end(&mut self, host: &mut dyn Host, out: &BatchOutput<'_>) -> Result<Flow> {
         if out.batch.training == self.s.on_train {
-            let score = self.s.scoring.score(host, out.batch.y, out.y_pred)?;
+            let score = self.s.scoring.score(host, out.batch.y, out.y_pred, self.s.padding)?;
             host.record_batch(&self.s.key, score.into())?;
             self.batches.push((score, out.batch.y.size().first().copied().unwrap_or(0) as usize));
         }
@@ -201,6 +217,7 @@ export_plugin! {
         Scorer("r2", scorers::r2, "coefficient of determination"),
         Scorer("mse", scorers::mse, "mean squared error"),
         Scorer("mae", scorers::mae, "mean absolute error"),
+        Scorer("iou", scorers::iou, "mean intersection over union of masks thresholded at logit 0 and target 0.5 (segmentation)"),
     ],
 }
 

@@ -24,6 +24,8 @@ pub enum Metric {
     Mse,
     /// `mae`.
     Mae,
+    /// `iou`: the skorch talk's approximate intersection over union of thresholded masks.
+    Iou,
 }
 
 /// A name that is not one of [`Metric`]'s.
@@ -55,6 +57,7 @@ impl std::str::FromStr for Metric {
             ("r2", ..) => Metric::R2,
             ("mse", ..) => Metric::Mse,
             ("mae", ..) => Metric::Mae,
+            ("iou", ..) => Metric::Iou,
             _ => return Err(UnknownScorer),
         })
     }
@@ -89,6 +92,7 @@ impl Metric {
     pub fn score(self, y_true: &Tensor, y_pred: &Tensor) -> Result<f64> {
         match self {
             Metric::Accuracy => shared::accuracy(y_true, y_pred),
+            Metric::Iou => mask_iou(y_true, y_pred),
             Metric::R2 => shared::r2(y_true, y_pred),
             Metric::Mse | Metric::Mae => {
                 let (y, p) = (doubles(y_true)?, doubles(y_pred)?);
@@ -110,6 +114,24 @@ impl Metric {
             }
         }
     }
+}
+
+/// The mean over samples of `|p & t| / |p | t|`, with `p` the pixels whose logit is above 0
+/// (sigmoid above 0.5) and `t` those whose target is above 0.5; a sample with both empty
+/// scores 1.
+fn mask_iou(y_true: &Tensor, y_pred: &Tensor) -> Result<f64> {
+    if y_true.numel() != y_pred.numel() || y_pred.numel() == 0 {
+        let message =
+            format!("iou needs one 0/1 target per output: outputs {:?}, targets {:?}", y_pred.size(), y_true.size());
+        return Err(Error::msg(message));
+    }
+    let n = y_pred.size()[0];
+    let pred = y_pred.f_gt(0.0)?.f_reshape([n, -1])?;
+    let truth = y_true.f_to_kind(Kind::Float)?.f_gt(0.5)?.f_reshape([n, -1])?;
+    let inter = doubles(&pred.f_logical_and(&truth)?.f_sum_dim_intlist(1, false, Kind::Double)?)?;
+    let union = doubles(&pred.f_logical_or(&truth)?.f_sum_dim_intlist(1, false, Kind::Double)?)?;
+    let per_sample = inter.iter().zip(&union).map(|(i, u)| if *u == 0.0 { 1.0 } else { i / u });
+    Ok(per_sample.sum::<f64>() / n as f64)
 }
 
 struct Component(Metric);
@@ -148,6 +170,7 @@ constructors! {
     roc_auc = Metric::RocAuc,
     log_loss = Metric::LogLoss,
     r2 = Metric::R2,
+    iou = Metric::Iou,
     mse = Metric::Mse,
     mae = Metric::Mae,
 }
@@ -196,5 +219,19 @@ mod tests {
         let e =
             Metric::Accuracy.score(&Tensor::from_slice(&[0.5f32]), &Tensor::from_slice(&[1.0f32, 0.0])).unwrap_err();
         assert!(e.to_string().contains("integer class labels"), "{e}");
+    }
+
+    #[test]
+    fn iou_is_the_mean_overlap_of_thresholded_masks() {
+        let t = |v: &[f32]| Tensor::from_slice(v).view([2, 1, 2, 2]);
+        // Sample 0: predicted {0, 1}, true {1, 2}: 1 / 3. Sample 1: both empty: 1.
+        let logits = t(&[3.0, 2.0, -1.0, -4.0, -1.0, -1.0, -1.0, -1.0]);
+        let masks = t(&[0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        let score = Metric::Iou.score(&masks, &logits).unwrap();
+        assert!((score - (1.0 / 3.0 + 1.0) / 2.0).abs() < 1e-12, "{score}");
+        assert!(Metric::Iou.score(&masks, &logits.view([8])).is_ok(), "only the counts matter");
+        assert!(Metric::Iou.score(&masks.narrow(0, 0, 1), &logits).is_err());
+        assert_eq!("iou".parse::<Metric>(), Ok(Metric::Iou));
+        assert!(!Metric::Iou.lower_is_better());
     }
 }

@@ -12,5 +12,6 @@ mod run_dir;
 mod sampler;
 mod scaler;
 mod search;
+mod segmentation;
 mod tensorboard;
 mod torchscript;
