@@ -6,7 +6,7 @@
 //! | key | default | meaning |
 //! |---|---|---|
 //! | `images` | required | folder of PNG or JPEG images |
-//! | `masks` | required | folder of PNG masks, one per image with the same file stem; a pixel above 0 is foreground |
+//! | `masks` | none | folder of PNG masks, one per image with the same file stem; a pixel above 0 is foreground. Without it the targets are empty masks: images to predict (`torchfit predict --data FOLDER`) |
 //! | `grayscale` | `false` | one channel (luma) instead of RGB |
 //! | `patch_size` | none | cut each image into `patch_size` x `patch_size` patches on a grid that covers it (the last row and column of patches end at the image's edge); none: whole images, all of one size |
 //! | `padding` | `0` | context around each patch (or image), taken from the image reflected at its edges; a loss with the same `padding` (`bce_with_logits`) leaves it out |
@@ -32,8 +32,8 @@ use torchfit_sdk::{parse_config, BuildContext, DatasetReader, Error, Result, Sta
 pub struct ImageMasksConfig {
     /// The images' folder.
     pub images: String,
-    /// The masks' folder.
-    pub masks: String,
+    /// The masks' folder; none for images to predict.
+    pub masks: Option<String>,
     /// One luma channel instead of three.
     #[serde(default)]
     pub grayscale: bool,
@@ -74,7 +74,8 @@ pub struct ImageMasks {
 /// Builds an `image_masks` reader.
 pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn DatasetReader>> {
     let cfg: ImageMasksConfig = parse_config(config)?;
-    let mut reader = ImageMasks::open(&ctx.resolve(&cfg.images), &ctx.resolve(&cfg.masks), &cfg)?;
+    let masks = cfg.masks.as_ref().map(|m| ctx.resolve(m));
+    let mut reader = ImageMasks::open(&ctx.resolve(&cfg.images), masks.as_deref(), &cfg)?;
     reader.seed = ctx.seed;
     Ok(Box::new(reader))
 }
@@ -142,8 +143,8 @@ fn files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 impl ImageMasks {
-    /// Decodes the images under `images` and their masks under `masks`.
-    pub fn open(images: &Path, masks: &Path, cfg: &ImageMasksConfig) -> Result<Self> {
+    /// Decodes the images under `images` and their masks under `masks` (empty masks without).
+    pub fn open(images: &Path, masks: Option<&Path>, cfg: &ImageMasksConfig) -> Result<Self> {
         let p = cfg.padding;
         if p < 0 {
             return Err(Error::config("padding", format!("must be at least 0, got {p}")));
@@ -155,19 +156,25 @@ impl ImageMasks {
         if image_files.is_empty() {
             return Err(Error::data(format!("{}: no PNG or JPEG images", images.display())));
         }
-        let mask_files = files(masks)?;
+        let mask_files = masks.map(files).transpose()?;
         let (mut names, mut xs, mut ys, mut patches) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut whole_side = None;
         for path in &image_files {
-            let stem = path.file_stem().unwrap_or_default();
-            let mask_path = mask_files.iter().find(|m| m.file_stem() == Some(stem)).ok_or_else(|| {
-                Error::data(format!("{}: no mask of the same name in {}", path.display(), masks.display()))
-            })?;
             let (raw, w, h, c) = decode(path, cfg.grayscale)?;
-            let (mask, mw, mh, _) = decode(mask_path, true)?;
-            if (mw, mh) != (w, h) {
-                return Err(Error::data(format!("{}: {mw}x{mh}, its image {w}x{h}", mask_path.display())));
-            }
+            let mask = match (masks, &mask_files) {
+                (Some(dir), Some(found)) => {
+                    let stem = path.file_stem().unwrap_or_default();
+                    let mask_path = found.iter().find(|m| m.file_stem() == Some(stem)).ok_or_else(|| {
+                        Error::data(format!("{}: no mask of the same name in {}", path.display(), dir.display()))
+                    })?;
+                    let (mask, mw, mh, _) = decode(mask_path, true)?;
+                    if (mw, mh) != (w, h) {
+                        return Err(Error::data(format!("{}: {mw}x{mh}, its image {w}x{h}", mask_path.display())));
+                    }
+                    mask
+                }
+                _ => vec![0; (w * h) as usize],
+            };
             let (h, w) = (h as i64, w as i64);
             if p >= h.min(w) {
                 return Err(Error::config(
@@ -342,7 +349,7 @@ mod tests {
         let (images, masks) = write(&dir, 2);
         let cfg =
             config(serde_json::json!({"images": "i", "masks": "m", "grayscale": true, "patch_size": 4, "padding": 1}));
-        let mut r = ImageMasks::open(&images, &masks, &cfg).unwrap();
+        let mut r = ImageMasks::open(&images, Some(&masks), &cfg).unwrap();
         // Columns 0..4 and 2..6 of each of the two images.
         assert_eq!(r.len(), 4);
         assert_eq!(r.sample_shape(), [1, 6, 6]);
@@ -362,7 +369,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("image-masks-flip-{}", std::process::id()));
         let (images, masks) = write(&dir, 1);
         let cfg = config(serde_json::json!({"images": "i", "masks": "m", "grayscale": true, "random_flips": true}));
-        let mut r = ImageMasks::open(&images, &masks, &cfg).unwrap();
+        let mut r = ImageMasks::open(&images, Some(&masks), &cfg).unwrap();
         r.set_stage(Stage::Eval).unwrap();
         let x0 = r.get(&[0]).unwrap().0;
         r.set_stage(Stage::Train).unwrap();
@@ -386,10 +393,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("image-masks-bad-{}", std::process::id()));
         let (images, masks) = write(&dir, 1);
         let cfg = config(serde_json::json!({"images": "i", "masks": "m", "padding": 4}));
-        assert!(ImageMasks::open(&images, &masks, &cfg).err().unwrap().to_string().contains("padding"));
+        assert!(ImageMasks::open(&images, Some(&masks), &cfg).err().unwrap().to_string().contains("padding"));
         std::fs::remove_file(masks.join("cell0.png")).unwrap();
         let cfg = config(serde_json::json!({"images": "i", "masks": "m"}));
-        assert!(ImageMasks::open(&images, &masks, &cfg).err().unwrap().to_string().contains("cell0.png"));
+        assert!(ImageMasks::open(&images, Some(&masks), &cfg).err().unwrap().to_string().contains("cell0.png"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

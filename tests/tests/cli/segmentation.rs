@@ -1,6 +1,7 @@
 //! The segmentation example (`examples/nuclei`) through the binary, shortened: generated cells,
 //! a U-Net on patches with reflected context, the padded loss, CyclicLR per batch, IoU scored
-//! on separate images where the loss is, and the best IoU checkpointed.
+//! on separate images where the loss is, and the best IoU checkpointed; `torchfit predict
+//! --masks` writes whole masks of new images as PNG files named after them.
 
 use torchfit_tests::{read_json, temp_dir, torchfit_env};
 
@@ -42,4 +43,27 @@ fn a_unet_learns_the_generated_nuclei_to_a_stated_iou() {
     assert_eq!(epochs[best_epoch]["valid_iou_best"], true);
     let saved = read_json(&run.join("best_history.json"));
     assert_eq!(saved.as_array().unwrap().len(), best_epoch + 1, "the best IoU's epoch is checkpointed");
+
+    // New images (the validation ones, without their masks): whole masks, named after them.
+    let masks = dir.join("masks");
+    let images = dir.join("valid/images");
+    let o = torchfit_env(
+        &["predict", run.to_str().unwrap(), "--data", images.to_str().unwrap(), "--masks", masks.to_str().unwrap()],
+        &[],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for k in 0..2 {
+        let name = format!("cell{k:03}.png");
+        let predicted = image::open(masks.join(&name)).unwrap().to_luma8();
+        let truth = image::open(dir.join("valid/masks").join(&name)).unwrap().to_luma8();
+        assert_eq!(predicted.dimensions(), (64, 64), "the patches put back together");
+        let (mut inter, mut union) = (0, 0);
+        for (p, t) in predicted.pixels().zip(truth.pixels()) {
+            let (p, t) = (p[0] > 0, t[0] > 0);
+            inter += usize::from(p && t);
+            union += usize::from(p || t);
+        }
+        let iou = inter as f64 / union.max(1) as f64;
+        assert!(iou > 0.7, "{name}: IoU of the written mask {iou}");
+    }
 }

@@ -3,7 +3,7 @@
 //! | file | command |
 //! |---|---|
 //! | `train.rs` | `torchfit train`: a run directory from a config (`--nproc` launches the workers, [`crate::launch`]) |
-//! | `predict.rs` | `torchfit predict`: labels, probabilities or logits of a run's model, CSV or NumPy |
+//! | `predict.rs` | `torchfit predict`: labels, probabilities or logits of a run's model, CSV or NumPy; `masks.rs`: `--masks`, segmentation masks as PNG files |
 //! | `search.rs` | `torchfit search` (and its hidden worker command `search-fold`); its worker pool in `search/pool.rs` |
 //! | `summary.rs` | `torchfit summary`: the model a config builds, as torchinfo shows it |
 //! | `plugins.rs` | `torchfit plugins`: every component, builtin or found on the search path |
@@ -12,6 +12,7 @@
 //! | `signals.rs` | SIGINT and SIGTERM: stop after the batch, a second one at once |
 
 pub mod lr_find;
+pub mod masks;
 pub mod plot;
 pub mod plugins;
 pub mod predict;

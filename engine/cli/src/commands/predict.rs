@@ -36,11 +36,20 @@ pub struct Args {
     /// The model's raw outputs (logits), in their shape in a `.npy` file.
     #[arg(long)]
     logits: bool,
+    /// A segmentation model's masks as PNG files in this folder, named after the inputs (patches
+    /// put back together, their reflected context cut off).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["out", "proba", "logits"])]
+    masks: Option<PathBuf>,
 }
 
 /// Predicts and writes the rows to `--out` or standard output.
 pub fn execute(args: Args) -> Result<Ended> {
-    let Args { run, data, sets, out, proba, logits } = args;
+    let Args { run, data, sets, out, proba, logits, masks } = args;
+    if let Some(dir) = masks {
+        let written = write_masks(&run, data.as_deref(), &sets, &dir)?;
+        eprintln!("{written} masks written to {}", dir.display());
+        return Ok(Ended::Completed);
+    }
     let what = match (proba, logits) {
         (true, _) => Predicted::Proba,
         (_, true) => Predicted::Logits,
@@ -132,7 +141,7 @@ fn numbered(prefix: &str, k: usize) -> Vec<String> {
 /// The predictions of the model in run directory `run` for the config's data set (or `data`, a
 /// file the same reader can read), as `what` asks.
 pub fn predict(run: &Path, data: Option<&Path>, sets: &[String], what: Predicted) -> Result<Predictions> {
-    let (out, task, names) = predict_outputs(run, data, sets)?;
+    let Outputs { out, task, names, .. } = predict_outputs(run, data, sets)?;
     let per_sample = |t: &Tensor| t.size().iter().skip(1).product::<i64>() as usize;
     let ids = names.unwrap_or_else(|| (0..out.size()[0]).map(|i| i.to_string()).collect());
     Ok(match (task, what) {
@@ -162,10 +171,43 @@ pub fn predict(run: &Path, data: Option<&Path>, sets: &[String], what: Predicted
     })
 }
 
+/// Writes the masks of the model in run directory `run` for its data set (or `data`) into
+/// `dir` as PNG files (`--masks`); returns how many.
+fn write_masks(run: &Path, data: Option<&Path>, sets: &[String], dir: &Path) -> Result<usize> {
+    let Outputs { out, names, border, .. } = predict_outputs(run, data, sets)?;
+    let names = names.ok_or_else(|| {
+        Error::Data("--masks names its files after the inputs: the reader gives no sample names".into())
+    })?;
+    let masks = super::masks::stitch(&out, &names, border)?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    for m in &masks {
+        let image = image::GrayImage::from_raw(m.size.0, m.size.1, m.pixels.clone())
+            .ok_or_else(|| Error::Data(format!("{}: a mask of the wrong size", m.name)))?;
+        let mut png = Vec::new();
+        image
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .map_err(|e| Error::Data(format!("{}: {e}", m.name)))?;
+        let stem =
+            Path::new(&m.name).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| m.name.clone());
+        write_atomic(&dir.join(format!("{stem}.png")), &png)?;
+    }
+    Ok(masks.len())
+}
+
+/// What the model of a run gives for the samples: its outputs on the CPU, the task it was
+/// trained for, the samples' names when the reader gives them, and the reflected context around
+/// each sample (`image_masks`' `padding`; 0 for other readers).
+struct Outputs {
+    out: Tensor,
+    task: Task,
+    names: Option<Vec<String>>,
+    border: i64,
+}
+
 /// The model of run directory `run`, loaded, and its outputs for every sample of the config's
 /// data set (or `data`), on the CPU; the task it was trained for; the samples' names when the
 /// reader gives them.
-fn predict_outputs(run: &Path, data: Option<&Path>, sets: &[String]) -> Result<(Tensor, Task, Option<Vec<String>>)> {
+fn predict_outputs(run: &Path, data: Option<&Path>, sets: &[String]) -> Result<Outputs> {
     let meta_path = run.join("model.json");
     let meta_text = std::fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
     let meta: ModelMeta =
@@ -227,7 +269,14 @@ fn predict_outputs(run: &Path, data: Option<&Path>, sets: &[String]) -> Result<(
     }
     let all: Vec<i64> = (0..reader.len() as i64).collect();
     let names = reader.sample_names().filter(|n| n.len() == all.len());
-    Ok((net.forward_reader(reader.as_mut(), &all)?, meta.task, names))
+    let dataset = net.params().table().get("dataset").and_then(toml::Value::as_table);
+    let border = match dataset {
+        Some(d) if d.get("name").and_then(toml::Value::as_str) == Some("image_masks") => {
+            d.get("padding").and_then(toml::Value::as_integer).unwrap_or(0)
+        }
+        _ => 0,
+    };
+    Ok(Outputs { out: net.forward_reader(reader.as_mut(), &all)?, task: meta.task, names, border })
 }
 
 /// The key of a stock reader that names its data (what `predict --data` sets), and the key of
@@ -238,6 +287,7 @@ fn data_keys(reader: &str) -> Option<(&'static str, Option<&'static str>)> {
         "idx" => Some(("images", Some("labels"))),
         "npy" => Some(("x", Some("y"))),
         "image_folder" => Some(("root", None)),
+        "image_masks" => Some(("images", Some("masks"))),
         _ => None,
     }
 }
