@@ -2,6 +2,7 @@
 //! reader, a TorchScript model, hyper-parameter search, TensorBoard event files.
 
 mod demo;
+mod explain;
 mod fuzz;
 mod interrupt;
 mod kill;

@@ -6,6 +6,7 @@
 
 mod api;
 mod cross_validate;
+mod explain;
 mod inprocess;
 mod lr_find;
 mod non_finite;

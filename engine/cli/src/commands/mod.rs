@@ -8,9 +8,11 @@
 //! | `summary.rs` | `torchfit summary`: the model a config builds, as torchinfo shows it |
 //! | `plugins.rs` | `torchfit plugins`: every component, builtin or found on the search path |
 //! | `plot.rs` | `torchfit plot`: training curves of runs from their history, PNG and SVG |
+//! | `explain.rs` | `torchfit explain`: saliency and SmoothGrad maps of one input |
 //! | `lr_find.rs` | `torchfit lr-find`: the learning-rate finder, its suggestions and curve |
 //! | `signals.rs` | SIGINT and SIGTERM: stop after the batch, a second one at once |
 
+pub mod explain;
 pub mod lr_find;
 pub mod masks;
 pub mod plot;
@@ -49,6 +51,9 @@ pub enum Command {
     /// Find a learning rate: sweep it exponentially over batches of the config's training data
     /// (fastai's lr_find), print the suggested rates and draw the loss against the rate.
     LrFind(lr_find::Args),
+    /// Explain one input: a saliency or SmoothGrad map of the model's output, drawn beside the
+    /// input and over it (PNG).
+    Explain(explain::Args),
 }
 
 /// How a command ended without an error.
@@ -73,6 +78,7 @@ pub fn execute(command: Command) -> Result<Ended> {
         Command::Plugins(args) => plugins::execute(args),
         Command::Plot(args) => plot::execute(args),
         Command::LrFind(args) => lr_find::execute(args),
+        Command::Explain(args) => explain::execute(args),
     }
 }
 

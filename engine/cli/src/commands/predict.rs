@@ -208,6 +208,33 @@ struct Outputs {
 /// data set (or `data`), on the CPU; the task it was trained for; the samples' names when the
 /// reader gives them.
 fn predict_outputs(run: &Path, data: Option<&Path>, sets: &[String]) -> Result<Outputs> {
+    let Loaded { mut net, mut reader, meta } = load_run(run, data, sets)?;
+    let all: Vec<i64> = (0..reader.len() as i64).collect();
+    let names = reader.sample_names().filter(|n| n.len() == all.len());
+    let dataset = net.params().table().get("dataset").and_then(toml::Value::as_table);
+    let border = match dataset {
+        Some(d) if d.get("name").and_then(toml::Value::as_str) == Some("image_masks") => {
+            d.get("padding").and_then(toml::Value::as_integer).unwrap_or(0)
+        }
+        _ => 0,
+    };
+    Ok(Outputs { out: net.forward_reader(reader.as_mut(), &all)?, task: meta.task, names, border })
+}
+
+/// The model of a run directory, loaded, with the reader of its data set (or of `data`).
+pub struct Loaded {
+    /// The net, its trained parameters (and fitted scaler) loaded.
+    pub net: NeuralNet,
+    /// The run's reader over its data set or `data`, checked against the model's input shape.
+    pub reader: Box<dyn torchfit_sdk::DatasetReader>,
+    /// The run's `model.json`.
+    pub meta: ModelMeta,
+}
+
+/// Loads the model of run directory `run` (checksums checked) and builds the run's reader over
+/// its data set, or over `data` (a file or folder the same reader reads), with `sets` applied
+/// to the run's config.
+pub fn load_run(run: &Path, data: Option<&Path>, sets: &[String]) -> Result<Loaded> {
     let meta_path = run.join("model.json");
     let meta_text = std::fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
     let meta: ModelMeta =
@@ -237,7 +264,7 @@ fn predict_outputs(run: &Path, data: Option<&Path>, sets: &[String]) -> Result<O
     }
     let spec = params.settings().dataset.clone().ok_or_else(|| params.config_error("dataset", "missing".into()))?;
     let registry = torchfit_engine::plugins::registry_for(&params)?;
-    let mut reader = reader(&registry, &params, "dataset", &spec)?;
+    let reader = reader(&registry, &params, "dataset", &spec)?;
     if reader.sample_shape().iter().product::<i64>() != meta.input_shape.iter().product::<i64>() {
         return Err(Error::Data(format!(
             "samples have shape {:?} but the model was trained on {:?}",
@@ -267,16 +294,7 @@ fn predict_outputs(run: &Path, data: Option<&Path>, sets: &[String]) -> Result<O
         }
         None => {}
     }
-    let all: Vec<i64> = (0..reader.len() as i64).collect();
-    let names = reader.sample_names().filter(|n| n.len() == all.len());
-    let dataset = net.params().table().get("dataset").and_then(toml::Value::as_table);
-    let border = match dataset {
-        Some(d) if d.get("name").and_then(toml::Value::as_str) == Some("image_masks") => {
-            d.get("padding").and_then(toml::Value::as_integer).unwrap_or(0)
-        }
-        _ => 0,
-    };
-    Ok(Outputs { out: net.forward_reader(reader.as_mut(), &all)?, task: meta.task, names, border })
+    Ok(Loaded { net, reader, meta })
 }
 
 /// The key of a stock reader that names its data (what `predict --data` sets), and the key of

@@ -50,6 +50,22 @@ impl NeuralNet {
         Ok(Tensor::f_cat(&outs, 0)?.f_to_device(Device::Cpu)?)
     }
 
+    /// The gradient of output `target` (summed over the samples) with respect to the inputs `x`,
+    /// the model in evaluation mode, on the CPU: a saliency map's source (Simonyan et al.).
+    /// Autograd's `grad`, not `backward`: no parameter's gradient changes.
+    pub fn input_gradient(&mut self, x: &Tensor, target: i64) -> Result<Tensor> {
+        let c = self.components.as_ref().ok_or(Error::NotInitialized)?;
+        let x = x.f_to_device(c.device)?.f_to_kind(Kind::Float)?.f_detach()?.f_set_requires_grad(true)?;
+        let out = c.forward(&x, false)?.f_flatten(1, -1)?;
+        let outputs = out.size()[1];
+        if !(0..outputs).contains(&target) {
+            return Err(Error::Data(format!("target {target} is not one of the model's {outputs} outputs")));
+        }
+        let score = out.f_select(1, target)?.f_sum(Kind::Float)?;
+        let grads = Tensor::f_run_backward(&[&score], &[&x], false, false)?;
+        Ok(grads[0].f_to_device(Device::Cpu)?)
+    }
+
     /// The model's outputs for `x`, on the CPU.
     fn forward_tensor(&mut self, x: &Tensor) -> Result<Tensor> {
         let n = x.size().first().copied().unwrap_or(0);

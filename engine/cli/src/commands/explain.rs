@@ -1,0 +1,220 @@
+//! `torchfit explain RUN --input FILE`: what in one input drives the model's output, drawn as the
+//! input, the map and the overlay side by side (the course notebook's appendix):
+//!
+//! - `saliency`: the absolute gradient of the target output with respect to the input, its
+//!   largest over channels per pixel (Simonyan et al. 2014);
+//! - `smoothgrad`: the same of the gradients averaged over `--samples` copies of the input with
+//!   Gaussian noise of `--noise` times its value range added (Smilkov et al. 2017).
+//!
+//! `guided_backprop` and `activations` need hooks inside the model (on every ReLU, on a named
+//! layer); the stock models apply their layers inside their plugin, where no hook reaches, so
+//! those methods are refused in one line.
+//!
+//! The input is read by the run's own reader, as `predict --data` reads a file (its
+//! evaluation transforms applied); the first sample is explained.
+
+use super::predict::{load_run, Loaded};
+use super::Ended;
+use image::{Rgb, RgbImage};
+use std::path::PathBuf;
+use tch::{Kind, Tensor};
+use torchfit_engine::fsutil::write_atomic;
+use torchfit_engine::{Error, Result};
+use torchfit_sdk::Task;
+
+/// How the map is computed.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+#[value(rename_all = "snake_case")]
+pub enum Method {
+    /// The input gradient's magnitude.
+    Saliency,
+    /// The input gradient averaged over noisy copies.
+    Smoothgrad,
+    /// Gradients through ReLUs that pass only positive gradients (refused: no hook reaches the
+    /// stock models' ReLUs).
+    GuidedBackprop,
+    /// A layer's feature maps (refused: the stock models do not expose their layers).
+    Activations,
+}
+
+/// `torchfit explain`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A run directory written by `torchfit train --out`.
+    run: PathBuf,
+    /// The input: a file (or folder, whose first sample is taken) the run's reader reads.
+    #[arg(long)]
+    input: PathBuf,
+    /// The output explained; the predicted class by default (a regressor's first output).
+    #[arg(long)]
+    target: Option<i64>,
+    /// How the map is computed.
+    #[arg(long, value_enum, default_value = "saliency")]
+    method: Method,
+    /// Noisy copies averaged by `smoothgrad`.
+    #[arg(long, default_value_t = 25)]
+    samples: usize,
+    /// `smoothgrad`'s noise, as a fraction of the input's value range.
+    #[arg(long, default_value_t = 0.15)]
+    noise: f64,
+    /// The layer whose feature maps `activations` draws.
+    #[arg(long)]
+    layer: Option<String>,
+    /// Override a config key of the run (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// The picture (PNG).
+    #[arg(long, default_value = "explain.png")]
+    out: PathBuf,
+}
+
+/// Explains the input and writes the picture.
+pub fn execute(args: Args) -> Result<Ended> {
+    let refused = match args.method {
+        Method::GuidedBackprop => Some("guided_backprop needs a backward hook on every ReLU of the model; the stock models apply ReLU inside their plugin, where no hook reaches: use saliency or smoothgrad"),
+        Method::Activations => Some("activations needs the output of a named layer; the stock models do not expose their layers: use saliency or smoothgrad"),
+        _ => None,
+    };
+    if let Some(message) = refused {
+        return Err(Error::Config { origin: "--method".into(), key: "method".into(), message: message.into() });
+    }
+    if args.samples == 0 || !(args.noise.is_finite() && args.noise >= 0.0) {
+        return Err(Error::Config {
+            origin: "--samples/--noise".into(),
+            key: "smoothgrad".into(),
+            message: "needs samples >= 1 and a finite noise >= 0".into(),
+        });
+    }
+    let Loaded { mut net, mut reader, meta } = load_run(&args.run, Some(&args.input), &args.sets)?;
+    if reader.is_empty() {
+        return Err(Error::Data(format!("{}: no sample to explain", args.input.display())));
+    }
+    reader.set_stage(torchfit_sdk::Stage::Eval)?;
+    let (x, _) = reader.get(&[0])?;
+    let target = match args.target {
+        Some(t) => t,
+        None if meta.task == Task::Classification => {
+            net.forward_reader(reader.as_mut(), &[0])?.f_argmax(-1, false)?.int64_value(&[0])
+        }
+        None => 0,
+    };
+    let grad = match args.method {
+        Method::Saliency => net.input_gradient(&x, target)?,
+        _ => {
+            let x = x.f_to_kind(Kind::Float)?;
+            let range = x.f_max()?.f_sub(&x.f_min()?)?.double_value(&[]);
+            tch::manual_seed(net.params().settings().seed as i64);
+            let mut sum = x.f_zeros_like()?;
+            for _ in 0..args.samples {
+                let noisy = x.f_add(&x.f_randn_like()?.f_mul_scalar(args.noise * range)?)?;
+                sum = sum.f_add(&net.input_gradient(&noisy, target)?)?;
+            }
+            sum.f_div_scalar(args.samples as f64)?
+        }
+    };
+    let [c, h, w] = image_shape(&meta.input_shape);
+    let input = x.f_to_kind(Kind::Float)?.f_reshape([c, h, w])?;
+    let map = grad.f_reshape([c, h, w])?.f_abs()?.f_amax(0, false)?;
+    let picture = panels(&input, &map)?;
+    let mut png = Vec::new();
+    picture
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| Error::Data(format!("{}: {e}", args.out.display())))?;
+    write_atomic(&args.out, &png)?;
+    eprintln!("{:?} of output {target} written to {}", args.method, args.out.display());
+    Ok(Ended::Completed)
+}
+
+/// `[channels, height, width]` of samples of `shape`: images as they are, a flat sample of a
+/// square size as a square (the digits' 64 values as 8 x 8), any other as one row.
+pub fn image_shape(shape: &[i64]) -> [i64; 3] {
+    match *shape {
+        [c, h, w] => [c, h, w],
+        [h, w] => [1, h, w],
+        _ => {
+            let n: i64 = shape.iter().product();
+            let side = (n as f64).sqrt().round() as i64;
+            if side * side == n {
+                [1, side, side]
+            } else {
+                [1, 1, n]
+            }
+        }
+    }
+}
+
+/// `t` scaled to [0, 1] over its own range (all 0 when constant).
+fn unit(t: &Tensor) -> Result<Tensor> {
+    let (lo, hi) = (t.f_min()?, t.f_max()?);
+    let span = hi.f_sub(&lo)?.double_value(&[]);
+    Ok(if span > 0.0 { t.f_sub(&lo)?.f_div_scalar(span)? } else { t.f_zeros_like()? })
+}
+
+/// A heat colour for `v` in [0, 1]: black, red, yellow, white.
+pub fn heat(v: f32) -> [u8; 3] {
+    let v = v.clamp(0.0, 1.0) * 3.0;
+    let channel = |x: f32| (x.clamp(0.0, 1.0) * 255.0).round() as u8;
+    [channel(v), channel(v - 1.0), channel(v - 2.0)]
+}
+
+/// The input (`[c, h, w]`), the map (`[h, w]`) and the map over the input, side by side, each
+/// scaled up by whole pixels to at least 128 pixels high.
+pub fn panels(input: &Tensor, map: &Tensor) -> Result<RgbImage> {
+    let size = input.size();
+    let (c, h, w) = (size[0], size[1] as u32, size[2] as u32);
+    let shown = unit(input)?;
+    let grey = if c == 3 {
+        shown.shallow_clone()
+    } else {
+        shown.f_mean_dim(0, true, Kind::Float)?.f_expand([3, h as i64, w as i64], false)?
+    };
+    let grey = Vec::<f32>::try_from(grey.f_contiguous()?.f_flatten(0, -1)?)?;
+    let map = Vec::<f32>::try_from(unit(map)?.f_flatten(0, -1)?)?;
+    let scale = (128 / h.max(1)).max(1);
+    let plane = (h * w) as usize;
+    let mut out = RgbImage::new(3 * w * scale, h * scale);
+    for y in 0..h * scale {
+        for x in 0..w * scale {
+            let p = ((y / scale) * w + x / scale) as usize;
+            let rgb = [grey[p], grey[plane + p], grey[2 * plane + p]].map(|v| (v * 255.0).round() as u8);
+            let hot = heat(map[p]);
+            let over: [u8; 3] = std::array::from_fn(|k| ((rgb[k] as f32 * 0.5) + (hot[k] as f32 * 0.5)).round() as u8);
+            out.put_pixel(x, y, Rgb(rgb));
+            out.put_pixel(w * scale + x, y, Rgb(hot));
+            out.put_pixel(2 * w * scale + x, y, Rgb(over));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flat_square_samples_are_drawn_as_squares() {
+        assert_eq!(image_shape(&[64]), [1, 8, 8]);
+        assert_eq!(image_shape(&[10]), [1, 1, 10]);
+        assert_eq!(image_shape(&[3, 4, 5]), [3, 4, 5]);
+    }
+
+    #[test]
+    fn the_heat_scale_runs_from_black_through_red_and_yellow_to_white() {
+        assert_eq!(heat(0.0), [0, 0, 0]);
+        assert_eq!(heat(1.0 / 3.0), [255, 0, 0]);
+        assert_eq!(heat(2.0 / 3.0), [255, 255, 0]);
+        assert_eq!(heat(1.0), [255, 255, 255]);
+    }
+
+    #[test]
+    fn three_panels_of_the_scaled_input_side_by_side() {
+        let input = Tensor::from_slice(&[0.0f32, 1.0, 2.0, 3.0]).view([1, 2, 2]);
+        let map = Tensor::from_slice(&[0.0f32, 0.0, 0.0, 1.0]).view([2, 2]);
+        let p = panels(&input, &map).unwrap();
+        assert_eq!(p.dimensions(), (3 * 128, 128));
+        assert_eq!(p.get_pixel(0, 0).0, [0, 0, 0]);
+        assert_eq!(p.get_pixel(127, 127).0, [255, 255, 255], "the input's largest value, white");
+        assert_eq!(p.get_pixel(128 + 127, 127).0, [255, 255, 255], "the map's largest value, white");
+        assert_eq!(p.get_pixel(128, 0).0, [0, 0, 0]);
+    }
+}
