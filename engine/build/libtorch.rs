@@ -1,5 +1,5 @@
 //! Shared by the build scripts of the crates with a C++ shim over libtorch (`torchfit-c10d`,
-//! `torchfit-amp`, included with `#[path]`): the shim compiled against the headers of the
+//! `torchfit-amp`, `torchfit-kernels`, included with `#[path]`): the shim compiled against the headers of the
 //! libtorch that torch-sys links (a PyPI torch wheel: `<torch>/include`, `<torch>/lib`), and
 //! the lines that link it with `torch_cpu` and `c10` and find them at run time.
 

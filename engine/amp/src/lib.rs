@@ -9,7 +9,7 @@
 //! Nothing here re-implements a numeric rule: a C++ shim (`cpp/amp.cpp`, built by `build.rs`
 //! against the wheel's headers) forwards to libtorch and turns its exceptions into [`Error`]s.
 
-use std::ffi::{c_char, c_int, CStr};
+use std::ffi::{c_char, c_int};
 use tch::{Device, Kind, Tensor};
 
 /// A failure reported by libtorch (its message, without C++ frames).
@@ -34,15 +34,11 @@ extern "C" {
     ) -> *mut c_char;
 }
 
+#[path = "../../build/shim_error.rs"]
+mod shim_error;
+
 fn check(e: *mut c_char) -> Result<()> {
-    if e.is_null() {
-        return Ok(());
-    }
-    // SAFETY: a non-null answer is a NUL-terminated string the shim allocated for us to free.
-    let message = unsafe { CStr::from_ptr(e) }.to_string_lossy().into_owned();
-    // SAFETY: freed once, with the shim's allocator.
-    unsafe { tf_amp_free_error(e) };
-    Err(Error(message))
+    shim_error::take(e, tf_amp_free_error).map_or(Ok(()), |message| Err(Error(message)))
 }
 
 /// c10's `DeviceType` of `device`.

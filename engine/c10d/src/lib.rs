@@ -12,7 +12,7 @@
 //! Every blocking call is bounded by the timeout its store or group was made with: a peer that
 //! dies makes the survivors' collectives fail ("Connection closed by peer"), not hang.
 
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CString};
 use std::time::Duration;
 use tch::Tensor;
 
@@ -147,15 +147,11 @@ fn nccl_library() -> Result<&'static libloading::Library> {
     loaded.as_ref().map_err(|e| Error(e.clone()))
 }
 
+#[path = "../../build/shim_error.rs"]
+mod shim_error;
+
 fn check(e: *mut c_char) -> Result<()> {
-    if e.is_null() {
-        return Ok(());
-    }
-    // SAFETY: a non-null answer is a NUL-terminated string the shim allocated for us to free.
-    let message = unsafe { CStr::from_ptr(e) }.to_string_lossy().into_owned();
-    // SAFETY: freed once, with the shim's allocator.
-    unsafe { tf_c10d_free_error(e) };
-    Err(Error(message))
+    shim_error::take(e, tf_c10d_free_error).map_or(Ok(()), |message| Err(Error(message)))
 }
 
 fn c_string(what: &str, s: &str) -> Result<CString> {
