@@ -9,6 +9,7 @@ pub mod cnn;
 pub mod mlp;
 mod norm;
 pub mod resnet;
+pub mod text_cnn;
 pub mod torchscript;
 pub mod unet;
 
@@ -137,6 +138,7 @@ export_plugin! {
         Model("cnn", cnn::build, "convolution blocks then dense layers; keys: conv (channels, kernel, stride, padding, pool, batch_norm, dropout), dense, activation, dropout"),
         Model("resnet18", resnet::build_resnet18, "torchvision's ResNet-18 (parameter names included); keys: none"),
         Model("small_resnet", resnet::build_small, "a ResNet for small images such as 28x28; keys: widths, blocks"),
+        Model("text_cnn", text_cnn::build, "an embedding of token ids, 1-d convolutions, max over the sequence, dense layers; keys: num_embeddings, embedding_dim, conv (channels, kernel, padding, pool), dense, activation, dropout"),
         Model("unet", unet::build, "Ronneberger et al.'s U-Net for per-pixel outputs (segmentation); keys: depth, base_channels, batch_norm"),
         Model("torchscript", torchscript::build, "a model saved by torch.jit.save, trained as it is; keys: path"),
     ],

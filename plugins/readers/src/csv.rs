@@ -59,18 +59,23 @@ pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn D
     Ok(Box::new(read(&ctx.resolve(&cfg.path), &cfg, ctx.task)?))
 }
 
+/// The text of `path`, decompressed when it ends in `.gz`.
+pub fn read_text(path: &Path) -> Result<String> {
+    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if path.extension().is_some_and(|e| e == "gz") {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&raw[..]).read_to_string(&mut text).map_err(|e| Error::io(path, e))?;
+        return Ok(text);
+    }
+    String::from_utf8(raw).map_err(|e| Error::data(format!("{}: not UTF-8 text: {e}", path.display())))
+}
+
 /// Reads the whole file into a [`TensorDataset`].
 pub fn read(path: &Path, cfg: &CsvConfig, task: Task) -> Result<TensorDataset> {
     if cfg.scale == 0.0 {
         return Err(Error::config("scale", "must not be 0"));
     }
-    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let mut text = String::new();
-    if path.extension().is_some_and(|e| e == "gz") {
-        flate2::read::GzDecoder::new(&raw[..]).read_to_string(&mut text).map_err(|e| Error::io(path, e))?;
-    } else {
-        text = String::from_utf8(raw).map_err(|e| Error::data(format!("{}: not UTF-8 text: {e}", path.display())))?;
-    }
+    let text = read_text(path)?;
     let bad = |line: usize, what: String| Error::data(format!("{}:{line}: {what}", path.display()));
     let (mut features, mut targets, mut width) = (Vec::<f32>::new(), Vec::<f64>::new(), None);
     for (i, line) in text.lines().enumerate().skip(cfg.header as usize) {

@@ -10,6 +10,7 @@ pub mod idx;
 pub mod image_folder;
 pub mod image_masks;
 pub mod npy;
+pub mod text;
 pub mod transforms;
 pub mod values;
 
@@ -59,6 +60,7 @@ export_plugin! {
         Reader("npy", npy::build_npy, "NumPy .npy inputs (streamed) and targets; keys: x, y, scale, mean, std, shape, limit"),
         Reader("image_folder", image_folder::build, "a folder per class of PNG/JPEG images; keys: root, transforms, grayscale, extensions, workers, limit"),
         Reader("image_masks", image_masks::build, "images and their segmentation masks (two folders, same names), in patches with reflected context and random flips; keys: images, masks, grayscale, patch_size, padding, random_flips"),
+        Reader("text", text::build, "short texts and class labels, one per line, as UTF-8 byte ids for text_cnn; keys: path, delimiter, max_length, lowercase, header"),
         Reader("npz", npy::build_npz, "two arrays of a NumPy .npz archive; keys: path, x, y, scale, mean, std, shape, limit"),
     ],
 }

@@ -15,4 +15,5 @@ mod scaler;
 mod search;
 mod segmentation;
 mod tensorboard;
+mod text;
 mod torchscript;

@@ -301,7 +301,7 @@ pub fn load_run(run: &Path, data: Option<&Path>, sets: &[String]) -> Result<Load
 /// its targets file when it has one apart (removed: the file to predict comes without them).
 fn data_keys(reader: &str) -> Option<(&'static str, Option<&'static str>)> {
     match reader {
-        "csv" | "npz" => Some(("path", None)),
+        "csv" | "npz" | "text" => Some(("path", None)),
         "idx" => Some(("images", Some("labels"))),
         "npy" => Some(("x", Some("y"))),
         "image_folder" => Some(("root", None)),
