@@ -12,13 +12,9 @@
 use std::ffi::{c_char, c_int};
 use tch::{Device, Kind, Tensor};
 
-/// A failure reported by libtorch (its message, without C++ frames).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Error(pub String);
-
-/// `Result` with this crate's [`Error`].
-pub type Result<T> = std::result::Result<T, Error>;
+#[path = "../../build/shim_error.rs"]
+mod shim_error;
+pub use shim_error::{Error, Result};
 
 type CTensor = torch_sys::C_tensor;
 
@@ -34,11 +30,8 @@ extern "C" {
     ) -> *mut c_char;
 }
 
-#[path = "../../build/shim_error.rs"]
-mod shim_error;
-
 fn check(e: *mut c_char) -> Result<()> {
-    shim_error::take(e, tf_amp_free_error).map_or(Ok(()), |message| Err(Error(message)))
+    shim_error::check(e, tf_amp_free_error)
 }
 
 /// c10's `DeviceType` of `device`.

@@ -16,13 +16,9 @@ use std::ffi::{c_char, c_int, c_void, CString};
 use std::time::Duration;
 use tch::Tensor;
 
-/// A failure reported by libtorch's c10d (its message, without C++ frames).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Error(pub String);
-
-/// `Result` with this crate's [`Error`].
-pub type Result<T> = std::result::Result<T, Error>;
+#[path = "../../build/shim_error.rs"]
+mod shim_error;
+pub use shim_error::{Error, Result};
 
 #[repr(C)]
 struct RawStore {
@@ -147,11 +143,8 @@ fn nccl_library() -> Result<&'static libloading::Library> {
     loaded.as_ref().map_err(|e| Error(e.clone()))
 }
 
-#[path = "../../build/shim_error.rs"]
-mod shim_error;
-
 fn check(e: *mut c_char) -> Result<()> {
-    shim_error::take(e, tf_c10d_free_error).map_or(Ok(()), |message| Err(Error(message)))
+    shim_error::check(e, tf_c10d_free_error)
 }
 
 fn c_string(what: &str, s: &str) -> Result<CString> {

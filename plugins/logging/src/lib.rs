@@ -20,6 +20,20 @@ fn epochs(host: &dyn Host) -> Vec<Map<String, Value>> {
     (0..host.epochs() as isize).filter_map(|e| host.history_epoch(e)).collect()
 }
 
+/// The batch records of epoch `epoch`, in order.
+fn batches(host: &dyn Host, epoch: isize) -> Vec<Map<String, Value>> {
+    match host.history_get(epoch, "batches") {
+        Some(Value::Array(b)) => b
+            .into_iter()
+            .filter_map(|r| match r {
+                Value::Object(record) => Some(record),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct CsvConfig {
@@ -56,12 +70,7 @@ impl CsvLogger {
         let records: Vec<Map<String, Value>> = epochs(host).into_iter().take(ended).collect();
         torchfit_sdk::io::write_atomic(&in_run_dir(host, &self.0.filename), csv::epochs(&records, sep).as_bytes())?;
         if let Some(name) = &self.0.batches {
-            let per_epoch: Vec<Vec<Map<String, Value>>> = (0..ended as isize)
-                .map(|e| match host.history_get(e, "batches") {
-                    Some(Value::Array(b)) => b.into_iter().filter_map(|r| r.as_object().cloned()).collect(),
-                    _ => Vec::new(),
-                })
-                .collect();
+            let per_epoch: Vec<Vec<Map<String, Value>>> = (0..ended as isize).map(|e| batches(host, e)).collect();
             torchfit_sdk::io::write_atomic(&in_run_dir(host, name), csv::batches(&per_epoch, sep).as_bytes())?;
         }
         Ok(())

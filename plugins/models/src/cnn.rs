@@ -26,6 +26,7 @@
 //! {channels = 32, padding = 1, pool = 2, dropout = 0.25}]`, `dense = [128]`, `dropout = 0.5`.
 
 use crate::budget::Budget;
+use crate::head::DenseHead;
 use crate::norm::{self, BatchNorm};
 use crate::{vars_model, Activation, Vars};
 use serde::Deserialize;
@@ -88,8 +89,7 @@ fn one() -> i64 {
 pub struct Cnn {
     vars: Vars,
     convs: Vec<(nn::Conv2D, Option<BatchNorm>)>,
-    dense: Vec<nn::Linear>,
-    output: nn::Linear,
+    head: DenseHead,
     cfg: CnnConfig,
     image: Vec<i64>,
 }
@@ -120,9 +120,7 @@ fn check(cfg: &CnnConfig) -> Result<()> {
             }
         }
     }
-    if let Some(i) = cfg.dense.iter().position(|&h| h < 1) {
-        return Err(Error::config(format!("dense[{i}]"), "layer sizes must be at least 1"));
-    }
+    DenseHead::check(&cfg.dense)?;
     Ok(())
 }
 
@@ -146,12 +144,7 @@ pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn M
             })?;
         channels = b.channels;
     }
-    let mut width = channels.saturating_mul(h).saturating_mul(w);
-    for (i, &size) in cfg.dense.iter().enumerate() {
-        budget.linear(width, size, |m| Error::config(format!("dense[{i}]"), m))?;
-        width = size;
-    }
-    budget.output(width, ctx.n_outputs)?;
+    DenseHead::budget(&mut budget, channels.saturating_mul(h).saturating_mul(w), &cfg.dense, ctx.n_outputs)?;
     let vs = nn::VarStore::new(ctx.device);
     let root = vs.root();
     let mut convs = Vec::new();
@@ -168,13 +161,8 @@ pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn M
         convs.push((conv, bn));
         channels = b.channels;
     }
-    let (mut dense, mut width) = (Vec::new(), channels * h * w);
-    for (i, &size) in cfg.dense.iter().enumerate() {
-        dense.push(nn::linear(&root / "dense" / i, width, size, Default::default()));
-        width = size;
-    }
-    let output = nn::linear(&root / "output", width, ctx.n_outputs, Default::default());
-    Ok(Box::new(Cnn { vars: Vars::new(vs), convs, dense, output, cfg, image }))
+    let head = DenseHead::new(&root, channels * h * w, &cfg.dense, ctx.n_outputs);
+    Ok(Box::new(Cnn { vars: Vars::new(vs), convs, head, cfg, image }))
 }
 
 /// The `[channels, height, width]` after `blocks` applied to an `image` (pure): convolutions
@@ -216,14 +204,7 @@ impl Cnn {
 
 impl Model for Cnn {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut h = self.features(x, train)?;
-        for layer in &self.dense {
-            h = self.cfg.activation.apply(&layer.forward(&h))?;
-            if self.cfg.dropout > 0.0 {
-                h = h.f_dropout(self.cfg.dropout, train)?;
-            }
-        }
-        Ok(self.output.forward(&h))
+        self.head.forward(self.features(x, train)?, self.cfg.activation, self.cfg.dropout, train)
     }
 
     fn set_batch_norm_stats(&mut self, stats: BatchNormStats) -> Result<bool> {

@@ -6,6 +6,7 @@
 
 mod budget;
 pub mod cnn;
+mod head;
 pub mod mlp;
 mod norm;
 pub mod resnet;

@@ -15,6 +15,7 @@
 //! `dense.<i>.*`, `output.*`.
 
 use crate::budget::Budget;
+use crate::head::DenseHead;
 use crate::{vars_model, Activation, Vars};
 use serde::Deserialize;
 use torchfit_sdk::tch::nn::{self, Module};
@@ -79,8 +80,7 @@ pub struct TextCnn {
     vars: Vars,
     embedding: nn::Embedding,
     convs: Vec<nn::Conv1D>,
-    dense: Vec<nn::Linear>,
-    output: nn::Linear,
+    head: DenseHead,
     cfg: TextCnnConfig,
 }
 
@@ -131,9 +131,7 @@ pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn M
             }
         }
     }
-    if let Some(i) = cfg.dense.iter().position(|&h| h < 1) {
-        return Err(Error::config(format!("dense[{i}]"), "layer sizes must be at least 1"));
-    }
+    DenseHead::check(&cfg.dense)?;
     sequence_length(&cfg.conv, length)
         .map_err(|m| Error::config("conv", format!("the blocks do not fit sequences of {length}: {m}")))?;
     let mut budget = Budget::of_machine();
@@ -145,12 +143,7 @@ pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn M
         })?;
         channels = b.channels;
     }
-    let mut width = channels;
-    for (i, &size) in cfg.dense.iter().enumerate() {
-        budget.linear(width, size, |m| Error::config(format!("dense[{i}]"), m))?;
-        width = size;
-    }
-    budget.output(width, ctx.n_outputs)?;
+    DenseHead::budget(&mut budget, channels, &cfg.dense, ctx.n_outputs)?;
     let vs = nn::VarStore::new(ctx.device);
     let root = vs.root();
     let embedding = nn::embedding(&root / "embedding", cfg.num_embeddings, cfg.embedding_dim, Default::default());
@@ -160,13 +153,8 @@ pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn M
         convs.push(nn::conv1d(&root / "conv" / i, channels, b.channels, b.kernel, c));
         channels = b.channels;
     }
-    let (mut dense, mut width) = (Vec::new(), channels);
-    for (i, &size) in cfg.dense.iter().enumerate() {
-        dense.push(nn::linear(&root / "dense" / i, width, size, Default::default()));
-        width = size;
-    }
-    let output = nn::linear(&root / "output", width, ctx.n_outputs, Default::default());
-    Ok(Box::new(TextCnn { vars: Vars::new(vs), embedding, convs, dense, output, cfg }))
+    let head = DenseHead::new(&root, channels, &cfg.dense, ctx.n_outputs);
+    Ok(Box::new(TextCnn { vars: Vars::new(vs), embedding, convs, head, cfg }))
 }
 
 impl Model for TextCnn {
@@ -189,10 +177,7 @@ impl Model for TextCnn {
         }
         // The largest value of each channel over the sequence.
         h = h.f_amax(2, false)?.f_dropout(self.cfg.dropout, train)?;
-        for layer in &self.dense {
-            h = self.cfg.activation.apply(&layer.forward(&h))?.f_dropout(self.cfg.dropout, train)?;
-        }
-        Ok(self.output.forward(&h))
+        self.head.forward(h, self.cfg.activation, self.cfg.dropout, train)
     }
 
     vars_model!();

@@ -90,39 +90,22 @@ pub fn grid(n: i64, size: i64) -> Vec<i64> {
     starts
 }
 
-fn decode(path: &Path, grayscale: bool) -> Result<(Vec<u8>, u32, u32, i64)> {
+/// The image at `path` as a `[channels, height, width]` uint8 tensor (one channel: luma).
+fn decode(path: &Path, grayscale: bool) -> Result<Tensor> {
     let img = ImageReader::open(path)
         .map_err(|e| Error::io(path, e))?
         .with_guessed_format()
         .map_err(|e| Error::io(path, e))?
         .decode()
         .map_err(|e| Error::data(format!("{}: {e}", path.display())))?;
-    Ok(if grayscale {
+    let (w, h, raw, c) = if grayscale {
         let i = img.to_luma8();
-        (i.width(), i.height(), i.into_raw(), 1).into_chw()
+        (i.width(), i.height(), i.into_raw(), 1)
     } else {
         let i = img.to_rgb8();
-        (i.width(), i.height(), i.into_raw(), 3).into_chw()
-    })
-}
-
-trait IntoChw {
-    fn into_chw(self) -> (Vec<u8>, u32, u32, i64);
-}
-
-impl IntoChw for (u32, u32, Vec<u8>, i64) {
-    /// Interleaved pixels to channel planes.
-    fn into_chw(self) -> (Vec<u8>, u32, u32, i64) {
-        let (w, h, raw, c) = self;
-        let plane = (w * h) as usize;
-        let mut out = vec![0u8; raw.len()];
-        for (p, px) in raw.chunks_exact(c as usize).enumerate() {
-            for (ch, &v) in px.iter().enumerate() {
-                out[ch * plane + p] = v;
-            }
-        }
-        (out, w, h, c)
-    }
+        (i.width(), i.height(), i.into_raw(), 3)
+    };
+    Ok(Tensor::from_slice(&raw).f_view([h as i64, w as i64, c])?.f_permute([2, 0, 1])?.f_contiguous()?)
 }
 
 fn files(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -160,30 +143,31 @@ impl ImageMasks {
         let (mut names, mut xs, mut ys, mut patches) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut whole_side = None;
         for path in &image_files {
-            let (raw, w, h, c) = decode(path, cfg.grayscale)?;
-            let mask = match (masks, &mask_files) {
+            let x = decode(path, cfg.grayscale)?;
+            let (h, w) = (x.size()[1], x.size()[2]);
+            let y = match (masks, &mask_files) {
                 (Some(dir), Some(found)) => {
                     let stem = path.file_stem().unwrap_or_default();
                     let mask_path = found.iter().find(|m| m.file_stem() == Some(stem)).ok_or_else(|| {
                         Error::data(format!("{}: no mask of the same name in {}", path.display(), dir.display()))
                     })?;
-                    let (mask, mw, mh, _) = decode(mask_path, true)?;
+                    let mask = decode(mask_path, true)?;
+                    let (mh, mw) = (mask.size()[1], mask.size()[2]);
                     if (mw, mh) != (w, h) {
                         return Err(Error::data(format!("{}: {mw}x{mh}, its image {w}x{h}", mask_path.display())));
                     }
                     mask
                 }
-                _ => vec![0; (w * h) as usize],
+                _ => Tensor::f_zeros([1, h, w], (Kind::Uint8, torchfit_sdk::tch::Device::Cpu))?,
             };
-            let (h, w) = (h as i64, w as i64);
             if p >= h.min(w) {
                 return Err(Error::config(
                     "padding",
                     format!("{p} reflects nothing of a {w}x{h} image ({}): at most {}", path.display(), h.min(w) - 1),
                 ));
             }
-            let x = Tensor::from_slice(&raw).f_view([c, h, w])?.f_to_kind(Kind::Float)?.f_div_scalar(255.0)?;
-            let y = Tensor::from_slice(&mask).f_view([1, h, w])?.f_gt(0)?.f_to_kind(Kind::Float)?;
+            let x = x.f_to_kind(Kind::Float)?.f_div_scalar(255.0)?;
+            let y = y.f_gt(0)?.f_to_kind(Kind::Float)?;
             let pad = |t: Tensor| -> Result<Tensor> {
                 Ok(if p > 0 { t.f_unsqueeze(0)?.f_reflection_pad2d([p, p, p, p])?.f_squeeze_dim(0)? } else { t })
             };

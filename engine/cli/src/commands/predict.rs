@@ -180,8 +180,9 @@ fn write_masks(run: &Path, data: Option<&Path>, sets: &[String], dir: &Path) -> 
     })?;
     let masks = super::masks::stitch(&out, &names, border)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    for m in &masks {
-        let image = image::GrayImage::from_raw(m.size.0, m.size.1, m.pixels.clone())
+    let count = masks.len();
+    for m in masks {
+        let image = image::GrayImage::from_raw(m.size.0, m.size.1, m.pixels)
             .ok_or_else(|| Error::Data(format!("{}: a mask of the wrong size", m.name)))?;
         let mut png = Vec::new();
         image
@@ -191,7 +192,7 @@ fn write_masks(run: &Path, data: Option<&Path>, sets: &[String], dir: &Path) -> 
             Path::new(&m.name).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| m.name.clone());
         write_atomic(&dir.join(format!("{stem}.png")), &png)?;
     }
-    Ok(masks.len())
+    Ok(count)
 }
 
 /// What the model of a run gives for the samples: its outputs on the CPU, the task it was

@@ -325,9 +325,9 @@ fn train_in(
 /// The optimizer hyper-parameters (top-level keys of `[optimizer]`) that `params` sets to other
 /// values than the run's recorded config (`recorded`, absent for a run that never wrote one):
 /// a rate changed on resume applies instead of the checkpoint's. (`implementation` is no
-/// hyper-parameter: the resumed run builds its optimizer with the new one, over the same state.) Changing the model's settings,
-/// the optimizer or its parameter groups on resume is refused: the weights were trained with
-/// the recorded ones.
+/// hyper-parameter: the resumed run builds its optimizer with the new one, over the same
+/// state.) Changing the model's settings, the optimizer or its parameter groups on resume is
+/// refused: the weights were trained with the recorded ones.
 fn changed_hypers(recorded: &Path, params: &Params) -> Result<Vec<(String, serde_json::Value)>> {
     let Ok(text) = std::fs::read_to_string(recorded) else { return Ok(Vec::new()) };
     let before = Params::from_str(&text, &recorded.display().to_string(), params.base_dir().to_path_buf())?;

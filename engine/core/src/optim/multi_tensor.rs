@@ -56,11 +56,11 @@ fn kernel_error(e: kernels::Error) -> Error {
     Error::Torch(tch::TchError::Torch(e.0))
 }
 
-fn sgd(
+fn sgd<'a>(
     fused: bool,
     h: &Hyper,
-    ps: &[&Tensor],
-    gs: &[&Tensor],
+    ps: &[&'a Tensor],
+    gs: &[&'a Tensor],
     indices: &[usize],
     state: &mut [ParamState],
 ) -> Result<()> {
@@ -107,9 +107,8 @@ fn sgd(
                 None => gs[j].f_empty_like(),
             })
             .collect::<std::result::Result<_, _>>()?;
-        let pick = |ts: &[&Tensor]| -> Vec<Tensor> { members.iter().map(|&j| ts[j].shallow_clone()).collect() };
-        let (mp, mg) = (pick(ps), pick(gs));
-        kernels::fused_sgd(&refs(&mp), &refs(&mg), &refs(&bufs), &k, first).map_err(kernel_error)?;
+        let pick = |ts: &[&'a Tensor]| -> Vec<&'a Tensor> { members.iter().map(|&j| ts[j]).collect() };
+        kernels::fused_sgd(&pick(ps), &pick(gs), &refs(&bufs), &k, first).map_err(kernel_error)?;
         for (&j, b) in members.iter().zip(bufs) {
             state[indices[j]].set(BUFFER, b);
         }

@@ -259,12 +259,9 @@ fn hparams_value(tag: &str, data: events::HParamsData) -> events::Value {
 
 /// The training batches of epoch `e` (those with a `train_loss`), as history records.
 fn training_batches(host: &dyn Host, e: usize) -> Vec<Map<String, Value>> {
-    match host.history_get(e as isize, "batches") {
-        Some(Value::Array(b)) => {
-            b.into_iter().filter_map(|r| r.as_object().cloned()).filter(|r| r.contains_key("train_loss")).collect()
-        }
-        _ => Vec::new(),
-    }
+    let mut all = crate::batches(host, e as isize);
+    all.retain(|r| r.contains_key("train_loss"));
+    all
 }
 
 /// The error of a file `path` that could not be written.
