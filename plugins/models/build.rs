@@ -1,5 +1,5 @@
-//! The SDK's build script (an rpath to libtorch, the libtorch version), then `cpp/jit_buffers.cpp`
-//! compiled against the headers of the libtorch torch-sys links (a PyPI torch wheel).
+//! The SDK's build script (an rpath to libtorch, the libtorch version), then `cpp/jit_buffers.cpp` and
+//! `cpp/guided_relu.cpp` compiled against the headers of the libtorch torch-sys links (a PyPI torch wheel).
 #[path = "../../sdk/build.rs"]
 mod sdk;
 
@@ -11,6 +11,7 @@ fn main() {
     cc::Build::new()
         .cpp(true)
         .file("cpp/jit_buffers.cpp")
+        .file("cpp/guided_relu.cpp")
         .std("c++17")
         .define("_GLIBCXX_USE_CXX11_ABI", "1")
         .define("GLOG_USE_GLOG_EXPORT", None)

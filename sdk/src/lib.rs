@@ -51,6 +51,7 @@
 //! | 1.2 | `Host::process` (rank, world size, local rank; service `run.process`) and `Host::is_main_process`, which is true on an older host; `testing::Sdk10Host` to test a plugin against a 1.0 host |
 //! | 1.3 | `DatasetReader::set_stage` (`Stage::Train` or `Stage::Eval` before each pass: augmentation in training only; request `set_stage`) and `DatasetReader::sample_names` (prediction ids; request `sample_names`) |
 //! | 1.4 | `Host::history_batch_value` (one batch's value; service `history.batch_value`, a provided method over `history_get` on an older host) `Host::grad_scaler` (the `16-mixed` gradient scaler's scale and growth tracker; service `run.grad_scaler`) and `Host::accumulate_grad_batches` (batches per optimizer step, 1 on an older host; service `run.accumulate_grad_batches`) |
+//! | 1.5 | `Model::forward_inspected` (a forward pass with guided ReLUs and a named layer's output kept, for `torchfit explain`; request `forward_inspected`, refused in one line by an older model plugin) |
 #![deny(missing_docs)]
 
 pub mod callback;
@@ -82,7 +83,7 @@ pub use criterion::Criterion;
 pub use dataset::TensorDataset;
 pub use error::{Error, Result};
 pub use host::{Forward, Host, Process, ScalerState};
-pub use model::{without_batch_norm_control, BatchNormStats, Model};
+pub use model::{without_batch_norm_control, BatchNormStats, Inspected, Inspection, Model};
 pub use reader::{DatasetReader, Stage};
 pub use scorer::Scorer;
 pub use version::SdkVersion;

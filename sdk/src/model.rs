@@ -31,6 +31,37 @@ pub trait Model: Send {
         let _ = stats;
         without_batch_norm_control(self)
     }
+
+    /// A forward pass in evaluation mode that `inspection` looks into (SDK 1.5; what `torchfit
+    /// explain` asks): the outputs, with ReLUs that pass back only positive gradients when
+    /// [`Inspection::guided_relu`] is set, and the output of the layer [`Inspection::capture`]
+    /// names. A model refuses what it cannot do with an error that says what it can (an
+    /// unknown layer's error lists the layers); the default refuses everything.
+    fn forward_inspected(&self, x: &Tensor, inspection: &Inspection) -> Result<Inspected> {
+        let _ = (x, inspection);
+        Err(crate::Error::msg("this model does not look inside its forward pass (Model::forward_inspected)"))
+    }
+}
+
+/// What a look inside a forward pass asks of a model ([`Model::forward_inspected`], SDK 1.5).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inspection {
+    /// Every ReLU passes back only the positive part of its output's gradient, where its input
+    /// was positive: guided backpropagation (Springenberg et al. 2015). The outputs are those of
+    /// a plain forward pass; only the gradients that flow back through the ReLUs differ.
+    pub guided_relu: bool,
+    /// The layer whose output is kept, by the name its parameters carry (`conv.1` for
+    /// `conv.1.weight`): what a PyTorch forward hook on that module would receive.
+    pub capture: Option<String>,
+}
+
+/// What [`Model::forward_inspected`] gives.
+#[derive(Debug)]
+pub struct Inspected {
+    /// The model's outputs, as [`Model::forward`] in evaluation mode gives them.
+    pub output: Tensor,
+    /// The output of the layer [`Inspection::capture`] named, when it named one.
+    pub captured: Option<Tensor>,
 }
 
 /// How batch-normalization layers update their running statistics in training mode.
@@ -72,6 +103,9 @@ impl<M: Model + ?Sized> Model for Box<M> {
     }
     fn set_batch_norm_stats(&mut self, stats: BatchNormStats) -> Result<bool> {
         (**self).set_batch_norm_stats(stats)
+    }
+    fn forward_inspected(&self, x: &Tensor, inspection: &Inspection) -> Result<Inspected> {
+        (**self).forward_inspected(x, inspection)
     }
 }
 

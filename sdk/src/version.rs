@@ -3,7 +3,7 @@
 //! The plugin ABI is 1 (`ffi::ABI_VERSION`); within it the SDK grows by minor versions under
 //! the rule in [`crate::ffi`]'s documentation: 1.0 is the first released SDK, 1.1 added the
 //! extension interfaces, 1.2 the process service, 1.3 the reader's stage and sample names, 1.4 one batch's history value, the
-//! gradient scaler and gradient accumulation. A 1.x host loads every 1.y plugin.
+//! gradient scaler and gradient accumulation, 1.5 a look inside a model's forward pass. A 1.x host loads every 1.y plugin.
 
 /// An SDK version, `major.minor`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -32,8 +32,11 @@ impl SdkVersion {
     /// scaler of a `16-mixed` run ([`crate::Host::grad_scaler`]) and the batches per optimizer
     /// step ([`crate::Host::accumulate_grad_batches`]).
     pub const V1_4: SdkVersion = SdkVersion { major: 1, minor: 4 };
+    /// SDK 1.5: a look inside a model's forward pass ([`crate::Model::forward_inspected`]:
+    /// guided ReLUs, a named layer's output).
+    pub const V1_5: SdkVersion = SdkVersion { major: 1, minor: 5 };
     /// The version this SDK is.
-    pub const CURRENT: SdkVersion = SdkVersion::V1_4;
+    pub const CURRENT: SdkVersion = SdkVersion::V1_5;
 
     /// Version `1.minor`.
     pub const fn v1(minor: u32) -> Self {

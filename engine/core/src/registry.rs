@@ -227,9 +227,9 @@ impl Registry {
         let pick = |c| if let Constructor::Model(f) = c { Some(f) } else { None };
         let wrap = |b: Built| match b {
             Built::Ext(ComponentExtFfi::Other(ComponentFfi::Model(m), requests)) => {
-                Some(Box::new(DynModel(m, Some(requests))) as Box<dyn Model>)
+                Some(Box::new(DynModel::new(m, Some(requests))) as Box<dyn Model>)
             }
-            Built::V1(ComponentFfi::Model(m)) => Some(Box::new(DynModel(m, None)) as Box<dyn Model>),
+            Built::V1(ComponentFfi::Model(m)) => Some(Box::new(DynModel::new(m, None)) as Box<dyn Model>),
             _ => None,
         };
         self.build(ComponentKind::Model, name, config, ctx, pick, wrap)

@@ -28,11 +28,12 @@
 use crate::budget::Budget;
 use crate::head::DenseHead;
 use crate::norm::{self, BatchNorm};
+use crate::probe::Probe;
 use crate::{vars_model, Activation, Vars};
 use serde::Deserialize;
 use torchfit_sdk::tch::nn::{self, Module};
 use torchfit_sdk::tch::Tensor;
-use torchfit_sdk::{parse_config, BatchNormStats, BuildContext, Error, Model, Result};
+use torchfit_sdk::{parse_config, BatchNormStats, BuildContext, Error, Inspected, Inspection, Model, Result};
 
 /// One convolution block.
 #[derive(Debug, Clone, Deserialize)]
@@ -183,14 +184,14 @@ pub fn output_size(blocks: &[Block], image: &[i64]) -> std::result::Result<(i64,
 }
 
 impl Cnn {
-    fn features(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    fn features(&self, x: &Tensor, train: bool, probe: &Probe<'_>) -> Result<Tensor> {
         let mut h = x.f_view([-1, self.image[0], self.image[1], self.image[2]])?;
-        for ((conv, bn), b) in self.convs.iter().zip(&self.cfg.conv) {
-            h = conv.forward(&h);
+        for (i, ((conv, bn), b)) in self.convs.iter().zip(&self.cfg.conv).enumerate() {
+            h = probe.layer(|| format!("conv.{i}"), conv.forward(&h));
             if let Some(bn) = bn {
-                h = bn.forward(&h, train)?;
+                h = probe.layer(|| format!("conv_bn.{i}"), bn.forward(&h, train)?);
             }
-            h = self.cfg.activation.apply(&h)?;
+            h = probe.activate(self.cfg.activation, &h)?;
             if b.pool > 0 {
                 h = h.f_max_pool2d([b.pool, b.pool], [b.pool, b.pool], [0, 0], [1, 1], false)?;
             }
@@ -200,11 +201,21 @@ impl Cnn {
         }
         Ok(h.f_flatten(1, -1)?)
     }
+
+    fn forward_probed(&self, x: &Tensor, train: bool, probe: &Probe<'_>) -> Result<Tensor> {
+        self.head.forward(self.features(x, train, probe)?, self.cfg.activation, self.cfg.dropout, train, probe)
+    }
 }
 
 impl Model for Cnn {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.head.forward(self.features(x, train)?, self.cfg.activation, self.cfg.dropout, train)
+        self.forward_probed(x, train, &Probe::none())
+    }
+
+    fn forward_inspected(&self, x: &Tensor, inspection: &Inspection) -> Result<Inspected> {
+        let probe = Probe::new(inspection);
+        let output = self.forward_probed(x, false, &probe)?;
+        probe.finish(output)
     }
 
     fn set_batch_norm_stats(&mut self, stats: BatchNormStats) -> Result<bool> {

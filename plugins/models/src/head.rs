@@ -3,6 +3,7 @@
 //! Parameters `dense.<i>.*` and `output.*`.
 
 use crate::budget::Budget;
+use crate::probe::Probe;
 use crate::Activation;
 use torchfit_sdk::tch::nn::{self, Module};
 use torchfit_sdk::tch::Tensor;
@@ -45,15 +46,23 @@ impl DenseHead {
         DenseHead { dense, output: nn::linear(root / "output", width, n_outputs, Default::default()) }
     }
 
-    /// The outputs for features `h` (`[n, width]`).
-    pub(crate) fn forward(&self, h: Tensor, activation: Activation, dropout: f64, train: bool) -> Result<Tensor> {
+    /// The outputs for features `h` (`[n, width]`), each layer's output shown to `probe`
+    /// (`dense.<i>`, `output`).
+    pub(crate) fn forward(
+        &self,
+        h: Tensor,
+        activation: Activation,
+        dropout: f64,
+        train: bool,
+        probe: &Probe<'_>,
+    ) -> Result<Tensor> {
         let mut h = h;
-        for layer in &self.dense {
-            h = activation.apply(&layer.forward(&h))?;
+        for (i, layer) in self.dense.iter().enumerate() {
+            h = probe.activate(activation, &probe.layer(|| format!("dense.{i}"), layer.forward(&h)))?;
             if dropout > 0.0 {
                 h = h.f_dropout(dropout, train)?;
             }
         }
-        Ok(self.output.forward(&h))
+        Ok(probe.layer(|| "output".into(), self.output.forward(&h)))
     }
 }

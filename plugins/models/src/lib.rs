@@ -9,6 +9,7 @@ pub mod cnn;
 mod head;
 pub mod mlp;
 mod norm;
+mod probe;
 pub mod resnet;
 pub mod text_cnn;
 pub mod torchscript;
@@ -54,6 +55,20 @@ impl Activation {
             Activation::LeakyRelu => x.f_leaky_relu()?,
             Activation::Silu => x.f_silu()?,
         })
+    }
+
+    /// The activation's config name (`leaky_relu`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::Tanh => "tanh",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Gelu => "gelu",
+            Activation::Selu => "selu",
+            Activation::Elu => "elu",
+            Activation::LeakyRelu => "leaky_relu",
+            Activation::Silu => "silu",
+        }
     }
 }
 

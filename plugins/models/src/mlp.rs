@@ -9,15 +9,17 @@
 //!
 //! Inputs are flattened; the input size and the number of outputs come from the data.
 //! Parameters are named `hidden.<i>.weight`, `hidden.<i>.bias`, `bn.<i>.*`, `output.weight`,
-//! `output.bias`.
+//! `output.bias`; `hidden.<i>`, `bn.<i>` and `output` are the layers `Model::forward_inspected`
+//! can capture.
 
 use crate::budget::Budget;
 use crate::norm::{self, BatchNorm};
+use crate::probe::Probe;
 use crate::{vars_model, Activation, Vars};
 use serde::Deserialize;
 use torchfit_sdk::tch::nn::{self, Module};
 use torchfit_sdk::tch::Tensor;
-use torchfit_sdk::{parse_config, BatchNormStats, BuildContext, Error, Model, Result};
+use torchfit_sdk::{parse_config, BatchNormStats, BuildContext, Error, Inspected, Inspection, Model, Result};
 
 /// Settings of the MLP.
 #[derive(Debug, Clone, Deserialize)]
@@ -87,20 +89,32 @@ pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn M
     Ok(Box::new(Mlp { vars: Vars::new(vs), hidden, norms, output, config: cfg }))
 }
 
-impl Model for Mlp {
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+impl Mlp {
+    fn forward_probed(&self, x: &Tensor, train: bool, probe: &Probe<'_>) -> Result<Tensor> {
         let mut h = x.f_flatten(1, -1)?;
         for (i, layer) in self.hidden.iter().enumerate() {
-            h = layer.forward(&h);
+            h = probe.layer(|| format!("hidden.{i}"), layer.forward(&h));
             if let Some(bn) = self.norms.get(i) {
-                h = bn.forward(&h, train)?;
+                h = probe.layer(|| format!("bn.{i}"), bn.forward(&h, train)?);
             }
-            h = self.config.activation.apply(&h)?;
+            h = probe.activate(self.config.activation, &h)?;
             if self.config.dropout > 0.0 {
                 h = h.f_dropout(self.config.dropout, train)?;
             }
         }
-        Ok(self.output.forward(&h))
+        Ok(probe.layer(|| "output".into(), self.output.forward(&h)))
+    }
+}
+
+impl Model for Mlp {
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_probed(x, train, &Probe::none())
+    }
+
+    fn forward_inspected(&self, x: &Tensor, inspection: &Inspection) -> Result<Inspected> {
+        let probe = Probe::new(inspection);
+        let output = self.forward_probed(x, false, &probe)?;
+        probe.finish(output)
     }
 
     fn set_batch_norm_stats(&mut self, stats: BatchNormStats) -> Result<bool> {

@@ -16,11 +16,12 @@
 
 use crate::budget::Budget;
 use crate::head::DenseHead;
+use crate::probe::Probe;
 use crate::{vars_model, Activation, Vars};
 use serde::Deserialize;
 use torchfit_sdk::tch::nn::{self, Module};
 use torchfit_sdk::tch::{Kind, Tensor};
-use torchfit_sdk::{parse_config, BuildContext, Error, Model, Result};
+use torchfit_sdk::{parse_config, BuildContext, Error, Inspected, Inspection, Model, Result};
 
 /// One 1-d block.
 #[derive(Debug, Clone, Deserialize)]
@@ -157,8 +158,8 @@ pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn M
     Ok(Box::new(TextCnn { vars: Vars::new(vs), embedding, convs, head, cfg }))
 }
 
-impl Model for TextCnn {
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+impl TextCnn {
+    fn forward_probed(&self, x: &Tensor, train: bool, probe: &Probe<'_>) -> Result<Tensor> {
         let ids = x.f_to_kind(Kind::Int64)?;
         let (lo, hi) = (ids.f_min()?.int64_value(&[]), ids.f_max()?.int64_value(&[]));
         if lo < 0 || hi >= self.cfg.num_embeddings {
@@ -168,16 +169,28 @@ impl Model for TextCnn {
             )));
         }
         // [n, length, dim] -> [n, dim, length]: the embedding's dimensions are the channels.
-        let mut h = self.embedding.forward(&ids).f_transpose(1, 2)?;
-        for (conv, b) in self.convs.iter().zip(&self.cfg.conv) {
-            h = self.cfg.activation.apply(&conv.forward(&h))?;
+        let mut h = probe.layer(|| "embedding".into(), self.embedding.forward(&ids)).f_transpose(1, 2)?;
+        for (i, (conv, b)) in self.convs.iter().zip(&self.cfg.conv).enumerate() {
+            h = probe.activate(self.cfg.activation, &probe.layer(|| format!("conv.{i}"), conv.forward(&h)))?;
             if b.pool > 0 {
                 h = h.f_max_pool1d([b.pool], [b.pool], [0], [1], false)?;
             }
         }
         // The largest value of each channel over the sequence.
         h = h.f_amax(2, false)?.f_dropout(self.cfg.dropout, train)?;
-        self.head.forward(h, self.cfg.activation, self.cfg.dropout, train)
+        self.head.forward(h, self.cfg.activation, self.cfg.dropout, train, probe)
+    }
+}
+
+impl Model for TextCnn {
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_probed(x, train, &Probe::none())
+    }
+
+    fn forward_inspected(&self, x: &Tensor, inspection: &Inspection) -> Result<Inspected> {
+        let probe = Probe::new(inspection);
+        let output = self.forward_probed(x, false, &probe)?;
+        probe.finish(output)
     }
 
     vars_model!();

@@ -121,6 +121,9 @@ impl Model for SharedModel {
     fn set_batch_norm_stats(&mut self, stats: crate::BatchNormStats) -> Result<bool> {
         self.lock().set_batch_norm_stats(stats)
     }
+    fn forward_inspected(&self, x: &Tensor, inspection: &crate::Inspection) -> Result<crate::Inspected> {
+        self.lock().forward_inspected(x, inspection)
+    }
 }
 
 impl DatasetReader for SharedReader {
@@ -147,9 +150,35 @@ impl DatasetReader for SharedReader {
     }
 }
 
+/// A request's reply: its JSON and its tensors.
+type Reply = (serde_json::Value, Vec<(String, Tensor)>);
+
 /// Host side of a loaded model, with the requests of its extension interface when its plugin
 /// has one (SDK 1.1 or later).
-pub struct DynModel(pub ModelFfi_TO<'static, RBox<()>>, pub Option<super::ext::RequestsFfi_TO<'static, RBox<()>>>);
+pub struct DynModel(
+    pub ModelFfi_TO<'static, RBox<()>>,
+    pub Option<std::sync::Mutex<super::ext::RequestsFfi_TO<'static, RBox<()>>>>,
+);
+
+impl DynModel {
+    /// The model, with its requests when its plugin has them (SDK 1.1 or later).
+    pub fn new(
+        model: ModelFfi_TO<'static, RBox<()>>,
+        requests: Option<super::ext::RequestsFfi_TO<'static, RBox<()>>>,
+    ) -> Self {
+        DynModel(model, requests.map(std::sync::Mutex::new))
+    }
+
+    /// Sends `request` to the model's plugin; `None` when the plugin has no requests (SDK 1.0).
+    fn request(&self, request: &str, args: &str, lent: RVec<NamedTensor>) -> Option<Result<Reply>> {
+        let requests = self.1.as_ref()?;
+        let mut requests = requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Some(ok(requests.call(request.into(), args.into(), lent)).and_then(|reply| {
+            // SAFETY: the plugin's requests give their reply's tensors.
+            unsafe { reply.take() }
+        }))
+    }
+}
 
 impl Model for DynModel {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
@@ -168,13 +197,35 @@ impl Model for DynModel {
         ok(self.0.load_state_dict(NamedTensor::lend_all(state)))
     }
     fn set_batch_norm_stats(&mut self, stats: crate::BatchNormStats) -> Result<bool> {
-        let Some(requests) = &mut self.1 else { return crate::without_batch_norm_control(self) };
         let args = serde_json::json!({"stats": super::ext::batch_norm_stats_name(stats)}).to_string();
-        let reply =
-            ok(requests.call(super::ext::requests::SET_BATCH_NORM_STATS.into(), args.as_str().into(), RVec::new()))?;
-        // SAFETY: the plugin's requests give their reply's tensors.
-        let (answer, _) = unsafe { reply.take() }?;
-        answer.as_bool().ok_or_else(|| Error::msg("set_batch_norm_stats answered no bool"))
+        match self.request(super::ext::requests::SET_BATCH_NORM_STATS, &args, RVec::new()) {
+            None => crate::without_batch_norm_control(self),
+            Some(reply) => reply?.0.as_bool().ok_or_else(|| Error::msg("set_batch_norm_stats answered no bool")),
+        }
+    }
+    fn forward_inspected(&self, x: &Tensor, inspection: &crate::Inspection) -> Result<crate::Inspected> {
+        let older = || {
+            Error::msg("the model's plugin predates SDK 1.5: it cannot look inside its forward pass (Model::forward_inspected)")
+        };
+        let args = super::ext::inspection_args(inspection);
+        let input = [("x".to_string(), x.shallow_clone())];
+        // `input` outlives the call that lends it.
+        let tensors = match self.request(super::ext::requests::FORWARD_INSPECTED, &args, NamedTensor::lend_all(&input))
+        {
+            None | Some(Err(Error::Unsupported { .. })) => return Err(older()),
+            Some(reply) => reply?.1,
+        };
+        let mut output = None;
+        let mut captured = None;
+        for (name, t) in tensors {
+            match name.as_str() {
+                "output" => output = Some(t),
+                "captured" => captured = Some(t),
+                _ => {}
+            }
+        }
+        let output = output.ok_or_else(|| Error::msg("forward_inspected answered no `output`"))?;
+        Ok(crate::Inspected { output, captured })
     }
 }
 
@@ -290,5 +341,68 @@ impl Scorer for DynScorer {
     }
     fn lower_is_better(&self) -> Option<bool> {
         self.1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ffi::ext::{RequestsAdapter, RequestsFfi_TO};
+    use crate::{Inspected, Inspection};
+    use abi_stable::sabi_trait::TD_Opaque;
+
+    /// Doubles its input; layer `double` is its output.
+    struct Double;
+
+    impl Model for Double {
+        fn forward(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
+            Ok(x * 2)
+        }
+        fn parameters(&self) -> Vec<(String, Tensor)> {
+            Vec::new()
+        }
+        fn state_dict(&self) -> Vec<(String, Tensor)> {
+            Vec::new()
+        }
+        fn load_state_dict(&mut self, _state: &[(String, Tensor)]) -> Result<()> {
+            Ok(())
+        }
+        fn forward_inspected(&self, x: &Tensor, inspection: &Inspection) -> Result<Inspected> {
+            let output = self.forward(x, false)?;
+            let captured = match inspection.capture.as_deref() {
+                None => None,
+                Some("double") => Some(output.shallow_clone()),
+                Some(other) => return Err(Error::msg(format!("no layer `{other}`"))),
+            };
+            Ok(Inspected { output, captured })
+        }
+    }
+
+    /// `Double` as a plugin of SDK 1.5 or later (`answers`), of 1.1 to 1.4 (requests that do
+    /// not know `forward_inspected`), or of 1.0 (no requests) would hand it to the host.
+    fn loaded(requests: Option<bool>) -> DynModel {
+        let model = SharedModel::new(Box::new(Double));
+        let base = ModelFfi_TO::from_value(ModelAdapter(model.clone(), ErrorForm::WithKind), TD_Opaque);
+        let requests = requests.map(|answers| {
+            let adapter = RequestsAdapter { model: answers.then_some(model), ..RequestsAdapter::default() };
+            RequestsFfi_TO::from_value(adapter, TD_Opaque)
+        });
+        DynModel::new(base, requests)
+    }
+
+    #[test]
+    fn a_look_inside_the_forward_pass_crosses_the_abi_and_older_plugins_refuse_it_in_one_line() {
+        let x = Tensor::from_slice(&[1.0f32, 2.0]);
+        let asked = Inspection { guided_relu: false, capture: Some("double".into()) };
+        let seen = loaded(Some(true)).forward_inspected(&x, &asked).unwrap();
+        assert_eq!(Vec::<f32>::try_from(&seen.output).unwrap(), [2.0, 4.0]);
+        assert_eq!(Vec::<f32>::try_from(&seen.captured.unwrap()).unwrap(), [2.0, 4.0]);
+        let missing = Inspection { guided_relu: false, capture: Some("half".into()) };
+        assert!(loaded(Some(true)).forward_inspected(&x, &missing).unwrap_err().to_string().contains("`half`"));
+        for older in [Some(false), None] {
+            let e = loaded(older).forward_inspected(&x, &asked).unwrap_err().to_string();
+            assert!(e.contains("predates SDK 1.5") && !e.contains('\n'), "{older:?}: {e}");
+            assert_eq!(Vec::<f32>::try_from(loaded(older).forward(&x, false).unwrap()).unwrap(), [2.0, 4.0]);
+        }
     }
 }

@@ -6,9 +6,14 @@
 //! - `smoothgrad`: the same of the gradients averaged over `--samples` copies of the input with
 //!   Gaussian noise of `--noise` times its value range added (Smilkov et al. 2017).
 //!
-//! `guided_backprop` and `activations` need hooks inside the model (on every ReLU, on a named
-//! layer); the stock models apply their layers inside their plugin, where no hook reaches, so
-//! those methods are refused in one line.
+//! - `guided_backprop`: the gradient through ReLUs that pass back only the positive part of
+//!   their gradient (Springenberg et al. 2015), drawn as `saliency` is;
+//! - `activations`: the outputs of the layer `--layer` names (`conv.0`: the names the model's
+//!   parameters carry), one heat map per channel on a shared scale.
+//!
+//! The last two look inside the model (`Model::forward_inspected`, SDK 1.5): the stock `mlp`,
+//! `cnn` and `text_cnn` can (guided backpropagation with ReLU activations only); any other model
+//! is refused in one line saying why, and an unknown layer's error lists the layers.
 //!
 //! The input is read by the run's own reader, as `predict --data` reads a file (its
 //! evaluation transforms applied); the first sample is explained.
@@ -30,11 +35,18 @@ pub enum Method {
     Saliency,
     /// The input gradient averaged over noisy copies.
     Smoothgrad,
-    /// Gradients through ReLUs that pass only positive gradients (refused: no hook reaches the
-    /// stock models' ReLUs).
+    /// Gradients through ReLUs that pass back only positive gradients.
     GuidedBackprop,
-    /// A layer's feature maps (refused: the stock models do not expose their layers).
+    /// A layer's outputs (feature maps), one per channel.
     Activations,
+}
+
+impl Method {
+    /// The method's name on the command line (`guided_backprop`).
+    fn name(self) -> String {
+        use clap::ValueEnum;
+        self.to_possible_value().map_or_else(String::new, |v| v.get_name().to_owned())
+    }
 }
 
 /// `torchfit explain`'s arguments.
@@ -70,14 +82,17 @@ pub struct Args {
 
 /// Explains the input and writes the picture.
 pub fn execute(args: Args) -> Result<Ended> {
-    let refused = match args.method {
-        Method::GuidedBackprop => Some("guided_backprop needs a backward hook on every ReLU of the model; the stock models apply ReLU inside their plugin, where no hook reaches: use saliency or smoothgrad"),
-        Method::Activations => Some("activations needs the output of a named layer; the stock models do not expose their layers: use saliency or smoothgrad"),
+    let layer = match (args.method, &args.layer) {
+        (Method::Activations, None) => {
+            return Err(Error::Config {
+                origin: "--layer".into(),
+                key: "layer".into(),
+                message: "activations needs --layer NAME (a name the model's parameters carry, e.g. conv.0)".into(),
+            })
+        }
+        (Method::Activations, Some(layer)) => Some(layer.clone()),
         _ => None,
     };
-    if let Some(message) = refused {
-        return Err(Error::Config { origin: "--method".into(), key: "method".into(), message: message.into() });
-    }
     if args.samples == 0 || !(args.noise.is_finite() && args.noise >= 0.0) {
         return Err(Error::Config {
             origin: "--samples/--noise".into(),
@@ -91,6 +106,20 @@ pub fn execute(args: Args) -> Result<Ended> {
     }
     reader.set_stage(torchfit_sdk::Stage::Eval)?;
     let (x, _) = reader.get(&[0])?;
+    if let Some(layer) = layer {
+        let maps = net.layer_output(&x, &layer).map_err(|e| refused(&args, e))?;
+        let maps = feature_maps(&maps)?;
+        write_png(&args.out, &feature_grid(&maps)?)?;
+        let size = maps.size();
+        eprintln!(
+            "activations of layer {layer} ({} maps of {}x{}) written to {}",
+            size[0],
+            size[1],
+            size[2],
+            args.out.display()
+        );
+        return Ok(Ended::Completed);
+    }
     let target = match args.target {
         Some(t) => t,
         None if meta.task == Task::Classification => {
@@ -100,6 +129,7 @@ pub fn execute(args: Args) -> Result<Ended> {
     };
     let grad = match args.method {
         Method::Saliency => net.input_gradient(&x, target)?,
+        Method::GuidedBackprop => net.guided_gradient(&x, target).map_err(|e| refused(&args, e))?,
         _ => {
             let x = x.f_to_kind(Kind::Float)?;
             let range = x.f_max()?.f_sub(&x.f_min()?)?.double_value(&[]);
@@ -115,14 +145,30 @@ pub fn execute(args: Args) -> Result<Ended> {
     let [c, h, w] = image_shape(&meta.input_shape);
     let input = x.f_to_kind(Kind::Float)?.f_reshape([c, h, w])?;
     let map = grad.f_reshape([c, h, w])?.f_abs()?.f_amax(0, false)?;
-    let picture = panels(&input, &map)?;
+    write_png(&args.out, &panels(&input, &map)?)?;
+    eprintln!("{} of output {target} written to {}", args.method.name(), args.out.display());
+    Ok(Ended::Completed)
+}
+
+/// A model's refusal of `args.method` as the one line a user reads: the method and why.
+fn refused(args: &Args, e: Error) -> Error {
+    match e {
+        Error::Component { name, source, .. } => Error::Config {
+            origin: "--method".into(),
+            key: "method".into(),
+            message: format!("model `{name}` cannot give {}: {source}", args.method.name()),
+        },
+        other => other,
+    }
+}
+
+/// Writes `picture` to `path` as PNG, atomically.
+fn write_png(path: &std::path::Path, picture: &RgbImage) -> Result<()> {
     let mut png = Vec::new();
     picture
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .map_err(|e| Error::Data(format!("{}: {e}", args.out.display())))?;
-    write_atomic(&args.out, &png)?;
-    eprintln!("{:?} of output {target} written to {}", args.method, args.out.display());
-    Ok(Ended::Completed)
+        .map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
+    write_atomic(path, &png)
 }
 
 /// `[channels, height, width]` of samples of `shape`: images as they are, a flat sample of a
@@ -155,6 +201,44 @@ pub fn heat(v: f32) -> [u8; 3] {
     let v = v.clamp(0.0, 1.0) * 3.0;
     let channel = |x: f32| (x.clamp(0.0, 1.0) * 255.0).round() as u8;
     [channel(v), channel(v - 1.0), channel(v - 2.0)]
+}
+
+/// A layer's output for one sample as `[maps, height, width]`: a convolution's `[1, c, h, w]`
+/// as its `c` maps, a 1-d convolution's `[1, c, length]` as one map of `c` rows, a dense
+/// layer's `[1, n]` as `n` maps of one value each.
+pub fn feature_maps(output: &Tensor) -> Result<Tensor> {
+    let t = output.f_to_kind(Kind::Float)?.f_select(0, 0)?;
+    Ok(match t.dim() {
+        3 => t,
+        2 => t.f_unsqueeze(0)?,
+        1 => t.f_reshape([-1, 1, 1])?,
+        0 => t.f_reshape([1, 1, 1])?,
+        _ => t.f_flatten(2, -1)?.f_flatten(0, 1)?.f_unsqueeze(0)?,
+    })
+}
+
+/// `maps` (`[n, h, w]`) as heat maps on one scale (the layer's smallest value black, its largest
+/// white) in a grid of about square shape, each scaled up by whole pixels until its longer side
+/// is at least 48 pixels, 2 pixels apart.
+pub fn feature_grid(maps: &Tensor) -> Result<RgbImage> {
+    let size = maps.size();
+    let (n, h, w) = (size[0] as u32, size[1] as u32, size[2] as u32);
+    let values = Vec::<f32>::try_from(unit(maps)?.f_contiguous()?.f_flatten(0, -1)?)?;
+    let columns = (n as f64).sqrt().ceil().max(1.0) as u32;
+    let rows = n.div_ceil(columns);
+    let scale = (48 / h.max(w).max(1)).max(1);
+    let (tile_w, tile_h, gap) = (w * scale, h * scale, 2);
+    let mut out = RgbImage::new(columns * (tile_w + gap) - gap, rows * (tile_h + gap) - gap);
+    for k in 0..n {
+        let (x0, y0) = ((k % columns) * (tile_w + gap), (k / columns) * (tile_h + gap));
+        for y in 0..tile_h {
+            for x in 0..tile_w {
+                let v = values[(k * h * w + (y / scale) * w + x / scale) as usize];
+                out.put_pixel(x0 + x, y0 + y, Rgb(heat(v)));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The input (`[c, h, w]`), the map (`[h, w]`) and the map over the input, side by side, each
@@ -204,6 +288,22 @@ mod tests {
         assert_eq!(heat(1.0 / 3.0), [255, 0, 0]);
         assert_eq!(heat(2.0 / 3.0), [255, 255, 0]);
         assert_eq!(heat(1.0), [255, 255, 255]);
+    }
+
+    #[test]
+    fn a_layers_maps_share_one_scale_in_a_square_grid() {
+        // Five 2x3 maps: a 3 x 2 grid of 48 x 32 tiles, 2 pixels apart.
+        let maps = Tensor::arange(30, (Kind::Float, tch::Device::Cpu)).view([1, 5, 2, 3]);
+        let maps = feature_maps(&maps).unwrap();
+        assert_eq!(maps.size(), [5, 2, 3]);
+        let grid = feature_grid(&maps).unwrap();
+        assert_eq!(grid.dimensions(), (3 * 48 + 2 * 2, 2 * 32 + 2));
+        assert_eq!(grid.get_pixel(0, 0).0, [0, 0, 0], "the layer's smallest value");
+        assert_eq!(grid.get_pixel(50 + 47, 34 + 31).0, [255, 255, 255], "map 4's last value, the largest");
+        assert_eq!(grid.get_pixel(48, 0).0, [0, 0, 0], "the gap");
+        assert_ne!(grid.get_pixel(50, 0).0, [0, 0, 0], "map 1 starts above the smallest value");
+        assert_eq!(feature_maps(&Tensor::ones([1, 7], (Kind::Float, tch::Device::Cpu))).unwrap().size(), [7, 1, 1]);
+        assert_eq!(feature_maps(&Tensor::ones([1, 4, 9], (Kind::Float, tch::Device::Cpu))).unwrap().size(), [1, 4, 9]);
     }
 
     #[test]

@@ -8,7 +8,9 @@ use crate::data::select;
 use crate::{device, Error, Optimizer, Registry, Result};
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
-use torchfit_sdk::{BuildContext, Callback, ComponentKind, Criterion, DatasetReader, Model, Task};
+use torchfit_sdk::{
+    BuildContext, Callback, ComponentKind, Criterion, DatasetReader, Inspected, Inspection, Model, Task,
+};
 
 /// The choices a net falls back on where its config is silent and only the program composing
 /// the engine with components can choose: the engine names no model, criterion or reader of its
@@ -182,6 +184,21 @@ impl Components {
     /// The model's output for `x` (training mode when `train`), `x` scaled first by the fitted
     /// `scaler`.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.model_call("forward", x, |x| self.model.forward(x, train))
+    }
+
+    /// [`Model::forward_inspected`] for `x`, scaled first as [`Components::forward`] does.
+    pub fn forward_inspected(&self, x: &Tensor, inspection: &Inspection) -> Result<Inspected> {
+        self.model_call("forward_inspected", x, |x| self.model.forward_inspected(x, inspection))
+    }
+
+    /// `call` on `x` scaled by the fitted `scaler`, its panics and errors the model's.
+    fn model_call<T>(
+        &self,
+        what: &str,
+        x: &Tensor,
+        call: impl FnOnce(&Tensor) -> torchfit_sdk::Result<T>,
+    ) -> Result<T> {
         let scaled;
         let x = match &self.features {
             Some(f) => {
@@ -190,7 +207,7 @@ impl Components {
             }
             None => x,
         };
-        crate::error::unpanic("forward", || self.model.forward(x, train)).map_err(|source| Error::Component {
+        crate::error::unpanic(what, || call(x)).map_err(|source| Error::Component {
             kind: ComponentKind::Model,
             name: self.names.0.clone(),
             source,

@@ -8,7 +8,7 @@ use crate::{Error, Result};
 use std::ops::ControlFlow;
 use tch::{Device, Kind, Tensor};
 use torchfit_sdk::metrics::{correct, predicted_classes, r2};
-use torchfit_sdk::{DatasetReader, Stage, Task};
+use torchfit_sdk::{DatasetReader, Inspection, Stage, Task};
 
 /// Loss (and accuracy, for classification) of a model on a set of samples.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -54,9 +54,41 @@ impl NeuralNet {
     /// the model in evaluation mode, on the CPU: a saliency map's source (Simonyan et al.).
     /// Autograd's `grad`, not `backward`: no parameter's gradient changes.
     pub fn input_gradient(&mut self, x: &Tensor, target: i64) -> Result<Tensor> {
+        self.gradient_through(x, target, |c, x| c.forward(x, false))
+    }
+
+    /// [`NeuralNet::input_gradient`] through ReLUs that pass back only the positive part of
+    /// their gradient: guided backpropagation (Springenberg et al. 2015), for a model that can
+    /// run so ([`torchfit_sdk::Model::forward_inspected`]; the stock `mlp`, `cnn` and `text_cnn`
+    /// with ReLU activations).
+    pub fn guided_gradient(&mut self, x: &Tensor, target: i64) -> Result<Tensor> {
+        let guided = Inspection { guided_relu: true, capture: None };
+        self.gradient_through(x, target, |c, x| Ok(c.forward_inspected(x, &guided)?.output))
+    }
+
+    /// The output of the model's layer `layer` (the name its parameters carry, `conv.0`) for
+    /// `x`, in evaluation mode without gradients, on the CPU: what a PyTorch forward hook on
+    /// that module receives.
+    pub fn layer_output(&mut self, x: &Tensor, layer: &str) -> Result<Tensor> {
+        let c = self.components.as_ref().ok_or(Error::NotInitialized)?;
+        let _no_grad = tch::no_grad_guard();
+        let x = x.f_to_device(c.device)?.f_to_kind(Kind::Float)?;
+        let inspection = Inspection { guided_relu: false, capture: Some(layer.to_owned()) };
+        let captured = c.forward_inspected(&x, &inspection)?.captured;
+        let captured = captured.ok_or_else(|| Error::Data(format!("the model kept no output of layer `{layer}`")))?;
+        Ok(captured.f_to_device(Device::Cpu)?)
+    }
+
+    /// The gradient of output `target` of `forward` with respect to `x`.
+    fn gradient_through(
+        &mut self,
+        x: &Tensor,
+        target: i64,
+        forward: impl FnOnce(&Components, &Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
         let c = self.components.as_ref().ok_or(Error::NotInitialized)?;
         let x = x.f_to_device(c.device)?.f_to_kind(Kind::Float)?.f_detach()?.f_set_requires_grad(true)?;
-        let out = c.forward(&x, false)?.f_flatten(1, -1)?;
+        let out = forward(c, &x)?.f_flatten(1, -1)?;
         let outputs = out.size()[1];
         if !(0..outputs).contains(&target) {
             return Err(Error::Data(format!("target {target} is not one of the model's {outputs} outputs")));

@@ -10,7 +10,8 @@ use crate::ffi::components::{SharedModel, SharedReader};
 use crate::ffi::host::{parse, HostBridge, HostFfi_TO};
 use crate::ffi::{guard_in, ErrorFfi, ErrorForm, NamedTensor, RawTensor};
 use crate::{
-    Batch, BatchNormStats, BatchOutput, Callback, DatasetReader, Error, Flow, Host, Model, Result, SdkVersion, Stage,
+    Batch, BatchNormStats, BatchOutput, Callback, DatasetReader, Error, Flow, Host, Inspected, Inspection, Model,
+    Result, SdkVersion, Stage,
 };
 use abi_stable::std_types::{RBox, RResult, RStr, RString, RVec};
 use abi_stable::RMut;
@@ -228,7 +229,7 @@ impl Default for RequestsAdapter {
 }
 
 impl RequestsFfi for RequestsAdapter {
-    fn call(&mut self, request: RStr<'_>, args: RStr<'_>, _tensors: RVec<NamedTensor>) -> RResult<ReplyFfi, ErrorFfi> {
+    fn call(&mut self, request: RStr<'_>, args: RStr<'_>, tensors: RVec<NamedTensor>) -> RResult<ReplyFfi, ErrorFfi> {
         guard_in(FORM, request.as_str(), || match (request.as_str(), &mut self.model, &mut self.reader) {
             (requests::DESCRIBE, _, _) => Ok(ReplyFfi::data(&self.description, Vec::new())),
             (requests::SET_STAGE, _, Some(reader)) => {
@@ -250,9 +251,42 @@ impl RequestsFfi for RequestsAdapter {
                 })?;
                 Ok(ReplyFfi::data(&json!(model.set_batch_norm_stats(stats)?), Vec::new()))
             }
+            (requests::FORWARD_INSPECTED, Some(model), _) => {
+                let inspection = inspection_of(args.as_str())?;
+                // SAFETY: lent by DynModel::forward_inspected for this call.
+                let lent = unsafe { NamedTensor::copy_lent(&tensors) };
+                let x = lent
+                    .into_iter()
+                    .find(|(n, _)| n == "x")
+                    .map(|(_, t)| t)
+                    .ok_or_else(|| Error::msg(format!("{}: no tensor `x`", requests::FORWARD_INSPECTED)))?;
+                let Inspected { output, captured } = model.forward_inspected(&x, &inspection)?;
+                let mut given = vec![("output".to_string(), output)];
+                given.extend(captured.map(|c| ("captured".to_string(), c)));
+                Ok(ReplyFfi::data(&Value::Null, given))
+            }
             (other, _, _) => Err(Error::unsupported(format!("component request `{other}`"), SdkVersion::CURRENT)),
         })
     }
+}
+
+/// The arguments of [`requests::FORWARD_INSPECTED`] for `inspection`.
+pub fn inspection_args(inspection: &Inspection) -> String {
+    json!({"guided_relu": inspection.guided_relu, "capture": inspection.capture}).to_string()
+}
+
+/// The inspection [`inspection_args`] wrote.
+fn inspection_of(args: &str) -> Result<Inspection> {
+    let args: Value = serde_json::from_str(args).unwrap_or(Value::Null);
+    let guided_relu = args["guided_relu"]
+        .as_bool()
+        .ok_or_else(|| Error::msg(format!("{}: `guided_relu` must be a bool", requests::FORWARD_INSPECTED)))?;
+    let capture = match &args["capture"] {
+        Value::Null => None,
+        Value::String(name) => Some(name.clone()),
+        _ => return Err(Error::msg(format!("{}: `capture` must be a string or null", requests::FORWARD_INSPECTED))),
+    };
+    Ok(Inspection { guided_relu, capture })
 }
 
 /// The name of `stats` in [`requests::SET_BATCH_NORM_STATS`].

@@ -48,7 +48,7 @@ use tch::Tensor;
 mod callbacks;
 mod host_services;
 
-pub use callbacks::{batch_norm_stats_name, CallbackExtAdapter, DynCallbackExt, RequestsAdapter};
+pub use callbacks::{batch_norm_stats_name, inspection_args, CallbackExtAdapter, DynCallbackExt, RequestsAdapter};
 pub use host_services::serve;
 
 /// The symbol of the extension root: `extern "C" fn() -> ExtHeader`.
@@ -271,6 +271,7 @@ pub trait ServicesFfi {
 /// | `set_batch_norm_stats` | 1 | `{"stats": "momentum" \| "cumulative"}` | a model's `bool` |
 /// | `set_stage` | 3 | `{"stage": "train" \| "eval"}` | — (a reader's) |
 /// | `sample_names` | 3 | — | a reader's names, an array of strings or `null` |
+/// | `forward_inspected` | 5 | `{"guided_relu": bool, "capture": name \| null}`, tensor `x` lent | a model's `output` and `captured` tensors, given |
 pub mod requests {
     /// [`crate::Callback::state_tensors`].
     pub const STATE_TENSORS: &str = "state_tensors";
@@ -284,6 +285,8 @@ pub mod requests {
     pub const SET_STAGE: &str = "set_stage";
     /// [`crate::DatasetReader::sample_names`] (SDK 1.3).
     pub const SAMPLE_NAMES: &str = "sample_names";
+    /// [`crate::Model::forward_inspected`] (SDK 1.5).
+    pub const FORWARD_INSPECTED: &str = "forward_inspected";
 }
 
 /// The host services, with the SDK minor that added each; each is a method of
@@ -423,6 +426,6 @@ mod tests {
         }
         static ROOT: SdkExtFfi = SdkExtFfi { sdk_minor: SDK_MINOR, build: no_build };
         let root = unsafe { check(header(&ROOT)) }.unwrap();
-        assert_eq!(root.sdk_minor, 4, "this SDK is 1.4");
+        assert_eq!(root.sdk_minor, 5, "this SDK is 1.5");
     }
 }
