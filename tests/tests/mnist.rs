@@ -74,3 +74,17 @@ fn skorchs_grid_search_picks_dropout_0_2_within_0_005_of_the_talks_score() {
     eprintln!("grid search: best 0.2 at {best:.4}, refit test accuracy {test:.4}");
     assert!(test >= 0.96, "{test}");
 }
+
+/// The course notebook's SELU LeNet (`examples/mnist/selu-lenet.toml`): the stock `cnn` with
+/// SELU has the notebook's 233,578 parameters for MNIST's 1x28x28 images and 10 classes. Built
+/// from the config alone, so it runs without the data.
+#[test]
+fn the_selu_lenet_config_has_the_notebooks_233_578_parameters() {
+    let _serial = torchfit_tests::serial();
+    let mut net = torchfit::from_file(&torchfit_tests::root().join("examples/mnist/selu-lenet.toml")).unwrap();
+    net.initialize(&[1, 28, 28], 10).unwrap();
+    let params = net.model().unwrap().parameters();
+    let count: i64 = params.iter().map(|(_, t)| t.numel() as i64).sum();
+    assert_eq!(count, 233_578);
+    assert!(params.iter().any(|(n, _)| n == "conv.1.weight"));
+}
