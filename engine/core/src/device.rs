@@ -84,6 +84,15 @@ pub fn resolve(spec: DeviceSpec) -> Result<Device> {
     }
 }
 
+/// Makes the context of the device `setting` names ahead of its first use (a CUDA context takes
+/// a moment): start-up that a fit's clock should not count. Nothing happens on the CPU, or for a
+/// setting that does not resolve (the fit itself reports that).
+pub fn warm_up(setting: &str) {
+    if let Ok(device @ Device::Cuda(_)) = parse(setting).map_err(Error::Device).and_then(resolve) {
+        let _context = tch::Tensor::f_zeros([1], (tch::Kind::Float, device));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
