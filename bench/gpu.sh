@@ -3,7 +3,8 @@
 # size 1 against one plain CUDA process (bench/cuda_check.py), the optimizers (for-loop, foreach,
 # fused) against torch.optim on cuda (the parity test binary, built here with
 # `cargo test --release -p torchfit-tests --test parity --no-run`), then the suite's table on cuda
-# (bench/run.py --device cuda, every program but raw_tch_malloc, whose subject is the CPU
+# (bench/run.py --device cuda --epochs 3: the fit up to its first epoch's end and the steady
+# state of epochs 2..3 per step, every program but raw_tch_malloc, whose subject is the CPU
 # allocator). Needs the release programs in target/release (built here, or copied to a machine
 # whose loader is pointed at its own torch/lib), .venv/bin/python with torch and the peers, and
 # MNIST in $DATA (default ../shared/data/mnist). $PROGRAMS narrows the suite (the Python
@@ -30,7 +31,7 @@ if [ -n "$parity" ]; then
 else
     echo "no parity test binary in target/release/deps: build it first"; optim=1
 fi
-timeout "$limit" .venv/bin/python bench/run.py --device cuda --rounds "$rounds" --data "$data" --out "$out" \
+timeout "$limit" .venv/bin/python bench/run.py --device cuda --rounds "$rounds" --epochs "${EPOCHS:-3}" --data "$data" --out "$out" \
     --programs "${PROGRAMS:-raw_tch,torchfit_library,torchfit_binary,pytorch_plain,skorch,poutyne,lightning}"
 suite=$?
 echo "cuda_check: exit $check; optimizer parity: exit $optim; suite: exit $suite"

@@ -17,11 +17,11 @@ REFERENCE = "raw_tch"
 
 
 def rust(binary):
-    return lambda a, w, b: [str(RELEASE / binary), "--workload", w, "--batch", str(b), "--data", str(a.data), "--device", a.device, "--threads", str(a.threads)]
+    return lambda a, w, b: [str(RELEASE / binary), "--workload", w, "--batch", str(b), "--data", str(a.data), "--device", a.device, "--threads", str(a.threads), "--epochs", str(a.epochs)]
 
 
 def python(script):
-    return lambda a, w, b: [str(PYTHON), str(BENCH / "python" / script), "--workload", w, "--batch", str(b), "--data", str(a.data), "--device", a.device, "--threads", str(a.threads)]
+    return lambda a, w, b: [str(PYTHON), str(BENCH / "python" / script), "--workload", w, "--batch", str(b), "--data", str(a.data), "--device", a.device, "--threads", str(a.threads), "--epochs", str(a.epochs)]
 
 
 def binary(a, w, b, out):
@@ -32,7 +32,7 @@ def binary(a, w, b, out):
     config.write_text(text)
     return [str(RELEASE / "torchfit"), "train", str(config), "--out", str(out / "run"),
             "--set", f"iterator_train__batch_size={b}", "--set", f"iterator_valid__batch_size={b}",
-            "--set", f'device="{a.device}"', "--set", f"threads={a.threads}"]
+            "--set", f'device="{a.device}"', "--set", f"threads={a.threads}", "--set", f"max_epochs={a.epochs}"]
 
 
 PROGRAMS = {
@@ -77,11 +77,26 @@ def run_measured(a, name, workload, batch):
         if name == "torchfit_binary":
             summary = json.loads((tmp / "run" / "summary.json").read_text())
             history = json.loads((tmp / "run" / "history.json").read_text())
-            report = {"fit_seconds": summary["fit_seconds"], "valid_acc": history[-1]["accuracy"], "train_loss": history[-1]["train_loss"]}
+            report = {"fit_seconds": summary["fit_seconds"], "epoch_seconds": [e["dur"] for e in history],
+                      "valid_acc": history[-1]["accuracy"], "train_loss": history[-1]["train_loss"]}
         else:
             report = json.loads(out_path.read_text().strip().splitlines()[-1])
-        report.update(wall_seconds=wall, peak_rss_mib=usage.ru_maxrss / 1024.0)
+        report.update(wall_seconds=wall, peak_rss_mib=usage.ru_maxrss / 1024.0, **epoch_times(report, batch))
         return report
+
+
+TRAIN_SAMPLES = 48_000
+
+
+def epoch_times(report, batch):
+    """From a report's fit and epoch seconds: `first_fit_seconds`, the fit up to the end of its
+    first epoch (start-up of the fit included: the one-epoch fit time), and `steady_ms_per_step`,
+    the median of epochs 2..N per training step (None from one epoch)."""
+    epochs = report.get("epoch_seconds") or [report["fit_seconds"]]
+    steps = -(-TRAIN_SAMPLES // batch)
+    later = epochs[1:]
+    return {"first_fit_seconds": report["fit_seconds"] - sum(later),
+            "steady_ms_per_step": statistics.median(later) / steps * 1000 if later else None}
 
 
 def machine():
@@ -94,27 +109,37 @@ def machine():
 def table(results, names, workload, batch):
     rows = [r for r in results if r["workload"] == workload and r["batch"] == batch]
     med = lambda n, k: statistics.median(r[k] for r in rows if r["program"] == n)
-    ref_fit, ref_rss = med(REFERENCE, "fit_seconds"), med(REFERENCE, "peak_rss_mib")
-    ref_by_round = {r["round"]: r["fit_seconds"] for r in rows if r["program"] == REFERENCE}
-    paired_ratio = lambda n: statistics.median(r["fit_seconds"] / ref_by_round[r["round"]] for r in rows if r["program"] == n and r["round"] in ref_by_round)
-    lines = [f"### {workload.upper()}, batch {batch}", "",
-             "| program | fit s (median) | ratio | paired ratio | best s | wall s | peak RSS MiB | RSS ratio | valid acc | runs |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    fit = "first_fit_seconds"
+    ref_fit, ref_rss = med(REFERENCE, fit), med(REFERENCE, "peak_rss_mib")
+    paired = lambda n, k: statistics.median(
+        r[k] / ref[k] for r in rows for ref in rows
+        if r["program"] == n and ref["program"] == REFERENCE and ref["round"] == r["round"])
+    steady = all(r.get("steady_ms_per_step") is not None for r in rows)
+    head = "| program | fit s (median) | ratio | paired ratio | best s | wall s | peak RSS MiB | RSS ratio | valid acc | runs |"
+    rule = "|---|---|---|---|---|---|---|---|---|---|"
+    if steady:
+        head, rule = head + " steady ms/step | steady paired ratio |", rule + "---|---|"
+    lines = [f"### {workload.upper()}, batch {batch}", "", head, rule]
     for n in names:
         runs = [r for r in rows if r["program"] == n]
         if not runs:
             continue
-        fit, rss = med(n, "fit_seconds"), med(n, "peak_rss_mib")
-        paired = paired_ratio(n)
-        best = min(r["fit_seconds"] for r in runs)
-        lines.append(f"| {n} | {fit:.2f} | {fit / ref_fit:.3f} | {paired:.3f} | {best:.2f} | {med(n, 'wall_seconds'):.2f} | {rss:.0f} | {rss / ref_rss:.3f} | {med(n, 'valid_acc'):.4f} | {len(runs)} |")
+        f, rss = med(n, fit), med(n, "peak_rss_mib")
+        best = min(r[fit] for r in runs)
+        line = f"| {n} | {f:.2f} | {f / ref_fit:.3f} | {paired(n, fit):.3f} | {best:.2f} | {med(n, 'wall_seconds'):.2f} | {rss:.0f} | {rss / ref_rss:.3f} | {med(n, 'valid_acc'):.4f} | {len(runs)} |"
+        if steady:
+            line += f" {med(n, 'steady_ms_per_step'):.3f} | {paired(n, 'steady_ms_per_step'):.3f} |"
+        lines.append(line)
     ours = [n for n in ("torchfit_library", "torchfit_binary") if n in names]
     peers = [n for n in PEER_MODULES if n in names]
     if ours and peers:
         lines += ["", "Speed-up of torchfit over each peer (peer's median fit time / torchfit's): " + "; ".join(
-            f"{o.removeprefix('torchfit_')} vs {p} {med(p, 'fit_seconds') / med(o, 'fit_seconds'):.2f}x" for o in ours for p in peers)]
+            f"{o.removeprefix('torchfit_')} vs {p} {med(p, fit) / med(o, fit):.2f}x" for o in ours for p in peers)]
         lines += ["", "The same by paired ratios (peer's paired ratio / torchfit's; robust to slow periods): " + "; ".join(
-            f"{o.removeprefix('torchfit_')} vs {p} {paired_ratio(p) / paired_ratio(o):.2f}x" for o in ours for p in peers)]
+            f"{o.removeprefix('torchfit_')} vs {p} {paired(p, fit) / paired(o, fit):.2f}x" for o in ours for p in peers)]
+        if steady:
+            lines += ["", "In the steady state (peer's median ms per step / torchfit's): " + "; ".join(
+                f"{o.removeprefix('torchfit_')} vs {p} {med(p, 'steady_ms_per_step') / med(o, 'steady_ms_per_step'):.2f}x" for o in ours for p in peers)]
     return lines + [""]
 
 
@@ -126,6 +151,7 @@ def main():
     p.add_argument("--programs", default=",".join(PROGRAMS))
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=1, help="epochs per run; from 2, the steady state (epochs 2..N) per step is reported too")
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
     p.add_argument("--hook-dispatch", type=Path, help="output of the hook_dispatch bench, quoted in the results")
     p.add_argument("--out", type=Path, default=BENCH / "results")
@@ -154,7 +180,8 @@ def main():
                     continue
                 rep.update(program=n, workload=w, batch=b, round=r)
                 results.append(rep)
-                print(f"round {r + 1}/{a.rounds} {w} b{b} {n:<17} fit {rep['fit_seconds']:7.2f} s  wall {rep['wall_seconds']:7.2f} s  rss {rep['peak_rss_mib']:6.0f} MiB  acc {rep['valid_acc']:.4f}", flush=True)
+                steady = "" if rep["steady_ms_per_step"] is None else f"  steady {rep['steady_ms_per_step']:.3f} ms/step"
+                print(f"round {r + 1}/{a.rounds} {w} b{b} {n:<17} fit {rep['first_fit_seconds']:7.2f} s  wall {rep['wall_seconds']:7.2f} s  rss {rep['peak_rss_mib']:6.0f} MiB  acc {rep['valid_acc']:.4f}{steady}", flush=True)
         # Written after every round, so an interrupted run keeps the rounds it finished.
         lines = write(a, names, settings, results, failures, r + 1)
     print("\n".join(lines))
@@ -168,10 +195,11 @@ def write(a, names, settings, results, failures, rounds_done):
     ran = [n for n in names if any(r["program"] == n for r in results)]
     lines = [f"# Benchmark results: {a.device}", "",
              f"{date}, {machine()}; {a.threads} threads; medians of {rounds_done} alternating runs per program;",
-             "ratios to the raw tch loop. `fit s`: one epoch, 48,000 training and 12,000 validation samples,",
-             "as the program reports it (no start-up, no data loading); `ratio`: median fit / the raw loop's median fit;",
+             "ratios to the raw tch loop. `fit s`: the fit up to the end of its first epoch (48,000 training and",
+             "12,000 validation samples) as the program reports it (no start-up, no data loading); `ratio`: median fit / the raw loop's median fit;",
              "`paired ratio`: median over rounds of fit / the raw loop's fit in the same round (robust to slow drifts",
-             "of the machine's speed); `best s`: the fastest run; `wall s`: the whole process.",
+             "of the machine's speed); `best s`: the fastest run; `wall s`: the whole process"
+             + (f" ({a.epochs} epochs); `steady ms/step`: the median of epochs 2..{a.epochs}'s seconds per training step." if a.epochs > 1 else "."),
              "Command: `" + " ".join(["bash bench/run.sh", *sys.argv[1:]]) + "`"
              + (f" (interrupted after {rounds_done} of {a.rounds} rounds)" if rounds_done < a.rounds else ""), ""]
     lines += [f"- `{n}`: {PROGRAMS[n][0]}" for n in ran] + [""]

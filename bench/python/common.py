@@ -17,6 +17,7 @@ def args():
     p.add_argument("--data", default="../shared/data/mnist")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=1)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -71,5 +72,8 @@ class Timer:
         self.seconds = time.perf_counter() - self.start
 
 
-def report(fit_seconds, valid_acc, train_loss):
-    print(json.dumps({"fit_seconds": fit_seconds, "valid_acc": float(valid_acc), "train_loss": float(train_loss)}), flush=True)
+def report(fit_seconds, epoch_seconds, valid_acc, train_loss):
+    """The report line: the fit's seconds, each epoch's (training and validation), and the last
+    epoch's validation accuracy and training loss."""
+    print(json.dumps({"fit_seconds": fit_seconds, "epoch_seconds": [float(s) for s in epoch_seconds],
+                      "valid_acc": float(valid_acc), "train_loss": float(train_loss)}), flush=True)

@@ -48,5 +48,5 @@ if rank == 0:
             "avg_backward_compute_comm_overlap_time"]
     overlap = {k: stats.get(k) for k in keys}
     print("# ddp " + " ".join(f"{k}={v}" for k, v in overlap.items()), flush=True)
-    report(t.seconds, acc, train_loss)
+    report(t.seconds, [t.seconds], acc, train_loss)
 dist.destroy_process_group()

@@ -9,9 +9,9 @@ from common import Timer, args, mnist, network, report
 a = args()
 xt, yt, xv, yv = mnist(a)
 net = NeuralNetClassifier(network(a.workload), criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.SGD,
-                          lr=0.1, max_epochs=1, batch_size=a.batch, iterator_train__shuffle=True,
+                          lr=0.1, max_epochs=a.epochs, batch_size=a.batch, iterator_train__shuffle=True,
                           train_split=predefined_split(Dataset(xv, yv)), device=a.device, verbose=0)
 with Timer() as t:
     net.fit(xt, yt)
 h = net.history[-1]
-report(t.seconds, h["valid_acc"], h["train_loss"])
+report(t.seconds, net.history[:, "dur"], h["valid_acc"], h["train_loss"])

@@ -24,7 +24,7 @@ fn main() -> Result<()> {
     };
     let params = torchfit::config::Params::from_str(text, name, env!("CARGO_MANIFEST_DIR").into())?;
     let mut net = torchfit::from_params(params);
-    let (batch, threads) = (args.batch.to_string(), args.threads.to_string());
+    let (batch, threads, epochs) = (args.batch.to_string(), args.threads.to_string(), args.epochs.to_string());
     let device = match args.device {
         tch::Device::Cuda(n) => format!("cuda:{n}"),
         _ => "cpu".to_string(),
@@ -34,11 +34,13 @@ fn main() -> Result<()> {
         ("iterator_valid__batch_size", &batch),
         ("threads", &threads),
         ("device", &device),
+        ("max_epochs", &epochs),
     ])?;
     let start = Instant::now();
     net.fit_with_valid(&xt, &yt, &xv, &yv)?;
     let seconds = start.elapsed().as_secs_f64();
     let h = net.history();
-    report(seconds, h.column_f64("valid_acc")[0], h.column_f64("train_loss")[0]);
+    let last = |key: &str| h.column_f64(key).last().copied().unwrap_or(f64::NAN);
+    report(seconds, &h.column_f64("dur"), last("valid_acc"), last("train_loss"));
     Ok(())
 }

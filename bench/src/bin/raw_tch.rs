@@ -1,4 +1,4 @@
-//! The floor: one epoch of MNIST written directly against tch, no framework. Shuffled batches by
+//! The floor: MNIST epochs (`--epochs`, default 1) written directly against tch, no framework. Shuffled batches by
 //! `index_select`, `nn::Sgd`, batch losses summed on the device and read once at the end (the
 //! same single sync per epoch torchfit does), then a validation pass without gradients. With
 //! `--precision bf16-mixed` the training forward and loss run under torch's autocast (the floor
@@ -50,32 +50,39 @@ fn main() -> Result<()> {
     let dev = args.device;
 
     let start = Instant::now();
-    let order = Tensor::randperm(train, (Kind::Int64, Device::Cpu));
-    let mut loss_sum = Tensor::zeros([], (Kind::Float, dev));
-    let batches = (train + args.batch - 1) / args.batch;
-    for b in 0..batches {
-        let idx = order.narrow(0, b * args.batch, args.batch.min(train - b * args.batch));
-        let (bx, by) = (xt.index_select(0, &idx).to_device(dev), yt.index_select(0, &idx).to_device(dev));
-        let loss = {
-            let _autocast = args.precision.autocast(dev)?;
-            net.forward_t(&bx, true).cross_entropy_for_logits(&by)
-        };
-        opt.backward_step(&loss);
-        loss_sum += loss.detach();
-    }
-    let (mut correct, mut valid_loss) = (Tensor::zeros([], (Kind::Int64, dev)), Tensor::zeros([], (Kind::Float, dev)));
-    tch::no_grad(|| {
-        for start in (0..valid).step_by(args.batch as usize) {
-            let len = args.batch.min(valid - start);
-            let (bx, by) = (xv.narrow(0, start, len).to_device(dev), yv.narrow(0, start, len).to_device(dev));
-            let out = net.forward_t(&bx, false);
-            valid_loss += out.cross_entropy_for_logits(&by) * len as f64;
-            correct += out.argmax(-1, false).eq_tensor(&by).sum(Kind::Int64);
+    let mut epoch_seconds = Vec::new();
+    let (mut train_loss, mut acc) = (0.0, 0.0);
+    for _ in 0..args.epochs {
+        let epoch_start = Instant::now();
+        let order = Tensor::randperm(train, (Kind::Int64, Device::Cpu));
+        let mut loss_sum = Tensor::zeros([], (Kind::Float, dev));
+        let batches = (train + args.batch - 1) / args.batch;
+        for b in 0..batches {
+            let idx = order.narrow(0, b * args.batch, args.batch.min(train - b * args.batch));
+            let (bx, by) = (xt.index_select(0, &idx).to_device(dev), yt.index_select(0, &idx).to_device(dev));
+            let loss = {
+                let _autocast = args.precision.autocast(dev)?;
+                net.forward_t(&bx, true).cross_entropy_for_logits(&by)
+            };
+            opt.backward_step(&loss);
+            loss_sum += loss.detach();
         }
-    });
-    let train_loss = loss_sum.double_value(&[]) / batches as f64;
-    let acc = correct.double_value(&[]) / valid as f64;
-    let _ = valid_loss.double_value(&[]);
-    report(start.elapsed().as_secs_f64(), acc, train_loss);
+        let (mut correct, mut valid_loss) =
+            (Tensor::zeros([], (Kind::Int64, dev)), Tensor::zeros([], (Kind::Float, dev)));
+        tch::no_grad(|| {
+            for start in (0..valid).step_by(args.batch as usize) {
+                let len = args.batch.min(valid - start);
+                let (bx, by) = (xv.narrow(0, start, len).to_device(dev), yv.narrow(0, start, len).to_device(dev));
+                let out = net.forward_t(&bx, false);
+                valid_loss += out.cross_entropy_for_logits(&by) * len as f64;
+                correct += out.argmax(-1, false).eq_tensor(&by).sum(Kind::Int64);
+            }
+        });
+        train_loss = loss_sum.double_value(&[]) / batches as f64;
+        acc = correct.double_value(&[]) / valid as f64;
+        let _ = valid_loss.double_value(&[]);
+        epoch_seconds.push(epoch_start.elapsed().as_secs_f64());
+    }
+    report(start.elapsed().as_secs_f64(), &epoch_seconds, acc, train_loss);
     Ok(())
 }
