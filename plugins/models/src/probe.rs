@@ -197,4 +197,20 @@ mod tests {
         let e = model.forward_inspected(&x, &Inspection { guided_relu: true, capture: None }).unwrap_err();
         assert!(e.to_string().contains("`selu`"), "{e}");
     }
+
+    #[test]
+    fn a_resnet_shows_its_blocks_under_torchvisions_module_names() {
+        let model =
+            crate::resnet::build_small(&serde_json::json!({"widths": [2, 4], "blocks": [1, 1]}), &ctx(&[1, 8, 8], 3))
+                .unwrap();
+        let x = Tensor::randn([2, 1, 8, 8], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let capture =
+            |name: &str| model.forward_inspected(&x, &Inspection { guided_relu: true, capture: Some(name.into()) });
+        let block = capture("layer2.0").unwrap();
+        assert_eq!(block.captured.unwrap().size(), [2, 4, 4, 4], "the second stage halves the resolution");
+        assert!(block.output.allclose(&model.forward(&x, false).unwrap(), 0.0, 0.0, false));
+        let e = capture("layer3.0").unwrap_err().to_string();
+        let listed = "conv1, bn1, layer1.0.conv1, layer1.0.bn1, layer1.0.conv2, layer1.0.bn2, layer1.0, layer2.0.conv1";
+        assert!(e.contains(listed) && e.contains("layer2.0.downsample.1, layer2.0, fc"), "{e}");
+    }
 }

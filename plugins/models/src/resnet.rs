@@ -17,14 +17,18 @@
 //!
 //! Samples are `[channels, height, width]` (or `[height, width]` for one channel). Parameters:
 //! `conv1.*`, `bn1.*`, `layer<s>.<b>.{conv1,bn1,conv2,bn2,downsample.0,downsample.1}.*`, `fc.*`.
+//! Those modules, and each block `layer<s>.<b>` (its output after the last ReLU, as a forward
+//! hook on torchvision's `BasicBlock` sees it), are the layers `Model::forward_inspected` can
+//! capture; its guided ReLUs are the stem's and every block's.
 
 use crate::budget::Budget;
 use crate::norm::{self, BatchNorm};
-use crate::{vars_model, Vars};
+use crate::probe::Probe;
+use crate::{vars_model, Activation, Vars};
 use serde::Deserialize;
 use torchfit_sdk::tch::nn::{self, Module};
 use torchfit_sdk::tch::Tensor;
-use torchfit_sdk::{parse_config, BatchNormStats, BuildContext, Error, Model, Result};
+use torchfit_sdk::{parse_config, BatchNormStats, BuildContext, Error, Inspected, Inspection, Model, Result};
 
 #[derive(Debug)]
 struct BasicBlock {
@@ -53,14 +57,22 @@ impl BasicBlock {
         }
     }
 
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = self.bn1.forward(&self.conv1.forward(x), train)?.f_relu()?;
-        let h = self.bn2.forward(&self.conv2.forward(&h), train)?;
+    /// The block's output; `at` is its module name (`layer2.0`), under which `probe` sees the
+    /// block's layers and the block's own output.
+    fn forward(&self, x: &Tensor, train: bool, probe: &Probe<'_>, at: &dyn Fn() -> String) -> Result<Tensor> {
+        let h = probe.layer(|| format!("{}.conv1", at()), self.conv1.forward(x));
+        let h = probe.layer(|| format!("{}.bn1", at()), self.bn1.forward(&h, train)?);
+        let h = probe.activate(Activation::Relu, &h)?;
+        let h = probe.layer(|| format!("{}.conv2", at()), self.conv2.forward(&h));
+        let h = probe.layer(|| format!("{}.bn2", at()), self.bn2.forward(&h, train)?);
         let identity = match &self.downsample {
-            Some((c, bn)) => bn.forward(&c.forward(x), train)?,
+            Some((c, bn)) => {
+                let d = probe.layer(|| format!("{}.downsample.0", at()), c.forward(x));
+                probe.layer(|| format!("{}.downsample.1", at()), bn.forward(&d, train)?)
+            }
             None => x.shallow_clone(),
         };
-        Ok(h.f_add(&identity)?.f_relu()?)
+        Ok(probe.layer(at, probe.activate(Activation::Relu, &h.f_add(&identity)?)?))
     }
 }
 
@@ -181,20 +193,34 @@ pub fn build_small(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box
     )
 }
 
-impl Model for ResNet {
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+impl ResNet {
+    fn forward_probed(&self, x: &Tensor, train: bool, probe: &Probe<'_>) -> Result<Tensor> {
         let x = x.f_view([-1, self.image[0], self.image[1], self.image[2]])?;
-        let mut h = self.bn1.forward(&self.conv1.forward(&x), train)?.f_relu()?;
+        let h = probe.layer(|| "conv1".into(), self.conv1.forward(&x));
+        let h = probe.layer(|| "bn1".into(), self.bn1.forward(&h, train)?);
+        let mut h = probe.activate(Activation::Relu, &h)?;
         if self.max_pool {
             h = h.f_max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)?;
         }
-        for stage in &self.stages {
-            for block in stage {
-                h = block.forward(&h, train)?;
+        for (s, stage) in self.stages.iter().enumerate() {
+            for (b, block) in stage.iter().enumerate() {
+                h = block.forward(&h, train, probe, &|| format!("layer{}.{b}", s + 1))?;
             }
         }
         let h = h.f_adaptive_avg_pool2d([1, 1])?.f_flatten(1, -1)?;
-        Ok(self.fc.forward(&h))
+        Ok(probe.layer(|| "fc".into(), self.fc.forward(&h)))
+    }
+}
+
+impl Model for ResNet {
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_probed(x, train, &Probe::none())
+    }
+
+    fn forward_inspected(&self, x: &Tensor, inspection: &Inspection) -> Result<Inspected> {
+        let probe = Probe::new(inspection);
+        let output = self.forward_probed(x, false, &probe)?;
+        probe.finish(output)
     }
 
     fn set_batch_norm_stats(&mut self, stats: BatchNormStats) -> Result<bool> {

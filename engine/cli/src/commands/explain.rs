@@ -12,8 +12,8 @@
 //!   parameters carry), one heat map per channel on a shared scale.
 //!
 //! The last two look inside the model (`Model::forward_inspected`, SDK 1.5): the stock `mlp`,
-//! `cnn` and `text_cnn` can (guided backpropagation with ReLU activations only); any other model
-//! is refused in one line saying why, and an unknown layer's error lists the layers.
+//! `cnn`, `text_cnn` and ResNets can (guided backpropagation with ReLU activations only); any
+//! other model is refused in one line saying why, and an unknown layer's error lists the layers.
 //!
 //! The input is read by the run's own reader, as `predict --data` reads a file (its
 //! evaluation transforms applied); the first sample is explained.

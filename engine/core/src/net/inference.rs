@@ -60,7 +60,7 @@ impl NeuralNet {
     /// [`NeuralNet::input_gradient`] through ReLUs that pass back only the positive part of
     /// their gradient: guided backpropagation (Springenberg et al. 2015), for a model that can
     /// run so ([`torchfit_sdk::Model::forward_inspected`]; the stock `mlp`, `cnn` and `text_cnn`
-    /// with ReLU activations).
+    /// with ReLU activations, and the ResNets).
     pub fn guided_gradient(&mut self, x: &Tensor, target: i64) -> Result<Tensor> {
         let guided = Inspection { guided_relu: true, capture: None };
         self.gradient_through(x, target, |c, x| Ok(c.forward_inspected(x, &guided)?.output))
