@@ -80,6 +80,28 @@ impl<'a> Probe<'a> {
     }
 }
 
+/// Implements [`torchfit_sdk::Model`]'s `forward` and `forward_inspected` through the model's
+/// `forward_probed(&self, x, train, probe)`: a plain pass with [`Probe::none`], an inspected one
+/// in evaluation mode with the probe the inspection asks for.
+macro_rules! probed_model {
+    () => {
+        fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+            self.forward_probed(x, train, &$crate::probe::Probe::none())
+        }
+
+        fn forward_inspected(
+            &self,
+            x: &Tensor,
+            inspection: &torchfit_sdk::Inspection,
+        ) -> Result<torchfit_sdk::Inspected> {
+            let probe = $crate::probe::Probe::new(inspection);
+            let output = self.forward_probed(x, false, &probe)?;
+            probe.finish(output)
+        }
+    };
+}
+pub(crate) use probed_model;
+
 /// ReLU of `x` whose backward passes only the positive part of the incoming gradient (the C++
 /// side: `cpp/guided_relu.cpp`).
 pub(crate) fn guided_relu(x: &Tensor) -> Result<Tensor> {

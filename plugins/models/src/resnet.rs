@@ -23,12 +23,12 @@
 
 use crate::budget::Budget;
 use crate::norm::{self, BatchNorm};
-use crate::probe::Probe;
+use crate::probe::{probed_model, Probe};
 use crate::{vars_model, Activation, Vars};
 use serde::Deserialize;
 use torchfit_sdk::tch::nn::{self, Module};
 use torchfit_sdk::tch::Tensor;
-use torchfit_sdk::{parse_config, BatchNormStats, BuildContext, Error, Inspected, Inspection, Model, Result};
+use torchfit_sdk::{parse_config, BatchNormStats, BuildContext, Error, Model, Result};
 
 #[derive(Debug)]
 struct BasicBlock {
@@ -213,15 +213,7 @@ impl ResNet {
 }
 
 impl Model for ResNet {
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.forward_probed(x, train, &Probe::none())
-    }
-
-    fn forward_inspected(&self, x: &Tensor, inspection: &Inspection) -> Result<Inspected> {
-        let probe = Probe::new(inspection);
-        let output = self.forward_probed(x, false, &probe)?;
-        probe.finish(output)
-    }
+    probed_model!();
 
     fn set_batch_norm_stats(&mut self, stats: BatchNormStats) -> Result<bool> {
         let blocks = self.stages.iter_mut().flatten().flat_map(|b| {

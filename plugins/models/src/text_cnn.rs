@@ -16,12 +16,12 @@
 
 use crate::budget::Budget;
 use crate::head::DenseHead;
-use crate::probe::Probe;
+use crate::probe::{probed_model, Probe};
 use crate::{vars_model, Activation, Vars};
 use serde::Deserialize;
 use torchfit_sdk::tch::nn::{self, Module};
 use torchfit_sdk::tch::{Kind, Tensor};
-use torchfit_sdk::{parse_config, BuildContext, Error, Inspected, Inspection, Model, Result};
+use torchfit_sdk::{parse_config, BuildContext, Error, Model, Result};
 
 /// One 1-d block.
 #[derive(Debug, Clone, Deserialize)]
@@ -183,15 +183,7 @@ impl TextCnn {
 }
 
 impl Model for TextCnn {
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.forward_probed(x, train, &Probe::none())
-    }
-
-    fn forward_inspected(&self, x: &Tensor, inspection: &Inspection) -> Result<Inspected> {
-        let probe = Probe::new(inspection);
-        let output = self.forward_probed(x, false, &probe)?;
-        probe.finish(output)
-    }
+    probed_model!();
 
     vars_model!();
 }
