@@ -1,6 +1,8 @@
 //! The text CNN example (`examples/names`) through the binary, shortened: generated names of
 //! two origins as byte ids (`text` reader), `text_cnn`, a stated test accuracy, and
-//! `torchfit predict --proba` giving the probability of each origin for unlabelled names.
+//! `torchfit predict --proba` giving the probability of each origin for unlabelled names, and
+//! `torchfit explain` drawing a convolution's outputs for a name while refusing input gradients
+//! (token ids have none) in one line.
 
 use torchfit_tests::{python, root, temp_dir, torchfit_env};
 
@@ -46,4 +48,23 @@ fn a_text_cnn_tells_the_generated_names_origins_apart() {
         assert!((p - 1.0).abs() < 1e-5, "{row:?}");
     }
     assert_eq!((rows[0][1].as_str(), rows[1][1].as_str()), ("1", "0"), "{rows:?}");
+    let explain = |method: &str, more: &[&str]| {
+        let out = dir.join(format!("{method}.png"));
+        let mut args = vec!["explain", run.to_str().unwrap(), "--input", new.to_str().unwrap(), "--method", method];
+        args.extend(more);
+        args.extend(["--out", out.to_str().unwrap()]);
+        (torchfit_env(&args, &[]), out)
+    };
+    // conv.0's 32 channels over the 20 positions of the first name: one map of 32 rows.
+    let (o, out) = explain("activations", &["--layer", "conv.0"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("1 maps of 32x"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.exists());
+    for method in ["saliency", "smoothgrad", "guided_backprop"] {
+        let (o, out) = explain(method, &[]);
+        assert_eq!(o.status.code(), Some(2), "{method}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.lines().count() == 1 && err.contains("no gradient with respect to its inputs"), "{method}: {err}");
+        assert!(!out.exists());
+    }
 }

@@ -131,6 +131,8 @@ pub fn execute(args: Args) -> Result<Ended> {
         Method::Saliency => net.input_gradient(&x, target)?,
         Method::GuidedBackprop => net.guided_gradient(&x, target).map_err(|e| refused(&args, e))?,
         _ => {
+            // A model without input gradients (token ids) says so before any noise is added.
+            let _plain = net.input_gradient(&x, target)?;
             let x = x.f_to_kind(Kind::Float)?;
             let range = x.f_max()?.f_sub(&x.f_min()?)?.double_value(&[]);
             tch::manual_seed(net.params().settings().seed as i64);

@@ -94,8 +94,21 @@ impl NeuralNet {
             return Err(Error::Data(format!("target {target} is not one of the model's {outputs} outputs")));
         }
         let score = out.f_select(1, target)?.f_sum(Kind::Float)?;
+        let no_gradient = || {
+            Error::Data(
+                "the model's outputs have no gradient with respect to its inputs (a model of token ids reads integers): \
+                 input gradients need real-valued inputs"
+                    .into(),
+            )
+        };
+        if !score.requires_grad() {
+            return Err(no_gradient());
+        }
         let grads = Tensor::f_run_backward(&[&score], &[&x], false, false)?;
-        Ok(grads[0].f_to_device(Device::Cpu)?)
+        match grads.into_iter().next() {
+            Some(g) if g.defined() => Ok(g.f_to_device(Device::Cpu)?),
+            _ => Err(no_gradient()),
+        }
     }
 
     /// The model's outputs for `x`, on the CPU.
