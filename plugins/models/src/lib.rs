@@ -1,4 +1,4 @@
-//! Stock models: `mlp`, `cnn`, `resnet18`, `small_resnet` and `torchscript` (a model scripted or
+//! Stock models: `mlp`, `cnn`, `resnet18`, `small_resnet`, `text_cnn`, `unet` and `torchscript` (a model scripted or
 //! traced in PyTorch, trained by torchfit). Parameters carry PyTorch-style dotted names, listed
 //! in PyTorch's order, so Freezer patterns and `safetensors.torch.load_file` see the names a
 //! PyTorch user expects.

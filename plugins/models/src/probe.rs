@@ -235,4 +235,17 @@ mod tests {
         let listed = "conv1, bn1, layer1.0.conv1, layer1.0.bn1, layer1.0.conv2, layer1.0.bn2, layer1.0, layer2.0.conv1";
         assert!(e.contains(listed) && e.contains("layer2.0.downsample.1, layer2.0, fc"), "{e}");
     }
+
+    #[test]
+    fn a_unet_shows_its_levels_under_their_parameter_names() {
+        let model =
+            crate::unet::build(&serde_json::json!({"depth": 2, "base_channels": 2}), &ctx(&[1, 8, 8], 1)).unwrap();
+        let x = Tensor::randn([1, 1, 8, 8], (Kind::Float, Device::Cpu));
+        let capture =
+            |name: &str| model.forward_inspected(&x, &Inspection { guided_relu: true, capture: Some(name.into()) });
+        assert_eq!(capture("conv2.1").unwrap().captured.unwrap().size(), [1, 4, 4, 4], "the second level, halved");
+        assert_eq!(capture("up1").unwrap().captured.unwrap().size(), [1, 2, 8, 8], "back to the input's size");
+        let e = capture("nope").unwrap_err().to_string();
+        assert!(e.contains("conv1.0, conv1_bn.0, conv1.1") && e.contains("up2, dec2.0") && e.ends_with("final"), "{e}");
+    }
 }

@@ -15,11 +15,13 @@
 //! pixel: one channel for a binary mask with `bce_with_logits`). Parameters: the encoder
 //! `conv<level>.<0|1>.*` (levels from 1; with their `conv<level>_bn.<0|1>.*`), so that a Freezer
 //! pattern `conv*` holds it; `center.*`; the decoder `up<level>.*` and `dec<level>.<0|1>.*`;
-//! `final.*`.
+//! `final.*`. Those modules are the layers `Model::forward_inspected` can capture (the encoder's
+//! `conv2.1`, the decoder's `up1`, `final`), with guided ReLUs after every convolution.
 
 use crate::budget::Budget;
 use crate::norm::{self, BatchNorm};
-use crate::{vars_model, Vars};
+use crate::probe::{probed_model, Probe};
+use crate::{vars_model, Activation, Vars};
 use serde::Deserialize;
 use torchfit_sdk::tch::nn::{self, Module};
 use torchfit_sdk::tch::Tensor;
@@ -46,6 +48,7 @@ impl Default for UNetConfig {
 /// Two 3x3 convolutions, each followed by batch norm (optional) and ReLU.
 #[derive(Debug)]
 struct DoubleConv {
+    name: String,
     layers: Vec<(nn::Conv2D, Option<BatchNorm>)>,
 }
 
@@ -60,17 +63,17 @@ impl DoubleConv {
                 (conv, bn)
             })
             .collect();
-        DoubleConv { layers }
+        DoubleConv { name: name.to_owned(), layers }
     }
 
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, train: bool, probe: &Probe<'_>) -> Result<Tensor> {
         let mut h = x.shallow_clone();
-        for (conv, bn) in &self.layers {
-            h = conv.forward(&h);
+        for (i, (conv, bn)) in self.layers.iter().enumerate() {
+            h = probe.layer(|| format!("{}.{i}", self.name), conv.forward(&h));
             if let Some(bn) = bn {
-                h = bn.forward(&h, train)?;
+                h = probe.layer(|| format!("{}_bn.{i}", self.name), bn.forward(&h, train)?);
             }
-            h = h.f_relu()?;
+            h = probe.activate(Activation::Relu, &h)?;
         }
         Ok(h)
     }
@@ -140,22 +143,26 @@ pub fn build(config: &serde_json::Value, ctx: &BuildContext) -> Result<Box<dyn M
     Ok(Box::new(UNet { vars: Vars::new(vs), down, center, up, last, image }))
 }
 
-impl Model for UNet {
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+impl UNet {
+    fn forward_probed(&self, x: &Tensor, train: bool, probe: &Probe<'_>) -> Result<Tensor> {
         let mut h = x.f_view([-1, self.image[0], self.image[1], self.image[2]])?;
         let mut skips = Vec::with_capacity(self.down.len());
         for level in &self.down {
-            let features = level.forward(&h, train)?;
+            let features = level.forward(&h, train, probe)?;
             h = features.f_max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)?;
             skips.push(features);
         }
-        h = self.center.forward(&h, train)?;
-        for ((t, dec), skip) in self.up.iter().zip(skips.iter().rev()) {
-            h = Tensor::f_cat(&[skip, &t.forward(&h)], 1)?;
-            h = dec.forward(&h, train)?;
+        h = self.center.forward(&h, train, probe)?;
+        for (((t, dec), skip), level) in self.up.iter().zip(skips.iter().rev()).zip((1..=self.up.len()).rev()) {
+            let up = probe.layer(|| format!("up{level}"), t.forward(&h));
+            h = dec.forward(&Tensor::f_cat(&[skip, &up], 1)?, train, probe)?;
         }
-        Ok(self.last.forward(&h))
+        Ok(probe.layer(|| "final".into(), self.last.forward(&h)))
     }
+}
+
+impl Model for UNet {
+    probed_model!();
 
     fn set_batch_norm_stats(&mut self, stats: BatchNormStats) -> Result<bool> {
         let layers = self.down.iter_mut().chain([&mut self.center]).chain(self.up.iter_mut().map(|(_, d)| d));

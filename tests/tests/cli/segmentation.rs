@@ -1,7 +1,8 @@
 //! The segmentation example (`examples/nuclei`) through the binary, shortened: generated cells,
 //! a U-Net on patches with reflected context, the padded loss, CyclicLR per batch, IoU scored
 //! on separate images where the loss is, and the best IoU checkpointed; `torchfit predict
-//! --masks` writes whole masks of new images as PNG files named after them.
+//! --masks` writes whole masks of new images as PNG files named after them; `torchfit explain
+//! --method activations` draws a level's feature maps.
 
 use torchfit_tests::{read_json, temp_dir, torchfit_env};
 
@@ -66,4 +67,30 @@ fn a_unet_learns_the_generated_nuclei_to_a_stated_iou() {
         let iou = inter as f64 / union.max(1) as f64;
         assert!(iou > 0.7, "{name}: IoU of the written mask {iou}");
     }
+    // The U-Net's feature maps: the first level's last convolution, one map per channel.
+    let out = dir.join("conv1.png");
+    let input = &images; // image_masks reads folders: the first patch is explained
+    let o = torchfit_env(
+        &["explain", run.to_str().unwrap(), "--input", input.to_str().unwrap(), "--method", "activations"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2), "no --layer");
+    let o = torchfit_env(
+        &[
+            "explain",
+            run.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--method",
+            "activations",
+            "--layer",
+            "conv1.1",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("activations of layer conv1.1"));
+    assert!(image::open(&out).is_ok());
 }

@@ -11,9 +11,9 @@
 //! - `activations`: the outputs of the layer `--layer` names (`conv.0`: the names the model's
 //!   parameters carry), one heat map per channel on a shared scale.
 //!
-//! The last two look inside the model (`Model::forward_inspected`, SDK 1.5): the stock `mlp`,
-//! `cnn`, `text_cnn` and ResNets can (guided backpropagation with ReLU activations only); any
-//! other model is refused in one line saying why, and an unknown layer's error lists the layers.
+//! The last two look inside the model (`Model::forward_inspected`, SDK 1.5): every stock model
+//! but `torchscript` can (guided backpropagation with ReLU activations only); any other model is
+//! refused in one line saying why, and an unknown layer's error lists the layers.
 //!
 //! The input is read by the run's own reader, as `predict --data` reads a file (its
 //! evaluation transforms applied); the first sample is explained.

@@ -59,8 +59,8 @@ impl NeuralNet {
 
     /// [`NeuralNet::input_gradient`] through ReLUs that pass back only the positive part of
     /// their gradient: guided backpropagation (Springenberg et al. 2015), for a model that can
-    /// run so ([`torchfit_sdk::Model::forward_inspected`]; the stock `mlp`, `cnn` and `text_cnn`
-    /// with ReLU activations, and the ResNets).
+    /// run so ([`torchfit_sdk::Model::forward_inspected`]; every stock model but `torchscript`;
+    /// `mlp`, `cnn` and `text_cnn` with ReLU activations).
     pub fn guided_gradient(&mut self, x: &Tensor, target: i64) -> Result<Tensor> {
         let guided = Inspection { guided_relu: true, capture: None };
         self.gradient_through(x, target, |c, x| Ok(c.forward_inspected(x, &guided)?.output))
