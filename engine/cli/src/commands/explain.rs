@@ -224,24 +224,42 @@ pub fn feature_maps(output: &Tensor) -> Result<Tensor> {
 /// is at least 48 pixels, 2 pixels apart.
 pub fn feature_grid(maps: &Tensor) -> Result<RgbImage> {
     let size = maps.size();
-    let (n, h, w) = (size[0] as u32, size[1] as u32, size[2] as u32);
-    let values = Vec::<f32>::try_from(unit(maps)?.f_contiguous()?.f_flatten(0, -1)?)?;
-    let columns = (n as f64).sqrt().ceil().max(1.0) as u32;
+    let [n, h, w] = [size[0], size[1], size[2]].map(|d| d.max(1) as u64);
+    let columns = ((n as f64).sqrt().ceil() as u64).max(1);
     let rows = n.div_ceil(columns);
-    let scale = (48 / h.max(w).max(1)).max(1);
-    let (tile_w, tile_h, gap) = (w * scale, h * scale, 2);
-    let mut out = RgbImage::new(columns * (tile_w + gap) - gap, rows * (tile_h + gap) - gap);
+    let gap = 2;
+    let sides = |scale: u64| {
+        let width = columns.saturating_mul(w.saturating_mul(scale) + gap) - gap;
+        (width, rows.saturating_mul(h.saturating_mul(scale) + gap) - gap)
+    };
+    let mut scale = (48 / h.max(w)).max(1);
+    while scale > 1 && sides(scale).0.saturating_mul(sides(scale).1) > MAX_GRID_PIXELS {
+        scale -= 1;
+    }
+    let (width, height) = sides(scale);
+    if width.saturating_mul(height) > MAX_GRID_PIXELS {
+        return Err(Error::Data(format!(
+            "the layer's {n} maps of {h}x{w} need a picture of {width}x{height} pixels, more than {MAX_GRID_PIXELS}: choose a smaller layer"
+        )));
+    }
+    let values = Vec::<f32>::try_from(unit(maps)?.f_contiguous()?.f_flatten(0, -1)?)?;
+    let (tile_w, tile_h) = (w * scale, h * scale);
+    let mut out = RgbImage::new(width as u32, height as u32);
     for k in 0..n {
         let (x0, y0) = ((k % columns) * (tile_w + gap), (k / columns) * (tile_h + gap));
         for y in 0..tile_h {
             for x in 0..tile_w {
                 let v = values[(k * h * w + (y / scale) * w + x / scale) as usize];
-                out.put_pixel(x0 + x, y0 + y, Rgb(heat(v)));
+                out.put_pixel((x0 + x) as u32, (y0 + y) as u32, Rgb(heat(v)));
             }
         }
     }
     Ok(out)
 }
+
+/// The most pixels a picture of feature maps may hold (64 Mi, 192 MiB of RGB); a layer whose
+/// maps need more even unscaled is refused before anything is allocated.
+const MAX_GRID_PIXELS: u64 = 1 << 26;
 
 /// The input (`[c, h, w]`), the map (`[h, w]`) and the map over the input, side by side, each
 /// scaled up by whole pixels to at least 128 pixels high.
@@ -306,6 +324,20 @@ mod tests {
         assert_ne!(grid.get_pixel(50, 0).0, [0, 0, 0], "map 1 starts above the smallest value");
         assert_eq!(feature_maps(&Tensor::ones([1, 7], (Kind::Float, tch::Device::Cpu))).unwrap().size(), [7, 1, 1]);
         assert_eq!(feature_maps(&Tensor::ones([1, 4, 9], (Kind::Float, tch::Device::Cpu))).unwrap().size(), [1, 4, 9]);
+    }
+
+    #[test]
+    fn large_layers_are_drawn_smaller_and_a_layer_too_large_to_draw_is_refused() {
+        // 4096 maps of 64 x 64: 64 x 64 tiles unscaled, 4222 pixels a side.
+        let many = Tensor::zeros([4096, 64, 64], (Kind::Float, tch::Device::Cpu));
+        assert_eq!(feature_grid(&many).unwrap().dimensions(), (64 * 66 - 2, 64 * 66 - 2));
+        // 2^22 units of a dense layer in a 2048 x 2048 grid: 48-pixel tiles would need 100,000
+        // pixels a side; the largest that fit are 2 pixels (8190 a side, under 2^26 pixels).
+        let dense = Tensor::zeros([1 << 22, 1, 1], (Kind::Float, tch::Device::Cpu));
+        assert_eq!(feature_grid(&dense).unwrap().dimensions(), (2048 * 4 - 2, 2048 * 4 - 2));
+        let huge = Tensor::zeros([1, 1, 1], (Kind::Float, tch::Device::Cpu)).expand([1, 20_000, 20_000], false);
+        let e = feature_grid(&huge).unwrap_err().to_string();
+        assert!(e.contains("20000x20000") && e.contains("smaller layer"), "{e}");
     }
 
     #[test]
