@@ -11,6 +11,7 @@ pub mod mlp;
 mod norm;
 mod probe;
 pub mod resnet;
+mod shim;
 pub mod text_cnn;
 pub mod torchscript;
 pub mod unet;

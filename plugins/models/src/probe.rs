@@ -7,13 +7,12 @@
 
 use crate::Activation;
 use std::cell::RefCell;
-use std::ffi::{c_char, CStr};
+use std::ffi::c_char;
 use torchfit_sdk::tch::Tensor;
 use torchfit_sdk::{Error, Inspected, Inspection, Result};
 
 extern "C" {
     fn torchfit_guided_relu(x: *const torch_sys::C_tensor, out: *mut *mut torch_sys::C_tensor) -> *mut c_char;
-    fn torchfit_jit_free(message: *mut c_char);
 }
 
 /// What a forward pass is asked to show.
@@ -109,12 +108,8 @@ pub(crate) fn guided_relu(x: &Tensor) -> Result<Tensor> {
     // SAFETY: `x` is a live tensor for the call; on success `out` is a new `at::Tensor*` whose
     // ownership passes to the `Tensor` made from it.
     let error = unsafe { torchfit_guided_relu(x.as_ptr(), &mut out) };
-    if !error.is_null() {
-        // SAFETY: a message the C++ side allocated, freed once here.
-        let message = unsafe { CStr::from_ptr(error).to_string_lossy().into_owned() };
-        unsafe { torchfit_jit_free(error) };
-        return Err(Error::msg(format!("guided ReLU: {message}")));
-    }
+    // SAFETY: the entry point's answer, read once.
+    unsafe { crate::shim::take_error(error) }.map_err(|m| Error::msg(format!("guided ReLU: {m}")))?;
     // SAFETY: see above.
     Ok(unsafe { Tensor::from_ptr(out) })
 }

@@ -29,7 +29,6 @@ extern "C" {
         data: *mut c_void,
         f: extern "C" fn(*mut c_void, *const c_char, *mut torch_sys::C_tensor),
     ) -> *mut c_char;
-    fn torchfit_jit_free(message: *mut c_char);
 }
 
 // `tch::CModule` is a struct holding one `torch::jit::Module*` and nothing else; its field is
@@ -52,12 +51,9 @@ fn named_buffers(module: &CModule) -> Result<Vec<(String, Tensor)>> {
         let raw = *(module as *const CModule as *const *mut c_void);
         torchfit_jit_named_buffers(raw, &mut buffers as *mut _ as *mut c_void, push)
     };
-    if !error.is_null() {
-        // SAFETY: a message the C++ side allocated, freed once here.
-        let message = unsafe { CStr::from_ptr(error).to_string_lossy().into_owned() };
-        unsafe { torchfit_jit_free(error) };
-        return Err(Error::msg(format!("reading the TorchScript module's buffers: {message}")));
-    }
+    // SAFETY: the entry point's answer, read once.
+    unsafe { crate::shim::take_error(error) }
+        .map_err(|m| Error::msg(format!("reading the TorchScript module's buffers: {m}")))?;
     buffers.sort_by(|a, b| crate::natural_cmp(&a.0, &b.0));
     Ok(buffers)
 }
